@@ -1,0 +1,132 @@
+/* kernels/backend.h: the compute backend interface. Every op the model needs,
+ * over device pointers and explicit shapes. The model is written once against
+ * this table; kernels/cpu/ (OpenBLAS + OpenMP) and kernels/cuda/ (cuBLAS +
+ * kernels) implement it. The CPU backend is the reference every other backend
+ * is tested against.
+ *
+ * Conventions
+ * - All tensors are fp32, row-major, contiguous unless a leading dimension is
+ *   given. Integer index arrays (token ids, positions, sequence offsets) are
+ *   int32. Every pointer an op takes is a device pointer obtained from
+ *   be->alloc (on the CPU backend device memory is host memory, but model code
+ *   must never rely on that: it moves data with copy_h2d / copy_d2h).
+ * - Shapes are written next to every argument as [rows, cols].
+ * - Packed batches: T tokens of B sequences laid end to end, no padding.
+ *   cu_seqlens[B+1] holds the start offset of each sequence (cu_seqlens[0] = 0,
+ *   cu_seqlens[B] = T). Attention is causal within each sequence and never
+ *   crosses sequences.
+ * - "backward" ops ACCUMULATE (+=) into parameter gradients (dw, dtable, db)
+ *   and WRITE (=) activation gradients (dx, dq, ...) unless noted.
+ * - Ops are asynchronous with respect to the host on devices that allow it;
+ *   copy_d2h, sumsq and sync block. Errors are sticky: an op that fails records
+ *   a message "file:line: what" in be->err and later ops may be skipped;
+ *   be->sync returns nonzero once an error is recorded.
+ */
+#ifndef RFT_BACKEND_H
+#define RFT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct backend backend;
+
+struct backend {
+    const char *name;   /* "cpu", "cuda" */
+    int n_threads;      /* host threads used by the CPU backend */
+    char err[512];      /* first error recorded, "" when none */
+    void *impl;         /* backend-private state */
+
+    /* ---- memory ---- */
+    void *(*alloc)(backend *be, size_t bytes);   /* NULL + be->err on failure; memory is zeroed */
+    void (*free)(backend *be, void *p);
+    void (*copy_h2d)(backend *be, void *dst, const void *src, size_t bytes);
+    void (*copy_d2h)(backend *be, void *dst, const void *src, size_t bytes);
+    void (*copy_d2d)(backend *be, void *dst, const void *src, size_t bytes);
+    void (*zero)(backend *be, void *p, size_t bytes);
+    int  (*sync)(backend *be);                   /* 0 ok, -1 if an error is recorded */
+    void (*destroy)(backend *be);                /* frees the backend itself */
+
+    /* ---- dense linear algebra ----
+     * C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, row-major.
+     * op(X) = X if trans == 0, X^T if trans == 1. lda/ldb/ldc are row strides
+     * (in elements) of A, B, C as stored. beta = 1 accumulates. batch > 1 runs
+     * `batch` independent products with element strides sA, sB, sC. */
+    void (*matmul)(backend *be, int transA, int transB, int M, int N, int K,
+                   float alpha, const float *A, int lda, long sA,
+                   const float *B, int ldb, long sB,
+                   float beta, float *C, int ldc, long sC, int batch);
+
+    /* ---- elementwise ---- */
+    void (*add)(backend *be, float *out, const float *a, const float *b, size_t n);  /* out = a + b; out may alias a or b */
+    void (*scale)(backend *be, float *x, float s, size_t n);                         /* x *= s */
+    /* x[T,N] += bias[N] (broadcast over rows) */
+    void (*bias_forward)(backend *be, float *x, const float *bias, int T, int N);
+    /* dbias[N] += sum over rows of dy[T,N] */
+    void (*bias_backward)(backend *be, float *dbias, const float *dy, int T, int N);
+
+    /* ---- embedding ---- */
+    /* out[T,D] = table[ids[t], :] */
+    void (*embedding_forward)(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);
+    /* dtable[ids[t], :] += dout[t, :] (scatter-add; repeated ids accumulate) */
+    void (*embedding_backward)(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
+
+    /* ---- RMSNorm ----
+     * out[T,D] = x * rstd * w, rstd[T] = 1/sqrt(mean(x^2) + eps) (saved for backward) */
+    void (*rmsnorm_forward)(backend *be, float *out, float *rstd, const float *x, const float *w, int T, int D, float eps);
+    /* dx[T,D] = d/dx (written), dw[D] += d/dw */
+    void (*rmsnorm_backward)(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                             const float *rstd, int T, int D);
+
+    /* ---- RoPE (Hugging Face "rotate_half" convention: dims i and i+hd/2 pair up) ----
+     * x[T, H, hd] rotated in place by angle pos[t] * theta^(-2i/hd). backward
+     * applies the inverse rotation to the gradient in place. */
+    void (*rope_forward)(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
+    void (*rope_backward)(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
+
+    /* ---- causal grouped-query attention over a packed batch ----
+     * q[T, Hq, hd], k[T, Hkv, hd], v[T, Hkv, hd] -> out[T, Hq, hd];
+     * query head h reads kv head h / (Hq / Hkv). lse[T, Hq] = log-sum-exp of
+     * the scaled scores of each query row (saved for backward).
+     * scale is usually 1/sqrt(hd). No T x T matrix is stored. */
+    void (*attention_forward)(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                              const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+    /* dq, dk, dv written (not accumulated) */
+    void (*attention_backward)(backend *be, float *dq, float *dk, float *dv, const float *dout,
+                               const float *q, const float *k, const float *v, const float *out, const float *lse,
+                               const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+
+    /* ---- SwiGLU ---- out[T,F] = silu(gate) * up */
+    void (*swiglu_forward)(backend *be, float *out, const float *gate, const float *up, size_t n);
+    /* dgate, dup written */
+    void (*swiglu_backward)(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                            const float *up, size_t n);
+
+    /* ---- fused log-softmax + target gather (+ entropy) ----
+     * For each row t of logits[T,V]: lse = logsumexp(row), logp[t] = row[targets[t]] - lse,
+     * entropy[t] = -sum_j p_j log p_j (entropy may be NULL), lse_out[t] = lse (may be NULL).
+     * Targets < 0 give logp = 0 and entropy = 0 (ignored positions). */
+    void (*logprob_forward)(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
+                            const int32_t *targets, int T, int V);
+    /* In place: logits[T,V] is overwritten by dL/dlogits given dlogp[T] (dL/dlogp) and
+     * dentropy[T] (dL/dentropy, may be NULL). No second [T,V] tensor is needed:
+     * dz_j = dlogp*(1[j==target] - p_j) - dentropy * p_j * (log p_j + H). */
+    void (*logprob_backward)(backend *be, float *logits, const float *dlogp, const float *dentropy,
+                             const int32_t *targets, int T, int V);
+
+    /* ---- optimizer ---- */
+    /* returns sum of x[i]^2 over n elements, accumulated in double (blocks) */
+    double (*sumsq)(backend *be, const float *x, size_t n);
+    /* AdamW with decoupled weight decay and bias correction; step t >= 1.
+     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * p -= lr * (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd * p) */
+    void (*adamw)(backend *be, float *p, const float *g, float *m, float *v, size_t n,
+                  float lr, float b1, float b2, float eps, float wd, int t);
+};
+
+/* kernels/cpu: n_threads <= 0 means all cores. Never returns NULL except on OOM. */
+backend *backend_cpu_create(int n_threads);
+
+/* kernels/cuda: NULL with a message in err when there is no device or CUDA is not built. */
+backend *backend_cuda_create(int device, char *err, size_t err_cap);
+
+#endif

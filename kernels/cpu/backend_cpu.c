@@ -1,0 +1,58 @@
+/* kernels/cpu/backend_cpu.c: the CPU backend object: memory (host memory,
+ * 64-byte aligned), the op table, thread setup. Ops live in the other files
+ * of kernels/cpu/. */
+#define _GNU_SOURCE
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu_internal.h"
+
+static void *cpu_alloc(backend *be, size_t bytes) {
+    void *p = NULL;
+    size_t n = (bytes + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, n ? n : 64) != 0) {
+        if (!be->err[0]) snprintf(be->err, sizeof be->err, "%s:%d: out of memory allocating %zu bytes", __FILE__, __LINE__, bytes);
+        return NULL;
+    }
+    memset(p, 0, n);
+    return p;
+}
+static void cpu_free(backend *be, void *p) { (void)be; free(p); }
+static void cpu_copy(backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) memmove(dst, src, bytes);
+}
+static void cpu_zero(backend *be, void *p, size_t bytes) {
+    (void)be;
+    if (bytes) memset(p, 0, bytes);
+}
+static int cpu_sync(backend *be) { return be->err[0] ? -1 : 0; }
+static void cpu_destroy(backend *be) { free(be); }
+
+backend *backend_cpu_create(int n_threads) {
+    backend *be = calloc(1, sizeof *be);
+    if (!be) return NULL;
+    if (n_threads <= 0) n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_threads <= 0) n_threads = 1;
+    be->name = "cpu";
+    be->n_threads = n_threads;
+    omp_set_num_threads(n_threads);
+    cpu_openblas_setup(n_threads);
+    be->alloc = cpu_alloc;
+    be->free = cpu_free;
+    be->copy_h2d = cpu_copy;
+    be->copy_d2h = cpu_copy;
+    be->copy_d2d = cpu_copy;
+    be->zero = cpu_zero;
+    be->sync = cpu_sync;
+    be->destroy = cpu_destroy;
+    be->matmul = cpu_matmul;
+    be->add = cpu_add;
+    be->scale = cpu_scale;
+    be->bias_forward = cpu_bias_forward;
+    be->bias_backward = cpu_bias_backward;
+    return be;
+}

@@ -1,0 +1,7 @@
+/* trainer/cli.h: the rft subcommands. Each lives in trainer/cmd_<name>.c and
+ * returns an exit status (RFT_EXIT_*); only main() exits. */
+#ifndef RFT_CLI_H
+#define RFT_CLI_H
+
+
+#endif

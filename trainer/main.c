@@ -1,0 +1,42 @@
+/* trainer/main.c: the rft program: dispatches to the subcommands in cli.h. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "util.h"
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc, (void)argv;
+    printf("rft 0.1.0\n");
+    return RFT_EXIT_OK;
+}
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *usage;
+} command;
+
+static const command commands[] = {
+    {"version", cmd_version, "rft version                        print the version"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: rft COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) fprintf(f, "  %s\n", commands[i].usage);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return RFT_EXIT_BADINPUT;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return RFT_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "rft: unknown command '%s' (try rft --help)\n", argv[1]);
+    return RFT_EXIT_BADINPUT;
+}

@@ -1,0 +1,129 @@
+/* trainer/model.h: the Llama-family decoder (SmolLM2, Qwen2.5, Llama 3.x).
+ * Config, parameter table with Hugging Face names, packed-batch forward that
+ * returns per-token target log-probs, and backward from per-token weights.
+ * Written once against kernels/backend.h; holds no backend-specific code.
+ *
+ * Memory: one device allocation for all parameters and one for their
+ * gradients (same layout, views carved out per tensor), one for activations
+ * sized for max_tokens tokens per forward.
+ */
+#ifndef RFT_MODEL_H
+#define RFT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kernels/backend.h"
+
+typedef struct model_config {
+    int vocab;          /* vocabulary size V */
+    int d_model;        /* hidden size D */
+    int n_layer;        /* number of blocks L */
+    int n_head;         /* query heads Hq */
+    int n_kv_head;      /* key/value heads Hkv (divides Hq) */
+    int head_dim;       /* per-head size hd (usually D / Hq) */
+    int d_ff;           /* MLP hidden size F */
+    float rope_theta;   /* RoPE base */
+    float rms_eps;      /* RMSNorm epsilon */
+    int tie_embeddings; /* 1: lm_head shares embed_tokens */
+    int qkv_bias;       /* 1: q/k/v projections have biases (Qwen2) */
+    int max_seq;        /* longest sequence (context) the model is used with */
+} model_config;
+
+/* one parameter tensor: a view into model.params (and model.grads) */
+typedef struct model_tensor {
+    char name[96];      /* Hugging Face name, e.g. "model.layers.0.self_attn.q_proj.weight" */
+    int ndim;           /* 1 or 2 */
+    int64_t shape[2];   /* [out, in] for linear weights, [n] for vectors */
+    size_t numel;
+    size_t offset;      /* in floats from the start of params / grads */
+    int decay;          /* 1 if weight decay applies (2-D matrices) */
+} model_tensor;
+
+/* device pointers into the parameter (or gradient) buffer for one block */
+typedef struct layer_weights {
+    float *attn_norm;          /* [D] */
+    float *wq, *wk, *wv;       /* [Hq*hd, D], [Hkv*hd, D], [Hkv*hd, D] */
+    float *bq, *bk, *bv;       /* [Hq*hd], [Hkv*hd], [Hkv*hd] or NULL */
+    float *wo;                 /* [D, Hq*hd] */
+    float *mlp_norm;           /* [D] */
+    float *wgate, *wup;        /* [F, D] */
+    float *wdown;              /* [D, F] */
+} layer_weights;
+
+typedef struct model_weights {
+    float *embed;              /* [V, D] */
+    layer_weights *layers;     /* [L] */
+    float *final_norm;         /* [D] */
+    float *lm_head;            /* [V, D] (== embed when tied) */
+} model_weights;
+
+/* A packed batch on the host: n_seq sequences laid end to end, T tokens. */
+typedef struct model_batch {
+    int T;                     /* total tokens */
+    int n_seq;                 /* sequences */
+    const int32_t *tokens;     /* [T] input ids */
+    const int32_t *targets;    /* [T] next-token ids; < 0 where no log-prob is wanted */
+    const int32_t *cu_seqlens; /* [n_seq+1] sequence offsets */
+    const int32_t *pos;        /* [T] position of each token in its sequence (NULL: derived from cu_seqlens) */
+} model_batch;
+
+typedef struct model {
+    model_config cfg;
+    backend *be;
+    int max_tokens;            /* capacity of the activation buffers */
+
+    int n_tensors;
+    model_tensor *tensors;     /* [n_tensors] host table, HF order */
+    size_t n_params;           /* floats in params */
+
+    float *params;             /* device [n_params] */
+    float *grads;              /* device [n_params] (NULL until model_alloc_grads) */
+    model_weights w;           /* views into params */
+    model_weights g;           /* views into grads */
+
+    float *acts;               /* device activations, one allocation */
+    size_t acts_floats;
+    void *act_views;           /* private: carved views (see model.c) */
+
+    int have_forward;          /* activations hold the batch of the last forward */
+    int fwd_T, fwd_B;
+} model;
+
+/* Validates cfg (names the bad field in err), builds the parameter table and
+ * allocates parameters (zeroed) and activations for max_tokens per forward. */
+int model_create(model *m, const model_config *cfg, backend *be, int max_tokens, char *err, size_t err_cap);
+int model_alloc_grads(model *m, char *err, size_t err_cap);
+void model_free(model *m);
+
+/* Deterministic initialisation from a seed: linear weights N(0, 0.02),
+ * output projections scaled by 1/sqrt(2L), norms 1, biases 0. Same seed ->
+ * bitwise same weights on every machine. */
+void model_init_weights(model *m, uint64_t seed);
+
+/* index of a tensor by HF name, -1 if absent */
+int model_find_tensor(const model *m, const char *name);
+
+/* Forward over a packed batch (T <= max_tokens). Writes host logp[T] (log-prob
+ * of targets[t]; 0 where targets[t] < 0) and, when entropy != NULL, host
+ * entropy[T] of the predictive distribution. Keeps the activations for
+ * model_backward. Returns 0, or -1 with err. */
+int model_forward(model *m, const model_batch *b, float *logp, float *entropy, char *err, size_t err_cap);
+
+/* Full logits of token positions [t0, t0+n) of the last forward into host
+ * out[n, V]. Valid after model_forward. */
+int model_logits(model *m, int t0, int n, float *out, char *err, size_t err_cap);
+
+/* Backward of loss = -sum_t w[t] * logp[t] - sum_t went[t] * entropy[t]
+ * (went may be NULL) for the batch of the last model_forward; ACCUMULATES
+ * into m->grads. SFT: w = 1/N on answer tokens. Policy gradient: w = the
+ * per-token coefficient derived from advantages and ratios. */
+int model_backward(model *m, const model_batch *b, const float *w, const float *went, char *err, size_t err_cap);
+
+void model_zero_grads(model *m);
+
+/* FLOPs of one forward over T tokens packed as the given batch (matmuls +
+ * attention), for benchmarks. */
+double model_forward_flops(const model_config *c, const model_batch *b);
+
+#endif

@@ -1,0 +1,99 @@
+/* trainer/util.c: error formatting, checked allocation, file reads, clock, RNG. */
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int errf(char *err, size_t cap, const char *fmt, ...) {
+    if (err && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, cap, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void *xmalloc(size_t n, char *err, size_t cap) {
+    void *p = malloc(n ? n : 1);
+    if (!p) errf(err, cap, "out of memory (%zu bytes)", n);
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size, char *err, size_t cap) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) errf(err, cap, "out of memory (%zu x %zu bytes)", n, size);
+    return p;
+}
+
+char *read_file(const char *path, size_t *len, char *err, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        errf(err, cap, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t n = 0, alloc = 1 << 16;
+    char *buf = malloc(alloc);
+    if (!buf) {
+        fclose(f);
+        errf(err, cap, "%s: out of memory", path);
+        return NULL;
+    }
+    for (;;) {
+        if (n + 1 >= alloc) {
+            char *nb = realloc(buf, alloc * 2);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                errf(err, cap, "%s: out of memory", path);
+                return NULL;
+            }
+            buf = nb;
+            alloc *= 2;
+        }
+        size_t r = fread(buf + n, 1, alloc - 1 - n, f);
+        n += r;
+        if (r == 0) break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        fclose(f);
+        errf(err, cap, "%s: read error", path);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+uint64_t rng_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+uint64_t rng_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
+    uint64_t k = rng_mix(seed + 0x9E3779B97F4A7C15ull);
+    k = rng_mix(k ^ (a + 0xD1B54A32D192ED03ull));
+    k = rng_mix(k ^ (b + 0x8CB92BA72F3D8DD7ull));
+    k = rng_mix(k ^ (c + 0xABC98388FB8FAC03ull));
+    return k;
+}
+
+double rng_normal(uint64_t key, uint64_t i) {
+    double u1 = rng_uniform(key, 2 * i), u2 = rng_uniform(key, 2 * i + 1);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
