@@ -1,0 +1,528 @@
+/* trainer/model.c: the Llama-family decoder, written once against
+ * kernels/backend.h. Parameter table with Hugging Face names, deterministic
+ * initialisation, packed-batch forward (per-token target log-probs and
+ * entropies) and backward from per-token weights. The LM head is applied in
+ * chunks of tokens so no [T, V] tensor is ever held whole; backward
+ * recomputes each chunk's logits and turns them into gradients in place. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Views carved out of m->acts. Per layer l (T = max_tokens):
+ *   res[l]    [T, D]   residual stream entering block l (res[L] leaves the last block)
+ *   xn1       [T, D]   attention RMSNorm output,      rstd1 [T]
+ *   q         [T, qd]  queries after bias and RoPE (qd = Hq*hd)
+ *   k, v      [T, kvd] keys after RoPE, values (kvd = Hkv*hd)
+ *   att       [T, qd]  attention output before o_proj, lse [T, Hq]
+ *   mid       [T, D]   residual stream after attention
+ *   xn2       [T, D]   MLP RMSNorm output,            rstd2 [T]
+ *   gate, up  [T, F]   MLP projections;  h [T, F] = silu(gate) * up
+ */
+typedef struct layer_acts {
+    float *xn1, *rstd1, *q, *k, *v, *att, *lse, *mid, *xn2, *rstd2, *gate, *up, *h;
+} layer_acts;
+
+typedef struct act_views {
+    float **res;          /* [L+1] of [T, D] */
+    layer_acts *layer;    /* [L] */
+    float *xnf, *rstdf;   /* final norm output [T, D], rstd [T] */
+    float *logits;        /* [chunk, V] LM-head chunk (logits, then their gradient) */
+    float *logp, *ent;    /* [T] */
+    float *dlogp, *dent;  /* [T] = -w, -went */
+    /* backward scratch */
+    float *dres;          /* [T, D] gradient of the residual stream */
+    float *dx;            /* [T, D] */
+    float *dtmp;          /* [T, D] */
+    float *dq, *datt;     /* [T, qd] */
+    float *dk, *dv;       /* [T, kvd] */
+    float *dgate, *dup, *dh; /* [T, F] */
+    int32_t *tokens, *targets, *pos; /* [T] */
+    int32_t *cu_seqlens;  /* [T+1] */
+    int chunk;            /* tokens per LM-head chunk */
+} act_views;
+
+static int qdim(const model_config *c) { return c->n_head * c->head_dim; }
+static int kvdim(const model_config *c) { return c->n_kv_head * c->head_dim; }
+
+static int config_check(const model_config *c, char *err, size_t cap) {
+#define REQ(cond, field) \
+    if (!(cond)) return errf(err, cap, "model config: field %s has an invalid value", field)
+    REQ(c->vocab > 0 && c->vocab <= (1 << 24), "vocab");
+    REQ(c->d_model > 0 && c->d_model <= 65536, "d_model");
+    REQ(c->n_layer > 0 && c->n_layer <= 1024, "n_layer");
+    REQ(c->n_head > 0 && c->n_head <= 1024, "n_head");
+    REQ(c->n_kv_head > 0 && c->n_kv_head <= c->n_head && c->n_head % c->n_kv_head == 0, "n_kv_head");
+    REQ(c->head_dim > 0 && c->head_dim % 2 == 0 && c->head_dim <= 1024, "head_dim");
+    REQ(c->d_ff > 0 && c->d_ff <= 1 << 20, "d_ff");
+    REQ(c->rope_theta > 0 && isfinite(c->rope_theta), "rope_theta");
+    REQ(c->rms_eps > 0 && c->rms_eps < 1, "rms_eps");
+    REQ(c->tie_embeddings == 0 || c->tie_embeddings == 1, "tie_embeddings");
+    REQ(c->qkv_bias == 0 || c->qkv_bias == 1, "qkv_bias");
+    REQ(c->max_seq > 0 && c->max_seq <= 1 << 24, "max_seq");
+#undef REQ
+    return 0;
+}
+
+/* Appends one tensor to the table (or only counts it when t == NULL). */
+static void table_add(model_tensor *t, int *n, size_t *off, const char *name, int ndim, int64_t d0, int64_t d1,
+                      int decay) {
+    if (t) {
+        model_tensor *e = &t[*n];
+        snprintf(e->name, sizeof e->name, "%s", name);
+        e->ndim = ndim;
+        e->shape[0] = d0;
+        e->shape[1] = ndim == 2 ? d1 : 1;
+        e->numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
+        e->offset = *off;
+        e->decay = decay;
+        *off += e->numel;
+    }
+    (*n)++;
+}
+
+/* The parameter table in Hugging Face order. */
+static void table_build(const model_config *c, model_tensor *t, int *n, size_t *total) {
+    int D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c);
+    char nm[96];
+    *n = 0;
+    *total = 0;
+    table_add(t, n, total, "model.embed_tokens.weight", 2, c->vocab, D, 1);
+    for (int l = 0; l < c->n_layer; l++) {
+#define P(suffix, nd, a, b, dec)                                      \
+    do {                                                              \
+        snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix);     \
+        table_add(t, n, total, nm, nd, a, b, dec);                    \
+    } while (0)
+        P("input_layernorm.weight", 1, D, 0, 0);
+        P("self_attn.q_proj.weight", 2, qd, D, 1);
+        if (c->qkv_bias) P("self_attn.q_proj.bias", 1, qd, 0, 0);
+        P("self_attn.k_proj.weight", 2, kvd, D, 1);
+        if (c->qkv_bias) P("self_attn.k_proj.bias", 1, kvd, 0, 0);
+        P("self_attn.v_proj.weight", 2, kvd, D, 1);
+        if (c->qkv_bias) P("self_attn.v_proj.bias", 1, kvd, 0, 0);
+        P("self_attn.o_proj.weight", 2, D, qd, 1);
+        P("post_attention_layernorm.weight", 1, D, 0, 0);
+        P("mlp.gate_proj.weight", 2, F, D, 1);
+        P("mlp.up_proj.weight", 2, F, D, 1);
+        P("mlp.down_proj.weight", 2, D, F, 1);
+#undef P
+    }
+    table_add(t, n, total, "model.norm.weight", 1, D, 0, 0);
+    if (!c->tie_embeddings) table_add(t, n, total, "lm_head.weight", 2, c->vocab, D, 1);
+}
+
+/* Points a model_weights at a buffer laid out like the parameter table. */
+static void weights_bind(const model *m, float *base, model_weights *w) {
+    const model_config *c = &m->cfg;
+    int i = 0;
+    w->embed = base + m->tensors[i++].offset;
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_weights *lw = &w->layers[l];
+        lw->attn_norm = base + m->tensors[i++].offset;
+        lw->wq = base + m->tensors[i++].offset;
+        lw->bq = c->qkv_bias ? base + m->tensors[i++].offset : NULL;
+        lw->wk = base + m->tensors[i++].offset;
+        lw->bk = c->qkv_bias ? base + m->tensors[i++].offset : NULL;
+        lw->wv = base + m->tensors[i++].offset;
+        lw->bv = c->qkv_bias ? base + m->tensors[i++].offset : NULL;
+        lw->wo = base + m->tensors[i++].offset;
+        lw->mlp_norm = base + m->tensors[i++].offset;
+        lw->wgate = base + m->tensors[i++].offset;
+        lw->wup = base + m->tensors[i++].offset;
+        lw->wdown = base + m->tensors[i++].offset;
+    }
+    w->final_norm = base + m->tensors[i++].offset;
+    w->lm_head = c->tie_embeddings ? w->embed : base + m->tensors[i++].offset;
+}
+
+/* Carves the activation views out of one allocation; with base == NULL only
+ * counts the floats needed. */
+static size_t acts_carve(const model_config *c, int T, float *base, act_views *a) {
+    size_t off = 0;
+    int D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c), L = c->n_layer;
+#define TAKE(ptr, n)                                 \
+    do {                                             \
+        float *p_ = base ? base + off : NULL;        \
+        if (a) ptr = p_;                             \
+        off += ((size_t)(n) + 15) & ~(size_t)15;     \
+    } while (0)
+    for (int l = 0; l <= L; l++) TAKE(a->res[l], (size_t)T * D);
+    for (int l = 0; l < L; l++) {
+        layer_acts *la = a ? &a->layer[l] : NULL;
+#define LT(field, n) TAKE(la->field, n)
+        LT(xn1, (size_t)T * D);
+        LT(rstd1, T);
+        LT(q, (size_t)T * qd);
+        LT(k, (size_t)T * kvd);
+        LT(v, (size_t)T * kvd);
+        LT(att, (size_t)T * qd);
+        LT(lse, (size_t)T * c->n_head);
+        LT(mid, (size_t)T * D);
+        LT(xn2, (size_t)T * D);
+        LT(rstd2, T);
+        LT(gate, (size_t)T * F);
+        LT(up, (size_t)T * F);
+        LT(h, (size_t)T * F);
+#undef LT
+    }
+    int chunk = (1 << 22) / c->vocab; /* ~16 MB of logits per chunk */
+    if (chunk < 16) chunk = 16;
+    if (chunk > T) chunk = T;
+    if (a) a->chunk = chunk;
+    TAKE(a->xnf, (size_t)T * D);
+    TAKE(a->rstdf, T);
+    TAKE(a->logits, (size_t)chunk * c->vocab);
+    TAKE(a->logp, T);
+    TAKE(a->ent, T);
+    TAKE(a->dlogp, T);
+    TAKE(a->dent, T);
+    TAKE(a->dres, (size_t)T * D);
+    TAKE(a->dx, (size_t)T * D);
+    TAKE(a->dtmp, (size_t)T * D);
+    TAKE(a->dq, (size_t)T * qd);
+    TAKE(a->datt, (size_t)T * qd);
+    TAKE(a->dk, (size_t)T * kvd);
+    TAKE(a->dv, (size_t)T * kvd);
+    TAKE(a->dgate, (size_t)T * F);
+    TAKE(a->dup, (size_t)T * F);
+    TAKE(a->dh, (size_t)T * F);
+    /* int32 arrays share the float allocation (same size, 4 bytes) */
+    float *ip;
+    TAKE(ip, T);
+    if (a) a->tokens = (int32_t *)ip;
+    TAKE(ip, T);
+    if (a) a->targets = (int32_t *)ip;
+    TAKE(ip, T);
+    if (a) a->pos = (int32_t *)ip;
+    TAKE(ip, (size_t)T + 1);
+    if (a) a->cu_seqlens = (int32_t *)ip;
+#undef TAKE
+    (void)ip;
+    return off;
+}
+
+int model_create(model *m, const model_config *cfg, backend *be, int max_tokens, char *err, size_t cap) {
+    memset(m, 0, sizeof *m);
+    if (config_check(cfg, err, cap)) return -1;
+    if (max_tokens <= 0) return errf(err, cap, "model: max_tokens must be positive");
+    m->cfg = *cfg;
+    m->be = be;
+    m->max_tokens = max_tokens;
+
+    size_t total;
+    table_build(cfg, NULL, &m->n_tensors, &total);
+    m->tensors = xcalloc(m->n_tensors, sizeof *m->tensors, err, cap);
+    if (!m->tensors) return -1;
+    table_build(cfg, m->tensors, &m->n_tensors, &m->n_params);
+
+    m->w.layers = xcalloc(cfg->n_layer, sizeof(layer_weights), err, cap);
+    m->g.layers = xcalloc(cfg->n_layer, sizeof(layer_weights), err, cap);
+    act_views *a = xcalloc(1, sizeof *a, err, cap);
+    if (!m->w.layers || !m->g.layers || !a) goto fail;
+    m->act_views = a;
+    a->res = xcalloc(cfg->n_layer + 1, sizeof(float *), err, cap);
+    a->layer = xcalloc(cfg->n_layer, sizeof(layer_acts), err, cap);
+    if (!a->res || !a->layer) goto fail;
+
+    m->params = be->alloc(be, m->n_params * sizeof(float));
+    if (!m->params) {
+        errf(err, cap, "model: cannot allocate %zu parameters: %s", m->n_params, be->err);
+        goto fail;
+    }
+    weights_bind(m, m->params, &m->w);
+
+    m->acts_floats = acts_carve(cfg, max_tokens, NULL, NULL);
+    m->acts = be->alloc(be, m->acts_floats * sizeof(float));
+    if (!m->acts) {
+        errf(err, cap, "model: cannot allocate %.1f MB of activations for %d tokens: %s",
+             m->acts_floats * 4.0 / 1e6, max_tokens, be->err);
+        goto fail;
+    }
+    acts_carve(cfg, max_tokens, m->acts, a);
+    return 0;
+fail:
+    model_free(m);
+    return -1;
+}
+
+int model_alloc_grads(model *m, char *err, size_t cap) {
+    if (m->grads) return 0;
+    m->grads = m->be->alloc(m->be, m->n_params * sizeof(float));
+    if (!m->grads) return errf(err, cap, "model: cannot allocate gradients: %s", m->be->err);
+    weights_bind(m, m->grads, &m->g);
+    return 0;
+}
+
+void model_free(model *m) {
+    if (m->be) {
+        if (m->params) m->be->free(m->be, m->params);
+        if (m->grads) m->be->free(m->be, m->grads);
+        if (m->acts) m->be->free(m->be, m->acts);
+    }
+    act_views *a = m->act_views;
+    if (a) {
+        free(a->res);
+        free(a->layer);
+        free(a);
+    }
+    free(m->w.layers);
+    free(m->g.layers);
+    free(m->tensors);
+    memset(m, 0, sizeof *m);
+}
+
+int model_find_tensor(const model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return i;
+    return -1;
+}
+
+void model_init_weights(model *m, uint64_t seed) {
+    const model_config *c = &m->cfg;
+    size_t maxn = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
+    float *host = malloc(maxn * sizeof(float));
+    if (!host) {
+        snprintf(m->be->err, sizeof m->be->err, "%s:%d: out of memory", __FILE__, __LINE__);
+        return;
+    }
+    float out_scale = 1.0f / sqrtf(2.0f * c->n_layer);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const model_tensor *t = &m->tensors[i];
+        const char *nm = t->name;
+        size_t n = t->numel;
+        if (strstr(nm, "norm.weight")) {
+            for (size_t j = 0; j < n; j++) host[j] = 1.0f;
+        } else if (strstr(nm, ".bias")) {
+            memset(host, 0, n * sizeof(float));
+        } else {
+            float std = 0.02f;
+            if (strstr(nm, "o_proj") || strstr(nm, "down_proj")) std *= out_scale;
+            uint64_t key = rng_key(seed, 0x1417, (uint64_t)i, 0);
+            for (size_t j = 0; j < n; j++) host[j] = (float)(std * rng_normal(key, j));
+        }
+        m->be->copy_h2d(m->be, m->params + t->offset, host, n * sizeof(float));
+    }
+    m->be->sync(m->be);
+    free(host);
+}
+
+/* Validates the batch and uploads it (tokens, targets, positions, offsets). */
+static int batch_upload(model *m, const model_batch *b, char *err, size_t cap) {
+    act_views *a = m->act_views;
+    const model_config *c = &m->cfg;
+    if (b->T <= 0 || b->T > m->max_tokens)
+        return errf(err, cap, "model: batch of %d tokens (capacity %d)", b->T, m->max_tokens);
+    if (b->n_seq <= 0 || b->n_seq > b->T) return errf(err, cap, "model: batch has %d sequences", b->n_seq);
+    if (b->cu_seqlens[0] != 0 || b->cu_seqlens[b->n_seq] != b->T)
+        return errf(err, cap, "model: cu_seqlens must start at 0 and end at T=%d", b->T);
+    int32_t *pos = malloc((size_t)b->T * sizeof(int32_t));
+    if (!pos) return errf(err, cap, "out of memory");
+    for (int s = 0; s < b->n_seq; s++) {
+        int s0 = b->cu_seqlens[s], s1 = b->cu_seqlens[s + 1];
+        if (s1 <= s0) {
+            free(pos);
+            return errf(err, cap, "model: sequence %d is empty or offsets decrease", s);
+        }
+        for (int t = s0; t < s1; t++) pos[t] = b->pos ? b->pos[t] : t - s0;
+    }
+    for (int t = 0; t < b->T; t++) {
+        if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab) {
+            free(pos);
+            return errf(err, cap, "model: token %d at position %d is outside the vocabulary (%d)", b->tokens[t], t,
+                        c->vocab);
+        }
+        if (b->targets[t] >= c->vocab) {
+            free(pos);
+            return errf(err, cap, "model: target %d at position %d is outside the vocabulary (%d)", b->targets[t],
+                        t, c->vocab);
+        }
+        if (pos[t] < 0 || pos[t] >= c->max_seq) {
+            int p = pos[t];
+            free(pos);
+            return errf(err, cap, "model: position %d at token %d outside [0, max_seq %d)", p, t, c->max_seq);
+        }
+    }
+    backend *be = m->be;
+    be->copy_h2d(be, a->tokens, b->tokens, (size_t)b->T * sizeof(int32_t));
+    be->copy_h2d(be, a->targets, b->targets, (size_t)b->T * sizeof(int32_t));
+    be->copy_h2d(be, a->pos, pos, (size_t)b->T * sizeof(int32_t));
+    be->copy_h2d(be, a->cu_seqlens, b->cu_seqlens, (size_t)(b->n_seq + 1) * sizeof(int32_t));
+    free(pos);
+    return 0;
+}
+
+/* y[T, out] = x[T, in] @ W[out, in]^T (+ beta * y) */
+static void linear(backend *be, float *y, const float *x, const float *W, int T, int out, int in, float beta) {
+    be->matmul(be, 0, 1, T, out, in, 1.0f, x, in, 0, W, in, 0, beta, y, out, 0, 1);
+}
+
+/* logits chunk [n, V] = xnf[t0 : t0+n] @ lm_head^T */
+static void lm_head_chunk(model *m, int t0, int n) {
+    act_views *a = m->act_views;
+    const model_config *c = &m->cfg;
+    linear(m->be, a->logits, a->xnf + (size_t)t0 * c->d_model, m->w.lm_head, n, c->vocab, c->d_model, 0.0f);
+}
+
+int model_forward(model *m, const model_batch *b, float *logp, float *entropy, char *err, size_t cap) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    act_views *a = m->act_views;
+    m->have_forward = 0;
+    if (batch_upload(m, b, err, cap)) return -1;
+    int T = b->T, B = b->n_seq, D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c);
+    float scale = 1.0f / sqrtf((float)c->head_dim);
+
+    be->embedding_forward(be, a->res[0], m->w.embed, a->tokens, T, D);
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_weights *w = &m->w.layers[l];
+        layer_acts *la = &a->layer[l];
+        be->rmsnorm_forward(be, la->xn1, la->rstd1, a->res[l], w->attn_norm, T, D, c->rms_eps);
+        linear(be, la->q, la->xn1, w->wq, T, qd, D, 0.0f);
+        linear(be, la->k, la->xn1, w->wk, T, kvd, D, 0.0f);
+        linear(be, la->v, la->xn1, w->wv, T, kvd, D, 0.0f);
+        if (c->qkv_bias) {
+            be->bias_forward(be, la->q, w->bq, T, qd);
+            be->bias_forward(be, la->k, w->bk, T, kvd);
+            be->bias_forward(be, la->v, w->bv, T, kvd);
+        }
+        be->rope_forward(be, la->q, a->pos, T, c->n_head, c->head_dim, c->rope_theta);
+        be->rope_forward(be, la->k, a->pos, T, c->n_kv_head, c->head_dim, c->rope_theta);
+        be->attention_forward(be, la->att, la->lse, la->q, la->k, la->v, a->cu_seqlens, B, T, c->n_head,
+                              c->n_kv_head, c->head_dim, scale);
+        /* mid = res[l] + att @ wo^T */
+        be->copy_d2d(be, la->mid, a->res[l], (size_t)T * D * sizeof(float));
+        linear(be, la->mid, la->att, w->wo, T, D, qd, 1.0f);
+        be->rmsnorm_forward(be, la->xn2, la->rstd2, la->mid, w->mlp_norm, T, D, c->rms_eps);
+        linear(be, la->gate, la->xn2, w->wgate, T, F, D, 0.0f);
+        linear(be, la->up, la->xn2, w->wup, T, F, D, 0.0f);
+        be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
+        /* res[l+1] = mid + h @ wdown^T */
+        be->copy_d2d(be, a->res[l + 1], la->mid, (size_t)T * D * sizeof(float));
+        linear(be, a->res[l + 1], la->h, w->wdown, T, D, F, 1.0f);
+    }
+    be->rmsnorm_forward(be, a->xnf, a->rstdf, a->res[c->n_layer], m->w.final_norm, T, D, c->rms_eps);
+    for (int t0 = 0; t0 < T; t0 += a->chunk) {
+        int n = T - t0 < a->chunk ? T - t0 : a->chunk;
+        lm_head_chunk(m, t0, n);
+        be->logprob_forward(be, a->logp + t0, a->ent + t0, NULL, a->logits, a->targets + t0, n, c->vocab);
+    }
+    if (logp) be->copy_d2h(be, logp, a->logp, (size_t)T * sizeof(float));
+    if (entropy) be->copy_d2h(be, entropy, a->ent, (size_t)T * sizeof(float));
+    if (be->sync(be)) return errf(err, cap, "model_forward: %s", be->err);
+    m->have_forward = 1;
+    m->fwd_T = T;
+    m->fwd_B = B;
+    return 0;
+}
+
+int model_logits(model *m, int t0, int n, float *out, char *err, size_t cap) {
+    act_views *a = m->act_views;
+    if (!m->have_forward) return errf(err, cap, "model_logits: no forward pass to read");
+    if (t0 < 0 || n < 0 || t0 + n > m->fwd_T) return errf(err, cap, "model_logits: range [%d, %d) outside the batch", t0, t0 + n);
+    int V = m->cfg.vocab;
+    for (int s = 0; s < n; s += a->chunk) {
+        int k = n - s < a->chunk ? n - s : a->chunk;
+        lm_head_chunk(m, t0 + s, k);
+        m->be->copy_d2h(m->be, out + (size_t)s * V, a->logits, (size_t)k * V * sizeof(float));
+    }
+    if (m->be->sync(m->be)) return errf(err, cap, "model_logits: %s", m->be->err);
+    return 0;
+}
+
+/* dW[out, in] += dy[T, out]^T @ x[T, in] */
+static void linear_dw(backend *be, float *dW, const float *dy, const float *x, int T, int out, int in) {
+    be->matmul(be, 1, 0, out, in, T, 1.0f, dy, out, 0, x, in, 0, 1.0f, dW, in, 0, 1);
+}
+/* dx[T, in] (= or +=) dy[T, out] @ W[out, in] */
+static void linear_dx(backend *be, float *dx, const float *dy, const float *W, int T, int out, int in, float beta) {
+    be->matmul(be, 0, 0, T, in, out, 1.0f, dy, out, 0, W, in, 0, beta, dx, in, 0, 1);
+}
+
+int model_backward(model *m, const model_batch *b, const float *w, const float *went, char *err, size_t cap) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    act_views *a = m->act_views;
+    if (!m->grads) return errf(err, cap, "model_backward: gradients not allocated");
+    if (!m->have_forward || b->T != m->fwd_T || b->n_seq != m->fwd_B)
+        return errf(err, cap, "model_backward: call model_forward on the same batch first");
+    int T = b->T, B = b->n_seq, D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c), V = c->vocab;
+    float scale = 1.0f / sqrtf((float)c->head_dim);
+    model_weights *g = &m->g;
+
+    /* loss = -sum w*logp - sum went*entropy: dL/dlogp = -w, dL/dH = -went */
+    be->copy_h2d(be, a->dlogp, w, (size_t)T * sizeof(float));
+    be->scale(be, a->dlogp, -1.0f, T);
+    if (went) {
+        be->copy_h2d(be, a->dent, went, (size_t)T * sizeof(float));
+        be->scale(be, a->dent, -1.0f, T);
+    }
+    /* LM head, chunk by chunk: logits -> dlogits in place */
+    for (int t0 = 0; t0 < T; t0 += a->chunk) {
+        int n = T - t0 < a->chunk ? T - t0 : a->chunk;
+        lm_head_chunk(m, t0, n);
+        be->logprob_backward(be, a->logits, a->dlogp + t0, went ? a->dent + t0 : NULL, a->targets + t0, n, V);
+        linear_dx(be, a->dx + (size_t)t0 * D, a->logits, m->w.lm_head, n, V, D, 0.0f);
+        linear_dw(be, g->lm_head, a->logits, a->xnf + (size_t)t0 * D, n, V, D);
+    }
+    be->rmsnorm_backward(be, a->dres, g->final_norm, a->dx, a->res[c->n_layer], m->w.final_norm, a->rstdf, T, D);
+
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        layer_weights *wl = &m->w.layers[l], *gl = &g->layers[l];
+        layer_acts *la = &a->layer[l];
+        /* res[l+1] = mid + h @ wdown^T */
+        linear_dw(be, gl->wdown, a->dres, la->h, T, D, F);
+        linear_dx(be, a->dh, a->dres, wl->wdown, T, D, F, 0.0f);
+        be->swiglu_backward(be, a->dgate, a->dup, a->dh, la->gate, la->up, (size_t)T * F);
+        linear_dw(be, gl->wgate, a->dgate, la->xn2, T, F, D);
+        linear_dw(be, gl->wup, a->dup, la->xn2, T, F, D);
+        linear_dx(be, a->dx, a->dgate, wl->wgate, T, F, D, 0.0f);
+        linear_dx(be, a->dx, a->dup, wl->wup, T, F, D, 1.0f);
+        be->rmsnorm_backward(be, a->dtmp, gl->mlp_norm, a->dx, la->mid, wl->mlp_norm, la->rstd2, T, D);
+        be->add(be, a->dres, a->dres, a->dtmp, (size_t)T * D); /* now d(mid) */
+        /* mid = res[l] + att @ wo^T */
+        linear_dw(be, gl->wo, a->dres, la->att, T, D, qd);
+        linear_dx(be, a->datt, a->dres, wl->wo, T, D, qd, 0.0f);
+        be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, la->q, la->k, la->v, la->att, la->lse,
+                               a->cu_seqlens, B, T, c->n_head, c->n_kv_head, c->head_dim, scale);
+        be->rope_backward(be, a->dq, a->pos, T, c->n_head, c->head_dim, c->rope_theta);
+        be->rope_backward(be, a->dk, a->pos, T, c->n_kv_head, c->head_dim, c->rope_theta);
+        if (c->qkv_bias) {
+            be->bias_backward(be, gl->bq, a->dq, T, qd);
+            be->bias_backward(be, gl->bk, a->dk, T, kvd);
+            be->bias_backward(be, gl->bv, a->dv, T, kvd);
+        }
+        linear_dw(be, gl->wq, a->dq, la->xn1, T, qd, D);
+        linear_dw(be, gl->wk, a->dk, la->xn1, T, kvd, D);
+        linear_dw(be, gl->wv, a->dv, la->xn1, T, kvd, D);
+        linear_dx(be, a->dx, a->dq, wl->wq, T, qd, D, 0.0f);
+        linear_dx(be, a->dx, a->dk, wl->wk, T, kvd, D, 1.0f);
+        linear_dx(be, a->dx, a->dv, wl->wv, T, kvd, D, 1.0f);
+        be->rmsnorm_backward(be, a->dtmp, gl->attn_norm, a->dx, a->res[l], wl->attn_norm, la->rstd1, T, D);
+        be->add(be, a->dres, a->dres, a->dtmp, (size_t)T * D); /* now d(res[l]) */
+    }
+    be->embedding_backward(be, g->embed, a->dres, a->tokens, T, D);
+    if (be->sync(be)) return errf(err, cap, "model_backward: %s", be->err);
+    return 0;
+}
+
+void model_zero_grads(model *m) {
+    if (m->grads) m->be->zero(m->be, m->grads, m->n_params * sizeof(float));
+}
+
+double model_forward_flops(const model_config *c, const model_batch *b) {
+    double D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c), V = c->vocab, T = b->T;
+    double per_token = 2.0 * c->n_layer * (D * qd + 2 * D * kvd + qd * D + 3 * D * F) + 2.0 * D * V;
+    double attn = 0;
+    for (int s = 0; s < b->n_seq; s++) {
+        double n = b->cu_seqlens[s + 1] - b->cu_seqlens[s];
+        attn += 2.0 * 2.0 * c->n_head * c->head_dim * n * (n + 1) / 2.0; /* QK^T and PV, causal */
+    }
+    return per_token * T + attn * c->n_layer;
+}
