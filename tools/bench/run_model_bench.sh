@@ -1,0 +1,22 @@
+#!/bin/sh
+# tools/bench/run_model_bench.sh: forward+backward benchmark of rft next to
+# PyTorch CPU on the same shapes and threads, in one run.
+#   tools/bench/run_model_bench.sh [BUILD_DIR] [THREADS]
+# Needs: a built tree (bench_model) and python3 with torch.
+set -eu
+B=${1:-build}
+TH=${2:-$(nproc)}
+cd "$(dirname "$0")/../.."
+for shape in 10m smollm2; do
+    r=$("$B/bench/bench_model" --shape $shape --seqs 4 --seqlen 512 --steps 3 --threads "$TH")
+    p=$(python3 tools/bench/bench_model_torch.py --shape $shape --seqs 4 --seqlen 512 --steps 3 --threads "$TH")
+    echo "$r"
+    echo "$p"
+    python3 - "$r" "$p" <<'PY'
+import json, sys
+r, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"{r['shape']:8s} rft {r['tokens_per_s']:8.0f} tok/s {r['gflops']:6.1f} GFLOP/s rss {r['peak_rss_mb']:.0f} MB | "
+      f"pytorch {p['tokens_per_s']:8.0f} tok/s {p['gflops']:6.1f} GFLOP/s rss {p['peak_rss_mb']:.0f} MB | "
+      f"ratio rft/pytorch {r['tokens_per_s'] / p['tokens_per_s']:.2f}")
+PY
+done
