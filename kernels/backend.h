@@ -95,6 +95,20 @@ struct backend {
                                const float *q, const float *k, const float *v, const float *out, const float *lse,
                                const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 
+    /* ---- KV cache (rollouts) ----
+     * A layer's cache is kc, vc [S, max_seq, Hkv*hd]: S slots (sequences),
+     * each holding keys (after RoPE) and values by position.
+     * kv_write stores token t's k[t], v[t] (each [T, Hkv*hd]) at
+     * (slot[t], pos[t]). */
+    void (*kv_write)(backend *be, float *kc, float *vc, const float *k, const float *v, const int32_t *slot,
+                     const int32_t *pos, int T, int kvd, int max_seq);
+    /* out[T, Hq, hd]: query t attends to positions 0..pos[t] (inclusive) of
+     * cache slot slot[t]. Serves prefill (many tokens per slot, after kv_write)
+     * and decode (one token per slot) alike. */
+    void (*attention_cached)(backend *be, float *out, const float *q, const float *kc, const float *vc,
+                             const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                             float scale);
+
     /* ---- SwiGLU ---- out[T,F] = silu(gate) * up */
     void (*swiglu_forward)(backend *be, float *out, const float *gate, const float *up, size_t n);
     /* dgate, dup written */

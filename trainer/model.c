@@ -41,7 +41,7 @@ typedef struct act_views {
     float *dq, *datt;     /* [T, qd] */
     float *dk, *dv;       /* [T, kvd] */
     float *dgate, *dup, *dh; /* [T, F] */
-    int32_t *tokens, *targets, *pos; /* [T] */
+    int32_t *tokens, *targets, *pos, *slot; /* [T] */
     int32_t *cu_seqlens;  /* [T+1] */
     int chunk;            /* tokens per LM-head chunk */
 } act_views;
@@ -199,6 +199,8 @@ static size_t acts_carve(const model_config *c, int T, float *base, act_views *a
     if (a) a->targets = (int32_t *)ip;
     TAKE(ip, T);
     if (a) a->pos = (int32_t *)ip;
+    TAKE(ip, T);
+    if (a) a->slot = (int32_t *)ip;
     TAKE(ip, (size_t)T + 1);
     if (a) a->cu_seqlens = (int32_t *)ip;
 #undef TAKE
@@ -525,4 +527,99 @@ double model_forward_flops(const model_config *c, const model_batch *b) {
         attn += 2.0 * 2.0 * c->n_head * c->head_dim * n * (n + 1) / 2.0; /* QK^T and PV, causal */
     }
     return per_token * T + attn * c->n_layer;
+}
+
+int kv_cache_create(kv_cache *c, const model *m, int n_slots, int max_seq, char *err, size_t cap) {
+    memset(c, 0, sizeof *c);
+    if (n_slots <= 0 || max_seq <= 0) return errf(err, cap, "kv cache: need at least one slot and position");
+    if (max_seq > m->cfg.max_seq) return errf(err, cap, "kv cache: %d positions exceed the model's max_seq %d", max_seq, m->cfg.max_seq);
+    c->n_slots = n_slots;
+    c->max_seq = max_seq;
+    c->n_layer = m->cfg.n_layer;
+    c->kvd = kvdim(&m->cfg);
+    size_t n = (size_t)2 * c->n_layer * n_slots * max_seq * c->kvd;
+    c->buf = m->be->alloc(m->be, n * sizeof(float));
+    if (!c->buf) return errf(err, cap, "kv cache: cannot allocate %.1f MB: %s", n * 4.0 / 1e6, m->be->err);
+    return 0;
+}
+
+void kv_cache_free(kv_cache *c, backend *be) {
+    if (c->buf) be->free(be, c->buf);
+    memset(c, 0, sizeof *c);
+}
+
+static float *kv_layer(const kv_cache *c, int l, int which) {
+    return c->buf + (size_t)(2 * l + which) * c->n_slots * c->max_seq * c->kvd;
+}
+
+void kv_cache_copy_slot(kv_cache *c, backend *be, int dst, int src, int n_pos) {
+    size_t slot = (size_t)c->max_seq * c->kvd;
+    for (int l = 0; l < c->n_layer; l++)
+        for (int w = 0; w < 2; w++) {
+            float *base = kv_layer(c, l, w);
+            be->copy_d2d(be, base + dst * slot, base + src * slot, (size_t)n_pos * c->kvd * sizeof(float));
+        }
+}
+
+int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const int32_t *slot, const int32_t *pos,
+                      int n_out, const int32_t *out_rows, float *logits, char *err, size_t cap) {
+    backend *be = m->be;
+    const model_config *cf = &m->cfg;
+    act_views *a = m->act_views;
+    m->have_forward = 0;
+    if (T <= 0 || T > m->max_tokens) return errf(err, cap, "model_step_cached: %d tokens (capacity %d)", T, m->max_tokens);
+    if (n_out < 0 || n_out > T) return errf(err, cap, "model_step_cached: %d output rows for %d tokens", n_out, T);
+    for (int t = 0; t < T; t++) {
+        if (tokens[t] < 0 || tokens[t] >= cf->vocab)
+            return errf(err, cap, "model_step_cached: token %d outside the vocabulary (%d)", tokens[t], cf->vocab);
+        if (slot[t] < 0 || slot[t] >= c->n_slots) return errf(err, cap, "model_step_cached: slot %d out of range", slot[t]);
+        if (pos[t] < 0 || pos[t] >= c->max_seq)
+            return errf(err, cap, "model_step_cached: position %d outside the cache (%d)", pos[t], c->max_seq);
+    }
+    for (int i = 0; i < n_out; i++)
+        if (out_rows[i] < 0 || out_rows[i] >= T) return errf(err, cap, "model_step_cached: output row %d out of range", out_rows[i]);
+    int D = cf->d_model, F = cf->d_ff, qd = qdim(cf), kvd = kvdim(cf), V = cf->vocab;
+    float scale = 1.0f / sqrtf((float)cf->head_dim);
+    be->copy_h2d(be, a->tokens, tokens, (size_t)T * sizeof(int32_t));
+    be->copy_h2d(be, a->slot, slot, (size_t)T * sizeof(int32_t));
+    be->copy_h2d(be, a->pos, pos, (size_t)T * sizeof(int32_t));
+    /* one layer's scratch (layer 0's views) serves every layer: x lives in res[0] */
+    layer_acts *la = &a->layer[0];
+    float *x = a->res[0];
+    be->embedding_forward(be, x, m->w.embed, a->tokens, T, D);
+    for (int l = 0; l < cf->n_layer; l++) {
+        layer_weights *w = &m->w.layers[l];
+        be->rmsnorm_forward(be, la->xn1, la->rstd1, x, w->attn_norm, T, D, cf->rms_eps);
+        linear(be, la->q, la->xn1, w->wq, T, qd, D, 0.0f);
+        linear(be, la->k, la->xn1, w->wk, T, kvd, D, 0.0f);
+        linear(be, la->v, la->xn1, w->wv, T, kvd, D, 0.0f);
+        if (cf->qkv_bias) {
+            be->bias_forward(be, la->q, w->bq, T, qd);
+            be->bias_forward(be, la->k, w->bk, T, kvd);
+            be->bias_forward(be, la->v, w->bv, T, kvd);
+        }
+        be->rope_forward(be, la->q, a->pos, T, cf->n_head, cf->head_dim, cf->rope_theta);
+        be->rope_forward(be, la->k, a->pos, T, cf->n_kv_head, cf->head_dim, cf->rope_theta);
+        float *kc = kv_layer(c, l, 0), *vc = kv_layer(c, l, 1);
+        be->kv_write(be, kc, vc, la->k, la->v, a->slot, a->pos, T, kvd, c->max_seq);
+        be->attention_cached(be, la->att, la->q, kc, vc, a->slot, a->pos, T, cf->n_head, cf->n_kv_head,
+                             cf->head_dim, c->max_seq, scale);
+        linear(be, x, la->att, w->wo, T, D, qd, 1.0f);
+        be->rmsnorm_forward(be, la->xn2, la->rstd2, x, w->mlp_norm, T, D, cf->rms_eps);
+        linear(be, la->gate, la->xn2, w->wgate, T, F, D, 0.0f);
+        linear(be, la->up, la->xn2, w->wup, T, F, D, 0.0f);
+        be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
+        linear(be, x, la->h, w->wdown, T, D, F, 1.0f);
+    }
+    /* final norm of the requested rows only, gathered into xnf[0:n_out] */
+    for (int i = 0; i < n_out; i++)
+        be->copy_d2d(be, a->dtmp + (size_t)i * D, x + (size_t)out_rows[i] * D, D * sizeof(float));
+    be->rmsnorm_forward(be, a->xnf, a->rstdf, a->dtmp, m->w.final_norm, n_out, D, cf->rms_eps);
+    for (int s = 0; s < n_out; s += a->chunk) {
+        int k = n_out - s < a->chunk ? n_out - s : a->chunk;
+        lm_head_chunk(m, s, k);
+        be->copy_d2h(be, logits + (size_t)s * V, a->logits, (size_t)k * V * sizeof(float));
+    }
+    if (be->sync(be)) return errf(err, cap, "model_step_cached: %s", be->err);
+    return 0;
 }

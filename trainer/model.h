@@ -122,6 +122,31 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
 
 void model_zero_grads(model *m);
 
+/* ---- inference with a KV cache (rollouts) ---- */
+
+/* Keys/values of n_slots sequences of up to max_seq positions, every layer:
+ * one device allocation, layer l's keys at buf + (2l) * slot_floats*n_slots,
+ * values at buf + (2l+1) * ... (slot_floats = max_seq * Hkv*hd). */
+typedef struct kv_cache {
+    int n_slots, max_seq, n_layer, kvd;
+    float *buf;
+} kv_cache;
+
+int kv_cache_create(kv_cache *c, const model *m, int n_slots, int max_seq, char *err, size_t err_cap);
+void kv_cache_free(kv_cache *c, backend *be);
+/* copies positions [0, n_pos) of slot src into slot dst, every layer (group
+ * samples share one prompt prefill) */
+void kv_cache_copy_slot(kv_cache *c, backend *be, int dst, int src, int n_pos);
+
+/* Runs T tokens through the model; token t belongs to cache slot slot[t] at
+ * position pos[t] (its key/value are stored there; it attends to positions
+ * 0..pos[t] of its slot, so earlier positions must already be cached or be in
+ * this call before it). Writes host logits[n_out, V] of the rows listed in
+ * out_rows. T <= m->max_tokens. Uses the model's activation buffers (not
+ * usable together with a pending model_backward). */
+int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const int32_t *slot, const int32_t *pos,
+                      int n_out, const int32_t *out_rows, float *logits, char *err, size_t err_cap);
+
 /* FLOPs of one forward over T tokens packed as the given batch (matmuls +
  * attention), for benchmarks. */
 double model_forward_flops(const model_config *c, const model_batch *b);
