@@ -3,12 +3,23 @@
  * of kernels/cpu/. */
 #define _GNU_SOURCE
 #include <omp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cpu_internal.h"
+
+void cpu_error(backend *be, const char *file, int line, const char *fmt, ...) {
+    if (be->err[0]) return; /* keep the first error */
+    int n = snprintf(be->err, sizeof be->err, "%s:%d: ", file, line);
+    if (n < 0 || (size_t)n >= sizeof be->err) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->err + n, sizeof be->err - (size_t)n, fmt, ap);
+    va_end(ap);
+}
 
 static void *cpu_alloc(backend *be, size_t bytes) {
     void *p = NULL;
@@ -54,5 +65,21 @@ backend *backend_cpu_create(int n_threads) {
     be->scale = cpu_scale;
     be->bias_forward = cpu_bias_forward;
     be->bias_backward = cpu_bias_backward;
+    be->embedding_forward = cpu_embedding_forward;
+    be->embedding_backward = cpu_embedding_backward;
+    be->rmsnorm_forward = cpu_rmsnorm_forward;
+    be->rmsnorm_backward = cpu_rmsnorm_backward;
+    be->rope_forward = cpu_rope_forward;
+    be->rope_backward = cpu_rope_backward;
+    be->attention_forward = cpu_attention_forward;
+    be->attention_backward = cpu_attention_backward;
+    be->swiglu_forward = cpu_swiglu_forward;
+    be->swiglu_backward = cpu_swiglu_backward;
+    be->logprob_forward = cpu_logprob_forward;
+    be->logprob_backward = cpu_logprob_backward;
+    be->kv_write = cpu_kv_write;
+    be->attention_cached = cpu_attention_cached;
+    be->sumsq = cpu_sumsq;
+    be->adamw = cpu_adamw;
     return be;
 }

@@ -3,6 +3,8 @@
 #ifndef RFT_CPU_INTERNAL_H
 #define RFT_CPU_INTERNAL_H
 
+#include <stdint.h>
+
 #include "../backend.h"
 
 /* cpu_linalg.c */
@@ -15,5 +17,73 @@ void cpu_bias_backward(backend *be, float *dbias, const float *dy, int T, int N)
 
 /* cpu_setup.c: OpenBLAS core-type check (DESIGN.md platform notes) */
 void cpu_openblas_setup(int n_threads);
+
+/* cpu_elementwise.c */
+void cpu_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);
+void cpu_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
+void cpu_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, const float *w, int T, int D, float eps);
+void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          const float *rstd, int T, int D);
+void cpu_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
+void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
+void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n);
+void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                         const float *up, size_t n);
+
+/* cpu_attention.c */
+void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                           const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                            const float *k, const float *v, const float *out, const float *lse,
+                            const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+
+/* cpu_kvcache.c */
+void cpu_kv_write(backend *be, float *kc, float *vc, const float *k, const float *v, const int32_t *slot,
+                  const int32_t *pos, int T, int kvd, int max_seq);
+void cpu_attention_cached(backend *be, float *out, const float *q, const float *kc, const float *vc,
+                          const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                          float scale);
+
+/* cpu_logprob.c */
+void cpu_logprob_forward(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
+                         const int32_t *targets, int T, int V);
+void cpu_logprob_backward(backend *be, float *logits, const float *dlogp, const float *dentropy,
+                          const int32_t *targets, int T, int V);
+
+/* cpu_optim.c */
+double cpu_sumsq(backend *be, const float *x, size_t n);
+void cpu_adamw(backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+               float eps, float wd, int t);
+
+/* records the first error "file:line: msg" in be->err */
+void cpu_error(backend *be, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define CPU_ERR(be, ...) cpu_error((be), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Elementwise work on flat arrays is cut into chunks of this many elements,
+   so every element goes through the same code path whatever the thread count
+   (results are bitwise independent of n_threads). */
+#define CPU_CHUNK 4096
+
+/* exp(x) in fp32 that the compiler can vectorise (Cephes polynomial, ~1 ulp
+   over the normal range); returns 0 below -87.3 (and for -inf), saturates at
+   exp(88). Used in softmax-like loops where libm's expf would not vectorise. */
+static inline float cpu_expf(float x) {
+    const float hi = 88.0f, lo = -87.33654f;
+    float xc = x > hi ? hi : (x < lo ? lo : x);
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln2) */
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * (r * r) + r + 1.0f;
+    union { int32_t i; float f; } u;
+    u.i = ((int32_t)n + 127) << 23;
+    y *= u.f;
+    return x < lo ? 0.0f : y;
+}
 
 #endif

@@ -1,0 +1,196 @@
+/* kernels/cpu/cpu_elementwise.c: the row-wise and elementwise ops of the CPU
+ * backend: embedding lookup and scatter-add, RMSNorm, RoPE (Hugging Face
+ * rotate_half convention) and SwiGLU, forward and backward. OpenMP over rows
+ * or fixed chunks; every reduction has a fixed order, so results are bitwise
+ * the same for any thread count. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_internal.h"
+
+/* [c0, c1) of the columns [0, D) owned by thread `it` of `nt`; boundaries are
+   multiples of 16 so every thread sees the same alignment pattern. */
+static void cpu_col_range(int D, int it, int nt, int *c0, int *c1) {
+    int blocks = (D + 15) / 16;
+    int b0 = (int)((long)blocks * it / nt), b1 = (int)((long)blocks * (it + 1) / nt);
+    *c0 = b0 * 16 < D ? b0 * 16 : D;
+    *c1 = b1 * 16 < D ? b1 * 16 : D;
+}
+
+/* ---- embedding ---- */
+
+void cpu_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D) {
+    int bad = -1;
+#pragma omp parallel for num_threads(be->n_threads) schedule(static) if ((long)T * D > 32768)
+    for (int t = 0; t < T; t++) {
+        int32_t id = ids[t];
+        if (id < 0) {
+#pragma omp critical(cpu_embedding_bad)
+            bad = t;
+            memset(out + (size_t)t * D, 0, (size_t)D * sizeof(float));
+            continue;
+        }
+        memcpy(out + (size_t)t * D, table + (size_t)id * D, (size_t)D * sizeof(float));
+    }
+    if (bad >= 0) CPU_ERR(be, "embedding_forward: negative token id at position %d", bad);
+}
+
+/* Scatter-add, race-free: each thread owns a range of columns and walks all
+   tokens in order, so repeated ids accumulate in token order. */
+void cpu_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D) {
+    int nt = be->n_threads;
+    if ((long)T * D <= 32768) nt = 1;
+#pragma omp parallel num_threads(nt)
+    {
+        int c0, c1;
+        cpu_col_range(D, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        for (int t = 0; t < T; t++) {
+            int32_t id = ids[t];
+            if (id < 0) continue;
+            float *dst = dtable + (size_t)id * D;
+            const float *src = dout + (size_t)t * D;
+#pragma omp simd
+            for (int c = c0; c < c1; c++) dst[c] += src[c];
+        }
+    }
+}
+
+/* ---- RMSNorm ---- */
+
+void cpu_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, const float *w, int T, int D,
+                         float eps) {
+#pragma omp parallel for num_threads(be->n_threads) schedule(static) if ((long)T * D > 16384)
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * D;
+        float *o = out + (size_t)t * D;
+        double ss = 0;
+#pragma omp simd reduction(+ : ss)
+        for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
+        float r = (float)(1.0 / sqrt(ss / D + (double)eps));
+        rstd[t] = r;
+#pragma omp simd
+        for (int d = 0; d < D; d++) o[d] = (xr[d] * r) * w[d];
+    }
+}
+
+/* y = x r w, r = (mean x^2 + eps)^-1/2:
+   dx = r (w dy) - x r^3 / D * sum_d(w dy x);  dw += sum_t dy x r */
+void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          const float *rstd, int T, int D) {
+    int nt = (long)T * D > 16384 ? be->n_threads : 1;
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int t = 0; t < T; t++) {
+            const float *xr = x + (size_t)t * D, *dy = dout + (size_t)t * D;
+            float *g = dx + (size_t)t * D;
+            float r = rstd[t];
+            double dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int d = 0; d < D; d++) dot += (double)(w[d] * dy[d]) * xr[d];
+            float c = (float)(dot * r * r * r / D);
+#pragma omp simd
+            for (int d = 0; d < D; d++) g[d] = r * (w[d] * dy[d]) - c * xr[d];
+        }
+        /* dw: column ownership, tokens in order */
+        int c0, c1;
+        cpu_col_range(D, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        for (int cb = c0; cb < c1; cb += 64) {
+            int ce = cb + 64 < c1 ? cb + 64 : c1;
+            double acc[64] = {0};
+            for (int t = 0; t < T; t++) {
+                const float *xr = x + (size_t)t * D, *dy = dout + (size_t)t * D;
+                float r = rstd[t];
+#pragma omp simd
+                for (int c = cb; c < ce; c++) acc[c - cb] += (double)(dy[c] * xr[c]) * r;
+            }
+            for (int c = cb; c < ce; c++) dw[c] += (float)acc[c - cb];
+        }
+    }
+}
+
+/* ---- RoPE ----
+ * Matches transformers: inv_freq[i] = 1 / theta^(float(2i)/hd) in fp32,
+ * angle = float(pos) * inv_freq[i] in fp32, cos/sin in fp32;
+ * out1 = x1 cos - x2 sin, out2 = x2 cos + x1 sin (x1 = x[:hd/2], x2 = x[hd/2:]). */
+static void cpu_rope(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta, int inverse) {
+    int half = hd / 2;
+    if (hd % 2) { CPU_ERR(be, "rope: head_dim %d is odd", hd); return; }
+    float *inv = malloc((size_t)half * sizeof(float));
+    if (!inv) { CPU_ERR(be, "rope: out of memory"); return; }
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    int nt = (long)T * H * hd > 16384 ? be->n_threads : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        float *cs = malloc((size_t)hd * sizeof(float)); /* cos[half], sin[half] */
+        if (cs) {
+#pragma omp for schedule(static)
+            for (int t = 0; t < T; t++) {
+                float p = (float)pos[t];
+                for (int i = 0; i < half; i++) {
+                    float a = p * inv[i];
+                    cs[i] = cosf(a);
+                    cs[half + i] = inverse ? -sinf(a) : sinf(a);
+                }
+                for (int h = 0; h < H; h++) {
+                    float *x1 = x + ((size_t)t * H + h) * hd, *x2 = x1 + half;
+#pragma omp simd
+                    for (int i = 0; i < half; i++) {
+                        float a = x1[i], b = x2[i], c = cs[i], s = cs[half + i];
+                        x1[i] = a * c - b * s;
+                        x2[i] = b * c + a * s;
+                    }
+                }
+            }
+            free(cs);
+        } else {
+#pragma omp critical(cpu_rope_err)
+            CPU_ERR(be, "rope: out of memory");
+        }
+    }
+    free(inv);
+}
+
+void cpu_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta) {
+    cpu_rope(be, x, pos, T, H, hd, theta, 0);
+}
+void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta) {
+    cpu_rope(be, dx, pos, T, H, hd, theta, 1);
+}
+
+/* ---- SwiGLU: out = silu(g) u, silu(g) = g sigmoid(g) ---- */
+
+void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
+    long nc = (long)((n + CPU_CHUNK - 1) / CPU_CHUNK);
+#pragma omp parallel for num_threads(be->n_threads) schedule(static) if (nc > 4)
+    for (long c = 0; c < nc; c++) {
+        size_t i0 = (size_t)c * CPU_CHUNK, i1 = i0 + CPU_CHUNK < n ? i0 + CPU_CHUNK : n;
+#pragma omp simd
+        for (size_t i = i0; i < i1; i++) {
+            float g = gate[i];
+            float s = 1.0f / (1.0f + cpu_expf(-g));
+            out[i] = g * s * up[i];
+        }
+    }
+}
+
+/* dgate = dy u s (1 + g (1 - s)), dup = dy g s */
+void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                         const float *up, size_t n) {
+    long nc = (long)((n + CPU_CHUNK - 1) / CPU_CHUNK);
+#pragma omp parallel for num_threads(be->n_threads) schedule(static) if (nc > 4)
+    for (long c = 0; c < nc; c++) {
+        size_t i0 = (size_t)c * CPU_CHUNK, i1 = i0 + CPU_CHUNK < n ? i0 + CPU_CHUNK : n;
+#pragma omp simd
+        for (size_t i = i0; i < i1; i++) {
+            float g = gate[i], u = up[i], dy = dout[i];
+            float s = 1.0f / (1.0f + cpu_expf(-g));
+            float dg = dy * u * (s * (1.0f + g * (1.0f - s)));
+            float du = dy * (g * s);
+            dgate[i] = dg; /* dgate/dup may alias dout: read everything first */
+            dup[i] = du;
+        }
+    }
+}

@@ -1,0 +1,601 @@
+/* tests/test_ops.c: every op of the CPU backend against a naive
+ * double-precision reference (forward) and against central finite
+ * differences of a scalar loss computed in double from that reference
+ * (backward), on random shapes with odd sizes; plus thread-count
+ * independence (1 vs 2 threads bitwise equal), run-to-run determinism, and the
+ * OpenBLAS core-type choice. One line per check; exit 1 on any failure. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cpu/cpu_setup.h"
+#include "util.h"
+
+static int n_fail, n_check;
+static uint64_t g_key = 12345;
+static uint64_t g_ctr;
+
+static void check(const char *what, double err, double tol) {
+    int ok = err <= tol; /* NaN fails */
+    n_check++;
+    if (!ok) n_fail++;
+    printf("%s %-58s err %.3e tol %.1e\n", ok ? "ok  " : "FAIL", what, err, tol);
+}
+static void check_true(const char *what, int cond) {
+    n_check++;
+    if (!cond) n_fail++;
+    printf("%s %s\n", cond ? "ok  " : "FAIL", what);
+}
+
+static double randn(void) { return rng_normal(g_key, g_ctr++); }
+static float *randf(size_t n, double sd) {
+    float *x = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = (float)(sd * randn());
+    return x;
+}
+static double *todouble(const float *x, size_t n) {
+    double *d = malloc((n ? n : 1) * sizeof(double));
+    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+static float *copyf(const float *x, size_t n) {
+    float *y = malloc((n ? n : 1) * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+/* ||a - b|| / ||b|| (absolute when b == 0) */
+static double relerr(const float *a, const double *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+static int same(const void *a, const void *b, size_t bytes) { return memcmp(a, b, bytes) == 0; }
+
+/* ---------- finite differences ----------
+ * loss(ctx) is a double-precision function of the double arrays the caller
+ * registered; fd_check perturbs `x` at `ncoord` coordinates (all when
+ * ncoord >= n) and compares with the analytic gradient `g` (fp32). */
+typedef double (*loss_fn)(void *ctx);
+static double fd_check(void *ctx, loss_fn loss, double *x, size_t n, const float *g, size_t ncoord) {
+    double h = 1e-5, num = 0, den = 0;
+    size_t m = ncoord >= n ? n : ncoord;
+    for (size_t c = 0; c < m; c++) {
+        size_t i = m == n ? c : (size_t)(rng_uniform(g_key, g_ctr++) * n);
+        double x0 = x[i];
+        x[i] = x0 + h;
+        double lp = loss(ctx);
+        x[i] = x0 - h;
+        double lm = loss(ctx);
+        x[i] = x0;
+        double fd = (lp - lm) / (2 * h), d = g[i] - fd;
+        num += d * d;
+        den += fd * fd;
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* ================= matmul ================= */
+
+static void test_matmul(backend *be) {
+    int shapes[][3] = {{7, 5, 33}, {1, 13, 4}, {33, 48, 100}, {64, 1, 7}};
+    for (int si = 0; si < 4; si++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int acc = 0; acc < 2; acc++) {
+                    int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], batch = si == 2 ? 1 : 3;
+                    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+                    int lda = ac + 3, ldb = bc + 1, ldc = N + 2;
+                    long sA = (long)ar * lda + 5, sB = (long)br * ldb + 2, sC = (long)M * ldc + 7;
+                    float *A = randf(sA * batch, 1), *Bm = randf(sB * batch, 1), *C = randf(sC * batch, 1);
+                    double *ref = todouble(C, sC * batch);
+                    float alpha = 0.7f, beta = acc ? 1.0f : 0.0f;
+                    for (int b = 0; b < batch; b++)
+                        for (int i = 0; i < M; i++)
+                            for (int j = 0; j < N; j++) {
+                                double s = 0;
+                                for (int k = 0; k < K; k++) {
+                                    double a = ta ? A[b * sA + (long)k * lda + i] : A[b * sA + (long)i * lda + k];
+                                    double bb = tb ? Bm[b * sB + (long)j * ldb + k] : Bm[b * sB + (long)k * ldb + j];
+                                    s += a * bb;
+                                }
+                                double *r = &ref[b * sC + (long)i * ldc + j];
+                                *r = alpha * s + (acc ? *r : 0.0);
+                            }
+                    be->matmul(be, ta, tb, M, N, K, alpha, A, lda, sA, Bm, ldb, sB, beta, C, ldc, sC, batch);
+                    char name[128];
+                    snprintf(name, sizeof name, "matmul M%d N%d K%d tA%d tB%d batch%d %s", M, N, K, ta, tb, batch,
+                             acc ? "beta=1" : "beta=0");
+                    check(name, relerr(C, ref, sC * batch), 1e-6);
+                    free(A); free(Bm); free(C); free(ref);
+                }
+}
+
+/* ================= embedding ================= */
+
+static void test_embedding(backend *be1, backend *be2) {
+    int Vv = 11, T = 40, D = 100;
+    float *table = randf((size_t)Vv * D, 1), *out = randf((size_t)T * D, 1);
+    int32_t *ids = malloc(T * sizeof(int32_t));
+    for (int t = 0; t < T; t++) ids[t] = (t * 7 + 3) % Vv; /* repeats */
+    ids[5] = ids[6] = ids[7] = 2;
+    be2->embedding_forward(be2, out, table, ids, T, D);
+    int exact = 1;
+    for (int t = 0; t < T; t++) exact &= same(out + (size_t)t * D, table + (size_t)ids[t] * D, D * sizeof(float));
+    check_true("embedding_forward copies rows exactly", exact);
+
+    float *dout = randf((size_t)T * D, 1), *dt = randf((size_t)Vv * D, 1);
+    double *ref = todouble(dt, (size_t)Vv * D);
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < D; d++) ref[(size_t)ids[t] * D + d] += dout[(size_t)t * D + d];
+    be2->embedding_backward(be2, dt, dout, ids, T, D);
+    check("embedding_backward scatter-add, repeated ids, accumulate", relerr(dt, ref, (size_t)Vv * D), 1e-6);
+
+    /* big enough to run threaded; 1 vs 2 threads */
+    int T2 = 700, D2 = 100;
+    int32_t *ids2 = malloc(T2 * sizeof(int32_t));
+    for (int t = 0; t < T2; t++) ids2[t] = (t * 13) % 17;
+    float *dout2 = randf((size_t)T2 * D2, 1), *a = randf(17 * D2, 1), *b = copyf(a, 17 * D2);
+    be1->embedding_backward(be1, a, dout2, ids2, T2, D2);
+    be2->embedding_backward(be2, b, dout2, ids2, T2, D2);
+    check_true("embedding_backward bitwise equal with 1 and 2 threads", same(a, b, 17 * D2 * sizeof(float)));
+    free(table); free(out); free(ids); free(dout); free(dt); free(ref); free(ids2); free(dout2); free(a); free(b);
+}
+
+/* ================= RMSNorm ================= */
+
+typedef struct { int T, D; double *x, *w, *R, eps; } rms_ctx;
+static void rms_ref(const rms_ctx *c, double *y, double *rstd) {
+    for (int t = 0; t < c->T; t++) {
+        double ss = 0;
+        for (int d = 0; d < c->D; d++) ss += c->x[t * c->D + d] * c->x[t * c->D + d];
+        double r = 1 / sqrt(ss / c->D + c->eps);
+        if (rstd) rstd[t] = r;
+        for (int d = 0; d < c->D; d++) y[t * c->D + d] = c->x[t * c->D + d] * r * c->w[d];
+    }
+}
+static double rms_loss(void *p) {
+    rms_ctx *c = p;
+    double *y = malloc(sizeof(double) * c->T * c->D), L = 0;
+    rms_ref(c, y, NULL);
+    for (int i = 0; i < c->T * c->D; i++) L += c->R[i] * y[i];
+    free(y);
+    return L;
+}
+
+static void test_rmsnorm(backend *be1, backend *be2) {
+    int shapes[][2] = {{1, 5}, {7, 48}, {33, 100}, {64, 576}};
+    for (int si = 0; si < 4; si++) {
+        int T = shapes[si][0], D = shapes[si][1];
+        size_t n = (size_t)T * D;
+        float eps = 1e-5f;
+        float *x = randf(n, 1), *w = randf(D, 1), *y = malloc(n * 4), *rstd = malloc(T * 4);
+        float *R = randf(n, 1), *dx = malloc(n * 4), *dw = randf(D, 1), *dw0 = copyf(dw, D);
+        rms_ctx c = {T, D, todouble(x, n), todouble(w, D), todouble(R, n), eps};
+        double *yr = malloc(n * 8), *rr = malloc(T * 8);
+        rms_ref(&c, yr, rr);
+        be2->rmsnorm_forward(be2, y, rstd, x, w, T, D, eps);
+        char name[128];
+        snprintf(name, sizeof name, "rmsnorm_forward T%d D%d", T, D);
+        check(name, relerr(y, yr, n), 1e-6);
+        snprintf(name, sizeof name, "rmsnorm_forward rstd T%d D%d", T, D);
+        check(name, relerr(rstd, rr, T), 1e-6);
+        be2->rmsnorm_backward(be2, dx, dw, R, x, w, rstd, T, D);
+        for (int d = 0; d < D; d++) dw[d] -= dw0[d]; /* accumulated */
+        size_t nc = T * D > 2000 ? 300 : n;
+        snprintf(name, sizeof name, "rmsnorm_backward dx vs finite diff T%d D%d", T, D);
+        check(name, fd_check(&c, rms_loss, c.x, n, dx, nc), 1e-4);
+        snprintf(name, sizeof name, "rmsnorm_backward dw vs finite diff T%d D%d", T, D);
+        check(name, fd_check(&c, rms_loss, c.w, D, dw, nc), 1e-4);
+        free(x); free(w); free(y); free(rstd); free(R); free(dx); free(dw); free(dw0);
+        free(c.x); free(c.w); free(c.R); free(yr); free(rr);
+    }
+    /* threads */
+    int T = 300, D = 576;
+    size_t n = (size_t)T * D;
+    float *x = randf(n, 1), *w = randf(D, 1), *dy = randf(n, 1);
+    float *y1 = malloc(n * 4), *y2 = malloc(n * 4), *r1 = malloc(T * 4), *r2 = malloc(T * 4);
+    float *dx1 = malloc(n * 4), *dx2 = malloc(n * 4), *dw1 = calloc(D, 4), *dw2 = calloc(D, 4);
+    be1->rmsnorm_forward(be1, y1, r1, x, w, T, D, 1e-6f);
+    be2->rmsnorm_forward(be2, y2, r2, x, w, T, D, 1e-6f);
+    be1->rmsnorm_backward(be1, dx1, dw1, dy, x, w, r1, T, D);
+    be2->rmsnorm_backward(be2, dx2, dw2, dy, x, w, r2, T, D);
+    check_true("rmsnorm forward+backward bitwise equal with 1 and 2 threads",
+               same(y1, y2, n * 4) && same(r1, r2, T * 4) && same(dx1, dx2, n * 4) && same(dw1, dw2, D * 4));
+    free(x); free(w); free(dy); free(y1); free(y2); free(r1); free(r2); free(dx1); free(dx2); free(dw1); free(dw2);
+}
+
+/* ================= RoPE ================= */
+
+typedef struct { int T, H, hd, hf_angles; double *x, *R; const int32_t *pos; float theta; } rope_ctx;
+static void rope_ref(const rope_ctx *c, double *y) {
+    int half = c->hd / 2;
+    for (int t = 0; t < c->T; t++)
+        for (int i = 0; i < half; i++) {
+            double a;
+            if (c->hf_angles) { /* transformers: fp32 inv_freq and fp32 product */
+                float inv = 1.0f / powf(c->theta, (float)(2 * i) / (float)c->hd);
+                a = (float)c->pos[t] * inv;
+            } else {
+                a = c->pos[t] * pow(c->theta, -2.0 * i / c->hd);
+            }
+            double cs = cos(a), sn = sin(a);
+            for (int h = 0; h < c->H; h++) {
+                size_t o = ((size_t)t * c->H + h) * c->hd;
+                double x1 = c->x[o + i], x2 = c->x[o + half + i];
+                y[o + i] = x1 * cs - x2 * sn;
+                y[o + half + i] = x2 * cs + x1 * sn;
+            }
+        }
+}
+static double rope_loss(void *p) {
+    rope_ctx *c = p;
+    size_t n = (size_t)c->T * c->H * c->hd;
+    double *y = malloc(n * 8), L = 0;
+    rope_ref(c, y);
+    for (size_t i = 0; i < n; i++) L += c->R[i] * y[i];
+    free(y);
+    return L;
+}
+
+static void test_rope(backend *be1, backend *be2) {
+    int shapes[][3] = {{1, 1, 2}, {7, 3, 8}, {33, 6, 64}};
+    for (int si = 0; si < 3; si++) {
+        int T = shapes[si][0], H = shapes[si][1], hd = shapes[si][2];
+        size_t n = (size_t)T * H * hd;
+        int32_t *pos = malloc(T * 4);
+        for (int t = 0; t < T; t++) pos[t] = (t * 5) % 40; /* several sequences: positions restart */
+        float *x = randf(n, 1), *y = copyf(x, n), *R = randf(n, 1), *g = copyf(R, n);
+        rope_ctx c = {T, H, hd, 0, todouble(x, n), todouble(R, n), pos, 10000.0f};
+        double *yr = malloc(n * 8);
+        rope_ref(&c, yr);
+        be2->rope_forward(be2, y, pos, T, H, hd, c.theta);
+        char name[128];
+        snprintf(name, sizeof name, "rope_forward vs exact angles T%d H%d hd%d (pos<40)", T, H, hd);
+        check(name, relerr(y, yr, n), 1e-5);
+        be2->rope_backward(be2, g, pos, T, H, hd, c.theta);
+        snprintf(name, sizeof name, "rope_backward vs finite diff T%d H%d hd%d", T, H, hd);
+        check(name, fd_check(&c, rope_loss, c.x, n, g, n), 1e-5);
+        free(pos); free(x); free(y); free(R); free(g); free(c.x); free(c.R); free(yr);
+    }
+    /* large positions: the angle is formed in fp32 as transformers does */
+    int T = 50, H = 3, hd = 64;
+    size_t n = (size_t)T * H * hd;
+    int32_t *pos = malloc(T * 4);
+    for (int t = 0; t < T; t++) pos[t] = 1000 + 97 * t;
+    float *x = randf(n, 1), *y = copyf(x, n), *y2 = copyf(x, n);
+    rope_ctx c = {T, H, hd, 1, todouble(x, n), NULL, pos, 500000.0f};
+    double *yr = malloc(n * 8);
+    rope_ref(&c, yr);
+    be2->rope_forward(be2, y, pos, T, H, hd, c.theta);
+    check("rope_forward vs transformers fp32 angles, pos up to 5753", relerr(y, yr, n), 2e-6);
+    be2->rope_backward(be2, y, pos, T, H, hd, c.theta);
+    check("rope_backward(rope_forward(x)) == x", relerr(y, c.x, n), 1e-6);
+    be1->rope_forward(be1, y2, pos, T, H, hd, c.theta);
+    be1->rope_backward(be1, y2, pos, T, H, hd, c.theta);
+    check_true("rope bitwise equal with 1 and 2 threads", same(y, y2, n * 4));
+    free(pos); free(x); free(y); free(y2); free(c.x); free(yr);
+}
+
+/* ================= SwiGLU ================= */
+
+typedef struct { size_t n; double *g, *u, *R; } swi_ctx;
+static double silu(double g) { return g / (1 + exp(-g)); }
+static double swi_loss(void *p) {
+    swi_ctx *c = p;
+    double L = 0;
+    for (size_t i = 0; i < c->n; i++) L += c->R[i] * silu(c->g[i]) * c->u[i];
+    return L;
+}
+
+static void test_swiglu(backend *be1, backend *be2) {
+    size_t sizes[] = {1, 7, 333};
+    for (int si = 0; si < 3; si++) {
+        size_t n = sizes[si];
+        float *g = randf(n, 3), *u = randf(n, 1), *y = malloc(n * 4), *R = randf(n, 1);
+        float *dg = malloc(n * 4), *du = malloc(n * 4);
+        swi_ctx c = {n, todouble(g, n), todouble(u, n), todouble(R, n)};
+        double *yr = malloc(n * 8);
+        for (size_t i = 0; i < n; i++) yr[i] = silu(c.g[i]) * c.u[i];
+        be2->swiglu_forward(be2, y, g, u, n);
+        char name[128];
+        snprintf(name, sizeof name, "swiglu_forward n%zu", n);
+        check(name, relerr(y, yr, n), 1e-6);
+        be2->swiglu_backward(be2, dg, du, R, g, u, n);
+        snprintf(name, sizeof name, "swiglu_backward dgate vs finite diff n%zu", n);
+        check(name, fd_check(&c, swi_loss, c.g, n, dg, n), 1e-5);
+        snprintf(name, sizeof name, "swiglu_backward dup vs finite diff n%zu", n);
+        check(name, fd_check(&c, swi_loss, c.u, n, du, n), 1e-5);
+        free(g); free(u); free(y); free(R); free(dg); free(du); free(c.g); free(c.u); free(c.R); free(yr);
+    }
+    /* extreme gates and threads */
+    size_t n = 100003;
+    float *g = randf(n, 20), *u = randf(n, 1), *dy = randf(n, 1);
+    float *y1 = malloc(n * 4), *y2 = malloc(n * 4), *a1 = malloc(n * 4), *a2 = malloc(n * 4), *b1 = malloc(n * 4),
+          *b2 = malloc(n * 4);
+    g[0] = -200; g[1] = 200; g[2] = 0;
+    double *yr = malloc(n * 8);
+    for (size_t i = 0; i < n; i++) yr[i] = silu(g[i]) * u[i];
+    be1->swiglu_forward(be1, y1, g, u, n);
+    be2->swiglu_forward(be2, y2, g, u, n);
+    check("swiglu_forward n100003 gates sd 20 incl. +-200", relerr(y2, yr, n), 1e-6);
+    be1->swiglu_backward(be1, a1, b1, dy, g, u, n);
+    be2->swiglu_backward(be2, a2, b2, dy, g, u, n);
+    check_true("swiglu forward+backward bitwise equal with 1 and 2 threads",
+               same(y1, y2, n * 4) && same(a1, a2, n * 4) && same(b1, b2, n * 4));
+    free(g); free(u); free(dy); free(y1); free(y2); free(a1); free(a2); free(b1); free(b2); free(yr);
+}
+
+/* ================= attention ================= */
+
+typedef struct {
+    int B, T, Hq, Hkv, hd;
+    const int32_t *cu;
+    double scale, *q, *k, *v, *R;
+} att_ctx;
+/* naive causal GQA attention in double; lse may be NULL */
+static void att_ref(const att_ctx *c, double *out, double *lse) {
+    int G = c->Hq / c->Hkv, hd = c->hd;
+    double *s = malloc(sizeof(double) * (c->T + 1));
+    for (int b = 0; b < c->B; b++)
+        for (int t = c->cu[b]; t < c->cu[b + 1]; t++)
+            for (int h = 0; h < c->Hq; h++) {
+                const double *qr = c->q + ((size_t)t * c->Hq + h) * hd;
+                double m = -INFINITY;
+                for (int j = c->cu[b]; j <= t; j++) {
+                    const double *kr = c->k + ((size_t)j * c->Hkv + h / G) * hd;
+                    double d = 0;
+                    for (int e = 0; e < hd; e++) d += qr[e] * kr[e];
+                    s[j - c->cu[b]] = d * c->scale;
+                    if (s[j - c->cu[b]] > m) m = s[j - c->cu[b]];
+                }
+                double sum = 0;
+                for (int j = c->cu[b]; j <= t; j++) sum += exp(s[j - c->cu[b]] - m);
+                double *o = out + ((size_t)t * c->Hq + h) * hd;
+                for (int e = 0; e < hd; e++) o[e] = 0;
+                for (int j = c->cu[b]; j <= t; j++) {
+                    double p = exp(s[j - c->cu[b]] - m) / sum;
+                    const double *vr = c->v + ((size_t)j * c->Hkv + h / G) * hd;
+                    for (int e = 0; e < hd; e++) o[e] += p * vr[e];
+                }
+                if (lse) lse[(size_t)t * c->Hq + h] = m + log(sum);
+            }
+    free(s);
+}
+static double att_loss(void *p) {
+    att_ctx *c = p;
+    size_t n = (size_t)c->T * c->Hq * c->hd;
+    double *o = malloc(n * 8), L = 0;
+    att_ref(c, o, NULL);
+    for (size_t i = 0; i < n; i++) L += c->R[i] * o[i];
+    free(o);
+    return L;
+}
+
+static void test_attention_case(backend *be1, backend *be2, int B, const int *lens, int Hq, int Hkv, int hd,
+                                size_t ncoord) {
+    int32_t *cu = malloc((B + 1) * 4);
+    cu[0] = 0;
+    for (int b = 0; b < B; b++) cu[b + 1] = cu[b] + lens[b];
+    int T = cu[B];
+    size_t nq = (size_t)T * Hq * hd, nk = (size_t)T * Hkv * hd;
+    float *q = randf(nq, 1), *k = randf(nk, 1), *v = randf(nk, 1), *R = randf(nq, 1);
+    float *o = malloc(nq * 4), *lse = malloc((size_t)T * Hq * 4);
+    float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
+    att_ctx c = {B, T, Hq, Hkv, hd, cu, 1.0 / sqrt(hd), todouble(q, nq), todouble(k, nk), todouble(v, nk),
+                 todouble(R, nq)};
+    double *orf = malloc(nq * 8), *lr = malloc((size_t)T * Hq * 8);
+    att_ref(&c, orf, lr);
+    float scale = (float)(1.0 / sqrt(hd));
+    be2->attention_forward(be2, o, lse, q, k, v, cu, B, T, Hq, Hkv, hd, scale);
+    char shape[96], name[160];
+    int off = snprintf(shape, sizeof shape, "B%d T%d Hq%d Hkv%d hd%d lens", B, T, Hq, Hkv, hd);
+    for (int b = 0; b < B && off < 80; b++) off += snprintf(shape + off, sizeof shape - off, "%s%d", b ? "," : " ", lens[b]);
+    snprintf(name, sizeof name, "attention_forward out %s", shape);
+    check(name, relerr(o, orf, nq), 1e-5);
+    snprintf(name, sizeof name, "attention_forward lse %s", shape);
+    check(name, relerr(lse, lr, (size_t)T * Hq), 1e-6);
+    be2->attention_backward(be2, dq, dk, dv, R, q, k, v, o, lse, cu, B, T, Hq, Hkv, hd, scale);
+    snprintf(name, sizeof name, "attention_backward dq vs finite diff %s", shape);
+    check(name, fd_check(&c, att_loss, c.q, nq, dq, ncoord), 1e-4);
+    snprintf(name, sizeof name, "attention_backward dk vs finite diff %s", shape);
+    check(name, fd_check(&c, att_loss, c.k, nk, dk, ncoord), 1e-4);
+    snprintf(name, sizeof name, "attention_backward dv vs finite diff %s", shape);
+    check(name, fd_check(&c, att_loss, c.v, nk, dv, ncoord), 1e-4);
+    /* 1 vs 2 threads, and two runs with 2 threads */
+    float *o1 = malloc(nq * 4), *l1 = malloc((size_t)T * Hq * 4), *dq1 = malloc(nq * 4), *dk1 = malloc(nk * 4),
+          *dv1 = malloc(nk * 4);
+    be1->attention_forward(be1, o1, l1, q, k, v, cu, B, T, Hq, Hkv, hd, scale);
+    be1->attention_backward(be1, dq1, dk1, dv1, R, q, k, v, o1, l1, cu, B, T, Hq, Hkv, hd, scale);
+    snprintf(name, sizeof name, "attention fwd+bwd bitwise equal with 1 and 2 threads %s", shape);
+    check_true(name, same(o, o1, nq * 4) && same(lse, l1, (size_t)T * Hq * 4) && same(dq, dq1, nq * 4) &&
+                         same(dk, dk1, nk * 4) && same(dv, dv1, nk * 4));
+    be2->attention_backward(be2, dq1, dk1, dv1, R, q, k, v, o, lse, cu, B, T, Hq, Hkv, hd, scale);
+    snprintf(name, sizeof name, "attention_backward bitwise repeatable %s", shape);
+    check_true(name, same(dq, dq1, nq * 4) && same(dk, dk1, nk * 4) && same(dv, dv1, nk * 4));
+    free(o1); free(l1); free(dq1); free(dk1); free(dv1);
+    free(cu); free(q); free(k); free(v); free(R); free(o); free(lse); free(dq); free(dk); free(dv);
+    free(c.q); free(c.k); free(c.v); free(c.R); free(orf); free(lr);
+}
+
+static void test_attention(backend *be1, backend *be2) {
+    int l1[] = {1}, l2[] = {7}, l3[] = {5, 1, 33}, l4[] = {33, 1, 7, 2}, l5[] = {130, 1, 70};
+    test_attention_case(be1, be2, 1, l1, 2, 1, 4, 1000000);
+    test_attention_case(be1, be2, 1, l2, 3, 3, 8, 1000000);
+    test_attention_case(be1, be2, 3, l3, 6, 2, 8, 1000000);
+    test_attention_case(be1, be2, 4, l4, 3, 3, 16, 1000000);
+    test_attention_case(be1, be2, 3, l5, 6, 2, 64, 60); /* crosses the 64-row tiles */
+}
+
+/* ================= logprob ================= */
+
+typedef struct { int T, V; const int32_t *tg; double *z, *a, *b; } lp_ctx;
+static void lp_ref(const lp_ctx *c, double *logp, double *ent, double *lse) {
+    for (int t = 0; t < c->T; t++) {
+        const double *z = c->z + (size_t)t * c->V;
+        double m = z[0], s = 0, e = 0;
+        for (int j = 0; j < c->V; j++) m = z[j] > m ? z[j] : m;
+        for (int j = 0; j < c->V; j++) s += exp(z[j] - m);
+        double l = m + log(s);
+        for (int j = 0; j < c->V; j++) e -= exp(z[j] - l) * (z[j] - l);
+        int ok = c->tg[t] >= 0;
+        logp[t] = ok ? z[c->tg[t]] - l : 0;
+        ent[t] = ok ? e : 0;
+        if (lse) lse[t] = ok ? l : 0;
+    }
+}
+static double lp_loss(void *p) {
+    lp_ctx *c = p;
+    double *lp = malloc(c->T * 8), *en = malloc(c->T * 8), L = 0;
+    lp_ref(c, lp, en, NULL);
+    for (int t = 0; t < c->T; t++) L += c->a[t] * lp[t] + (c->b ? c->b[t] * en[t] : 0);
+    free(lp); free(en);
+    return L;
+}
+
+static void test_logprob(backend *be1, backend *be2) {
+    int shapes[][2] = {{1, 5}, {7, 100}, {9, 3001}};
+    double scales[] = {1, 3, 30};
+    for (int si = 0; si < 3; si++)
+        for (int ent = 0; ent < 2; ent++) {
+            int T = shapes[si][0], V = shapes[si][1];
+            size_t n = (size_t)T * V;
+            float *z = randf(n, scales[si]);
+            int32_t *tg = malloc(T * 4);
+            for (int t = 0; t < T; t++) tg[t] = (t % 3 == 2) ? -1 : (int)((t * 7919u) % V);
+            float *lp = malloc(T * 4), *en = malloc(T * 4), *ls = malloc(T * 4), *a = randf(T, 1), *b = randf(T, 1);
+            lp_ctx c = {T, V, tg, todouble(z, n), todouble(a, T), ent ? todouble(b, T) : NULL};
+            double *lpr = malloc(T * 8), *enr = malloc(T * 8), *lsr = malloc(T * 8);
+            lp_ref(&c, lpr, enr, lsr);
+            be2->logprob_forward(be2, lp, en, ls, z, tg, T, V);
+            char name[128];
+            if (!ent) {
+                snprintf(name, sizeof name, "logprob_forward logp T%d V%d logit sd %g, ignored rows", T, V, scales[si]);
+                check(name, relerr(lp, lpr, T), 2e-6);
+                snprintf(name, sizeof name, "logprob_forward entropy T%d V%d logit sd %g", T, V, scales[si]);
+                check(name, relerr(en, enr, T), 2e-6);
+                snprintf(name, sizeof name, "logprob_forward lse T%d V%d logit sd %g", T, V, scales[si]);
+                check(name, relerr(ls, lsr, T), 1e-6);
+            }
+            float *g = copyf(z, n);
+            be2->logprob_backward(be2, g, a, ent ? b : NULL, tg, T, V);
+            snprintf(name, sizeof name, "logprob_backward vs finite diff T%d V%d %s", T, V,
+                     ent ? "dlogp+dentropy" : "dlogp only");
+            check(name, fd_check(&c, lp_loss, c.z, n, g, 400), 1e-4);
+            int zero = 1;
+            for (int t = 0; t < T; t++)
+                if (tg[t] < 0)
+                    for (int j = 0; j < V; j++) zero &= g[(size_t)t * V + j] == 0.0f;
+            snprintf(name, sizeof name, "logprob_backward rows with target < 0 are zero T%d V%d", T, V);
+            check_true(name, zero);
+            free(z); free(tg); free(lp); free(en); free(ls); free(a); free(b); free(g);
+            free(c.z); free(c.a); free(c.b); free(lpr); free(enr); free(lsr);
+        }
+    /* threads */
+    int T = 16, V = 5000;
+    size_t n = (size_t)T * V;
+    float *z = randf(n, 4), *z2 = copyf(z, n), *a = randf(T, 1), *b = randf(T, 1);
+    int32_t *tg = malloc(T * 4);
+    for (int t = 0; t < T; t++) tg[t] = t * 311;
+    float r1[3][16], r2[3][16];
+    be1->logprob_forward(be1, r1[0], r1[1], r1[2], z, tg, T, V);
+    be2->logprob_forward(be2, r2[0], r2[1], r2[2], z, tg, T, V);
+    be1->logprob_backward(be1, z, a, b, tg, T, V);
+    be2->logprob_backward(be2, z2, a, b, tg, T, V);
+    check_true("logprob forward+backward bitwise equal with 1 and 2 threads",
+               same(r1, r2, sizeof r1) && same(z, z2, n * 4));
+    free(z); free(z2); free(a); free(b); free(tg);
+}
+
+/* ================= sumsq / adamw ================= */
+
+static void test_optim(backend *be1, backend *be2) {
+    size_t sizes[] = {0, 1, 100003, (1u << 20) + 7};
+    for (int si = 0; si < 4; si++) {
+        size_t n = sizes[si];
+        float *x = randf(n, 1);
+        double ref = 0;
+        for (size_t i = 0; i < n; i++) ref += (double)x[i] * x[i];
+        double s1 = be1->sumsq(be1, x, n), s2 = be2->sumsq(be2, x, n);
+        char name[96];
+        snprintf(name, sizeof name, "sumsq n%zu", n);
+        check(name, n ? fabs(s2 - ref) / ref : fabs(s2), 1e-12);
+        snprintf(name, sizeof name, "sumsq n%zu bitwise equal with 1 and 2 threads", n);
+        check_true(name, s1 == s2);
+        free(x);
+    }
+    size_t n = 50001;
+    float lr = 1e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
+    float *p = randf(n, 0.02), *m = calloc(n, 4), *v = calloc(n, 4), *p2 = copyf(p, n), *m2 = calloc(n, 4),
+          *v2 = calloc(n, 4);
+    float *p0 = copyf(p, n);
+    double *pr = todouble(p, n), *mr = calloc(n, 8), *vr = calloc(n, 8);
+    for (int t = 1; t <= 5; t++) {
+        float *g = randf(n, 0.01 * t);
+        g[0] = 0; /* v stays 0 on this coordinate: eps path */
+        for (size_t i = 0; i < n; i++) {
+            double gi = g[i];
+            mr[i] = b1 * mr[i] + (1 - (double)b1) * gi;
+            vr[i] = b2 * vr[i] + (1 - (double)b2) * gi * gi;
+            double mh = mr[i] / (1 - pow(b1, t)), vh = vr[i] / (1 - pow(b2, t));
+            pr[i] -= lr * (mh / (sqrt(vh) + eps) + wd * pr[i]);
+        }
+        be2->adamw(be2, p, g, m, v, n, lr, b1, b2, eps, wd, t);
+        be1->adamw(be1, p2, g, m2, v2, n, lr, b1, b2, eps, wd, t);
+        free(g);
+    }
+    /* compare the change p - p0 (the parameter itself would hide errors in the update) */
+    check("adamw 5 steps: m", relerr(m, mr, n), 1e-6);
+    check("adamw 5 steps: v", relerr(v, vr, n), 1e-6);
+    check("adamw 5 steps: p", relerr(p, pr, n), 1e-6);
+    for (size_t i = 0; i < n; i++) pr[i] -= p0[i], p0[i] = p[i] - p0[i];
+    check("adamw 5 steps: p - p0 (|p| ~ 0.02, update ~ 5e-3)", relerr(p0, pr, n), 1e-5);
+    check_true("adamw bitwise equal with 1 and 2 threads", same(p, p2, n * 4) && same(m, m2, n * 4) && same(v, v2, n * 4));
+    free(p0);
+    free(p); free(m); free(v); free(p2); free(m2); free(v2); free(pr); free(mr); free(vr);
+}
+
+/* ================= OpenBLAS core type ================= */
+
+static void test_openblas_pick(void) {
+    const char *r;
+    r = cpu_openblas_better_core("Prescott", 1, 1);
+    check_true("openblas: Prescott on an AVX-512 CPU -> SkylakeX", r && !strcmp(r, "SkylakeX"));
+    r = cpu_openblas_better_core("Sandybridge", 0, 1);
+    check_true("openblas: Sandybridge on an AVX2 CPU -> Haswell", r && !strcmp(r, "Haswell"));
+    r = cpu_openblas_better_core("Nehalem", 0, 0);
+    check_true("openblas: Nehalem on a CPU without AVX2 -> unchanged", r == NULL);
+    r = cpu_openblas_better_core("Cooperlake", 1, 1);
+    check_true("openblas: Cooperlake -> unchanged", r == NULL);
+    r = cpu_openblas_better_core("Haswell", 1, 1);
+    check_true("openblas: Haswell on an AVX-512 CPU -> unchanged (AVX2 kernels are as fast here)", r == NULL);
+    r = cpu_openblas_better_core("SomeFutureCore", 1, 1);
+    check_true("openblas: unknown core name -> unchanged", r == NULL);
+}
+
+int main(void) {
+    backend *be1 = backend_cpu_create(1), *be2 = backend_cpu_create(2);
+    if (!be1 || !be2) { fprintf(stderr, "test_ops: backend_cpu_create failed\n"); return 1; }
+    test_matmul(be2);
+    test_embedding(be1, be2);
+    test_rmsnorm(be1, be2);
+    test_rope(be1, be2);
+    test_swiglu(be1, be2);
+    test_attention(be1, be2);
+    test_logprob(be1, be2);
+    test_optim(be1, be2);
+    test_openblas_pick();
+    check_true("no backend error recorded (1 thread)", be1->sync(be1) == 0);
+    check_true("no backend error recorded (2 threads)", be2->sync(be2) == 0);
+    if (be1->err[0]) printf("  be1: %s\n", be1->err);
+    if (be2->err[0]) printf("  be2: %s\n", be2->err);
+    printf("%d checks, %d failed\n", n_check, n_fail);
+    be1->destroy(be1);
+    be2->destroy(be2);
+    return n_fail ? 1 : 0;
+}
