@@ -380,6 +380,17 @@ if __name__ == "__main__":
     make_writer_ref()
     make_tiny("llama")
     make_tiny("qwen2")
+    try:   # cross-check the hand-written safetensors with the reference package when present
+        from safetensors import safe_open
+        for d in ("hf_tiny_llama", "hf_tiny_qwen2"):
+            for fn in sorted(os.listdir(f"{OUT}/{d}")):
+                if fn.endswith(".safetensors"):
+                    with safe_open(f"{OUT}/{d}/{fn}", "numpy") as f:
+                        for k in f.keys():
+                            if f.get_slice(k).get_dtype() != "BF16":
+                                f.get_tensor(k)
+    except ImportError:
+        print("safetensors package absent: fixtures not cross-checked")
     for fn in sorted(os.listdir(OUT)):
         p = os.path.join(OUT, fn)
         if fn.startswith(("gguf_", "hf_tiny")):
