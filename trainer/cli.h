@@ -3,5 +3,7 @@
 #ifndef RFT_CLI_H
 #define RFT_CLI_H
 
+int cmd_inspect(int argc, char **argv);   /* cmd_inspect.c */
+
 
 #endif

@@ -19,6 +19,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"version", cmd_version, "rft version                        print the version"},
+    {"inspect", cmd_inspect, "rft inspect FILE                   config, parameter count and tensors of a model file"},
 };
 
 static void usage(FILE *f) {
