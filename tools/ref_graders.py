@@ -226,7 +226,46 @@ def gen_text_similarity():
                          "item": {}, "output_text": out, "expect": 1.0 if v >= th else 0.0})
         if m == "fuzzy_match":
             rows += ts_bad_configs()
+        if m == "meteor":
+            rows += meteor_stem_cases(150)
         write(m, rows)
+
+
+SUFFIXES = ("s es ed ing ly ness ful fulness ation ization ational tional ity iviti biliti aliti ive ize "
+            "izer ism alism ement ment ent ance ence anci enci er able ible al alli ou ous ousli ousness ate "
+            "ator iti bli abli entli eli logi fulli y ies ied eed sses ss e ll icate ative alize iciti ical "
+            "ion sion tion at bl iz *d").split()
+
+
+def rand_stem():
+    cons, vow = "bcdfghjklmnprstvwxyzy", "aeiouy"
+    n = RNG.randint(1, 4)
+    s = ""
+    for _ in range(n):
+        s += RNG.choice(cons) * RNG.choice([1, 1, 1, 2]) + RNG.choice(vow)
+    if RNG.random() < 0.5:
+        s += RNG.choice(cons)
+    return s
+
+
+def meteor_stem_cases(n):
+    """METEOR cases whose words differ only by suffixes: they exercise the
+    Porter stemmer stage (exact matches alone would score them low)."""
+    rows = []
+    for _ in range(n):
+        stems = [rand_stem() for _ in range(RNG.randint(1, 8))]
+        hyp = [st + RNG.choice(SUFFIXES) + (RNG.choice(SUFFIXES) if RNG.random() < 0.3 else "") for st in stems]
+        ref = [st + RNG.choice(SUFFIXES) for st in stems]
+        if RNG.random() < 0.5:
+            RNG.shuffle(ref)
+        if RNG.random() < 0.3:
+            hyp = [w.upper() if RNG.random() < 0.3 else w for w in hyp]
+        out, refs = " ".join(hyp), " ".join(ref)
+        rows.append({"grader": "text_similarity",
+                     "config": {"input": "{{sample.output_text}}", "reference": "{{item.reference}}",
+                                "evaluation_metric": "meteor"},
+                     "item": {"reference": refs}, "output_text": out, "expect": ts_metric("meteor", out, refs)})
+    return rows
 
 
 def ts_bad_configs():
