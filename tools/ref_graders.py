@@ -341,13 +341,96 @@ def gen_string_check():
     write("string_check", rows)
 
 
-GENERATORS = {"text_similarity": gen_text_similarity, "string_check": gen_string_check}
+# ------------------------------------------------------------------ regex
+
+RX_PATTERNS = [
+    (r"^<answer>.*</answer>$", ""), (r"<answer>(.*?)</answer>", ""), (r"\d+", ""), (r"^\d+$", ""),
+    (r"paris", "i"), (r"\bcat\b", ""), (r"[A-Z][a-z]+", ""), (r"colou?r", ""), (r"^\s*$", ""),
+    (r"(\w+)@(\w+)\.com", ""), (r"<answer>(?P<ans>.*?)</answer>", "s"), (r"a.b", "s"), (r"a.b", ""),
+    (r"^line2$", "m"), (r"^line2$", ""), (r"\d{3}-\d{4}", ""), (r"[^\x00-\x7f]", ""), (r"é", ""),
+    (r"É", "i"), (r"\w+", ""), (r"^[\w\s]+$", ""), (r"(ab)+c", ""), (r"x*", ""), (r"\$\s?(\d+(?:\.\d\d)?)", ""),
+    (r"(?i)the answer is (\w+)", ""), (r" a b # comment\n c", "x"), (r"東京", ""), (r"^(yes|no)$", "i"),
+    (r"(\d+)\s*\+\s*(\d+)", ""), (r"\s+$", ""), (r"end\.$", ""), (r"ß", "i"),
+]
+RX_PIECES = ["<answer>", "</answer>", "42", "3.50", "$", "$ 12.99", "Paris", "PARIS", "paris", "cat", "cats",
+             "concat", "color", "colour", "me@mail.com", "a", "b", "ab", "abc", "ababc", "\n", "\n", "line1",
+             "line2", "555-1234", "é", "É", "東京", "yes", "No", " ", "  ", "\t", "the answer is ", "Tokyo",
+             "1 + 2", "end.", "ß", "SS", "ẞ", "x", "xx", "The"]
+
+
+def rx_expect(cfg, text, item):
+    flags = 0
+    fl = cfg.get("flags", "") + ("i" if cfg.get("ignore_case") else "")
+    for f, v in (("i", re.I), ("m", re.M), ("s", re.S), ("x", re.X)):
+        if f in fl:
+            flags |= v
+    rx = re.compile(cfg["pattern"], flags)
+    m = (rx.fullmatch if cfg.get("match") == "full" else rx.search)(text)
+    if "reference" not in cfg:
+        v = m is not None
+    else:
+        ref = cfg["reference"].replace("{{item.answer}}", item.get("answer", ""))
+        g = cfg.get("group", 0)
+        v = m is not None and m.group(g) is not None and m.group(g) == ref
+    v = float(v)
+    return 1.0 - v if cfg.get("negate") else v
+
+
+def gen_regex():
+    rows = []
+    pieces = RX_PIECES
+    for k in range(260):
+        pat, fl = RNG.choice(RX_PATTERNS)
+        text = "".join(RNG.choice(pieces) for _ in range(RNG.randint(0, 6)))
+        cfg = {"input": "{{sample.output_text}}", "pattern": pat}
+        if fl:
+            if fl == "i" and RNG.random() < 0.3:
+                cfg["ignore_case"] = True
+            else:
+                cfg["flags"] = fl
+        if RNG.random() < 0.2:
+            cfg["match"] = "full"
+        item = {}
+        ncap = re.compile(pat).groups
+        if ncap and RNG.random() < 0.5:
+            cfg["group"] = RNG.randint(0, ncap)
+            if "?P<ans>" in pat and RNG.random() < 0.5:
+                cfg["group"] = "ans"
+            m = re.search(pat, text, (re.I if "i" in fl else 0) | (re.S if "s" in fl else 0))
+            cand = [RNG.choice(pieces)]
+            if m and m.group(cfg["group"]) is not None:
+                cand += [m.group(cfg["group"])] * 3
+            item["answer"] = RNG.choice(cand)
+            cfg["reference"] = "{{item.answer}}"
+        if RNG.random() < 0.1:
+            cfg["negate"] = True
+        rows.append({"grader": "regex", "config": cfg, "item": item, "output_text": text,
+                     "expect": rx_expect(cfg, text, item)})
+    bad = [({"input": "x", "pattern": "("}, "pattern"), ({"input": "x", "pattern": "a", "flags": "q"}, "'q'"),
+           ({"input": "x", "pattern": "(a)", "group": 2, "reference": "a"}, "group"),
+           ({"input": "x", "pattern": "(a)", "group": 1}, "reference"),
+           ({"input": "x", "pattern": "(?P<n>a)", "group": "m", "reference": "a"}, "'m'"),
+           ({"input": "x"}, "pattern"), ({"pattern": "x"}, "input"),
+           ({"input": "x", "pattern": "a", "match": "prefix"}, "prefix"),
+           ({"input": "x", "pattern": "a", "ignore_case": "yes"}, "ignore_case"),
+           ({"input": "x", "pattern": "a", "flag": "i"}, "'flag'")]
+    for c, w in bad:
+        rows.append({"grader": "regex", "config": c, "expect": "create_error", "error_contains": w})
+    # catastrophic backtracking: an error after PCRE2's match limit, not a hang
+    rows.append({"grader": "regex", "config": {"input": "{{sample.output_text}}", "pattern": "^(a+)+$"},
+                 "item": {}, "output_text": "a" * 40 + "b", "expect": "error",
+                 "note": "PCRE2 match limit"})
+    write("regex", rows)
+
+
+GENERATORS = {"text_similarity": gen_text_similarity, "string_check": gen_string_check, "regex": gen_regex}
 
 
 def main():
     only = sys.argv[1:]
-    for name, fn in GENERATORS.items():
+    for k, (name, fn) in enumerate(GENERATORS.items()):
         if not only or name in only:
+            RNG.seed(20261127 + k)  # each generator has its own stream
             fn()
 
 
