@@ -423,7 +423,165 @@ def gen_regex():
     write("regex", rows)
 
 
-GENERATORS = {"text_similarity": gen_text_similarity, "string_check": gen_string_check, "regex": gen_regex}
+# ------------------------------------------------------------------ numeric
+
+NU_MANT = r"(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+"
+NU_RE = re.compile(
+    r"\\[dt]?frac\{\s*([-+]?[0-9]+(?:\.[0-9]+)?)\s*\}\{\s*([-+]?[0-9]+(?:\.[0-9]+)?)\s*\}"
+    r"|((?:(?<![A-Za-z0-9.])[-+\u2212])?(?:" + NU_MANT + r")(?:[eE][-+]?[0-9]+)?)(?:/(" + NU_MANT + r"))?")
+
+
+def nu_val(t):
+    return float(t.replace(",", "").replace("\u2212", "-"))
+
+
+def nu_numbers(t):
+    out = []
+    for m in NU_RE.finditer(t):
+        if m.group(1) is not None:
+            a, b = nu_val(m.group(1)), nu_val(m.group(2))
+            v = a / b if b != 0 else math.nan
+        else:
+            v = nu_val(m.group(3))
+            if m.group(4) is not None:
+                d = nu_val(m.group(4))
+                v = v / d if d != 0 else math.nan
+        if math.isfinite(v):
+            out.append((v, m.start(), m.end()))
+    return out
+
+
+def nu_expect(cfg, text, ref):
+    rn = nu_numbers(ref)
+    if not rn:
+        return "error"
+    y = rn[-1][0]
+    ex = cfg.get("extract", "last")
+    if "pattern" in cfg:
+        rx = re.compile(cfg["pattern"])
+        ms = list(rx.finditer(text))
+        if not ms:
+            return 0.0
+        g = ms[-1].group(1 if rx.groups else 0)
+        if g is None:
+            return 0.0
+        text = g
+    elif ex == "boxed":
+        i = text.rfind("\\boxed{")
+        if i < 0:
+            return 0.0
+        i += 7
+        depth, j = 1, i
+        while j < len(text):
+            if text[j] == "{":
+                depth += 1
+            elif text[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        if j >= len(text):
+            return 0.0
+        text = text[i:j]
+    elif ex.startswith("tag:"):
+        op, cl = "<%s>" % ex[4:], "</%s>" % ex[4:]
+        c = text.rfind(cl)
+        if c < 0:
+            return 0.0
+        o = text.rfind(op, 0, c)
+        if o < 0:
+            return 0.0
+        text = text[o + len(op):c]
+    xs = nu_numbers(text)
+    if not xs:
+        return 0.0
+    if ex == "first":
+        x = xs[0][0]
+    elif ex == "only":
+        st = text.strip(" \t\n\r")
+        lead = len(text) - len(text.lstrip(" \t\n\r"))
+        if len(xs) != 1 or xs[0][1] != lead or xs[0][2] != lead + len(st):
+            return 0.0
+        x = xs[0][0]
+    else:
+        x = xs[-1][0]
+    return float(math.isclose(x, y, rel_tol=cfg.get("rel_tol", 1e-9), abs_tol=cfg.get("abs_tol", 0.0)))
+
+
+NU_FORMS = ["42", "-7", "+3", "\u22122", "3.14", ".5", "0.5", "1,234,567", "1,234", "1,23", "12,3456", "1.5e-3",
+            "2E6", "1e3", "3/4", "-3/4", "6/8", "1/0", "0.75", "\\frac{3}{4}", "\\dfrac{ -6 }{8}", "\\tfrac{1}{3}",
+            "50%", "$1,000", "1000", "0", "-0", "007", "1e999", "2,500.50", "2500.5", "0.3333333333", "1/3",
+            "3-4", "x-4", "x = -4", "v2", "1.5.3", "10.", "1,000,000", "1000000.0000001", "99.99", "100"]
+NU_WORDS = ["The answer is", "so", "we get", "Total:", "<answer>", "</answer>", "\\boxed{", "}", "answer:", "≈",
+            "(", ")", "and", "then", "\n", "Step 1:", "=", "units", "apples"]
+
+
+def gen_numeric():
+    rows = []
+    modes = [{}, {}, {"extract": "last"}, {"extract": "first"}, {"extract": "only"}, {"extract": "boxed"},
+             {"extract": "tag:answer"}, {"pattern": r"answer: ([^\n]*)"}, {"pattern": r"=\s*(\S+)"},
+             {"pattern": r"[0-9]+"}]
+    for k in range(300):
+        parts = []
+        for _ in range(RNG.randint(0, 7)):
+            parts.append(RNG.choice(NU_FORMS) if RNG.random() < 0.45 else RNG.choice(NU_WORDS))
+        r = RNG.random()
+        ref = RNG.choice(NU_FORMS)
+        if r < 0.3:
+            parts.append(RNG.choice(["The answer is " + ref, "<answer>" + ref + "</answer>", "\\boxed{" + ref + "}",
+                                     "answer: " + ref, "= " + ref]))
+        elif r < 0.4:
+            parts = [ref]
+        text = RNG.choice([" ", "", "\n"]).join(parts)
+        if RNG.random() < 0.1:
+            text = " " + text + "\n"
+        cfg = {"input": "{{sample.output_text}}", "reference": "{{item.answer}}"}
+        cfg.update(RNG.choice(modes))
+        if RNG.random() < 0.2:
+            cfg["abs_tol"] = RNG.choice([0.01, 0.5, 1e-6])
+        if RNG.random() < 0.2:
+            cfg["rel_tol"] = RNG.choice([0.0, 0.01, 1e-3])
+        if RNG.random() < 0.1:
+            ref = "#### " + ref
+        rows.append({"grader": "numeric", "config": cfg, "item": {"answer": ref}, "output_text": text,
+                     "expect": nu_expect(cfg, text, ref)})
+    # the answer written in its slot, often in another but equal form
+    same = [("1234", "1,234"), ("0.75", "3/4"), ("0.75", "\\frac{3}{4}"), ("-2", "\u22122"), ("1500", "1.5e3"),
+            ("0.5", ".5"), ("42", "42.0"), ("-0.75", "\\dfrac{-3}{4}"), ("1000000", "1,000,000"), ("7", "+7"),
+            ("0.3333333333333333", "1/3"), ("3.14159", "3.14"), ("100", "99.99"), ("12", "13")]
+    wrap = {"last": "the answer is %s", "first": "%s is it, not 5", "only": " %s\n", "boxed": "\\boxed{%s}",
+            "tag:answer": "<answer>%s</answer>"}
+    for k in range(120):
+        ref, form = RNG.choice(same)
+        if RNG.random() < 0.5:
+            ref, form = form, ref
+        ex = RNG.choice(list(wrap))
+        text = (RNG.choice(NU_FORMS) + " " if ex not in ("first", "only") else "") + (wrap[ex] % form)
+        if ex not in ("last", "only"):
+            text += " " + RNG.choice(NU_WORDS) + " " + RNG.choice(NU_FORMS)
+        cfg = {"input": "{{sample.output_text}}", "reference": "{{item.answer}}", "extract": ex}
+        if RNG.random() < 0.3:
+            cfg["abs_tol"] = RNG.choice([0.01, 0.5, 1.5])
+        rows.append({"grader": "numeric", "config": cfg, "item": {"answer": ref}, "output_text": text,
+                     "expect": nu_expect(cfg, text, ref)})
+    rows.append({"grader": "numeric", "config": {"input": "{{sample.output_text}}", "reference": "{{item.answer}}"},
+                 "item": {"answer": "no number here"}, "output_text": "42", "expect": "error"})
+    rows.append({"grader": "numeric", "config": {"input": "{{sample.output_text}}", "reference": "{{item.n}}"},
+                 "item": {"n": 42}, "output_text": "it is 42.", "expect": 1.0})
+    bad = [({"input": "x", "reference": "1", "extract": "middle"}, "middle"),
+           ({"input": "x", "reference": "1", "extract": "last", "pattern": "a"}, "not both"),
+           ({"input": "x", "reference": "1", "pattern": "("}, "pattern"),
+           ({"input": "x", "reference": "1", "abs_tol": "0.1"}, "abs_tol"),
+           ({"input": "x", "reference": "1", "rel_tol": -1}, "rel_tol"),
+           ({"input": "x", "reference": "1", "tolerance": 1}, "tolerance"),
+           ({"reference": "1"}, "input"), ({"input": "x"}, "reference"),
+           ({"input": "x", "reference": "1", "extract": "tag:<a>"}, "tag:<a>")]
+    for c, w in bad:
+        rows.append({"grader": "numeric", "config": c, "expect": "create_error", "error_contains": w})
+    write("numeric", rows)
+
+
+GENERATORS = {"text_similarity": gen_text_similarity, "string_check": gen_string_check, "regex": gen_regex, "numeric": gen_numeric}
 
 
 def main():
