@@ -1,0 +1,360 @@
+/* tests/test_tokenizer.c: byte-level BPE conformance against the HF
+ * `tokenizers` library (fixtures from tools/ref_tokenizer.py): the ids of 370
+ * strings for four tokenizers (smollm, gpt2, llama3, qwen2 pre-tokenizers),
+ * with special tokens split and read as text; decode round trips; chat
+ * formatting against transformers' apply_chat_template; the array (GGUF-style)
+ * constructor, HDF5 and tokenizer.json round trips giving the same ids; raw
+ * bytes (invalid UTF-8, cut characters) and arbitrary id sequences; bad input. */
+#include <hdf5.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chat_template.h"
+#include "tokenizer.h"
+#include "tokenizer_h5.h"
+#include "util.h"
+
+static int fails = 0;
+#define CHECK(c, ...) do { if (!(c)) { fails++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+    fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); } } while (0)
+
+static const char *PRES[4] = {"smollm", "gpt2", "llama3", "qwen2"};
+
+static tokenizer *load_fixture(const char *pre) {
+    char p[256], c[256], err[512];
+    snprintf(p, sizeof p, "tests/fixtures/tok_%s.json", pre);
+    snprintf(c, sizeof c, "tests/fixtures/tok_%s_config.json", pre);
+    tokenizer *t = tokenizer_load_json(p, access(c, R_OK) == 0 ? c : NULL, err, sizeof err);
+    if (!t) { fprintf(stderr, "load %s: %s\n", p, err); exit(1); }
+    return t;
+}
+
+static int ids_eq(const tok_ids *a, json_t *ref) {
+    if (a->n != json_array_size(ref)) return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->ids[i] != json_integer_value(json_array_get(ref, i))) return 0;
+    return 1;
+}
+
+static void show(const char *what, const tok_ids *a, json_t *ref) {
+    fprintf(stderr, "  %s ours:", what);
+    for (size_t i = 0; i < a->n && i < 40; i++) fprintf(stderr, " %d", a->ids[i]);
+    fprintf(stderr, "\n  %s ref: ", what);
+    for (size_t i = 0; i < json_array_size(ref) && i < 40; i++)
+        fprintf(stderr, " %lld", (long long)json_integer_value(json_array_get(ref, i)));
+    fprintf(stderr, "\n");
+}
+
+static json_t **read_jsonl(const char *path, size_t *n) {
+    char err[256];
+    size_t len;
+    char *s = read_file(path, &len, err, sizeof err);
+    if (!s) { fprintf(stderr, "%s\n", err); exit(1); }
+    json_t **rows = NULL;
+    *n = 0;
+    for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        if (!j) { fprintf(stderr, "%s: line %zu: %s\n", path, *n + 1, je.text); exit(1); }
+        rows = realloc(rows, (*n + 1) * sizeof *rows);
+        rows[(*n)++] = j;
+    }
+    free(s);
+    return rows;
+}
+
+/* encodes every case with t (name pre) and compares to the fixture's ids */
+static int check_cases(tokenizer *t, const char *pre, json_t **rows, size_t n, const char *label) {
+    char err[256];
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = rows[i];
+        const char *text = json_string_value(json_object_get(r, "text"));
+        size_t tl = json_string_length(json_object_get(r, "text"));
+        for (int plain = 0; plain < 2; plain++) {
+            json_t *ref = json_object_get(json_object_get(r, plain ? "plain" : "ids"), pre);
+            tok_ids o = {0};
+            int rc = tokenizer_encode(t, text, tl, plain ? 0 : TOK_ALLOW_SPECIAL, &o, err, sizeof err);
+            CHECK(rc == 0, "%s encode: %s", pre, err);
+            if (!ids_eq(&o, ref)) {
+                if (bad++ < 5) {
+                    fprintf(stderr, "FAIL %s[%s] case %zu (%s) \"%.80s\"\n", label, pre, i, plain ? "plain" : "special",
+                            text);
+                    show("ids", &o, ref);
+                }
+            } else {
+                char *d = malloc(tl + 1);
+                size_t dl = tokenizer_decode(t, o.ids, o.n, 0, d, tl + 1);
+                CHECK(dl == tl && memcmp(d, text, tl) == 0, "%s case %zu: decode does not give the text back", pre, i);
+                free(d);
+            }
+            free(o.ids);
+        }
+    }
+    if (bad) { fails++; fprintf(stderr, "%s[%s]: %d of %zu encodings differ\n", label, pre, bad, 2 * n); }
+    return bad;
+}
+
+/* the GGUF path: rebuild from arrays of strings, types and "a b" merges */
+static tokenizer *rebuild_from_arrays(const tokenizer *t, const char *gguf_pre) {
+    int32_t nv = tokenizer_vocab_size(t), nm = tokenizer_n_merges(t);
+    const char **toks = malloc(nv * sizeof *toks);
+    int32_t *types = malloc(nv * sizeof *types);
+    char **merges = malloc((nm + 1) * sizeof *merges);
+    for (int32_t i = 0; i < nv; i++) { toks[i] = tokenizer_id_to_token(t, i, NULL); types[i] = tokenizer_token_type(t, i); }
+    for (int32_t i = 0; i < nm; i++) {
+        int32_t a, b;
+        tokenizer_merge(t, i, &a, &b);
+        const char *sa = tokenizer_id_to_token(t, a, NULL), *sb = tokenizer_id_to_token(t, b, NULL);
+        merges[i] = malloc(strlen(sa) + strlen(sb) + 2);
+        sprintf(merges[i], "%s %s", sa, sb);
+    }
+    tokenizer_spec sp;
+    tokenizer_spec_init(&sp);
+    sp.n_vocab = nv; sp.tokens = toks; sp.token_types = types;
+    sp.n_merges = nm; sp.merges = (const char *const *)merges;
+    sp.pretokenizer = tokenizer_pre_from_gguf(gguf_pre, &sp.ignore_merges);
+    sp.bos_id = tokenizer_bos_id(t); sp.eos_id = tokenizer_eos_id(t);
+    sp.chat_template = tokenizer_chat_template_text(t);
+    char err[256];
+    tokenizer *r = tokenizer_create(&sp, err, sizeof err);
+    CHECK(r != NULL, "array constructor: %s", err);
+    for (int32_t i = 0; i < nm; i++) free(merges[i]);
+    free(merges); free(toks); free(types);
+    return r;
+}
+
+static tokenizer *h5_roundtrip(const tokenizer *t) {
+    char path[64], err[256];
+    snprintf(path, sizeof path, "/tmp/rft_test_tok_%d.h5", (int)getpid());
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = tokenizer_h5_save(g, t, err, sizeof err);
+    CHECK(rc == 0, "h5 save: %s", err);
+    H5Gclose(g); H5Fclose(f);
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    g = H5Gopen2(f, "tokenizer", H5P_DEFAULT);
+    tokenizer *r = NULL;
+    rc = tokenizer_h5_load(g, &r, err, sizeof err);
+    CHECK(rc == 0 && r, "h5 load: %s", err);
+    H5Gclose(g); H5Fclose(f);
+    unlink(path);
+    return r;
+}
+
+static tokenizer *json_roundtrip(const tokenizer *t) {
+    char p[64], c[64], err[256];
+    snprintf(p, sizeof p, "/tmp/rft_test_tok_%d.json", (int)getpid());
+    snprintf(c, sizeof c, "/tmp/rft_test_tokcfg_%d.json", (int)getpid());
+    int rc = tokenizer_save_json(t, p, c, err, sizeof err);
+    CHECK(rc == 0, "save json: %s", err);
+    tokenizer *r = tokenizer_load_json(p, c, err, sizeof err);
+    CHECK(r != NULL, "reload json: %s", err);
+    unlink(p); unlink(c);
+    return r;
+}
+
+static void check_same_meta(const tokenizer *a, const tokenizer *b, const char *what) {
+    CHECK(tokenizer_vocab_size(a) == tokenizer_vocab_size(b), "%s: vocab size", what);
+    CHECK(tokenizer_bos_id(a) == tokenizer_bos_id(b) && tokenizer_eos_id(a) == tokenizer_eos_id(b), "%s: bos/eos", what);
+    CHECK(!strcmp(tokenizer_chat_template_name(a), tokenizer_chat_template_name(b)), "%s: chat template name %s vs %s",
+          what, tokenizer_chat_template_name(a), tokenizer_chat_template_name(b));
+    const char *ta = tokenizer_chat_template_text(a), *tb = tokenizer_chat_template_text(b);
+    CHECK((!ta && !tb) || (ta && tb && !strcmp(ta, tb)) || !strcmp(what, "json"), "%s: chat template text", what);
+}
+
+static void check_chat(tokenizer **toks, json_t **rows, size_t n) {
+    char err[256];
+    int cnt = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = rows[i];
+        const char *pre = json_string_value(json_object_get(r, "tokenizer"));
+        tokenizer *t = NULL;
+        for (int k = 0; k < 4; k++)
+            if (!strcmp(pre, PRES[k])) t = toks[k];
+        json_t *ms = json_object_get(r, "messages");
+        size_t nm = json_array_size(ms);
+        chat_msg msgs[8];
+        for (size_t k = 0; k < nm; k++) {
+            msgs[k].role = json_string_value(json_object_get(json_array_get(ms, k), "role"));
+            msgs[k].content = json_string_value(json_object_get(json_array_get(ms, k), "content"));
+        }
+        int gen = json_is_true(json_object_get(r, "add_generation_prompt"));
+        char *text;
+        size_t tl;
+        CHECK(chat_format(t, msgs, nm, gen, &text, &tl, err, sizeof err) == 0, "chat_format: %s", err);
+        const char *ref = json_string_value(json_object_get(r, "text"));
+        CHECK(!strcmp(text, ref), "chat %zu (%s) text differs:\n--ours--\n%s\n--ref--\n%s", i, pre, text, ref);
+        free(text);
+        tok_ids o = {0};
+        CHECK(chat_encode(t, msgs, nm, gen, &o, err, sizeof err) == 0, "chat_encode: %s", err);
+        if (!ids_eq(&o, json_object_get(r, "ids"))) {
+            fails++;
+            fprintf(stderr, "FAIL chat %zu (%s) ids differ\n", i, pre);
+            show("chat", &o, json_object_get(r, "ids"));
+        }
+        free(o.ids);
+        cnt++;
+    }
+    printf("chat: %d conversations checked against apply_chat_template\n", cnt);
+}
+
+/* raw bytes, cut characters and arbitrary id sequences */
+static void check_bytes(tokenizer *t) {
+    char err[256];
+    uint64_t key = rng_key(7, 1, 2, 3);
+    uint64_t ctr = 0;
+    for (int it = 0; it < 300; it++) {
+        size_t n = 1 + (size_t)(rng_u64(key, ctr++) % 200);
+        char buf[256];
+        for (size_t i = 0; i < n; i++) {
+            uint64_t r = rng_u64(key, ctr++);
+            /* mostly ASCII and UTF-8 lead/continuation bytes, sometimes anything */
+            buf[i] = (char)(r % 4 == 0 ? (r >> 8) & 0xFF : r % 4 == 1 ? 0x80 + ((r >> 8) & 0x7F) : 32 + ((r >> 8) % 95));
+        }
+        tok_ids o = {0};
+        CHECK(tokenizer_encode(t, buf, n, TOK_ALLOW_SPECIAL, &o, err, sizeof err) == 0, "encode bytes: %s", err);
+        char d[512];
+        size_t dl = tokenizer_decode(t, o.ids, o.n, 0, d, sizeof d);
+        CHECK(dl == n && memcmp(d, buf, n) == 0, "raw bytes round trip (iteration %d, %zu bytes)", it, n);
+        free(o.ids);
+    }
+    /* a character cut across tokens: decode of a prefix gives its bytes */
+    const char *s = "€😀中";
+    tok_ids o = {0};
+    tokenizer_encode(t, s, strlen(s), 0, &o, err, sizeof err);
+    size_t total = 0;
+    for (size_t k = 0; k <= o.n; k++) {
+        char d[64];
+        size_t dl = tokenizer_decode(t, o.ids, k, 0, d, sizeof d);
+        CHECK(dl <= strlen(s) && memcmp(d, s, dl) == 0, "prefix %zu of a cut character sequence", k);
+        total = dl;
+    }
+    CHECK(total == strlen(s), "cut characters: full decode");
+    free(o.ids);
+    /* any id sequence decodes without crashing; out-of-range ids give nothing;
+       the size returned does not depend on the buffer */
+    int32_t nv = tokenizer_vocab_size(t);
+    for (int it = 0; it < 200; it++) {
+        int32_t ids[64];
+        size_t n = (size_t)(rng_u64(key, ctr++) % 64), want = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t r = rng_u64(key, ctr++);
+            ids[i] = r % 10 == 0 ? (int32_t)(r >> 32) : (int32_t)((r >> 8) % (uint64_t)nv);
+            size_t l = 0;
+            if (tokenizer_token_bytes(t, ids[i], &l)) want += l;
+        }
+        char small[7], big[4096];
+        size_t a = tokenizer_decode(t, ids, n, 0, small, sizeof small), b = tokenizer_decode(t, ids, n, 0, big, sizeof big);
+        CHECK(a == want && b == want && memcmp(small, big, want < 7 ? want : 7) == 0, "decode of arbitrary ids");
+    }
+    /* skip_special */
+    int32_t sp[3] = {tokenizer_token_to_id(t, "<|im_start|>", 12), tokenizer_token_to_id(t, "hi", 2), -1};
+    if (sp[0] >= 0 && sp[1] >= 0) {
+        char d[32];
+        size_t dl = tokenizer_decode(t, sp, 3, 1, d, sizeof d);
+        CHECK(dl == 2 && !memcmp(d, "hi", 2), "skip_special");
+    }
+}
+
+static void check_bad_input(void) {
+    char err[256];
+    tokenizer *t;
+    t = tokenizer_parse_json("{\"model\": ", 10, "x.json", NULL, 0, err, sizeof err);
+    CHECK(!t && strstr(err, "x.json:"), "truncated JSON: %s", err);
+    const char *j1 = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[\"a c\"]},"
+                     "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}";
+    t = tokenizer_parse_json(j1, strlen(j1), "y.json", NULL, 0, err, sizeof err);
+    CHECK(!t && strstr(err, "merge 0"), "merge with unknown token: %s", err);
+    const char *j2 = "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}},\"pre_tokenizer\":null}";
+    t = tokenizer_parse_json(j2, strlen(j2), "z.json", NULL, 0, err, sizeof err);
+    CHECK(!t && strstr(err, "WordPiece"), "wrong model type: %s", err);
+    const char *j3 = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-5}},\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}";
+    t = tokenizer_parse_json(j3, strlen(j3), "w.json", NULL, 0, err, sizeof err);
+    CHECK(!t && strstr(err, "vocab"), "negative id: %s", err);
+    const char *j4 = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}},\"pre_tokenizer\":{\"type\":\"Metaspace\"}}";
+    t = tokenizer_parse_json(j4, strlen(j4), "m.json", NULL, 0, err, sizeof err);
+    CHECK(!t && strstr(err, "Metaspace"), "unsupported pre-tokenizer: %s", err);
+    tokenizer_spec sp;
+    tokenizer_spec_init(&sp);
+    const char *toks[2] = {"a", "b"};
+    sp.n_vocab = 2; sp.tokens = toks; sp.pretokenizer = "nonsense";
+    t = tokenizer_create(&sp, err, sizeof err);
+    CHECK(!t && strstr(err, "nonsense"), "unknown pre-tokenizer name: %s", err);
+    sp.pretokenizer = "gpt2"; sp.eos_id = 5;
+    t = tokenizer_create(&sp, err, sizeof err);
+    CHECK(!t && strstr(err, "eos"), "eos out of range: %s", err);
+}
+
+int main(void) {
+    size_t nrows, nchat;
+    json_t **rows = read_jsonl("tests/fixtures/tok_cases.jsonl", &nrows);
+    json_t **chat = read_jsonl("tests/fixtures/tok_chat.jsonl", &nchat);
+    CHECK(nrows >= 300, "fixture has %zu strings", nrows);
+    tokenizer *toks[4];
+    for (int k = 0; k < 4; k++) {
+        toks[k] = load_fixture(PRES[k]);
+        CHECK(!strcmp(tokenizer_pretokenizer(toks[k]), PRES[k]), "tokenizer.json pre-tokenizer detected as %s, want %s",
+              tokenizer_pretokenizer(toks[k]), PRES[k]);
+        int bad = check_cases(toks[k], PRES[k], rows, nrows, "tokenizer.json");
+        printf("%-7s %zu strings x 2 (special split / plain): %s\n", PRES[k], nrows, bad ? "MISMATCH" : "identical");
+    }
+    CHECK(tokenizer_ignore_merges(toks[2]) == 1, "llama3 fixture has ignore_merges");
+    CHECK(!strcmp(tokenizer_chat_template_name(toks[0]), "chatml"), "smollm template detected as chatml");
+    CHECK(!strcmp(tokenizer_chat_template_name(toks[2]), "llama3"), "llama3 template detected");
+    char *sys = chat_template_default_system(tokenizer_chat_template_text(toks[0]));
+    CHECK(sys && !strcmp(sys, "You are a helpful AI assistant named SmolLM, trained by Hugging Face"),
+          "SmolLM2 default system prompt: %s", sys ? sys : "(none)");
+    free(sys);
+    check_chat(toks, chat, nchat);
+
+    /* array constructor (GGUF path), HDF5 and tokenizer.json round trips */
+    const char *gguf_pre[4] = {"smollm", "gpt2", "llama-bpe", "qwen2"};
+    for (int k = 0; k < 4; k++) {
+        tokenizer *a = rebuild_from_arrays(toks[k], gguf_pre[k]);
+        if (a) { check_same_meta(toks[k], a, "arrays"); check_cases(a, PRES[k], rows, nrows, "arrays"); tokenizer_free(a); }
+        tokenizer *h = h5_roundtrip(toks[k]);
+        if (h) { check_same_meta(toks[k], h, "h5"); check_cases(h, PRES[k], rows, nrows, "h5"); tokenizer_free(h); }
+        tokenizer *j = json_roundtrip(toks[k]);
+        if (j) {
+            check_same_meta(toks[k], j, "json");
+            check_cases(j, PRES[k], rows, nrows, "json");
+            CHECK(tokenizer_ignore_merges(j) == tokenizer_ignore_merges(toks[k]), "json: ignore_merges");
+            tokenizer_free(j);
+        }
+    }
+    printf("array constructor, HDF5 and tokenizer.json round trips: same ids\n");
+    /* a custom pre-tokenizer through HDF5 */
+    {
+        tokenizer_spec sp;
+        tokenizer_spec_init(&sp);
+        const char *tk[4] = {"a", "b", "Ġ", "ab"}, *mg[1] = {"a b"}, *rx[1] = {"\\s+|[^\\s]+"};
+        sp.n_vocab = 4; sp.tokens = tk; sp.n_merges = 1; sp.merges = mg;
+        sp.pretokenizer = "custom"; sp.pre_regex = rx; sp.n_pre_regex = 1;
+        char err[256];
+        tokenizer *c = tokenizer_create(&sp, err, sizeof err);
+        CHECK(c != NULL, "custom: %s", err);
+        tokenizer *h = c ? h5_roundtrip(c) : NULL;
+        if (h) {
+            tok_ids o = {0};
+            tokenizer_encode(h, "ab ba", 5, 0, &o, err, sizeof err);
+            CHECK(o.n == 4 && o.ids[0] == 3 && o.ids[1] == 2 && o.ids[2] == 1 && o.ids[3] == 0, "custom regex after h5");
+            free(o.ids);
+            CHECK(!strcmp(tokenizer_pretokenizer(h), "custom"), "custom name");
+            tokenizer_free(h);
+        }
+        tokenizer_free(c);
+    }
+    check_bytes(toks[0]);
+    check_bad_input();
+    for (int k = 0; k < 4; k++) tokenizer_free(toks[k]);
+    for (size_t i = 0; i < nrows; i++) json_decref(rows[i]);
+    for (size_t i = 0; i < nchat; i++) json_decref(chat[i]);
+    free(rows); free(chat);
+    if (fails) { fprintf(stderr, "%d failures\n", fails); return 1; }
+    printf("test_tokenizer: all passed\n");
+    return 0;
+}
