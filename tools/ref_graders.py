@@ -581,7 +581,197 @@ def gen_numeric():
     write("numeric", rows)
 
 
-GENERATORS = {"text_similarity": gen_text_similarity, "string_check": gen_string_check, "regex": gen_regex, "numeric": gen_numeric}
+# ------------------------------------------------------------------ json
+
+def js_parse(text):
+    def bad_const(c):
+        raise ValueError(c)
+    try:
+        return True, json.loads(text, parse_constant=bad_const)
+    except ValueError:
+        pass
+    for m in re.finditer(r"(?=```)", text):
+        mm = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n(.*?)```", re.S).match(text, m.start())
+        if mm:
+            try:
+                return True, json.loads(mm.group(1), parse_constant=bad_const)
+            except ValueError:
+                return False, None
+    return False, None
+
+
+MISSING = object()
+
+
+def js_path(v, path):
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            i = int(part[1:-1])
+            if not isinstance(v, list) or i >= len(v):
+                return MISSING
+            v = v[i]
+        else:
+            if not isinstance(v, dict) or part not in v:
+                return MISSING
+            v = v[part]
+    return v
+
+
+def js_eq(a, b):
+    num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
+    if num(a) and num(b):
+        return a == b
+    if type(a) != type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(js_eq(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(js_eq(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def js_type_ok(v, t):
+    return {"string": lambda: isinstance(v, str),
+            "number": lambda: isinstance(v, (int, float)) and not isinstance(v, bool),
+            "integer": lambda: (isinstance(v, int) and not isinstance(v, bool)) or
+                               (isinstance(v, float) and v.is_integer()),
+            "boolean": lambda: isinstance(v, bool), "array": lambda: isinstance(v, list),
+            "object": lambda: isinstance(v, dict), "null": lambda: v is None, "any": lambda: True}[t]()
+
+
+def js_expect(cfg, text, item):
+    ref = MISSING
+    if "reference" in cfg:
+        r = cfg["reference"]
+        if isinstance(r, str):
+            m = re.fullmatch(r"\{\{\s*item\.([^{}\s]+)\s*\}\}", r)
+            if m:
+                ref = js_path(item, m.group(1))
+                if ref is MISSING:
+                    return "error"
+            else:
+                try:
+                    ref = json.loads(r)
+                except ValueError:
+                    return "error"
+        else:
+            ref = r
+    for f in cfg.get("fields", []):
+        if js_path(ref, f) is MISSING:
+            return "error"
+    ok, val = js_parse(text)
+    if not ok:
+        return 0.0
+    for p, t in cfg.get("required", {}).items():
+        v = js_path(val, p)
+        if v is MISSING or not js_type_ok(v, t):
+            return 0.0
+    if cfg.get("fields"):
+        eq = sum(1 for f in cfg["fields"] if js_path(val, f) is not MISSING and js_eq(js_path(val, f), js_path(ref, f)))
+        if cfg.get("scoring") == "all":
+            return float(eq == len(cfg["fields"]))
+        return eq / len(cfg["fields"])
+    if ref is not MISSING:
+        return float(js_eq(val, ref))
+    return 1.0
+
+
+def js_random_value(depth=0):
+    r = RNG.random()
+    if depth < 2 and r < 0.25:
+        return {RNG.choice(["name", "age", "city", "tags", "ok", "score", "x"]): js_random_value(depth + 1)
+                for _ in range(RNG.randint(0, 4))}
+    if depth < 2 and r < 0.35:
+        return [js_random_value(depth + 1) for _ in range(RNG.randint(0, 3))]
+    return RNG.choice(["Ada", "ada", "", "Paris", "東京", 1, 1.0, 2.5, 0, -3, True, False, None, 36, 36.0, "36",
+                       "\u00e9", "a\"b"])
+
+
+def js_mutate(v):
+    if isinstance(v, dict) and v and RNG.random() < 0.7:
+        v = dict(v)
+        k = RNG.choice(list(v))
+        r = RNG.random()
+        if r < 0.3:
+            del v[k]
+        else:
+            v[k] = js_random_value(1) if r < 0.7 else js_mutate(v[k])
+        return v
+    return js_random_value(1) if RNG.random() < 0.5 else v
+
+
+def gen_json():
+    rows = []
+    base = {"name": "Ada", "age": 36, "city": "London", "tags": ["math", "code"], "ok": True, "score": 2.5,
+            "address": {"city": "London", "zip": "N1"}, "none": None}
+    for k in range(260):
+        ref = base if RNG.random() < 0.5 else js_random_value()
+        if not isinstance(ref, dict) and RNG.random() < 0.6:
+            ref = dict(base)
+        val = ref
+        for _ in range(RNG.randint(0, 3)):
+            val = js_mutate(val)
+        text = json.dumps(val, ensure_ascii=RNG.random() < 0.5, indent=RNG.choice([None, None, 2]),
+                          sort_keys=RNG.random() < 0.5)
+        r = RNG.random()
+        if r < 0.1:
+            text = "```json\n" + text + "\n```"
+        elif r < 0.15:
+            text = "Here you go:\n```\n" + text + "\n```\nDone."
+        elif r < 0.2:
+            text = text[:-1]  # truncated
+        elif r < 0.23:
+            text = "Sure! " + text
+        elif r < 0.26:
+            text = "  \n" + text + " \n"
+        cfg = {"input": "{{sample.output_text}}"}
+        item = {"expected": ref}
+        rr = RNG.random()
+        if rr < 0.4:
+            cfg["reference"] = "{{item.expected}}"
+        elif rr < 0.6:
+            cfg["reference"] = ref
+        elif rr < 0.7:
+            cfg["reference"] = json.dumps(ref)
+        if "reference" in cfg and isinstance(ref, dict) and ref and RNG.random() < 0.7:
+            keys = list(ref)
+            paths = RNG.sample(keys, RNG.randint(1, len(keys)))
+            if "address" in ref and RNG.random() < 0.5:
+                paths.append("address.city")
+            if "tags" in ref and isinstance(ref["tags"], list) and ref["tags"] and RNG.random() < 0.5:
+                paths.append("tags[0]")
+            cfg["fields"] = paths
+            if RNG.random() < 0.3:
+                cfg["scoring"] = "all"
+        if RNG.random() < 0.3:
+            cfg["required"] = {RNG.choice(["name", "age", "score", "tags", "ok", "none", "address.zip", "x"]):
+                               RNG.choice(["string", "number", "integer", "boolean", "array", "object", "null", "any"])
+                               for _ in range(RNG.randint(1, 2))}
+        rows.append({"grader": "json", "config": cfg, "item": item, "output_text": text,
+                     "expect": js_expect(cfg, text, item)})
+    # the reference from a field absent in the row / not JSON / listing a field it lacks
+    rows.append({"grader": "json", "config": {"input": "{{sample.output_text}}", "reference": "{{item.nope}}"},
+                 "item": {}, "output_text": "{}", "expect": "error"})
+    rows.append({"grader": "json", "config": {"input": "{{sample.output_text}}", "reference": "x{{item.a}}"},
+                 "item": {"a": 1}, "output_text": "{}", "expect": "error"})
+    rows.append({"grader": "json", "config": {"input": "{{sample.output_text}}", "reference": {"a": 1},
+                                               "fields": ["b"]}, "item": {}, "output_text": "{}", "expect": "error"})
+    rows.append({"grader": "json", "config": {"input": "{{sample.output_text}}", "reference": "{{item.n}}"},
+                 "item": {"n": "42"}, "output_text": "42", "expect": 0.0})
+    rows.append({"grader": "json", "config": {"input": "{{sample.output_text}}", "reference": "{{item.n}}"},
+                 "item": {"n": 42}, "output_text": "42.0", "expect": 1.0})
+    rows.append({"grader": "json", "config": {"input": "{{sample.output_text}}"},
+                 "item": {}, "output_text": "NaN", "expect": 0.0})
+    bad = [({"input": "x", "fields": ["a"]}, "reference"), ({"input": "x", "reference": {}, "fields": "a"}, "fields"),
+           ({"input": "x", "required": {"a": "str"}}, "required"), ({"input": "x", "required": ["a"]}, "required"),
+           ({"input": "x", "scoring": "mean"}, "mean"), ({"reference": {}}, "input"),
+           ({"input": "x", "schema": {}}, "schema"), ({"input": "x", "reference": {}, "fields": []}, "fields")]
+    for c, w in bad:
+        rows.append({"grader": "json", "config": c, "expect": "create_error", "error_contains": w})
+    write("json", rows)
+
+
+GENERATORS = {"text_similarity": gen_text_similarity, "string_check": gen_string_check, "regex": gen_regex, "numeric": gen_numeric, "json": gen_json}
 
 
 def main():
