@@ -4,6 +4,7 @@
 #define RFT_CLI_H
 
 int cmd_inspect(int argc, char **argv);   /* cmd_inspect.c */
+int cmd_convert(int argc, char **argv);   /* cmd_convert.c */
 
 
 #endif

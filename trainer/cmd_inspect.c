@@ -14,6 +14,7 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "convert.h"
 #include "model.h"
 #include "util.h"
 
@@ -169,6 +170,8 @@ typedef struct inspector {
 
 static const inspector inspectors[] = {
     {"rft checkpoint (HDF5)", ckpt_is_hdf5, inspect_h5},
+    {"GGUF", gguf_is_file, inspect_gguf},                      /* convert.h */
+    {"Hugging Face directory", hf_is_dir, inspect_hf},          /* convert.h */
 };
 
 int cmd_inspect(int argc, char **argv) {

@@ -20,6 +20,7 @@ typedef struct command {
 static const command commands[] = {
     {"version", cmd_version, "rft version                        print the version"},
     {"inspect", cmd_inspect, "rft inspect FILE                   config, parameter count and tensors of a model file"},
+    {"convert", cmd_convert, "rft convert IN OUT                 gguf | hf-dir | .h5 -> .h5 | hf-dir | .gguf"},
 };
 
 static void usage(FILE *f) {
