@@ -1,0 +1,234 @@
+/* kernels/cuda/backend_cuda.cu: the CUDA backend object: device selection,
+ * stream and cuBLAS handle, memory (cudaMalloc + zero), copies, sync, the
+ * scratch buffer, matmul through cublasSgemmStridedBatched, and the op table.
+ * Ops live in the other .cu files of kernels/cuda.
+ *
+ * Environment: RFT_CUDA_TF32=0 turns TF32 tensor-core math off for fp32
+ * matmuls (default on, as PyTorch's allow_tf32 / the design allows). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.h"
+
+void cuda_error(backend *be, const char *file, int line, const char *fmt, ...) {
+    if (be->err[0]) return; /* keep the first error */
+    const char *base = strrchr(file, '/');
+    int n = snprintf(be->err, sizeof be->err, "%s:%d: ", base ? base + 1 : file, line);
+    if (n < 0 || (size_t)n >= sizeof be->err) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->err + n, sizeof be->err - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+const char *cuda_cublas_str(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "success";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "alloc failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "arch mismatch";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "mapping error";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
+    default: return "unknown";
+    }
+}
+
+/* ---- memory ---- */
+
+static void *cuda_alloc(backend *be, size_t bytes) {
+    void *p = NULL;
+    size_t n = (bytes + 255) & ~(size_t)255;
+    if (n == 0) n = 256;
+    if (CU_CHECK(be, cudaMalloc(&p, n))) return NULL;
+    if (CU_CHECK(be, cudaMemsetAsync(p, 0, n, CUDA_IMPL(be)->stream))) {
+        cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void cuda_free(backend *be, void *p) {
+    if (p) CU_CHECK(be, cudaFree(p));
+}
+
+static void cuda_check_flags(backend *be);
+
+static void cuda_copy_h2d(backend *be, void *dst, const void *src, size_t bytes) {
+    if (be->err[0] || !bytes) return;
+    /* pageable source: returns once the data is staged, so src may be reused */
+    CU_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, CUDA_IMPL(be)->stream));
+}
+
+static void cuda_copy_d2h(backend *be, void *dst, const void *src, size_t bytes) {
+    if (be->err[0] || !bytes) return;
+    cudaStream_t st = CUDA_IMPL(be)->stream;
+    if (CU_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st))) return;
+    if (CU_CHECK(be, cudaStreamSynchronize(st))) return;
+    cuda_check_flags(be);
+}
+
+static void cuda_copy_d2d(backend *be, void *dst, const void *src, size_t bytes) {
+    if (be->err[0] || !bytes || dst == src) return;
+    CU_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, CUDA_IMPL(be)->stream));
+}
+
+static void cuda_zero(backend *be, void *p, size_t bytes) {
+    if (be->err[0] || !bytes) return;
+    CU_CHECK(be, cudaMemsetAsync(p, 0, bytes, CUDA_IMPL(be)->stream));
+}
+
+/* Errors that kernels raise through dev_flags (bad ids) become be->err here. */
+static void cuda_check_flags(backend *be) {
+    cuda_impl *im = CUDA_IMPL(be);
+    int f[CUDA_N_FLAGS];
+    if (CU_CHECK(be, cudaMemcpy(f, im->dev_flags, sizeof f, cudaMemcpyDeviceToHost))) return;
+    if (f[CUDA_FLAG_EMBED_BAD]) CU_ERR(be, "embedding_forward: negative token id at position %d", f[CUDA_FLAG_EMBED_BAD] - 1);
+    if (f[CUDA_FLAG_TARGET_BAD]) CU_ERR(be, "logprob: target id out of range [0, V) at row %d", f[CUDA_FLAG_TARGET_BAD] - 1);
+    if (f[CUDA_FLAG_SEQLENS_BAD]) CU_ERR(be, "attention: cu_seqlens must start at 0, end at T and never decrease");
+}
+
+static int cuda_sync(backend *be) {
+    if (!be->err[0]) CU_CHECK(be, cudaStreamSynchronize(CUDA_IMPL(be)->stream));
+    if (!be->err[0]) CU_CHECK(be, cudaGetLastError());
+    if (!be->err[0]) cuda_check_flags(be);
+    return be->err[0] ? -1 : 0;
+}
+
+void *cuda_scratch(backend *be, size_t bytes) {
+    cuda_impl *im = CUDA_IMPL(be);
+    if (be->err[0]) return NULL;
+    if (bytes <= im->scratch_bytes) return im->scratch;
+    size_t n = bytes + bytes / 4 + (1 << 20);
+    if (im->scratch) {
+        /* pending work may still read the old buffer */
+        if (CU_CHECK(be, cudaStreamSynchronize(im->stream))) return NULL;
+        CU_CHECK(be, cudaFree(im->scratch));
+        im->scratch = NULL;
+        im->scratch_bytes = 0;
+    }
+    if (CU_CHECK(be, cudaMalloc(&im->scratch, n))) {
+        im->scratch = NULL;
+        return NULL;
+    }
+    im->scratch_bytes = n;
+    return im->scratch;
+}
+
+static void cuda_destroy(backend *be) {
+    if (!be) return;
+    cuda_impl *im = CUDA_IMPL(be);
+    if (im) {
+        if (im->stream) cudaStreamSynchronize(im->stream);
+        if (im->scratch) cudaFree(im->scratch);
+        if (im->host_sumsq) cudaFreeHost(im->host_sumsq);
+        if (im->dev_flags) cudaFree(im->dev_flags);
+        if (im->cublas) cublasDestroy(im->cublas);
+        if (im->stream) cudaStreamDestroy(im->stream);
+        free(im);
+    }
+    free(be);
+}
+
+/* ---- matmul ----
+ * Row-major C[M,N] = op(A) op(B) is column-major C^T[N,M] = op(B)^T op(A)^T.
+ * A row-major matrix with row stride ld is, read column-major with the same
+ * ld, its transpose; so cuBLAS gets (B, A) swapped with the same trans flags
+ * and leading dimensions, and m = N, n = M. */
+static void cuda_matmul(backend *be, int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                        int lda, long sA, const float *B, int ldb, long sB, float beta, float *C, int ldc, long sC,
+                        int batch) {
+    if (be->err[0] || M <= 0 || N <= 0 || batch <= 0) return;
+    cuda_impl *im = CUDA_IMPL(be);
+    cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (K < 0) K = 0;
+    if (batch == 1) {
+        CUBLAS_CHECK(be, cublasSgemm(im->cublas, opB, opA, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+    } else {
+        CUBLAS_CHECK(be, cublasSgemmStridedBatched(im->cublas, opB, opA, N, M, K, &alpha, B, ldb, (long long)sB, A,
+                                                   lda, (long long)sA, &beta, C, ldc, (long long)sC, batch));
+    }
+}
+
+extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n <= 0) {
+        snprintf(err, err_cap, "no CUDA device (%s)",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount returned 0");
+        cudaGetLastError(); /* clear it */
+        return NULL;
+    }
+    if (device < 0 || device >= n) {
+        snprintf(err, err_cap, "CUDA device %d does not exist (%d device%s)", device, n, n == 1 ? "" : "s");
+        return NULL;
+    }
+    backend *be = (backend *)calloc(1, sizeof *be);
+    cuda_impl *im = (cuda_impl *)calloc(1, sizeof *im);
+    if (!be || !im) {
+        free(be);
+        free(im);
+        snprintf(err, err_cap, "out of memory creating the CUDA backend");
+        return NULL;
+    }
+    be->name = "cuda";
+    be->n_threads = 1;
+    be->impl = im;
+    im->device = device;
+    const char *tf = getenv("RFT_CUDA_TF32");
+    im->tf32 = !(tf && tf[0] == '0');
+
+    int smem = 0;
+    if (CU_CHECK(be, cudaSetDevice(device))) goto fail;
+    if (CU_CHECK(be, cudaDeviceGetAttribute(&im->n_sm, cudaDevAttrMultiProcessorCount, device))) goto fail;
+    if (CU_CHECK(be, cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device))) goto fail;
+    im->smem_optin = (size_t)smem;
+    if (CU_CHECK(be, cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking))) goto fail;
+    if (CUBLAS_CHECK(be, cublasCreate(&im->cublas))) goto fail;
+    if (CUBLAS_CHECK(be, cublasSetStream(im->cublas, im->stream))) goto fail;
+    if (CUBLAS_CHECK(be, cublasSetMathMode(im->cublas, im->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)))
+        goto fail;
+    if (CU_CHECK(be, cudaMallocHost((void **)&im->host_sumsq, sizeof(double)))) goto fail;
+    if (CU_CHECK(be, cudaMalloc((void **)&im->dev_flags, CUDA_N_FLAGS * sizeof(int)))) goto fail;
+    if (CU_CHECK(be, cudaMemset(im->dev_flags, 0, CUDA_N_FLAGS * sizeof(int)))) goto fail;
+    if (cuda_attention_setup(be)) goto fail;
+
+    be->alloc = cuda_alloc;
+    be->free = cuda_free;
+    be->copy_h2d = cuda_copy_h2d;
+    be->copy_d2h = cuda_copy_d2h;
+    be->copy_d2d = cuda_copy_d2d;
+    be->zero = cuda_zero;
+    be->sync = cuda_sync;
+    be->destroy = cuda_destroy;
+    be->matmul = cuda_matmul;
+    be->add = cuda_add;
+    be->scale = cuda_scale;
+    be->bias_forward = cuda_bias_forward;
+    be->bias_backward = cuda_bias_backward;
+    be->embedding_forward = cuda_embedding_forward;
+    be->embedding_backward = cuda_embedding_backward;
+    be->rmsnorm_forward = cuda_rmsnorm_forward;
+    be->rmsnorm_backward = cuda_rmsnorm_backward;
+    be->rope_forward = cuda_rope_forward;
+    be->rope_backward = cuda_rope_backward;
+    be->attention_forward = cuda_attention_forward;
+    be->attention_backward = cuda_attention_backward;
+    be->swiglu_forward = cuda_swiglu_forward;
+    be->swiglu_backward = cuda_swiglu_backward;
+    be->logprob_forward = cuda_logprob_forward;
+    be->logprob_backward = cuda_logprob_backward;
+    be->sumsq = cuda_sumsq;
+    be->adamw = cuda_adamw;
+    return be;
+
+fail:
+    snprintf(err, err_cap, "%s", be->err);
+    cuda_destroy(be);
+    return NULL;
+}

@@ -1,0 +1,270 @@
+/* kernels/cuda/cuda_elementwise.cu: elementwise and column-reduction ops of
+ * the CUDA backend: add, scale, bias forward/backward, RoPE, SwiGLU, sum of
+ * squares (double, two fixed-shape passes), AdamW, and the deterministic
+ * column sum shared by bias and RMSNorm-weight gradients.
+ * Every reduction has a fixed shape and order: results are bitwise
+ * reproducible run to run (no atomics). */
+#include <math.h>
+
+#include "cuda_internal.h"
+
+#define EW_THREADS 256
+#define EW_MAX_BLOCKS 65535
+
+/* ---- add, scale ---- */
+
+static __global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = a[i] + b[i];
+}
+
+static __global__ void scale_kernel(float *x, float s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= s;
+}
+
+void cuda_add(backend *be, float *out, const float *a, const float *b, size_t n) {
+    if (be->err[0] || !n) return;
+    LAUNCH(add_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream, out, a, b, n);
+    CU_LAUNCHED(be, "add_kernel");
+}
+
+void cuda_scale(backend *be, float *x, float s, size_t n) {
+    if (be->err[0] || !n) return;
+    LAUNCH(scale_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream, x, s, n);
+    CU_LAUNCHED(be, "scale_kernel");
+}
+
+/* ---- bias ---- */
+
+/* x[T,N] += bias[N] */
+static __global__ void bias_forward_kernel(float *x, const float *bias, int T, int N) {
+    size_t n = (size_t)T * N;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] += bias[i % N];
+}
+
+void cuda_bias_forward(backend *be, float *x, const float *bias, int T, int N) {
+    if (be->err[0] || T <= 0 || N <= 0) return;
+    size_t n = (size_t)T * N;
+    LAUNCH(bias_forward_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream, x,
+           bias, T, N);
+    CU_LAUNCHED(be, "bias_forward_kernel");
+}
+
+/* Column sums in two passes. Pass 1: block (32 columns, 8 row lanes) sums rows
+   [chunk * CS_ROWS, +CS_ROWS) of its 32 columns into part[chunk, col]. Pass 2:
+   one thread per column adds the chunk sums in chunk order. */
+#define CS_ROWS 256
+static __global__ void colsum_partial_kernel(float *part, const float *a, const float *b, const float *rs, int T,
+                                             int N) {
+    __shared__ float red[8][33];
+    int col = blockIdx.x * 32 + threadIdx.x;
+    int r0 = blockIdx.y * CS_ROWS;
+    int r1 = min(r0 + CS_ROWS, T);
+    float s = 0.0f;
+    if (col < N) {
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) {
+            size_t i = (size_t)r * N + col;
+            float v = a[i];
+            if (b) v *= b[i];
+            if (rs) v *= rs[r];
+            s += v;
+        }
+    }
+    red[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < N) {
+        float t = 0.0f;
+        for (int y = 0; y < 8; y++) t += red[y][threadIdx.x];
+        part[(size_t)blockIdx.y * N + col] = t;
+    }
+}
+
+static __global__ void colsum_final_kernel(float *out, const float *part, int nchunk, int N) {
+    int col = blockIdx.x * blockDim.x + threadIdx.x;
+    if (col >= N) return;
+    double s = 0.0;
+    for (int c = 0; c < nchunk; c++) s += part[(size_t)c * N + col];
+    out[col] += (float)s;
+}
+
+void cuda_colsum(backend *be, float *out, const float *a, const float *b, const float *rs, int T, int N) {
+    if (be->err[0] || T <= 0 || N <= 0) return;
+    int nchunk = (T + CS_ROWS - 1) / CS_ROWS;
+    if (nchunk > 65535) { CU_ERR(be, "colsum: %d rows is too many", T); return; }
+    float *part = (float *)cuda_scratch(be, (size_t)nchunk * N * sizeof(float));
+    if (!part) return;
+    cudaStream_t st = CUDA_IMPL(be)->stream;
+    dim3 g1((N + 31) / 32, nchunk), b1(32, 8);
+    LAUNCH(colsum_partial_kernel, g1, b1, 0, st, part, a, b, rs, T, N);
+    CU_LAUNCHED(be, "colsum_partial_kernel");
+    LAUNCH(colsum_final_kernel, (N + 127) / 128, 128, 0, st, out, part, nchunk, N);
+    CU_LAUNCHED(be, "colsum_final_kernel");
+}
+
+void cuda_bias_backward(backend *be, float *dbias, const float *dy, int T, int N) {
+    cuda_colsum(be, dbias, dy, NULL, NULL, T, N);
+}
+
+/* ---- RoPE ----
+ * Same fp32 arithmetic as kernels/cpu: inv_freq[i] = 1 / theta^(float(2i)/hd)
+ * (powf), angle = float(pos) * inv_freq, cosf/sinf (full-precision versions,
+ * the build does not use fast math). One thread per (t, pair i), looping over
+ * heads so the angle is computed once per token and pair. */
+static __global__ void rope_kernel(float *x, const int32_t *pos, int T, int H, int hd, float theta, float sign) {
+    int half = hd / 2;
+    size_t n = (size_t)T * half;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < n; idx += (size_t)gridDim.x * blockDim.x) {
+        int t = (int)(idx / half), i = (int)(idx % half);
+        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        float a = (float)pos[t] * inv;
+        float c = cosf(a), s = sign * sinf(a);
+        float *row = x + (size_t)t * H * hd;
+        for (int h = 0; h < H; h++) {
+            float *x1 = row + (size_t)h * hd + i, *x2 = x1 + half;
+            float u = *x1, w = *x2;
+            *x1 = u * c - w * s;
+            *x2 = w * c + u * s;
+        }
+    }
+}
+
+static void cuda_rope(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta, float sign) {
+    if (be->err[0] || T <= 0 || H <= 0) return;
+    if (hd % 2) { CU_ERR(be, "rope: head_dim %d is odd", hd); return; }
+    size_t n = (size_t)T * (hd / 2);
+    LAUNCH(rope_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream, x, pos, T, H,
+           hd, theta, sign);
+    CU_LAUNCHED(be, "rope_kernel");
+}
+
+void cuda_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta) {
+    cuda_rope(be, x, pos, T, H, hd, theta, 1.0f);
+}
+void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta) {
+    cuda_rope(be, dx, pos, T, H, hd, theta, -1.0f);
+}
+
+/* ---- SwiGLU ---- */
+
+static __global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float g = gate[i];
+        float s = 1.0f / (1.0f + expf(-g));
+        out[i] = g * s * up[i];
+    }
+}
+
+/* dgate = dy u s (1 + g (1 - s)), dup = dy g s; dgate/dup may alias dout */
+static __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout, const float *gate,
+                                              const float *up, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float g = gate[i], u = up[i], dy = dout[i];
+        float s = 1.0f / (1.0f + expf(-g));
+        float dg = dy * u * (s * (1.0f + g * (1.0f - s)));
+        float du = dy * (g * s);
+        dgate[i] = dg;
+        dup[i] = du;
+    }
+}
+
+void cuda_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
+    if (be->err[0] || !n) return;
+    LAUNCH(swiglu_forward_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream,
+           out, gate, up, n);
+    CU_LAUNCHED(be, "swiglu_forward_kernel");
+}
+
+void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t n) {
+    if (be->err[0] || !n) return;
+    LAUNCH(swiglu_backward_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream,
+           dgate, dup, dout, gate, up, n);
+    CU_LAUNCHED(be, "swiglu_backward_kernel");
+}
+
+/* ---- sum of squares ----
+ * Pass 1: SQ_BLOCKS blocks of SQ_THREADS threads, grid-stride, each thread
+ * in double, block tree reduction -> part[SQ_BLOCKS]. Pass 2: one block sums
+ * the parts the same way. The shape never depends on the device, so the
+ * result is bitwise reproducible everywhere. */
+#define SQ_BLOCKS 1024
+#define SQ_THREADS 256
+
+static __device__ double block_sum_d(double v) {
+    __shared__ double red[SQ_THREADS / 32];
+    v = warp_sum_d(v);
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    if (l == 0) red[w] = v;
+    __syncthreads();
+    double s = 0.0;
+    if (w == 0) {
+        s = l < SQ_THREADS / 32 ? red[l] : 0.0;
+        s = warp_sum_d(s);
+    }
+    return s; /* valid in thread 0 */
+}
+
+static __global__ void sumsq_partial_kernel(double *part, const float *x, size_t n) {
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)SQ_THREADS + threadIdx.x; i < n; i += (size_t)SQ_BLOCKS * SQ_THREADS) {
+        double v = x[i];
+        s += v * v;
+    }
+    s = block_sum_d(s);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+static __global__ void sumsq_final_kernel(double *out, const double *part) {
+    double s = 0.0;
+    for (int i = threadIdx.x; i < SQ_BLOCKS; i += SQ_THREADS) s += part[i];
+    s = block_sum_d(s);
+    if (threadIdx.x == 0) *out = s;
+}
+
+double cuda_sumsq(backend *be, const float *x, size_t n) {
+    if (be->err[0]) return NAN;
+    if (!n) return 0.0;
+    cuda_impl *im = CUDA_IMPL(be);
+    double *part = (double *)cuda_scratch(be, (SQ_BLOCKS + 1) * sizeof(double));
+    if (!part) return NAN;
+    LAUNCH(sumsq_partial_kernel, SQ_BLOCKS, SQ_THREADS, 0, im->stream, part, x, n);
+    CU_LAUNCHED(be, "sumsq_partial_kernel");
+    LAUNCH(sumsq_final_kernel, 1, SQ_THREADS, 0, im->stream, part + SQ_BLOCKS, part);
+    CU_LAUNCHED(be, "sumsq_final_kernel");
+    if (CU_CHECK(be, cudaMemcpyAsync(im->host_sumsq, part + SQ_BLOCKS, sizeof(double), cudaMemcpyDeviceToHost,
+                                     im->stream)))
+        return NAN;
+    if (CU_CHECK(be, cudaStreamSynchronize(im->stream))) return NAN;
+    return *im->host_sumsq;
+}
+
+/* ---- AdamW: torch.optim.AdamW (foreach=False) order of operations, the same
+ * fp32 expressions as kernels/cpu/cpu_optim.c; scalars prepared in double. */
+static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float decay, float omb1,
+                                    float b2, float omb2, float step, float bc2s, float eps) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float gi = g[i];
+        float pi = p[i] * decay;
+        float mi = m[i] + (gi - m[i]) * omb1;
+        float vi = v[i] * b2 + omb2 * (gi * gi);
+        float den = sqrtf(vi) / bc2s + eps;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step * (mi / den);
+    }
+}
+
+void cuda_adamw(backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                float eps, float wd, int t) {
+    if (be->err[0] || !n) return;
+    if (t < 1) { CU_ERR(be, "adamw: step %d < 1", t); return; }
+    double bc1 = 1.0 - pow((double)b1, t), bc2 = 1.0 - pow((double)b2, t);
+    const float decay = (float)(1.0 - (double)lr * wd);
+    const float omb1 = (float)(1.0 - (double)b1), omb2 = (float)(1.0 - (double)b2);
+    const float step = (float)((double)lr / bc1), bc2s = (float)sqrt(bc2);
+    LAUNCH(adamw_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream, p, g, m, v, n,
+           decay, omb1, b2, omb2, step, bc2s, eps);
+    CU_LAUNCHED(be, "adamw_kernel");
+}

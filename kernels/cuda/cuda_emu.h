@@ -1,0 +1,318 @@
+/* kernels/cuda/cuda_emu.h: a CPU emulation of the subset of CUDA and cuBLAS
+ * that kernels/cuda uses, so that the backend's kernels run, unchanged, on a
+ * machine without a GPU (built with -DRFT_CUDA_EMU as C++17; see
+ * tests/cuda_emu.cmake). It checks kernel logic (indexing, masking, tiling,
+ * barriers, warp shuffles, host-side launch shapes, the row-major to
+ * column-major cuBLAS mapping), not speed.
+ *
+ * Model: blocks run one after another; the threads of a block are fibers on
+ * one OS thread (ucontext stacks, switched with _setjmp/_longjmp), switched
+ * only at __syncthreads and warp shuffles, so every barrier and exchange
+ * happens as on the device and a missing barrier between a shared-memory
+ * write and another thread's read can show up as a wrong result. __shared__
+ * becomes `static` (one copy, blocks run in turn). Device memory is host
+ * memory filled with 0xff bytes (NaN) by cudaMalloc, so reads of never
+ * written memory poison results. cublasSgemm is a reference column-major
+ * GEMM in double with cuBLAS's beta == 0 semantics (C is not read). */
+#ifndef RFT_CUDA_EMU_H
+#define RFT_CUDA_EMU_H
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+/* ---- language ---- */
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct int2 { int x, y; };
+static inline int2 make_int2(int x, int y) { return int2{x, y}; }
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+
+/* ---- fibers ---- */
+struct emu_thread {
+    ucontext_t uctx;
+    jmp_buf env;
+    dim3 tid;
+    int lin, started, done;
+    char *stack;
+};
+#define EMU_STACK (256 * 1024)
+#define EMU_MAX_THREADS 1024
+
+inline std::vector<emu_thread> emu_threads(EMU_MAX_THREADS);
+inline emu_thread *emu_cur;
+inline jmp_buf emu_sched_env;
+inline dim3 emu_block_idx, emu_block_dim, emu_grid_dim;
+inline const std::function<void()> *emu_fn;
+inline std::vector<char> emu_smem_buf;
+inline int emu_live, emu_bar_count, emu_bar_gen;
+inline int emu_warp_live[EMU_MAX_THREADS / 32], emu_warp_count[EMU_MAX_THREADS / 32], emu_warp_gen[EMU_MAX_THREADS / 32];
+inline uint64_t emu_xchg[EMU_MAX_THREADS];
+
+#define threadIdx (emu_cur->tid)
+#define blockIdx emu_block_idx
+#define blockDim emu_block_dim
+#define gridDim emu_grid_dim
+
+static inline void *emu_dyn_smem(void) { return emu_smem_buf.data(); }
+
+static inline void emu_yield(void) {
+    if (!_setjmp(emu_cur->env)) _longjmp(emu_sched_env, 1);
+}
+
+static inline void __syncthreads(void) {
+    int gen = emu_bar_gen;
+    if (++emu_bar_count == emu_live) {
+        emu_bar_count = 0;
+        emu_bar_gen++;
+        return;
+    }
+    while (emu_bar_gen == gen) emu_yield();
+}
+
+static inline void emu_warp_barrier(int w) {
+    int gen = emu_warp_gen[w];
+    if (++emu_warp_count[w] == emu_warp_live[w]) {
+        emu_warp_count[w] = 0;
+        emu_warp_gen[w]++;
+        return;
+    }
+    while (emu_warp_gen[w] == gen) emu_yield();
+}
+
+template <class T> static inline T emu_shfl(T v, int src_lane_fn(int, int), int arg) {
+    int lin = emu_cur->lin, w = lin / 32, lane = lin % 32;
+    uint64_t bits = 0;
+    memcpy(&bits, &v, sizeof v);
+    emu_xchg[lin] = bits;
+    emu_warp_barrier(w);
+    int src = src_lane_fn(lane, arg);
+    T r = v;
+    if (src >= 0 && src < 32 && w * 32 + src < (int)(emu_block_dim.x * emu_block_dim.y * emu_block_dim.z)) {
+        bits = emu_xchg[w * 32 + src];
+        memcpy(&r, &bits, sizeof r);
+    }
+    emu_warp_barrier(w);
+    return r;
+}
+static inline int emu_lane_xor(int lane, int m) { return lane ^ m; }
+static inline int emu_lane_down(int lane, int d) { return lane + d < 32 ? lane + d : lane; }
+template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int m) {
+    (void)mask;
+    return emu_shfl(v, emu_lane_xor, m);
+}
+template <class T> static inline T __shfl_down_sync(unsigned mask, T v, int d) {
+    (void)mask;
+    return emu_shfl(v, emu_lane_down, d);
+}
+
+static void emu_entry(void) {
+    (*emu_fn)();
+    emu_cur->done = 1;
+    _longjmp(emu_sched_env, 1);
+}
+
+/* a thread finished: barriers it no longer takes part in may now be complete */
+static inline void emu_thread_exited(emu_thread *t) {
+    int w = t->lin / 32;
+    emu_live--;
+    emu_warp_live[w]--;
+    if (emu_bar_count > 0 && emu_bar_count == emu_live) {
+        emu_bar_count = 0;
+        emu_bar_gen++;
+    }
+    if (emu_warp_count[w] > 0 && emu_warp_count[w] == emu_warp_live[w]) {
+        emu_warp_count[w] = 0;
+        emu_warp_gen[w]++;
+    }
+}
+
+template <class F> static void emu_launch(dim3 g, dim3 b, size_t smem, F f) {
+    std::function<void()> fn = f;
+    emu_fn = &fn;
+    int n = (int)(b.x * b.y * b.z);
+    if (n <= 0 || n > EMU_MAX_THREADS) {
+        fprintf(stderr, "cuda_emu: bad block size %d\n", n);
+        abort();
+    }
+    emu_smem_buf.assign(smem + 16, (char)0xff); /* dynamic shared memory starts as NaN */
+    emu_grid_dim = g;
+    emu_block_dim = b;
+    for (int i = 0; i < n; i++)
+        if (!emu_threads[i].stack) emu_threads[i].stack = (char *)malloc(EMU_STACK);
+    for (unsigned bz = 0; bz < g.z; bz++)
+        for (unsigned by = 0; by < g.y; by++)
+            for (unsigned bx = 0; bx < g.x; bx++) {
+                emu_block_idx = dim3(bx, by, bz);
+                emu_live = n;
+                emu_bar_count = 0;
+                for (int w = 0; w < (n + 31) / 32; w++) {
+                    emu_warp_live[w] = std::min(32, n - w * 32);
+                    emu_warp_count[w] = 0;
+                }
+                for (int i = 0; i < n; i++) {
+                    emu_thread *t = &emu_threads[i];
+                    t->lin = i;
+                    t->tid = dim3(i % b.x, (i / b.x) % b.y, i / (b.x * b.y));
+                    t->started = t->done = 0;
+                }
+                while (emu_live > 0) {
+                    for (int i = 0; i < n; i++) {
+                        emu_thread *t = &emu_threads[i];
+                        if (t->done) continue;
+                        emu_cur = t;
+                        if (!_setjmp(emu_sched_env)) {
+                            if (!t->started) {
+                                t->started = 1;
+                                getcontext(&t->uctx);
+                                t->uctx.uc_stack.ss_sp = t->stack;
+                                t->uctx.uc_stack.ss_size = EMU_STACK;
+                                t->uctx.uc_link = NULL;
+                                makecontext(&t->uctx, emu_entry, 0);
+                                setcontext(&t->uctx);
+                            } else {
+                                _longjmp(t->env, 1);
+                            }
+                        }
+                        if (t->done) emu_thread_exited(t);
+                    }
+                }
+            }
+}
+
+/* ---- runtime API ---- */
+typedef int cudaError_t;
+enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 };
+typedef struct emu_stream_s *cudaStream_t;
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+enum { cudaStreamNonBlocking = 1 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrMaxSharedMemoryPerBlockOptin };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+#define EMU_SMEM_OPTIN 232448
+
+static inline const char *cudaGetErrorString(cudaError_t e) {
+    return e == cudaSuccess ? "no error" : e == cudaErrorMemoryAllocation ? "out of memory" : "invalid argument";
+}
+static inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+static inline cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
+    (void)d;
+    *v = a == cudaDevAttrMultiProcessorCount ? 4 : EMU_SMEM_OPTIN;
+    return cudaSuccess;
+}
+static inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned f) {
+    (void)f;
+    *s = (cudaStream_t)malloc(1);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void)s; return cudaSuccess; }
+static inline cudaError_t cudaMalloc(void **p, size_t n) {
+    *p = malloc(n ? n : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    memset(*p, 0xff, n);
+    return cudaSuccess;
+}
+template <class T> static inline cudaError_t cudaMalloc(T **p, size_t n) { return cudaMalloc((void **)p, n); }
+static inline cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+static inline cudaError_t cudaMallocHost(void **p, size_t n) { return cudaMalloc(p, n); }
+static inline cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+static inline cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k) {
+    (void)k;
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st) {
+    (void)st;
+    return cudaMemcpy(d, s, n, k);
+}
+static inline cudaError_t cudaMemset(void *p, int v, size_t n) { memset(p, v, n); return cudaSuccess; }
+static inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t st) {
+    (void)st;
+    return cudaMemset(p, v, n);
+}
+static inline cudaError_t cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v) {
+    (void)f;
+    (void)a;
+    return v >= 0 && v <= EMU_SMEM_OPTIN ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+/* ---- cuBLAS ---- */
+typedef struct emu_cublas_s *cublasHandle_t;
+typedef enum {
+    CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUBLAS_STATUS_ALLOC_FAILED = 3,
+    CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_ARCH_MISMATCH = 8, CUBLAS_STATUS_MAPPING_ERROR = 11,
+    CUBLAS_STATUS_EXECUTION_FAILED = 13, CUBLAS_STATUS_INTERNAL_ERROR = 14, CUBLAS_STATUS_NOT_SUPPORTED = 15
+} cublasStatus_t;
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
+typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
+static inline cublasStatus_t cublasCreate(cublasHandle_t *h) { *h = (cublasHandle_t)malloc(1); return CUBLAS_STATUS_SUCCESS; }
+static inline cublasStatus_t cublasDestroy(cublasHandle_t h) { free(h); return CUBLAS_STATUS_SUCCESS; }
+static inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) { (void)h; (void)s; return CUBLAS_STATUS_SUCCESS; }
+static inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { (void)h; (void)m; return CUBLAS_STATUS_SUCCESS; }
+static inline cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                                       int m, int n, int k, const float *alpha, const float *A,
+                                                       int lda, long long sA, const float *B, int ldb, long long sB,
+                                                       const float *beta, float *C, int ldc, long long sC, int batch) {
+    (void)h;
+    /* cuBLAS argument rules (column-major) */
+    if (m < 0 || n < 0 || k < 0 || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ldb < std::max(1, tb == CUBLAS_OP_N ? k : n)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ldc < std::max(1, m)) return CUBLAS_STATUS_INVALID_VALUE;
+    for (int bi = 0; bi < batch; bi++) {
+        const float *a = A + bi * sA, *b = B + bi * sB;
+        float *c = C + bi * sC;
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                double s = 0;
+                for (int l = 0; l < k; l++) {
+                    double x = ta == CUBLAS_OP_N ? a[i + (long)l * lda] : a[l + (long)i * lda];
+                    double y = tb == CUBLAS_OP_N ? b[l + (long)j * ldb] : b[j + (long)l * ldb];
+                    s += x * y;
+                }
+                float *cij = c + i + (long)j * ldc;
+                *cij = (float)(*alpha * s + (*beta == 0.0f ? 0.0 : (double)*beta * *cij));
+            }
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
+                                         const float *beta, float *C, int ldc) {
+    return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+
+/* ---- cub replacement: stable sort of (key, value) pairs by key ---- */
+static inline void emu_sort_pairs(const int32_t *kin, int32_t *kout, const int32_t *vin, int32_t *vout, int n) {
+    std::vector<std::pair<int32_t, int32_t>> v((size_t)n);
+    for (int i = 0; i < n; i++) v[i] = {kin[i], vin[i]};
+    std::stable_sort(v.begin(), v.end(), [](const std::pair<int32_t, int32_t> &a, const std::pair<int32_t, int32_t> &b) {
+        return a.first < b.first;
+    });
+    for (int i = 0; i < n; i++) {
+        kout[i] = v[i].first;
+        vout[i] = v[i].second;
+    }
+}
+
+#endif

@@ -1,0 +1,153 @@
+/* kernels/cuda/cuda_internal.h: what the CUDA backend's files share: the
+ * backend-private state (stream, cuBLAS handle, scratch buffer), the
+ * error-checking macros (every CUDA/cuBLAS call is checked and the first
+ * failure is recorded as "file:line: what" in be->err, sticky), the launch
+ * macro, small device helpers (warp reductions), and the op functions each
+ * .cu file defines, installed into the table by backend_cuda.cu.
+ *
+ * Built by nvcc. With RFT_CUDA_EMU defined the same sources compile as plain
+ * C++ against kernels/cuda/cuda_emu.h, a CPU emulation of the subset of CUDA
+ * used here, so the kernels' logic can be checked on machines without a GPU. */
+#ifndef RFT_CUDA_INTERNAL_H
+#define RFT_CUDA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef RFT_CUDA_EMU
+#include "cuda_emu.h"
+#else
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#endif
+
+extern "C" {
+#include "../backend.h"
+}
+
+typedef struct cuda_impl {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    int tf32;             /* 1: cuBLAS may use TF32 tensor cores for fp32 matmuls */
+    int n_sm;             /* multiprocessors */
+    size_t smem_optin;    /* max dynamic shared memory per block (opt-in) */
+    void *scratch;        /* device scratch for multi-pass ops, grown on demand */
+    size_t scratch_bytes;
+    double *host_sumsq;   /* pinned host word for sumsq's result */
+    int *dev_flags;       /* device [CUDA_N_FLAGS] error flags raised by kernels, checked at sync */
+} cuda_impl;
+
+/* kernel-raised error flags: 0 = none, else 1 + the offending row */
+enum { CUDA_FLAG_EMBED_BAD = 0, CUDA_FLAG_TARGET_BAD = 1, CUDA_FLAG_SEQLENS_BAD = 2, CUDA_N_FLAGS = 4 };
+
+#define CUDA_IMPL(be) ((cuda_impl *)(be)->impl)
+
+/* records the first error "file:line: msg" in be->err */
+void cuda_error(backend *be, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define CU_ERR(be, ...) cuda_error((be), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Check a CUDA runtime call; on failure record it and evaluate to nonzero. */
+#define CU_CHECK(be, call)                                                                        \
+    ({                                                                                            \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess) cuda_error((be), __FILE__, __LINE__, "%s: %s", #call, cudaGetErrorString(e_)); \
+        e_ != cudaSuccess;                                                                        \
+    })
+/* Check a cuBLAS call. */
+#define CUBLAS_CHECK(be, call)                                                                    \
+    ({                                                                                            \
+        cublasStatus_t s_ = (call);                                                               \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                          \
+            cuda_error((be), __FILE__, __LINE__, "%s: cuBLAS status %d (%s)", #call, (int)s_, cuda_cublas_str(s_)); \
+        s_ != CUBLAS_STATUS_SUCCESS;                                                              \
+    })
+/* After a kernel launch: launch-configuration errors are reported here. */
+#define CU_LAUNCHED(be, what)                                                                     \
+    do {                                                                                          \
+        cudaError_t e_ = cudaGetLastError();                                                      \
+        if (e_ != cudaSuccess) cuda_error((be), __FILE__, __LINE__, "launch %s: %s", what, cudaGetErrorString(e_)); \
+    } while (0)
+
+/* kernel<<<grid, block, smem, stream>>>(args) */
+#ifdef RFT_CUDA_EMU
+#define LAUNCH(kern, grid, block, smem, stream, ...) \
+    ((void)(stream), emu_launch(dim3(grid), dim3(block), (size_t)(smem), [=]() { kern(__VA_ARGS__); }))
+#else
+#define LAUNCH(kern, grid, block, smem, stream, ...) kern<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#endif
+
+/* A device scratch buffer of at least `bytes`, valid until the next call (all
+   ops run on the backend's one stream, in order). NULL + be->err on failure. */
+void *cuda_scratch(backend *be, size_t bytes);
+
+const char *cuda_cublas_str(cublasStatus_t s);
+
+/* grid size for a grid-stride loop over n elements */
+static inline int cuda_grid(size_t n, int threads, int max_blocks) {
+    size_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    return b > (size_t)max_blocks ? max_blocks : (int)b;
+}
+
+/* ---- device helpers ---- */
+#define FULL_MASK 0xffffffffu
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+static __device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+static __device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+/* ---- ops (backend.h semantics) ---- */
+/* cuda_elementwise.cu */
+void cuda_add(backend *be, float *out, const float *a, const float *b, size_t n);
+void cuda_scale(backend *be, float *x, float s, size_t n);
+void cuda_bias_forward(backend *be, float *x, const float *bias, int T, int N);
+void cuda_bias_backward(backend *be, float *dbias, const float *dy, int T, int N);
+void cuda_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
+void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
+void cuda_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n);
+void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t n);
+double cuda_sumsq(backend *be, const float *x, size_t n);
+void cuda_adamw(backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                float eps, float wd, int t);
+/* column sums: out[N] += sum_t a[t,j] * (b ? b[t,j] : 1) * (rs ? rs[t] : 1),
+   deterministic (fixed row chunks, then the chunk sums in order) */
+void cuda_colsum(backend *be, float *out, const float *a, const float *b, const float *rs, int T, int N);
+
+/* cuda_norm_embed.cu */
+void cuda_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);
+void cuda_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
+void cuda_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, const float *w, int T, int D,
+                          float eps);
+void cuda_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                           const float *rstd, int T, int D);
+
+/* cuda_attention.cu */
+int cuda_attention_setup(backend *be); /* raises the shared-memory limits; 0 ok */
+void cuda_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                            const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+void cuda_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                             const float *k, const float *v, const float *out, const float *lse,
+                             const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+
+/* cuda_logprob.cu */
+void cuda_logprob_forward(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
+                          const int32_t *targets, int T, int V);
+void cuda_logprob_backward(backend *be, float *logits, const float *dlogp, const float *dentropy,
+                           const int32_t *targets, int T, int V);
+
+/* cuda_embed_sort.cu: token positions 0..T-1 stably sorted by ids[T] on the
+   stream: *keys = sorted ids [T], *vals = their positions [T], both in the
+   scratch buffer (valid until the next scratch use). 0, or -1 + be->err */
+int cuda_sort_ids(backend *be, const int32_t *ids, int T, const int32_t **keys, const int32_t **vals);
+
+#endif

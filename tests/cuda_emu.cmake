@@ -1,0 +1,26 @@
+# tests/cuda_emu.cmake: the CUDA backend's kernels run without a GPU. The
+# sources of kernels/cuda are compiled a second time as plain C++ against
+# kernels/cuda/cuda_emu.h (a CPU emulation of the CUDA subset they use:
+# blocks in turn, threads as fibers switched at barriers and shuffles), and
+# tests/gpu/test_cuda_ops.c runs against that library: every kernel's
+# indexing, masking, tiling and launch shape is checked against the CPU
+# backend on every CI run. Speed and real-device behaviour stay with
+# tests/gpu (tools/gpu_check.sh).
+include(CheckLanguage)
+check_language(CXX)
+if(CMAKE_CXX_COMPILER)
+  enable_language(CXX)
+  file(GLOB RFT_CUDA_EMU_SRC CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cu)
+  set_source_files_properties(${RFT_CUDA_EMU_SRC} PROPERTIES LANGUAGE CXX)
+  add_library(rft_cuda_emu STATIC ${RFT_CUDA_EMU_SRC})
+  set_target_properties(rft_cuda_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS ON)
+  target_compile_definitions(rft_cuda_emu PRIVATE RFT_CUDA_EMU=1)
+  target_compile_options(rft_cuda_emu PRIVATE -x c++ -U_FORTIFY_SOURCE -O1 -Wno-unknown-pragmas -Wno-unused-function)
+  target_include_directories(rft_cuda_emu PRIVATE ${PROJECT_SOURCE_DIR}/kernels)
+  add_executable(emu_test_cuda_ops ${PROJECT_SOURCE_DIR}/tests/gpu/test_cuda_ops.c)
+  # the emulated backend_cuda_create comes first, the CPU backend from rft_kernels
+  target_link_libraries(emu_test_cuda_ops PRIVATE rft_cuda_emu rft_kernels)
+  set_target_properties(emu_test_cuda_ops PROPERTIES LINKER_LANGUAGE CXX)
+  add_test(NAME emu_test_cuda_ops COMMAND emu_test_cuda_ops WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(emu_test_cuda_ops PROPERTIES LABELS emu TIMEOUT 120)
+endif()

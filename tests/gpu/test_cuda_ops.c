@@ -1,0 +1,429 @@
+/* tests/gpu/test_cuda_ops.c: every op of the CUDA backend against the CPU
+ * backend (the reference) on fresh random inputs of several shapes, odd
+ * sizes and long sequences included. Outputs are poisoned (NaN bit pattern)
+ * on both backends before each run, so unwritten elements fail. Each result
+ * is compared by ||gpu - cpu|| / ||cpu|| (NaN anywhere fails): 1e-3 for
+ * matmuls (TF32 allowed), 1e-4 for everything else (fp32 on both sides).
+ * Exit 77 (SKIPPED) when there is no CUDA device or CUDA is not built.
+ * RFT_TEST_SEED=n changes the random inputs (default: from the clock). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+
+static backend *cpu, *gpu;
+static int n_fail, n_check;
+static uint64_t rng_state;
+
+static uint64_t rnd_u64(void) { /* splitmix64 */
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float rnd_uniform(float lo, float hi) { return lo + (hi - lo) * (float)((rnd_u64() >> 40) * 0x1.0p-24); }
+static int rnd_int(int n) { return (int)(rnd_u64() % (uint64_t)n); }
+
+/* a float tensor held on the host and on both backends */
+typedef struct {
+    size_t n;
+    float *h;  /* host input values (or results after fetch) */
+    float *c;  /* CPU backend */
+    float *g;  /* CUDA backend */
+} ten;
+
+static void *be_alloc(backend *be, size_t bytes) {
+    void *p = be->alloc(be, bytes);
+    if (!p) {
+        fprintf(stderr, "FATAL: %s alloc of %zu bytes: %s\n", be->name, bytes, be->err);
+        exit(1);
+    }
+    return p;
+}
+
+static void poison_dev(backend *be, void *p, size_t bytes) {
+    unsigned char *tmp = malloc(bytes);
+    memset(tmp, 0xff, bytes); /* 0xffffffff is a NaN */
+    be->copy_h2d(be, p, tmp, bytes);
+    free(tmp);
+}
+
+/* random values in [lo, hi) on both backends */
+static ten t_rand(size_t n, float lo, float hi) {
+    ten t = {n, malloc(n * sizeof(float) + 4), NULL, NULL};
+    for (size_t i = 0; i < n; i++) t.h[i] = rnd_uniform(lo, hi);
+    t.c = be_alloc(cpu, n * sizeof(float));
+    t.g = be_alloc(gpu, n * sizeof(float));
+    cpu->copy_h2d(cpu, t.c, t.h, n * sizeof(float));
+    gpu->copy_h2d(gpu, t.g, t.h, n * sizeof(float));
+    return t;
+}
+/* an output: poisoned on both backends */
+static ten t_out(size_t n) {
+    ten t = {n, malloc(n * sizeof(float) + 4), NULL, NULL};
+    t.c = be_alloc(cpu, n * sizeof(float));
+    t.g = be_alloc(gpu, n * sizeof(float));
+    poison_dev(cpu, t.c, n * sizeof(float));
+    poison_dev(gpu, t.g, n * sizeof(float));
+    return t;
+}
+static void t_poison(ten *t) {
+    poison_dev(cpu, t->c, t->n * sizeof(float));
+    poison_dev(gpu, t->g, t->n * sizeof(float));
+}
+/* reload the host values on both backends (for in-place ops) */
+static void t_reset(ten *t) {
+    cpu->copy_h2d(cpu, t->c, t->h, t->n * sizeof(float));
+    gpu->copy_h2d(gpu, t->g, t->h, t->n * sizeof(float));
+}
+static void t_free(ten *t) {
+    cpu->free(cpu, t->c);
+    gpu->free(gpu, t->g);
+    free(t->h);
+}
+static int32_t *i_up(backend *be, const int32_t *h, size_t n) {
+    int32_t *p = be_alloc(be, n * sizeof(int32_t) + 4);
+    be->copy_h2d(be, p, h, n * sizeof(int32_t));
+    return p;
+}
+
+/* ||g - c|| / ||c|| over the first n elements of both backends' copies */
+static void check(const char *what, const ten *t, size_t n, double tol) {
+    float *hc = malloc(n * sizeof(float) + 4), *hg = malloc(n * sizeof(float) + 4);
+    cpu->copy_d2h(cpu, hc, t->c, n * sizeof(float));
+    gpu->copy_d2h(gpu, hg, t->g, n * sizeof(float));
+    int sc = cpu->sync(cpu), sg = gpu->sync(gpu);
+    double num = 0, den = 0;
+    size_t nan_c = 0, nan_g = 0, first_bad = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(hc[i])) nan_c++;
+        if (!isfinite(hg[i])) {
+            if (first_bad == (size_t)-1) first_bad = i;
+            nan_g++;
+        }
+        double d = (double)hg[i] - hc[i];
+        num += d * d;
+        den += (double)hc[i] * hc[i];
+    }
+    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    int ok = sc == 0 && sg == 0 && nan_c == 0 && nan_g == 0 && rel <= tol;
+    n_check++;
+    if (!ok) n_fail++;
+    printf("%-4s %-44s rel %.3e (tol %.0e)", ok ? "ok" : "FAIL", what, rel, tol);
+    if (nan_c || nan_g) printf("  non-finite: cpu %zu, cuda %zu (first at %zu)", nan_c, nan_g, first_bad);
+    if (sc) printf("  cpu error: %s", cpu->err);
+    if (sg) printf("  cuda error: %s", gpu->err);
+    printf("\n");
+    free(hc);
+    free(hg);
+}
+
+/* ---- ops ---- */
+
+static void test_matmul(int tA, int tB, int M, int N, int K, int pad, float alpha, float beta, int batch) {
+    int rA = tA ? K : M, cA = tA ? M : K, rB = tB ? N : K, cB = tB ? K : N;
+    int lda = cA + pad, ldb = cB + pad, ldc = N + pad;
+    long sA = (long)rA * lda + 3, sB = (long)rB * ldb + 5, sC = (long)M * ldc + 7;
+    ten A = t_rand((size_t)sA * batch, -1, 1), B = t_rand((size_t)sB * batch, -1, 1);
+    ten C = beta != 0 ? t_rand((size_t)sC * batch, -1, 1) : t_out((size_t)sC * batch);
+    cpu->matmul(cpu, tA, tB, M, N, K, alpha, A.c, lda, sA, B.c, ldb, sB, beta, C.c, ldc, sC, batch);
+    gpu->matmul(gpu, tA, tB, M, N, K, alpha, A.g, lda, sA, B.g, ldb, sB, beta, C.g, ldc, sC, batch);
+    /* compare only the elements C holds (padding stays as it was) */
+    ten R = t_out((size_t)M * N * batch);
+    for (int b = 0; b < batch; b++)
+        for (int r = 0; r < M; r++) {
+            cpu->copy_d2d(cpu, R.c + ((size_t)b * M + r) * N, C.c + b * sC + (long)r * ldc, N * sizeof(float));
+            gpu->copy_d2d(gpu, R.g + ((size_t)b * M + r) * N, C.g + b * sC + (long)r * ldc, N * sizeof(float));
+        }
+    char name[128];
+    snprintf(name, sizeof name, "matmul %c%c %dx%dx%d pad%d b%.0f x%d", tA ? 'T' : 'N', tB ? 'T' : 'N', M, N, K, pad,
+             beta, batch);
+    check(name, &R, R.n, 1e-3);
+    t_free(&A);
+    t_free(&B);
+    t_free(&C);
+    t_free(&R);
+}
+
+static void test_elementwise(size_t n) {
+    char name[128];
+    ten a = t_rand(n, -2, 2), b = t_rand(n, -2, 2), o = t_out(n);
+    cpu->add(cpu, o.c, a.c, b.c, n);
+    gpu->add(gpu, o.g, a.g, b.g, n);
+    snprintf(name, sizeof name, "add n=%zu", n);
+    check(name, &o, n, 1e-6);
+    cpu->add(cpu, a.c, a.c, b.c, n); /* aliasing out == a */
+    gpu->add(gpu, a.g, a.g, b.g, n);
+    snprintf(name, sizeof name, "add in place n=%zu", n);
+    check(name, &a, n, 1e-6);
+    cpu->scale(cpu, b.c, -0.37f, n);
+    gpu->scale(gpu, b.g, -0.37f, n);
+    snprintf(name, sizeof name, "scale n=%zu", n);
+    check(name, &b, n, 1e-6);
+
+    ten gt = t_rand(n, -6, 6), up = t_rand(n, -2, 2), dy = t_rand(n, -1, 1), dg = t_out(n), du = t_out(n);
+    t_poison(&o);
+    cpu->swiglu_forward(cpu, o.c, gt.c, up.c, n);
+    gpu->swiglu_forward(gpu, o.g, gt.g, up.g, n);
+    snprintf(name, sizeof name, "swiglu_forward n=%zu", n);
+    check(name, &o, n, 1e-4);
+    cpu->swiglu_backward(cpu, dg.c, du.c, dy.c, gt.c, up.c, n);
+    gpu->swiglu_backward(gpu, dg.g, du.g, dy.g, gt.g, up.g, n);
+    snprintf(name, sizeof name, "swiglu_backward dgate n=%zu", n);
+    check(name, &dg, n, 1e-4);
+    snprintf(name, sizeof name, "swiglu_backward dup n=%zu", n);
+    check(name, &du, n, 1e-4);
+
+    /* copies: zero a middle range, d2d a range */
+    size_t z0 = n / 3, zn = n / 4;
+    cpu->zero(cpu, up.c + z0, zn * sizeof(float));
+    gpu->zero(gpu, up.g + z0, zn * sizeof(float));
+    cpu->copy_d2d(cpu, up.c, dy.c + 1, (n / 5) * sizeof(float));
+    gpu->copy_d2d(gpu, up.g, dy.g + 1, (n / 5) * sizeof(float));
+    snprintf(name, sizeof name, "zero + copy_d2d n=%zu", n);
+    check(name, &up, n, 0);
+
+    double sc = cpu->sumsq(cpu, gt.c, n), sg = gpu->sumsq(gpu, gt.g, n);
+    double rel = fabs(sg - sc) / sc;
+    int ok = isfinite(sg) && rel < 1e-9;
+    n_check++;
+    if (!ok) n_fail++;
+    printf("%-4s %-44s rel %.3e (tol 1e-09)  cpu %.10g cuda %.10g\n", ok ? "ok" : "FAIL", "sumsq", rel, sc, sg);
+    t_free(&a); t_free(&b); t_free(&o); t_free(&gt); t_free(&up); t_free(&dy); t_free(&dg); t_free(&du);
+}
+
+static void test_bias(int T, int N) {
+    char name[128];
+    ten x = t_rand((size_t)T * N, -1, 1), bias = t_rand(N, -1, 1), db = t_rand(N, -1, 1);
+    cpu->bias_forward(cpu, x.c, bias.c, T, N);
+    gpu->bias_forward(gpu, x.g, bias.g, T, N);
+    snprintf(name, sizeof name, "bias_forward %dx%d", T, N);
+    check(name, &x, x.n, 1e-6);
+    cpu->bias_backward(cpu, db.c, x.c, T, N); /* accumulates onto random values */
+    gpu->bias_backward(gpu, db.g, x.g, T, N);
+    snprintf(name, sizeof name, "bias_backward %dx%d (+=)", T, N);
+    check(name, &db, N, 1e-5);
+    t_free(&x); t_free(&bias); t_free(&db);
+}
+
+static void test_embedding(int V, int T, int D) {
+    char name[128];
+    int32_t *ids = malloc(T * sizeof(int32_t));
+    for (int t = 0; t < T; t++) ids[t] = t % 7 == 3 ? 1 : rnd_int(V); /* many repeats of id 1 */
+    int32_t *ic = i_up(cpu, ids, T), *ig = i_up(gpu, ids, T);
+    ten table = t_rand((size_t)V * D, -1, 1), out = t_out((size_t)T * D), dout = t_rand((size_t)T * D, -1, 1);
+    cpu->embedding_forward(cpu, out.c, table.c, ic, T, D);
+    gpu->embedding_forward(gpu, out.g, table.g, ig, T, D);
+    snprintf(name, sizeof name, "embedding_forward V%d T%d D%d", V, T, D);
+    check(name, &out, out.n, 0);
+    cpu->embedding_backward(cpu, table.c, dout.c, ic, T, D);
+    gpu->embedding_backward(gpu, table.g, dout.g, ig, T, D);
+    snprintf(name, sizeof name, "embedding_backward V%d T%d D%d (+=)", V, T, D);
+    check(name, &table, table.n, 1e-5);
+    t_free(&table); t_free(&out); t_free(&dout);
+    cpu->free(cpu, ic); gpu->free(gpu, ig); free(ids);
+}
+
+static void test_rmsnorm(int T, int D) {
+    char name[128];
+    ten x = t_rand((size_t)T * D, -3, 3), w = t_rand(D, 0.5f, 1.5f), out = t_out((size_t)T * D), rstd = t_out(T);
+    ten dy = t_rand((size_t)T * D, -1, 1), dx = t_out((size_t)T * D), dw = t_rand(D, -1, 1);
+    for (int i = 0; i < D; i++) x.h[(size_t)(T / 2) * D + i] *= 1e-3f; /* one tiny row */
+    t_reset(&x);
+    cpu->rmsnorm_forward(cpu, out.c, rstd.c, x.c, w.c, T, D, 1e-5f);
+    gpu->rmsnorm_forward(gpu, out.g, rstd.g, x.g, w.g, T, D, 1e-5f);
+    snprintf(name, sizeof name, "rmsnorm_forward out %dx%d", T, D);
+    check(name, &out, out.n, 1e-5);
+    snprintf(name, sizeof name, "rmsnorm_forward rstd %dx%d", T, D);
+    check(name, &rstd, rstd.n, 1e-5);
+    cpu->rmsnorm_backward(cpu, dx.c, dw.c, dy.c, x.c, w.c, rstd.c, T, D);
+    gpu->rmsnorm_backward(gpu, dx.g, dw.g, dy.g, x.g, w.g, rstd.g, T, D);
+    snprintf(name, sizeof name, "rmsnorm_backward dx %dx%d", T, D);
+    check(name, &dx, dx.n, 1e-5);
+    snprintf(name, sizeof name, "rmsnorm_backward dw %dx%d (+=)", T, D);
+    check(name, &dw, dw.n, 1e-5);
+    t_free(&x); t_free(&w); t_free(&out); t_free(&rstd); t_free(&dy); t_free(&dx); t_free(&dw);
+}
+
+static void test_rope(int T, int H, int hd, int maxpos) {
+    char name[128];
+    int32_t *pos = malloc(T * sizeof(int32_t));
+    for (int t = 0; t < T; t++) pos[t] = t < 4 ? t : rnd_int(maxpos);
+    int32_t *pc = i_up(cpu, pos, T), *pg = i_up(gpu, pos, T);
+    ten x = t_rand((size_t)T * H * hd, -1, 1);
+    cpu->rope_forward(cpu, x.c, pc, T, H, hd, 10000.0f);
+    gpu->rope_forward(gpu, x.g, pg, T, H, hd, 10000.0f);
+    snprintf(name, sizeof name, "rope_forward T%d H%d hd%d pos<%d", T, H, hd, maxpos);
+    check(name, &x, x.n, 1e-5);
+    t_reset(&x);
+    cpu->rope_backward(cpu, x.c, pc, T, H, hd, 100000.0f);
+    gpu->rope_backward(gpu, x.g, pg, T, H, hd, 100000.0f);
+    snprintf(name, sizeof name, "rope_backward T%d H%d hd%d", T, H, hd);
+    check(name, &x, x.n, 1e-5);
+    t_free(&x);
+    cpu->free(cpu, pc); gpu->free(gpu, pg); free(pos);
+}
+
+static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
+    char name[160], shape[96];
+    int32_t *cu = malloc((B + 1) * sizeof(int32_t));
+    cu[0] = 0;
+    for (int b = 0; b < B; b++) cu[b + 1] = cu[b] + lens[b];
+    int T = cu[B];
+    int n = snprintf(shape, sizeof shape, "B%d T%d Hq%d Hkv%d hd%d", B, T, Hq, Hkv, hd);
+    if (B <= 4) {
+        n += snprintf(shape + n, sizeof shape - n, " [");
+        for (int b = 0; b < B; b++) n += snprintf(shape + n, sizeof shape - n, b ? ",%d" : "%d", lens[b]);
+        snprintf(shape + n, sizeof shape - n, "]");
+    }
+    int32_t *cc = i_up(cpu, cu, B + 1), *cg = i_up(gpu, cu, B + 1);
+    float scale = 1.0f / sqrtf((float)hd);
+    ten q = t_rand((size_t)T * Hq * hd, -2, 2), k = t_rand((size_t)T * Hkv * hd, -2, 2),
+        v = t_rand((size_t)T * Hkv * hd, -1, 1);
+    ten o = t_out((size_t)T * Hq * hd), lse = t_out((size_t)T * Hq), dout = t_rand((size_t)T * Hq * hd, -1, 1);
+    ten dq = t_out(q.n), dk = t_out(k.n), dv = t_out(v.n);
+    cpu->attention_forward(cpu, o.c, lse.c, q.c, k.c, v.c, cc, B, T, Hq, Hkv, hd, scale);
+    gpu->attention_forward(gpu, o.g, lse.g, q.g, k.g, v.g, cg, B, T, Hq, Hkv, hd, scale);
+    snprintf(name, sizeof name, "attn fwd out %s", shape);
+    check(name, &o, o.n, 1e-4);
+    snprintf(name, sizeof name, "attn fwd lse %s", shape);
+    check(name, &lse, lse.n, 1e-4);
+    /* backward from the CPU's forward results on both, so only the backward is compared */
+    float *tmp = malloc(o.n * sizeof(float));
+    cpu->copy_d2h(cpu, tmp, o.c, o.n * sizeof(float));
+    gpu->copy_h2d(gpu, o.g, tmp, o.n * sizeof(float));
+    cpu->copy_d2h(cpu, tmp, lse.c, lse.n * sizeof(float));
+    gpu->copy_h2d(gpu, lse.g, tmp, lse.n * sizeof(float));
+    free(tmp);
+    cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, q.c, k.c, v.c, o.c, lse.c, cc, B, T, Hq, Hkv, hd, scale);
+    gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, q.g, k.g, v.g, o.g, lse.g, cg, B, T, Hq, Hkv, hd, scale);
+    snprintf(name, sizeof name, "attn bwd dq %s", shape);
+    check(name, &dq, dq.n, 1e-4);
+    snprintf(name, sizeof name, "attn bwd dk %s", shape);
+    check(name, &dk, dk.n, 1e-4);
+    snprintf(name, sizeof name, "attn bwd dv %s", shape);
+    check(name, &dv, dv.n, 1e-4);
+    t_free(&q); t_free(&k); t_free(&v); t_free(&o); t_free(&lse); t_free(&dout); t_free(&dq); t_free(&dk);
+    t_free(&dv);
+    cpu->free(cpu, cc); gpu->free(gpu, cg); free(cu);
+}
+
+static void test_logprob(int T, int V) {
+    char name[128];
+    int32_t *tg = malloc(T * sizeof(int32_t));
+    for (int t = 0; t < T; t++) tg[t] = t % 5 == 2 ? -1 : rnd_int(V);
+    int32_t *tc = i_up(cpu, tg, T), *tgg = i_up(gpu, tg, T);
+    ten z = t_rand((size_t)T * V, -8, 8);
+    for (int t = 0; t < T; t += 3) z.h[(size_t)t * V + rnd_int(V)] = 40.0f; /* peaked rows */
+    t_reset(&z);
+    ten lp = t_out(T), ent = t_out(T), lse = t_out(T), dlp = t_rand(T, -1, 1), dent = t_rand(T, -1, 1);
+    cpu->logprob_forward(cpu, lp.c, ent.c, lse.c, z.c, tc, T, V);
+    gpu->logprob_forward(gpu, lp.g, ent.g, lse.g, z.g, tgg, T, V);
+    snprintf(name, sizeof name, "logprob_forward logp T%d V%d", T, V);
+    check(name, &lp, T, 1e-5);
+    snprintf(name, sizeof name, "logprob_forward entropy T%d V%d", T, V);
+    check(name, &ent, T, 1e-5);
+    snprintf(name, sizeof name, "logprob_forward lse T%d V%d", T, V);
+    check(name, &lse, T, 1e-5);
+    cpu->logprob_backward(cpu, z.c, dlp.c, dent.c, tc, T, V);
+    gpu->logprob_backward(gpu, z.g, dlp.g, dent.g, tgg, T, V);
+    snprintf(name, sizeof name, "logprob_backward (+entropy) T%d V%d", T, V);
+    check(name, &z, z.n, 1e-4);
+    t_reset(&z);
+    cpu->logprob_backward(cpu, z.c, dlp.c, NULL, tc, T, V);
+    gpu->logprob_backward(gpu, z.g, dlp.g, NULL, tgg, T, V);
+    snprintf(name, sizeof name, "logprob_backward (no entropy) T%d V%d", T, V);
+    check(name, &z, z.n, 1e-4);
+    t_free(&z); t_free(&lp); t_free(&ent); t_free(&lse); t_free(&dlp); t_free(&dent);
+    cpu->free(cpu, tc); gpu->free(gpu, tgg); free(tg);
+}
+
+static void test_adamw(size_t n) {
+    char name[128];
+    ten p = t_rand(n, -1, 1), m = t_rand(n, -0.1f, 0.1f), v = t_rand(n, 0, 0.01f);
+    for (int t = 1; t <= 3; t++) {
+        ten g = t_rand(n, -1, 1);
+        cpu->adamw(cpu, p.c, g.c, m.c, v.c, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        gpu->adamw(gpu, p.g, g.g, m.g, v.g, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        t_free(&g);
+    }
+    snprintf(name, sizeof name, "adamw 3 steps p n=%zu", n);
+    check(name, &p, n, 1e-6);
+    snprintf(name, sizeof name, "adamw 3 steps m n=%zu", n);
+    check(name, &m, n, 1e-6);
+    snprintf(name, sizeof name, "adamw 3 steps v n=%zu", n);
+    check(name, &v, n, 1e-6);
+    t_free(&p); t_free(&m); t_free(&v);
+}
+
+/* errors are reported, sticky, with file:line */
+static void test_errors(void) {
+    char err[256];
+    backend *be = backend_cuda_create(0, err, sizeof err);
+    int32_t ids[3] = {0, -4, 1};
+    int32_t *d = i_up(be, ids, 3);
+    float *out = be_alloc(be, 3 * 8 * sizeof(float)), *tab = be_alloc(be, 2 * 8 * sizeof(float));
+    be->embedding_forward(be, out, tab, d, 3, 8);
+    int rc = be->sync(be);
+    int ok = rc == -1 && strstr(be->err, "negative token id at position 1") && strstr(be->err, ".cu:");
+    n_check++;
+    if (!ok) n_fail++;
+    printf("%-4s %-44s sync %d, err \"%s\"\n", ok ? "ok" : "FAIL", "negative id reported at sync", rc, be->err);
+    be->destroy(be);
+}
+
+int main(void) {
+    char err[512];
+    gpu = backend_cuda_create(0, err, sizeof err);
+    if (!gpu) {
+        printf("SKIPPED: no CUDA device (%s)\n", err);
+        return 77;
+    }
+    cpu = backend_cpu_create(0);
+    const char *s = getenv("RFT_TEST_SEED");
+    uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+    rng_state = seed;
+    printf("test_cuda_ops: seed %llu (RFT_TEST_SEED to repeat)\n", (unsigned long long)seed);
+
+    for (int tA = 0; tA < 2; tA++)
+        for (int tB = 0; tB < 2; tB++) test_matmul(tA, tB, 67, 45, 129, 0, 1.0f, 0.0f, 1);
+    test_matmul(0, 1, 33, 70, 65, 3, 0.5f, 1.0f, 1);
+    test_matmul(1, 0, 31, 17, 100, 2, 1.0f, 1.0f, 3);
+    test_matmul(0, 0, 64, 96, 40, 0, -1.0f, 0.0f, 5);
+    test_matmul(0, 1, 256, 192, 576, 0, 1.0f, 0.0f, 1);
+
+    test_elementwise(1);
+    test_elementwise(100003);
+    test_bias(333, 97);
+    test_bias(1, 1);
+    test_embedding(50, 517, 129);
+    test_embedding(1000, 64, 576);
+    test_rmsnorm(300, 577);
+    test_rmsnorm(5, 64);
+    test_rope(200, 3, 64, 5000);
+    test_rope(37, 2, 18, 40000);
+
+    { int l[] = {1, 70, 130}; test_attention(3, l, 4, 2, 64); }
+    { int l[] = {257, 64}; test_attention(2, l, 3, 1, 40); }
+    { int l[] = {0, 63, 65, 1}; test_attention(4, l, 2, 2, 80); }
+    { int l[] = {190}; test_attention(1, l, 2, 1, 128); }
+    { int l[] = {1500}; test_attention(1, l, 2, 1, 64); }
+    {
+        int l[40];
+        for (int b = 0; b < 40; b++) l[b] = 1 + rnd_int(50);
+        test_attention(40, l, 3, 3, 32);
+    }
+
+    test_logprob(37, 32003);
+    test_logprob(3, 7);
+    test_adamw(100003);
+    test_errors();
+
+    printf("%d of %d checks failed\n", n_fail, n_check);
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+    return n_fail ? 1 : 0;
+}
