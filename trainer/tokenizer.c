@@ -36,6 +36,7 @@ typedef struct merge_slot {
 
 typedef struct pre_step {
     pcre2_code *code;
+    int digits;     /* the pattern is \p{N} (isolate every number character): ASCII fast path */
 } pre_step;
 
 #define CACHE_SLOTS 65536
@@ -232,6 +233,7 @@ static int compile_step(pre_step *s, const char *pattern, char *err, size_t cap)
     }
     /* JIT is an accelerator: when unavailable, the interpreter gives the same matches */
     pcre2_jit_compile(s->code, PCRE2_JIT_COMPLETE);
+    s->digits = !strcmp(pattern, RE_DIGIT);
     return 0;
 }
 
@@ -726,6 +728,21 @@ static int pre_split(enc_ctx *c, int k, const char *p, size_t n) {
     if (k == t->n_steps) return bpe_piece(c, p, n);
     pcre2_code *code = t->steps[k].code;
     size_t off = 0, prev = 0;
+    if (t->steps[k].digits) {
+        /* ASCII text: isolate each 0-9 by hand (no other ASCII character is \p{N}) */
+        size_t i = 0;
+        while (i < n && (uint8_t)p[i] < 0x80) i++;
+        if (i == n) {
+            for (i = 0; i < n; i++) {
+                if (p[i] < '0' || p[i] > '9') continue;
+                if (i > prev && pre_split(c, k + 1, p + prev, i - prev)) return -1;
+                if (pre_split(c, k + 1, p + i, 1)) return -1;
+                prev = i + 1;
+            }
+            if (n > prev && pre_split(c, k + 1, p + prev, n - prev)) return -1;
+            return 0;
+        }
+    }
     while (off < n) {
         int rc = pcre2_match(code, (PCRE2_SPTR)p, n, off, 0, c->md, c->mctx);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !c->jstack) {
