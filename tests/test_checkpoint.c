@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,6 +366,68 @@ static void test_tokenizer_hook(void) {
     ckpt_close(f);
 }
 
+/* ------------------------------------------------------------ h5py fixture */
+
+/* tests/fixtures/ckpt_h5py.h5 (tools/make_ckpt_fixture.py): written by h5py
+ * with variable-length strings, int32/uint16 attributes, an integer
+ * rope_theta and an int64 data order; values ((7 i + 13 k) % 101 - 50) / 64 */
+static float fixture_value(int k, size_t i) { return (float)((double)((long)((7 * i + 13 * (size_t)k) % 101) - 50) / 64.0); }
+
+static void test_h5py_fixture(void) {
+    const char *path = "tests/fixtures/ckpt_h5py.h5";
+    char err[512];
+    ckpt_file *f = ckpt_open(path, err, sizeof err);
+    CHECK(f != NULL, "open h5py-written checkpoint %s", f ? "" : err);
+    if (!f) return;
+    model_config want = {.vocab = 16, .d_model = 8, .n_layer = 1, .n_head = 2, .n_kv_head = 1, .head_dim = 4,
+                         .d_ff = 12, .rope_theta = 10000.0f, .rms_eps = 1e-5f, .tie_embeddings = 0, .qkv_bias = 1,
+                         .max_seq = 64};
+    CHECK(!memcmp(ckpt_config(f), &want, sizeof want), "h5py config read (int32/uint16/int64/float64 attributes)");
+    model m;
+    optim o;
+    optim_config oc = {.lr = 1, .beta1 = 0.5f, .beta2 = 0.5f, .eps = 1e-6f};
+    int rc = model_create(&m, ckpt_config(f), be, 4, err, sizeof err);
+    if (!rc) rc = ckpt_load_model(f, &m, err, sizeof err);
+    if (!rc) rc = optim_create(&o, &m, &oc, err, sizeof err);
+    if (!rc) rc = ckpt_load_optim(f, &o, err, sizeof err);
+    CHECK(rc == 0, "h5py model + optimizer load %s", rc ? err : "");
+    if (rc) {
+        ckpt_close(f);
+        return;
+    }
+    float *p = host_params(&m), *mo = malloc(m.n_params * 4), *va = malloc(m.n_params * 4);
+    be->copy_d2h(be, mo, o.mom, m.n_params * 4);
+    be->copy_d2h(be, va, o.var, m.n_params * 4);
+    int bad = 0;
+    for (int k = 0; k < m.n_tensors; k++)
+        for (size_t i = 0; i < m.tensors[k].numel; i++) {
+            size_t j = m.tensors[k].offset + i;
+            float x = fixture_value(k, i);
+            if (p[j] != x || mo[j] != x / 2 || va[j] != fabsf(x)) bad++;
+        }
+    CHECK(bad == 0 && m.n_tensors == 15, "h5py tensors (%d, names spelled by Python) bitwise as written (%d bad)",
+          m.n_tensors, bad);
+    optim_config sc;
+    rc = ckpt_read_optim_config(f, &sc, err, sizeof err);
+    CHECK(rc == 0 && o.step == 5 && sc.lr == 0.001f && sc.beta2 == 0.95f && sc.schedule == LR_LINEAR &&
+              sc.warmup_steps == 2 && sc.total_steps == 50,
+          "h5py optimizer attributes (float64, VL string schedule)");
+    ckpt_train_state ts;
+    rc = ckpt_load_train_state(f, &ts, err, sizeof err);
+    CHECK(rc == 0 && ts.step == 5 && ts.epoch == 1 && ts.cursor == 3 && ts.seed == 9223372036854775813ull &&
+              ts.rng_counter == 77 && ts.best_valid_reward == 0.5 && ts.best_step == 4 && ts.wall_seconds == 1.25 &&
+              ts.config_text && !strcmp(ts.config_text, "model: tiny\nlr: 1e-3  # caf\xc3\xa9\n") && ts.n_order == 4 &&
+              ts.data_order[0] == 2 && ts.data_order[3] == 1 && ts.n_scalars == 1 && ts.scalars[0].value == 0.25,
+          "h5py train state (VL UTF-8 config text, int64 data order, uint64 seed) %s", rc ? err : "");
+    if (!rc) ckpt_train_state_free(&ts);
+    free(p);
+    free(mo);
+    free(va);
+    optim_free(&o);
+    model_free(&m);
+    ckpt_close(f);
+}
+
 /* ------------------------------------------------------------ atomicity */
 
 static void test_atomic(void) {
@@ -536,34 +599,64 @@ typedef struct corrupt_case {
     const char *expect[3]; /* substrings the one-line error must contain */
 } corrupt_case;
 
-/* opens + loads model, optimizer and train state; returns the first error */
-static int full_load(const char *path, char *err, size_t cap) {
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* opens + loads model, optimizer and train state; returns the first error.
+ * digest (if not NULL): a hash of everything loaded */
+static int full_load_digest(const char *path, char *err, size_t cap, uint64_t *digest) {
+    uint64_t h = 0xcbf29ce484222325ull;
     ckpt_file *f = ckpt_open(path, err, cap);
     if (!f) return -1;
+    h = fnv(h, ckpt_config(f), sizeof(model_config));
     model m;
     optim o;
     int rc = model_create(&m, ckpt_config(f), be, 4, err, cap);
     if (!rc) {
         rc = ckpt_load_model(f, &m, err, cap);
+        float *buf = malloc(m.n_params * sizeof(float));
+        if (!rc) {
+            be->copy_d2h(be, buf, m.params, m.n_params * sizeof(float));
+            h = fnv(h, buf, m.n_params * sizeof(float));
+        }
         if (!rc && ckpt_has_optim(f)) {
             optim_config oc;
             rc = ckpt_read_optim_config(f, &oc, err, cap);
             if (!rc) rc = optim_create(&o, &m, &oc, err, cap);
             if (!rc) {
                 rc = ckpt_load_optim(f, &o, err, cap);
+                h = fnv(h, &oc, sizeof oc);
+                h = fnv(h, &o.step, sizeof o.step);
+                be->copy_d2h(be, buf, o.mom, m.n_params * sizeof(float));
+                h = fnv(h, buf, m.n_params * sizeof(float));
+                be->copy_d2h(be, buf, o.var, m.n_params * sizeof(float));
+                h = fnv(h, buf, m.n_params * sizeof(float));
                 optim_free(&o);
             }
         }
+        free(buf);
         if (!rc && ckpt_has_train_state(f)) {
             ckpt_train_state ts;
             rc = ckpt_load_train_state(f, &ts, err, cap);
-            if (!rc) ckpt_train_state_free(&ts);
+            if (!rc) {
+                h = fnv(h, &ts.step, offsetof(ckpt_train_state, config_text) - offsetof(ckpt_train_state, step));
+                if (ts.config_text) h = fnv(h, ts.config_text, strlen(ts.config_text));
+                h = fnv(h, ts.data_order, (size_t)ts.n_order * sizeof(int32_t));
+                h = fnv(h, ts.scalars, (size_t)ts.n_scalars * sizeof(ckpt_scalar));
+                ckpt_train_state_free(&ts);
+            }
         }
         model_free(&m);
     }
     ckpt_close(f);
+    if (digest) *digest = h;
     return rc;
 }
+
+static int full_load(const char *path, char *err, size_t cap) { return full_load_digest(path, err, cap, NULL); }
 
 static int one_line_with(const char *err, const char *path, const char *const *expect) {
     if (strchr(err, '\n') || !strstr(err, path)) return 0;
@@ -661,6 +754,71 @@ static void test_corruption(const char *full) {
     model_free(&m);
 }
 
+/* Deterministic byte mutations of a training checkpoint, half of them in
+ * the HDF5 metadata near the start: each load runs in a child process and
+ * must either fail with one line naming the file or load exactly what was
+ * saved (the byte was unused space); never crash, hang or load altered
+ * values (metadata and every dataset carry checksums). */
+static void test_mutations(const char *full) {
+    size_t len;
+    char err[512], path[512];
+    char *src = read_file(full, &len, err, sizeof err);
+    if (!src) return;
+    path_in(path, sizeof path, "mutated.h5");
+    uint64_t want = 0;
+    if (full_load_digest(full, err, sizeof err, &want) != 0) return;
+    enum { TRIALS = 300 };
+    int n_ok = 0, n_rejected = 0, n_bad = 0;
+    for (int t = 0; t < TRIALS; t++) {
+        uint64_t key = rng_key(2024, (uint64_t)t, 0, 0);
+        int flips = 1 + (int)(rng_u64(key, 0) % 4);
+        for (int k = 0; k < flips; k++) {
+            uint64_t r = rng_u64(key, 1 + k);
+            size_t pos = (r & 1) ? (size_t)(r >> 8) % len : (size_t)(r >> 8) % (len < 6000 ? len : 6000);
+            src[pos] ^= (char)(1 + (rng_u64(key, 100 + k) % 255));
+        }
+        FILE *f = fopen(path, "wb");
+        fwrite(src, 1, len, f);
+        fclose(f);
+        /* restore for the next trial */
+        char e2[64];
+        size_t l2;
+        char *orig = read_file(full, &l2, e2, sizeof e2);
+        memcpy(src, orig, len);
+        free(orig);
+        fflush(stdout);
+        int pfd[2];
+        if (pipe(pfd) != 0) break;
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(pfd[0]);
+            alarm(10);
+            char e[512] = "";
+            uint64_t got = 0;
+            int rc = full_load_digest(path, e, sizeof e, &got);
+            if (rc && write(pfd[1], e, strlen(e)) < 0) _exit(4);
+            _exit(rc ? 2 : got == want ? 0 : 3);
+        }
+        close(pfd[1]);
+        char msg[512] = "";
+        ssize_t n = read(pfd[0], msg, sizeof msg - 1);
+        msg[n > 0 ? n : 0] = 0;
+        close(pfd[0]);
+        int st = 0;
+        waitpid(pid, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) n_ok++;
+        else if (WIFEXITED(st) && WEXITSTATUS(st) == 2 && strstr(msg, path) && !strchr(msg, '\n')) n_rejected++;
+        else {
+            if (!n_bad) printf("     trial %d: status 0x%x, message '%s'\n", t, st, msg);
+            n_bad++;
+        }
+    }
+    free(src);
+    CHECK(n_bad == 0 && n_rejected > TRIALS / 10,
+          "%d mutated files: %d loaded unchanged, %d rejected with one line, %d crashed/hung/altered",
+          TRIALS, n_ok, n_rejected, n_bad);
+}
+
 /* ------------------------------------------------------------ rft inspect */
 
 static int run_capture(const char *bin, const char *arg, char *out, size_t ocap, char *errbuf, size_t ecap) {
@@ -728,6 +886,7 @@ int main(void) {
     test_optimizer();
     test_train_state();
     test_tokenizer_hook();
+    test_h5py_fixture();
     test_atomic();
 
     /* a full training checkpoint (untied, no bias) to corrupt */
@@ -752,6 +911,7 @@ int main(void) {
         model_free(&m);
     }
     test_corruption(full);
+    test_mutations(full);
     test_cli(full);
 
     /* clean up */

@@ -185,6 +185,8 @@ static int w_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const v
 static int w_i64(hid_t obj, const char *name, int64_t v) { return w_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v); }
 static int w_u64(hid_t obj, const char *name, uint64_t v) { return w_attr(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v); }
 static int w_f64(hid_t obj, const char *name, double v) { return w_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v); }
+/* float32 fields stay float32 on disk: exact, and h5py shows 1e-05, not 9.99999974e-06 */
+static int w_f32(hid_t obj, const char *name, float v) { return w_attr(obj, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &v); }
 
 static hid_t str_type(size_t len) {
     hid_t t = H5Tcopy(H5T_C_S1);
@@ -204,29 +206,49 @@ static int w_str_attr(hid_t obj, const char *name, const char *s) {
     return rc;
 }
 
-/* scalar fixed-length string dataset (config text can exceed the 64 KiB attribute limit) */
+/* one fixed-length string in a 1-element dataset (config text can exceed the
+ * 64 KiB attribute limit), chunked so that it carries a Fletcher-32 checksum */
 static int w_str_dataset(hid_t g, const char *name, const char *s) {
-    hid_t t = str_type(strlen(s)), sid = H5Screate(H5S_SCALAR), did = -1;
+    hsize_t one = 1;
+    hid_t t = str_type(strlen(s)), sid = H5Screate_simple(1, &one, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), did = -1;
     int rc = -1;
-    if (t >= 0 && sid >= 0) {
-        did = H5Dcreate2(g, name, t, sid, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (t >= 0 && sid >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, &one) >= 0 && H5Pset_fletcher32(dcpl) >= 0) {
+        did = H5Dcreate2(g, name, t, sid, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         if (did >= 0 && H5Dwrite(did, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, s) >= 0) rc = 0;
     }
     h5_close(did);
+    h5_close(dcpl);
     h5_close(sid);
     h5_close(t);
     return rc;
 }
 
+/* A dataset of rank 1 or 2 with a Fletcher-32 checksum per chunk (chunks of
+ * whole rows, <= 16 MiB), which HDF5 verifies on every read: flipped bits in
+ * a tensor are an error, not silently different weights. */
 static int w_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, int ndim, const int64_t *shape, const void *data) {
-    hsize_t dims[2];
-    for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
+    hsize_t dims[2], chunk[2];
+    size_t esize = H5Tget_size(ftype);
+    hsize_t row = 1, n = 1;
+    for (int i = 0; i < ndim; i++) {
+        dims[i] = chunk[i] = (hsize_t)shape[i];
+        n *= dims[i];
+        if (i) row *= dims[i];
+    }
+    hsize_t rows = ((hsize_t)16 << 20) / (row * esize);
+    if (rows < 1) rows = 1;
+    if (chunk[0] > rows) chunk[0] = rows;
     hid_t sid = H5Screate_simple(ndim, dims, NULL);
-    if (sid < 0) return -1;
-    hid_t did = H5Dcreate2(g, name, ftype, sid, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = did < 0 || H5Dwrite(did, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ? -1 : 0;
-    h5_close(did);
-    H5Sclose(sid);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    int rc = -1;
+    if (sid >= 0 && dcpl >= 0 &&
+        (n == 0 || (H5Pset_chunk(dcpl, ndim, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0))) {
+        hid_t did = H5Dcreate2(g, name, ftype, sid, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        rc = did < 0 || H5Dwrite(did, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ? -1 : 0;
+        h5_close(did);
+    }
+    h5_close(dcpl);
+    h5_close(sid);
     return rc;
 }
 
@@ -268,7 +290,7 @@ static int w_root(hid_t fid, const model_config *c) {
     for (size_t i = 0; i < N_CFG_FIELDS; i++) {
         const cfg_field *f = &CFG_FIELDS[i];
         double v = cfg_get(c, f);
-        if ((f->is_float ? w_f64(fid, f->name, v) : w_i64(fid, f->name, (int64_t)v)) < 0) return -1;
+        if ((f->is_float ? w_f32(fid, f->name, (float)v) : w_i64(fid, f->name, (int64_t)v)) < 0) return -1;
     }
     return 0;
 }
@@ -278,11 +300,11 @@ static int w_optim(hid_t fid, const model *m, const optim *o, float *host, const
     hid_t g = H5Gcreate2(fid, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) return errf(err, cap, "%s: creating group /optimizer: %s", path, h5_detail(d));
     const optim_config *c = &o->cfg;
-    int rc = w_i64(g, "step", o->step) | w_f64(g, "lr", c->lr) | w_f64(g, "beta1", c->beta1) |
-             w_f64(g, "beta2", c->beta2) | w_f64(g, "eps", c->eps) | w_f64(g, "weight_decay", c->weight_decay) |
-             w_f64(g, "grad_clip", c->grad_clip) | w_str_attr(g, "schedule", sched_name(c->schedule)) |
+    int rc = w_i64(g, "step", o->step) | w_f32(g, "lr", c->lr) | w_f32(g, "beta1", c->beta1) |
+             w_f32(g, "beta2", c->beta2) | w_f32(g, "eps", c->eps) | w_f32(g, "weight_decay", c->weight_decay) |
+             w_f32(g, "grad_clip", c->grad_clip) | w_str_attr(g, "schedule", sched_name(c->schedule)) |
              w_i64(g, "warmup_steps", c->warmup_steps) | w_i64(g, "total_steps", c->total_steps) |
-             w_f64(g, "min_lr_ratio", c->min_lr_ratio);
+             w_f32(g, "min_lr_ratio", c->min_lr_ratio);
     if (rc) {
         H5Gclose(g);
         return errf(err, cap, "%s: writing /optimizer attributes: %s", path, h5_detail(d));
@@ -383,7 +405,11 @@ int ckpt_save(const char *path, const model *m, const ckpt_parts *parts, char *e
     int rc = -1;
     hid_t fid = -1, g = -1;
     hid_t fapl = file_access_plist();
-    if (fapl < 0) {
+    /* the HDF5 1.10 file format (read by HDF5 >= 1.10, h5py, ...) checksums
+     * all its metadata (superblock v3, object headers v2, v4 chunk indexes),
+     * so damage there is caught; the 1.8 format still used unchecked v1
+     * B-trees for chunk indexes */
+    if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0) {
         errf(err, cap, "%s: HDF5 property list: %s", path, h5_detail(d));
         goto out;
     }
@@ -642,7 +668,8 @@ static char *r_string(const rd *r, hid_t id, int is_attr, const char *what) {
     if (vl > 0) {
         hid_t mt = H5Tcopy(H5T_C_S1);
         char *s = NULL;
-        herr_t rc = mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ? -1
+        /* same character set as stored: HDF5 does not convert between ASCII and UTF-8 */
+        herr_t rc = mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(tid)) < 0 ? -1
                     : is_attr ? H5Aread(id, mt, &s)
                               : H5Dread(id, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, &s);
         h5_close(mt);
@@ -956,7 +983,7 @@ int ckpt_read_optim_config(ckpt_file *f, optim_config *c, char *err, size_t cap)
     optim_config out = {0};
     int rc = -1;
     if (r_real(&r, g, "lr", 0, 1e3, 0, &lr) < 0 || r_real(&r, g, "beta1", 0, 1 - 1e-12, 0, &b1) < 0 ||
-        r_real(&r, g, "beta2", 0, 1 - 1e-12, 0, &b2) < 0 || r_real(&r, g, "eps", 0, 1, 0, &eps) < 0 ||
+        r_real(&r, g, "beta2", 0, 1 - 1e-12, 0, &b2) < 0 || r_real(&r, g, "eps", 1e-30, 1, 0, &eps) < 0 ||
         r_real(&r, g, "weight_decay", 0, 1e3, 0, &wd) < 0 || r_real(&r, g, "grad_clip", -1e30, 1e30, 0, &gc) < 0 ||
         r_real(&r, g, "min_lr_ratio", 0, 1, 0, &mlr) < 0 || r_int(&r, g, "warmup_steps", 0, INT_MAX, &warm) < 0 ||
         r_int(&r, g, "total_steps", 0, INT_MAX, &total) < 0)
