@@ -219,6 +219,8 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->rope_backward = cuda_rope_backward;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
+    be->kv_write = cuda_kv_write;
+    be->attention_cached = cuda_attention_cached;
     be->swiglu_forward = cuda_swiglu_forward;
     be->swiglu_backward = cuda_swiglu_backward;
     be->logprob_forward = cuda_logprob_forward;

@@ -119,6 +119,11 @@ template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int m) {
     (void)mask;
     return emu_shfl(v, emu_lane_xor, m);
 }
+static inline int emu_lane_idx(int lane, int src) { (void)lane; return src & 31; }
+template <class T> static inline T __shfl_sync(unsigned mask, T v, int src) {
+    (void)mask;
+    return emu_shfl(v, emu_lane_idx, src);
+}
 template <class T> static inline T __shfl_down_sync(unsigned mask, T v, int d) {
     (void)mask;
     return emu_shfl(v, emu_lane_down, d);

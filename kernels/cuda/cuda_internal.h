@@ -139,6 +139,13 @@ void cuda_attention_backward(backend *be, float *dq, float *dk, float *dv, const
                              const float *k, const float *v, const float *out, const float *lse,
                              const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 
+/* cuda_kvcache.cu */
+void cuda_kv_write(backend *be, float *kc, float *vc, const float *k, const float *v, const int32_t *slot,
+                   const int32_t *pos, int T, int kvd, int max_seq);
+void cuda_attention_cached(backend *be, float *out, const float *q, const float *kc, const float *vc,
+                           const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                           float scale);
+
 /* cuda_logprob.cu */
 void cuda_logprob_forward(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
                           const int32_t *targets, int T, int V);
