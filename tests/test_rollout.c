@@ -1,0 +1,273 @@
+/* tests/test_rollout.c: the rollout engine and the sampler on the CPU
+ * backend: greedy identical across batch sizes (1, 7, 64 slots) and thread
+ * counts; a (seed, prompt, index) completion independent of the batch around
+ * it; stop strings across token boundaries, stop ids, max_new_tokens; empty
+ * and over-long prompts rejected; sampler frequencies against the intended
+ * distribution (chi-square) for temperature / top-k / top-p / min-p. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rollout.h"
+#include "util.h"
+
+static int failures = 0;
+#define CHECK(cond, ...)                                 \
+    do {                                                 \
+        int ok_ = (cond);                                \
+        printf("%s ", ok_ ? "ok  " : "FAIL");            \
+        printf(__VA_ARGS__);                             \
+        printf("\n");                                    \
+        if (!ok_) failures++;                            \
+    } while (0)
+
+/* a tokenizer of the 94 printable ASCII characters (ids 0..93, their
+   vocabulary form is the character itself), "Ġ" = space (94) and "<eos>" (95) */
+static tokenizer *make_tokenizer(void) {
+    static char store[96][8];
+    const char *toks[96];
+    int32_t types[96];
+    for (int i = 0; i < 94; i++) store[i][0] = (char)(33 + i), store[i][1] = 0;
+    strcpy(store[94], "\xc4\xa0");
+    strcpy(store[95], "<eos>");
+    for (int i = 0; i < 96; i++) toks[i] = store[i], types[i] = i == 95 ? TOK_TYPE_CONTROL : TOK_TYPE_NORMAL;
+    tokenizer_spec sp;
+    tokenizer_spec_init(&sp);
+    sp.n_vocab = 96;
+    sp.tokens = toks;
+    sp.token_types = types;
+    sp.eos_id = 95;
+    char err[256];
+    tokenizer *t = tokenizer_create(&sp, err, sizeof err);
+    if (!t) printf("FAIL tokenizer_create: %s\n", err), exit(1);
+    return t;
+}
+
+static model *make_model(backend *be) {
+    static model m;
+    model_config c = {.vocab = 96, .d_model = 64, .n_layer = 2, .n_head = 4, .n_kv_head = 2, .head_dim = 16,
+                      .d_ff = 128, .rope_theta = 10000.0f, .rms_eps = 1e-5f, .tie_embeddings = 1, .max_seq = 96};
+    char err[256];
+    if (model_create(&m, &c, be, 256, err, sizeof err)) printf("FAIL model_create: %s\n", err), exit(1);
+    model_init_weights(&m, 7);
+    for (int i = 0; i < m.n_tensors; i++) /* peaked distributions: no near-ties */
+        if (!strstr(m.tensors[i].name, "norm")) be->scale(be, m.params + m.tensors[i].offset, 20.0f, m.tensors[i].numel);
+    return &m;
+}
+
+enum { NP = 64, PLEN_MAX = 12 };
+static int32_t prompt_ids[NP][PLEN_MAX];
+static rollout_prompt prompts[NP];
+
+static void make_prompts(void) {
+    for (int i = 0; i < NP; i++) {
+        int n = 1 + (int)(rng_u64(11, i) % PLEN_MAX);
+        for (int t = 0; t < n; t++) prompt_ids[i][t] = (int32_t)(rng_u64(12 + i, t) % 94);
+        prompts[i] = (rollout_prompt){.ids = prompt_ids[i], .n = n, .id = 1000 + i};
+    }
+}
+
+static int same_completion(const completion *a, const completion *b) {
+    return a->n_tokens == b->n_tokens && a->finish == b->finish &&
+           !memcmp(a->tokens, b->tokens, a->n_tokens * sizeof(int32_t)) && a->text_len == b->text_len &&
+           !memcmp(a->text, b->text, a->text_len);
+}
+
+static completion *generate(model *m, tokenizer *tok, int slots, const rollout_prompt *p, int n, int G,
+                            const rollout_config *cfg) {
+    rollout_engine r;
+    char err[256];
+    if (rollout_create(&r, m, tok, slots, 96, err, sizeof err)) printf("FAIL rollout_create: %s\n", err), exit(1);
+    completion *out = calloc((size_t)n * G, sizeof *out);
+    if (rollout_generate(&r, p, n, G, cfg, out, err, sizeof err)) printf("FAIL generate: %s\n", err), exit(1);
+    rollout_free(&r);
+    return out;
+}
+
+static void free_all(completion *c, int n) {
+    for (int i = 0; i < n; i++) completion_free(&c[i]);
+    free(c);
+}
+
+/* ---- sampler distribution: chi-square against an independent reference ---- */
+static void reference_dist(const float *logits, int V, float T, int top_k, float top_p, float min_p, double *p) {
+    double mx = -1e300, s = 0;
+    for (int i = 0; i < V; i++) mx = fmax(mx, logits[i] / T);
+    for (int i = 0; i < V; i++) s += p[i] = exp(logits[i] / T - mx);
+    for (int i = 0; i < V; i++) p[i] /= s;
+    int order[256];
+    for (int i = 0; i < V; i++) order[i] = i;
+    for (int i = 0; i < V; i++) /* selection sort, descending, stable by id */
+        for (int j = i + 1; j < V; j++)
+            if (p[order[j]] > p[order[i]] || (p[order[j]] == p[order[i]] && order[j] < order[i])) {
+                int t = order[i];
+                order[i] = order[j], order[j] = t;
+            }
+    int keep = V;
+    if (top_k > 0 && top_k < keep) keep = top_k;
+    if (top_p < 1) {
+        double cum = 0, tot = 0;
+        for (int k = 0; k < keep; k++) tot += p[order[k]];
+        for (int k = 0; k < keep; k++) {
+            cum += p[order[k]];
+            if (cum >= top_p * tot) {
+                keep = k + 1;
+                break;
+            }
+        }
+    }
+    double pmax = p[order[0]];
+    double q[256] = {0}, tot = 0;
+    for (int k = 0; k < keep; k++)
+        if (p[order[k]] >= min_p * pmax) q[order[k]] = p[order[k]], tot += p[order[k]];
+    for (int i = 0; i < V; i++) p[i] = q[i] / tot;
+}
+
+static void check_distribution(const char *name, float T, int top_k, float top_p, float min_p) {
+    enum { V = 40, N = 200000 };
+    float logits[V];
+    for (int i = 0; i < V; i++) logits[i] = (float)(3.0 * rng_normal(99, i));
+    double ref[V], mine[V];
+    reference_dist(logits, V, T, top_k, top_p, min_p, ref);
+    sampler_config c = {.temperature = T, .top_k = top_k, .top_p = top_p, .min_p = min_p};
+    sampler_scratch s;
+    sampler_scratch_init(&s, V);
+    sampler_distribution(&c, logits, V, &s, mine);
+    double maxd = 0;
+    for (int i = 0; i < V; i++) maxd = fmax(maxd, fabs(mine[i] - ref[i]));
+    long cnt[V] = {0};
+    for (int n = 0; n < N; n++) cnt[sampler_sample(&c, logits, V, rng_uniform(4242, n), &s, NULL)]++;
+    double chi = 0;
+    int df = -1, outside = 0;
+    for (int i = 0; i < V; i++) {
+        if (ref[i] == 0) {
+            outside += cnt[i] != 0;
+            continue;
+        }
+        double e = ref[i] * N;
+        chi += (cnt[i] - e) * (cnt[i] - e) / e;
+        df++;
+    }
+    /* bound: mean df + 5 standard deviations (sqrt(2 df)) */
+    double bound = df + 5 * sqrt(2.0 * (df > 0 ? df : 1));
+    CHECK(maxd < 1e-6 && outside == 0 && chi < bound,
+          "sampler %-28s support %2d, |p - ref| %.1e, chi2 %.1f < %.1f, draws outside support %d", name, df + 1,
+          maxd, chi, bound, outside);
+    sampler_scratch_free(&s);
+}
+
+int main(void) {
+    backend *be = backend_cpu_create(2);
+    tokenizer *tok = make_tokenizer();
+    model *m = make_model(be);
+    make_prompts();
+    int32_t eos = 95;
+    rollout_config g = {.sampler = {.temperature = 0}, .max_new_tokens = 24, .stop_ids = &eos, .n_stop_ids = 1, .seed = 1};
+
+    /* greedy: 64, 7 and 1 slots, 2 threads; then 1 thread */
+    completion *a = generate(m, tok, 64, prompts, NP, 1, &g);
+    completion *b = generate(m, tok, 7, prompts, NP, 1, &g);
+    completion *c = generate(m, tok, 1, prompts, NP, 1, &g);
+    omp_set_num_threads(1);
+    completion *d = generate(m, tok, 64, prompts, NP, 1, &g);
+    omp_set_num_threads(2);
+    int same_b = 1, same_c = 1, same_d = 1, total = 0;
+    for (int i = 0; i < NP; i++) {
+        same_b &= same_completion(&a[i], &b[i]);
+        same_c &= same_completion(&a[i], &c[i]);
+        same_d &= same_completion(&a[i], &d[i]);
+        total += a[i].n_tokens;
+    }
+    CHECK(same_b && same_c, "greedy identical for 64, 7 and 1 slots (%d tokens)", total);
+    CHECK(same_d, "greedy identical for 2 and 1 threads");
+    int n_len = 0;
+    for (int i = 0; i < NP; i++) n_len += a[i].finish == ROLLOUT_LENGTH && a[i].n_tokens == 24;
+    CHECK(n_len > 0, "max_new_tokens respected (%d completions cut at 24)", n_len);
+    free_all(b, NP), free_all(c, NP), free_all(d, NP);
+
+    /* sampled: prompt 5's group (G = 4) alone vs inside the full batch */
+    rollout_config s = g;
+    s.sampler = (sampler_config){.temperature = 1.0f, .top_p = 0.95f};
+    completion *full = generate(m, tok, 64, prompts, NP, 4, &s);
+    completion *alone = generate(m, tok, 4, &prompts[5], 1, 4, &s);
+    int same = 1, differ = 0;
+    for (int k = 0; k < 4; k++) same &= same_completion(&full[5 * 4 + k], &alone[k]);
+    for (int k = 1; k < 4; k++) differ += !same_completion(&alone[0], &alone[k]);
+    CHECK(same, "(seed, prompt, index) completion independent of the batch");
+    CHECK(differ > 0, "group samples differ from each other (%d of 3)", differ);
+    double lp_ok = 1;
+    for (int k = 0; k < 4; k++)
+        for (int t = 0; t < alone[k].n_tokens; t++) lp_ok = lp_ok && alone[k].logprobs[t] <= 0 && isfinite(alone[k].logprobs[t]);
+    CHECK(lp_ok, "sampling log-probs finite and <= 0");
+    s.seed = 2;
+    completion *other = generate(m, tok, 4, &prompts[5], 1, 4, &s);
+    int changed = 0;
+    for (int k = 0; k < 4; k++) changed += !same_completion(&other[k], &alone[k]);
+    CHECK(changed > 0, "another seed gives other completions (%d of 4)", changed);
+    free_all(full, NP * 4), free_all(other, 4);
+
+    /* stop string across a token boundary: take 2 characters of a completion
+       that come from two tokens, stop there */
+    completion *ref = &alone[0];
+    char stop[3] = {0};
+    size_t at = 0;
+    for (size_t p = 1; p + 1 < ref->text_len; p++)
+        if (ref->text[p] != ' ' && ref->text[p + 1] != ' ') {
+            stop[0] = ref->text[p], stop[1] = ref->text[p + 1], at = p;
+            break;
+        }
+    /* the cut is at the first occurrence */
+    char *first = strstr(ref->text, stop);
+    const char *stops[1] = {stop};
+    rollout_config ss = s;
+    ss.seed = 1;
+    ss.stop_strings = stops;
+    ss.n_stop_strings = 1;
+    completion *cut = generate(m, tok, 4, &prompts[5], 1, 4, &ss);
+    size_t want = first ? (size_t)(first - ref->text) : 0;
+    CHECK(stop[0] && cut[0].finish == ROLLOUT_STOP && cut[0].text_len == want &&
+              !memcmp(cut[0].text, ref->text, want) && cut[0].n_tokens <= ref->n_tokens &&
+              !memcmp(cut[0].tokens, ref->tokens, cut[0].n_tokens * sizeof(int32_t)),
+          "stop string \"%s\" spanning two tokens cuts the text at %zu (first seen at %zu), tokens a prefix", stop,
+          want, at);
+    free_all(cut, 4), free_all(alone, 4);
+
+    /* stop id: some greedy completions end with eos */
+    int n_eos = 0, eos_ok = 1;
+    for (int i = 0; i < NP; i++)
+        if (a[i].finish == ROLLOUT_STOP) {
+            n_eos++;
+            eos_ok &= a[i].tokens[a[i].n_tokens - 1] == eos && !strstr(a[i].text, "<eos>");
+        }
+    CHECK(eos_ok, "stop id ends a completion, kept as its last token, not in the text (%d of %d)", n_eos, NP);
+    free_all(a, NP);
+
+    /* bad prompts */
+    rollout_engine r;
+    char err[256];
+    rollout_create(&r, m, tok, 4, 96, err, sizeof err);
+    completion out[4];
+    rollout_prompt empty = {.ids = prompt_ids[0], .n = 0, .id = 1};
+    int rc = rollout_generate(&r, &empty, 1, 1, &g, out, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "empty"), "empty prompt rejected: %s", err);
+    int32_t longp[96] = {0};
+    rollout_prompt lp = {.ids = longp, .n = 96, .id = 1};
+    rc = rollout_generate(&r, &lp, 1, 1, &g, out, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "96 tokens"), "prompt longer than the context rejected: %s", err);
+    rollout_free(&r);
+
+    check_distribution("temperature 1", 1.0f, 0, 1.0f, 0.0f);
+    check_distribution("temperature 0.7", 0.7f, 0, 1.0f, 0.0f);
+    check_distribution("top_k 5", 1.0f, 5, 1.0f, 0.0f);
+    check_distribution("top_p 0.8", 1.0f, 0, 0.8f, 0.0f);
+    check_distribution("temp 1.5 top_p 0.9 top_k 12", 1.5f, 12, 0.9f, 0.0f);
+    check_distribution("min_p 0.05", 1.0f, 0, 1.0f, 0.05f);
+
+    tokenizer_free(tok);
+    model_free(m);
+    be->destroy(be);
+    printf("%s\n", failures ? "FAILED" : "all passed");
+    return failures ? 1 : 0;
+}

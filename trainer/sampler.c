@@ -1,0 +1,124 @@
+/* trainer/sampler.c: temperature / top-k / top-p / min-p / greedy sampling
+ * of one token from a row of logits. Filters follow the Hugging Face
+ * generate() processors in order: temperature, top-k, top-p, min-p. */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int sampler_scratch_init(sampler_scratch *s, int V) {
+    s->n_vocab = V;
+    s->prob = malloc((size_t)V * sizeof(float));
+    s->idx = malloc((size_t)V * sizeof(int32_t));
+    return s->prob && s->idx ? 0 : -1;
+}
+
+void sampler_scratch_free(sampler_scratch *s) {
+    free(s->prob);
+    free(s->idx);
+    memset(s, 0, sizeof *s);
+}
+
+static __thread const float *t_sort_prob;
+
+static int cmp_prob_desc(const void *a, const void *b) {
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    float pi = t_sort_prob[i], pj = t_sort_prob[j];
+    if (pi > pj) return -1;
+    if (pi < pj) return 1;
+    return i < j ? -1 : i > j;
+}
+
+/* Fills s->idx[0..n) with the kept ids in descending probability (or id
+ * order when no sort is needed) and s->prob with the temperature softmax;
+ * returns n and the kept mass. */
+static int sampler_filter(const sampler_config *c, const float *logits, int V, sampler_scratch *s, double *mass) {
+    float T = c->temperature > 0 ? c->temperature : 1.0f;
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < V; i++) {
+        float p = expf((logits[i] - mx) / T);
+        s->prob[i] = p;
+        sum += p;
+    }
+    float inv = (float)(1.0 / sum), pmax = 0;
+    for (int i = 0; i < V; i++) {
+        s->prob[i] *= inv;
+        if (s->prob[i] > pmax) pmax = s->prob[i];
+    }
+    int need_sort = (c->top_k > 0 && c->top_k < V) || (c->top_p > 0 && c->top_p < 1);
+    int n = 0;
+    float floor_p = c->min_p > 0 ? c->min_p * pmax : 0;
+    /* min-p is applied last in HF; since it only removes the smallest
+       probabilities of the renormalised distribution, and renormalising does
+       not change ratios, p >= min_p * pmax can be tested on the original */
+    for (int i = 0; i < V; i++)
+        if (s->prob[i] > 0 && s->prob[i] >= floor_p) s->idx[n++] = i;
+    if (need_sort) {
+        t_sort_prob = s->prob;
+        qsort(s->idx, n, sizeof(int32_t), cmp_prob_desc);
+        if (c->top_k > 0 && c->top_k < n) n = c->top_k;
+        if (c->top_p > 0 && c->top_p < 1) {
+            /* keep the smallest prefix whose mass reaches top_p (HF: remove
+               tokens with cumulative mass of the ascending tail <= 1 - top_p) */
+            double total = 0, cum = 0;
+            for (int k = 0; k < n; k++) total += s->prob[s->idx[k]];
+            for (int k = 0; k < n; k++) {
+                cum += s->prob[s->idx[k]];
+                if (cum >= c->top_p * total) {
+                    n = k + 1;
+                    break;
+                }
+            }
+        }
+    }
+    double m = 0;
+    for (int k = 0; k < n; k++) m += s->prob[s->idx[k]];
+    *mass = m;
+    return n;
+}
+
+int32_t sampler_sample(const sampler_config *c, const float *logits, int V, double u, sampler_scratch *s,
+                       float *logprob) {
+    if (!(c->temperature > 0)) {
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = i;
+        if (logprob) {
+            double sum = 0;
+            for (int i = 0; i < V; i++) sum += exp((double)logits[i] - logits[best]);
+            *logprob = (float)-log(sum);
+        }
+        return best;
+    }
+    double mass;
+    int n = sampler_filter(c, logits, V, s, &mass);
+    double target = u * mass, cum = 0;
+    int32_t pick = s->idx[n - 1];
+    for (int k = 0; k < n; k++) {
+        cum += s->prob[s->idx[k]];
+        if (target < cum) {
+            pick = s->idx[k];
+            break;
+        }
+    }
+    if (logprob) *logprob = (float)log(s->prob[pick] / mass);
+    return pick;
+}
+
+void sampler_distribution(const sampler_config *c, const float *logits, int V, sampler_scratch *s, double *prob) {
+    for (int i = 0; i < V; i++) prob[i] = 0;
+    if (!(c->temperature > 0)) {
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = i;
+        prob[best] = 1;
+        return;
+    }
+    double mass;
+    int n = sampler_filter(c, logits, V, s, &mass);
+    for (int k = 0; k < n; k++) prob[s->idx[k]] = s->prob[s->idx[k]] / mass;
+}
