@@ -17,7 +17,11 @@ checked against llama.cpp's own Python package.
   gguf_tiny_qwen2.gguf   1-layer qwen2 (q/k/v bias, tied embeddings, no permutation)
   hf_tiny_qwen2/         its Hugging Face directory (single model.safetensors)
 
+  gguf_smollm2_ref.json  (with --smollm2 PATH) reference values of the real
+                         SmolLM2-135M-Instruct Q4_1 GGUF, for tests/test_convert_smollm2.c
+
 Run from the repository root: python3 tools/ref_gguf.py
+                         python3 tools/ref_gguf.py --smollm2 $(tools/fetch_smollm2.sh)
 """
 import json
 import os
@@ -373,7 +377,46 @@ def make_tiny(arch):
         write_safetensors(f"{d}/model.safetensors", hf)
 
 
+def make_smollm2_ref(path):
+    """tests/fixtures/gguf_smollm2_ref.json: for a few tensors of the real
+    SmolLM2-135M-Instruct Q4_1 GGUF (tools/fetch_smollm2.sh), the values gguf-py
+    dequantises, un-permuted for Q/K like the HF checkpoint they came from:
+    sum, sum of squares, and 64 values at fixed flat indices"""
+    r = gguf.GGUFReader(path)
+    f = {k: r.fields[k].contents() for k in ("llama.attention.head_count", "llama.attention.head_count_kv")}
+    nh, nkv = f["llama.attention.head_count"], f["llama.attention.head_count_kv"]
+    want = {"token_embd.weight": ("model.embed_tokens.weight", None),
+            "blk.0.attn_q.weight": ("model.layers.0.self_attn.q_proj.weight", nh),
+            "blk.0.attn_k.weight": ("model.layers.0.self_attn.k_proj.weight", nkv),
+            "blk.0.attn_v.weight": ("model.layers.0.self_attn.v_proj.weight", None),
+            "blk.17.attn_k.weight": ("model.layers.17.self_attn.k_proj.weight", nkv),
+            "blk.29.ffn_down.weight": ("model.layers.29.mlp.down_proj.weight", None),
+            "blk.29.ffn_norm.weight": ("model.layers.29.post_attention_layernorm.weight", None),
+            "output_norm.weight": ("model.norm.weight", None)}
+    out = []
+    for t in r.tensors:
+        if t.name not in want:
+            continue
+        hf, heads = want[t.name]
+        x = quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        shape = [int(d) for d in reversed(t.shape)]
+        x = x.reshape(shape)
+        if heads:
+            x = x.reshape(heads, x.shape[0] // heads // 2, 2, *x.shape[1:]).swapaxes(1, 2).reshape(shape)
+        flat = x.reshape(-1)
+        idx = np.linspace(0, flat.size - 1, 64).astype(np.int64)
+        out.append({"gguf": t.name, "hf": hf, "type": t.tensor_type.name, "shape": shape,
+                    "sum": float(flat.astype(np.float64).sum()), "sumsq": float((flat.astype(np.float64) ** 2).sum()),
+                    "index": idx.tolist(), "values": [float(v) for v in flat[idx]]})
+    with open(f"{OUT}/gguf_smollm2_ref.json", "w") as fp:
+        json.dump({"file": os.path.basename(path), "tensors": out}, fp, indent=1)
+
+
 if __name__ == "__main__":
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--smollm2":
+        make_smollm2_ref(sys.argv[2])
+        sys.exit(0)
     os.makedirs(OUT, exist_ok=True)
     make_types()
     make_v2()
