@@ -86,10 +86,17 @@ static int check_cases(tokenizer *t, const char *pre, json_t **rows, size_t n, c
                     show("ids", &o, ref);
                 }
             } else {
-                char *d = malloc(tl + 1);
-                size_t dl = tokenizer_decode(t, o.ids, o.n, 0, d, tl + 1);
-                CHECK(dl == tl && memcmp(d, text, tl) == 0, "%s case %zu: decode does not give the text back", pre, i);
+                /* decode gives the text back (its NFC for an NFC tokenizer) */
+                char *nfc = NULL;
+                size_t nl = 0;
+                if (!strcmp(tokenizer_normalizer(t), "nfc")) tokenizer_nfc(text, tl, &nfc, &nl);
+                const char *want = nfc ? nfc : text;
+                if (!nfc) nl = tl;
+                char *d = malloc(nl + 1);
+                size_t dl = tokenizer_decode(t, o.ids, o.n, 0, d, nl + 1);
+                CHECK(dl == nl && memcmp(d, want, nl) == 0, "%s case %zu: decode does not give the text back", pre, i);
                 free(d);
+                free(nfc);
             }
             free(o.ids);
         }
@@ -217,9 +224,12 @@ static void check_bytes(tokenizer *t) {
         }
         tok_ids o = {0};
         CHECK(tokenizer_encode(t, buf, n, TOK_ALLOW_SPECIAL, &o, err, sizeof err) == 0, "encode bytes: %s", err);
-        char d[512];
-        size_t dl = tokenizer_decode(t, o.ids, o.n, 0, d, sizeof d);
-        CHECK(dl == n && memcmp(d, buf, n) == 0, "raw bytes round trip (iteration %d, %zu bytes)", it, n);
+        char d[1024], *nfc = NULL;
+        size_t dl = tokenizer_decode(t, o.ids, o.n, 0, d, sizeof d), nl = 0;
+        if (!strcmp(tokenizer_normalizer(t), "nfc")) tokenizer_nfc(buf, n, &nfc, &nl);
+        if (nfc) CHECK(dl == nl && memcmp(d, nfc, nl) == 0, "raw bytes round trip, NFC (iteration %d)", it);
+        else CHECK(dl == n && memcmp(d, buf, n) == 0, "raw bytes round trip (iteration %d, %zu bytes)", it, n);
+        free(nfc);
         free(o.ids);
     }
     /* a character cut across tokens: decode of a prefix gives its bytes */
@@ -258,6 +268,32 @@ static void check_bytes(tokenizer *t) {
         size_t dl = tokenizer_decode(t, sp, 3, 1, d, sizeof d);
         CHECK(dl == 2 && !memcmp(d, "hi", 2), "skip_special");
     }
+}
+
+/* tokenizer_nfc against Python's unicodedata.normalize("NFC") */
+static void check_nfc(void) {
+    size_t n;
+    json_t **rows = read_jsonl("tests/fixtures/tok_nfc.jsonl", &n);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = json_string_value(json_object_get(rows[i], "text"));
+        size_t sl = json_string_length(json_object_get(rows[i], "text"));
+        const char *want = json_string_value(json_object_get(rows[i], "nfc"));
+        size_t wl = json_string_length(json_object_get(rows[i], "nfc"));
+        char *o;
+        size_t ol;
+        CHECK(tokenizer_nfc(s, sl, &o, &ol) == 0, "nfc: out of memory");
+        const char *got = o ? o : s;
+        size_t gl = o ? ol : sl;
+        if (gl != wl || memcmp(got, want, wl)) {
+            if (bad++ < 3) fprintf(stderr, "FAIL nfc row %zu: \"%s\" -> \"%.*s\", want \"%s\"\n", i, s, (int)gl, got, want);
+        }
+        free(o);
+        json_decref(rows[i]);
+    }
+    free(rows);
+    if (bad) fails++;
+    printf("nfc: %zu strings against unicodedata: %s\n", n, bad ? "MISMATCH" : "identical");
 }
 
 static void check_bad_input(void) {
@@ -348,7 +384,11 @@ int main(void) {
         }
         tokenizer_free(c);
     }
+    CHECK(!strcmp(tokenizer_normalizer(toks[3]), "nfc") && !strcmp(tokenizer_normalizer(toks[0]), "none"),
+          "normalizer from tokenizer.json");
+    check_nfc();
     check_bytes(toks[0]);
+    check_bytes(toks[3]);
     check_bad_input();
     for (int k = 0; k < 4; k++) tokenizer_free(toks[k]);
     for (size_t i = 0; i < nrows; i++) json_decref(rows[i]);

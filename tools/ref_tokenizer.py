@@ -12,9 +12,12 @@ Writes (under tests/fixtures/):
                          (vocab 2000) for each pre-tokenizer: smollm (Digits(individual)
                          + ByteLevel regex, SmolLM2's config), gpt2 (ByteLevel regex),
                          llama3 (Split(llama3 regex) + ByteLevel, ignore_merges) and
-                         qwen2 (Split(qwen2 regex) + ByteLevel).
+                         qwen2 (NFC normalizer, Split(qwen2 regex) + ByteLevel).
   tok_<pre>_config.json  tokenizer_config.json with a chat template (smollm: SmolLM2's
                          template as stored in its GGUF; llama3: the Llama 3.0 template).
+  tok_nfc.jsonl          unicodedata.normalize("NFC") of strings covering every canonical
+                         decomposition, Hangul jamo and random base + combining mark mixes
+                         (qwen2's tokenizer.json has an NFC normalizer, as Qwen2.5's does).
   tok_chat.jsonl         transformers apply_chat_template ids for a few conversations
                          with the smollm and llama3 fixture tokenizers.
   tok_smollm2_real.jsonl (only with --gguf) ids from the real SmolLM2-135M-Instruct
@@ -29,7 +32,9 @@ import json
 import os
 import random
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+import unicodedata
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 
@@ -131,6 +136,10 @@ def cases():
           "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>", "<|end_of_text|>",
           "<<|endoftext|>>", "<|endoftext|", "[USER_TAG] hello [USER_TAG]", "x[USER_TAG]y", "<empty_output>",
           "<|im_start|>user\n  spaced  <|im_end|>", "<reponame>rft<gh_stars>10"]
+    c += ["cafe\u0301 re\u0301sume\u0301", "\u212b\u2126\u212a", "\u1e9b\u0323", "q\u0307\u0323", "a\u0328\u0301",
+          "\u1100\u1161\u11a8", "\u1100\u1161 \u1100", "\u0915\u093c", "o\u0308\u0304", "\u00f4\u0323",
+          "\u0041\u030a\u0301", "\u0b47\u0b3e", "\u0300a", "\u0344x", "\u0958\u0959", "\uf900\uf901",
+          "e\u0301\u0327", "\u03b1\u0313\u0301\u0345", "n\u0303o\u0303", "\u2000\u2001"]
     c += [" zyzzyva", "zyzzyva", " qwertyuiop", " zyzzyva qwertyuiop zyzzyvas", "Zyzzyva"]
     c += ["a" * 100, "ab" * 60, "!" * 40, "=" * 64, "-" * 80, "abc " * 30, "The " * 40,
           "0123456789" * 10, "\u00e9" * 40, "x" * 1000, "ha" * 300 + "!", "." * 200]
@@ -173,6 +182,8 @@ def train(pre, cases_):
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(rx), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    if pre == "qwen2":
+        tok.normalizer = normalizers.NFC()
     tok.decoder = decoders.ByteLevel()
     tr = trainers.BpeTrainer(vocab_size=2000, min_frequency=2, special_tokens=specials,
                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -190,6 +201,25 @@ def train(pre, cases_):
             v[w] = max(v.values()) + 1
         # added tokens keep their ids (the extra words went after them)
     return Tokenizer.from_str(json.dumps(j)), j
+
+
+def nfc_cases():
+    rows = []
+    dec = [chr(cp) for cp in range(0x110000) if unicodedata.decomposition(chr(cp))
+           and not unicodedata.decomposition(chr(cp)).startswith("<")]
+    for i in range(0, len(dec), 40):
+        rows.append(unicodedata.normalize("NFD", " ".join(dec[i:i + 40])))
+        rows.append(" ".join(dec[i:i + 40]))
+    rows.append("".join(chr(x) for x in range(0x1100, 0x1113)) + "".join(chr(x) for x in range(0x1161, 0x1176)))
+    rng = random.Random(77)
+    bases = list("aeiouAEOnczsgkqy") + ["\u0391", "\u03b1", "\u0415", "\u0905", "\u0b47", "\u1100", "\u1161",
+                                        "\u11a8", "\uac00", "\u3099", "\u30ab", "\u05d0", "\u0627"]
+    marks = [chr(x) for x in list(range(0x300, 0x370)) + [0x591, 0x5b0, 0x5bc, 0x64b, 0x653, 0x654, 0x655, 0x93c,
+                                                           0x94d, 0xb3e, 0xb56, 0xb57, 0x3099, 0x309a, 0x1dc0, 0x20d0]]
+    for _ in range(400):
+        rows.append("".join(rng.choice(bases) if rng.random() < 0.4 else rng.choice(marks)
+                            for _ in range(rng.randint(1, 14))))
+    return [{"text": r, "nfc": unicodedata.normalize("NFC", r)} for r in rows]
 
 
 def encode_both(tok, s):
@@ -264,7 +294,11 @@ def main():
             row = {"text": s, "ids": {}, "plain": {}}
             for pre, tok in toks.items():
                 row["ids"][pre], row["plain"][pre] = encode_both(tok, s)
-                assert tok.decode(row["ids"][pre], skip_special_tokens=False) == s or pre == "x"
+                want = unicodedata.normalize("NFC", s) if pre == "qwen2" else s
+                assert tok.decode(row["ids"][pre], skip_special_tokens=False) == want, (pre, s)
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with open(os.path.join(FIX, "tok_nfc.jsonl"), "w") as f:
+        for row in nfc_cases():
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     cfgs = {"smollm": (SMOL_TEMPLATE, "<|im_start|>", "<|im_end|>"),
             "llama3": (LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>")}

@@ -70,6 +70,7 @@ struct tokenizer {
     char *pre_regex[TOK_MAX_PRE_STEPS]; /* custom patterns as given */
     int n_pre_regex;
     int ignore_merges;
+    int nfc;                            /* normalizer: NFC */
     int32_t bos, eos, pad, unk;
     int add_bos;
     char *chat_text;
@@ -482,6 +483,12 @@ tokenizer *tokenizer_create(const tokenizer_spec *sp, char *err, size_t cap) {
     }
 
     if (pre_init(t, sp, err, cap)) goto fail;
+    if (!sp->normalizer) t->nfc = !strcmp(t->pre_name, "qwen2");
+    else if (!strcmp(sp->normalizer, "nfc")) t->nfc = 1;
+    else if (strcmp(sp->normalizer, "none")) {
+        errf(err, cap, "tokenizer: unknown normalizer \"%s\" (none, nfc)", sp->normalizer);
+        goto fail;
+    }
 
     t->cache = calloc(CACHE_SLOTS, sizeof(cache_slot));
     t->cache_keys = malloc(CACHE_ARENA);
@@ -663,7 +670,7 @@ static void cache_put(const tokenizer *tc, const char *p, size_t n, uint64_t h, 
         if (s->hash == h && s->key_len == n && memcmp(t->cache_keys + s->key_off, p, n) == 0) break;  /* raced */
         if (s->hash != 0) continue;
         memcpy(t->cache_keys + t->cache_keys_used, p, n);
-        memcpy(t->cache_ids + t->cache_ids_used, ids, m * sizeof(int32_t));
+        if (m) memcpy(t->cache_ids + t->cache_ids_used, ids, m * sizeof(int32_t));
         *s = (cache_slot){h, t->cache_keys_used, (uint32_t)n, t->cache_ids_used, (uint32_t)m};
         t->cache_keys_used += (uint32_t)n; t->cache_ids_used += (uint32_t)m; t->cache_count++;
         break;
@@ -717,7 +724,7 @@ static int bpe_piece(enc_ctx *c, const char *p, size_t n) {
     for (int32_t i = 0; i >= 0; i = s[i].next)
         if (ids_push(c->out, s[i].id)) return errf(c->err, c->err_cap, "out of memory");
 done:
-    if (n <= CACHE_MAX_KEY) cache_put(t, p, n, h, c->out->ids + start, c->out->n - start);
+    if (n <= CACHE_MAX_KEY) cache_put(t, p, n, h, c->out->n > start ? c->out->ids + start : NULL, c->out->n - start);
     return 0;
 }
 
@@ -772,6 +779,18 @@ static int pre_split(enc_ctx *c, int k, const char *p, size_t n) {
     return 0;
 }
 
+/* one stretch of text between added tokens: normalise, pre-tokenize, BPE */
+static int encode_segment(enc_ctx *c, const char *p, size_t n) {
+    if (!c->t->nfc) return pre_split(c, 0, p, n);
+    char *q;
+    size_t qn;
+    if (tokenizer_nfc(p, n, &q, &qn)) return errf(c->err, c->err_cap, "out of memory (NFC)");
+    if (!q) return pre_split(c, 0, p, n);
+    int rc = pre_split(c, 0, q, qn);
+    free(q);
+    return rc;
+}
+
 /* the longest added token starting at p[0..n), or -1 */
 static int32_t added_at(const tokenizer *t, const char *p, size_t n, int allow_special) {
     uint8_t b = (uint8_t)p[0];
@@ -800,12 +819,12 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int flags
         if (t->added_start[b] == t->added_start[b + 1]) continue;
         int32_t id = added_at(t, text + i, len - i, allow);
         if (id < 0) continue;
-        if (i > prev && pre_split(&c, 0, text + prev, i - prev)) goto done;
+        if (i > prev && encode_segment(&c, text + prev, i - prev)) goto done;
         if (ids_push(out, id)) { errf(err, cap, "out of memory"); goto done; }
         i += t->str_len[id] - 1;
         prev = i + 1;
     }
-    if (len > prev && pre_split(&c, 0, text + prev, len - prev)) goto done;
+    if (len > prev && encode_segment(&c, text + prev, len - prev)) goto done;
     rc = 0;
 done:
     pcre2_match_data_free(c.md);
@@ -856,6 +875,7 @@ int tokenizer_pre_regex(const tokenizer *t, const char *const **patterns) {
     return t->n_pre_regex;
 }
 int tokenizer_ignore_merges(const tokenizer *t) { return t->ignore_merges; }
+const char *tokenizer_normalizer(const tokenizer *t) { return t->nfc ? "nfc" : "none"; }
 int32_t tokenizer_n_merges(const tokenizer *t) { return t->n_merges; }
 void tokenizer_merge(const tokenizer *t, int32_t i, int32_t *l, int32_t *r) {
     *l = t->merge_l[i];

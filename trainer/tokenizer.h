@@ -61,6 +61,8 @@ typedef struct tokenizer_spec {
     const char *const *pre_regex;    /* "custom": n_pre_regex patterns (HF/Oniguruma syntax) */
     int n_pre_regex;
     int ignore_merges;               /* 1: a pre-token found whole in the vocabulary is one token (Llama 3) */
+    const char *normalizer;          /* "none" or "nfc" (Unicode NFC before pre-tokenization, as Qwen2's
+                                        tokenizer.json has); NULL: "nfc" for qwen2, else "none" */
     int32_t bos_id, eos_id, pad_id, unk_id;  /* -1: none */
     int add_bos;                     /* encode with TOK_ADD_SPECIAL prepends bos */
     const char *chat_template;       /* jinja text from the model's metadata, or NULL */
@@ -117,6 +119,12 @@ int tokenizer_add_bos(const tokenizer *t);
 const char *tokenizer_pretokenizer(const tokenizer *t);     /* name */
 int tokenizer_pre_regex(const tokenizer *t, const char *const **patterns);  /* custom patterns, count */
 int tokenizer_ignore_merges(const tokenizer *t);
+const char *tokenizer_normalizer(const tokenizer *t);       /* "none" or "nfc" */
+
+/* Unicode NFC of s[0..n) (tokenizer_nfc.c): *out = malloc'ed result, or NULL
+   when s is already NFC by the quick check (all code points below U+0300).
+   Invalid UTF-8 bytes pass through. 0, or -1 when out of memory. */
+int tokenizer_nfc(const char *s, size_t n, char **out, size_t *out_len);
 
 /* merges in rank order: left and right token ids of merge i */
 int32_t tokenizer_n_merges(const tokenizer *t);

@@ -84,7 +84,8 @@ int tokenizer_h5_save(hid_t g, const void *tokp, char *err, size_t cap) {
         w_i32(g, "ignore_merges", tokenizer_ignore_merges(t), err, cap) || w_i32(g, "add_bos", tokenizer_add_bos(t), err, cap) ||
         w_i32(g, "bos_id", tokenizer_bos_id(t), err, cap) || w_i32(g, "eos_id", tokenizer_eos_id(t), err, cap) ||
         w_i32(g, "pad_id", tokenizer_pad_id(t), err, cap) || w_i32(g, "unk_id", tokenizer_unk_id(t), err, cap) ||
-        w_str(g, "chat_template_name", tokenizer_chat_template_name(t), err, cap))
+        w_str(g, "chat_template_name", tokenizer_chat_template_name(t), err, cap) ||
+        w_str(g, "normalizer", tokenizer_normalizer(t), err, cap))
         goto done;
     d1[0] = total;
     if (w_dset(g, "vocab_bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, d1, bytes, err, cap)) goto done;
@@ -197,14 +198,15 @@ out:
 int tokenizer_h5_load(hid_t g, void *outp, char *err, size_t cap) {
     tokenizer **out = outp;
     int32_t ver, im, ab, bos, eos, pad, unk;
-    char pre[32], chat_name[32];
+    char pre[32], chat_name[32], norm[16];
     *out = NULL;
     if (r_i32(g, "format_version", &ver, err, cap)) return -1;
     if (ver != TOK_H5_VERSION) return errf(err, cap, "format_version %d is not supported (%d)", ver, TOK_H5_VERSION);
     if (r_str(g, "pretokenizer", pre, sizeof pre, err, cap) || r_i32(g, "ignore_merges", &im, err, cap) ||
         r_i32(g, "add_bos", &ab, err, cap) || r_i32(g, "bos_id", &bos, err, cap) || r_i32(g, "eos_id", &eos, err, cap) ||
         r_i32(g, "pad_id", &pad, err, cap) || r_i32(g, "unk_id", &unk, err, cap) ||
-        r_str(g, "chat_template_name", chat_name, sizeof chat_name, err, cap))
+        r_str(g, "chat_template_name", chat_name, sizeof chat_name, err, cap) ||
+        r_str(g, "normalizer", norm, sizeof norm, err, cap))
         return -1;
     int64_t nb = 0, noff = 0, nty = 0, nm = 0, nct = 0, nrb = 0, nro = 0;
     uint8_t *bytes = NULL, *ct = NULL, *rb = NULL;
@@ -280,6 +282,7 @@ int tokenizer_h5_load(hid_t g, void *outp, char *err, size_t cap) {
     sp.pre_regex = rx;
     sp.n_pre_regex = nrx;
     sp.ignore_merges = im != 0;
+    sp.normalizer = norm;
     sp.add_bos = ab != 0;
     sp.bos_id = bos; sp.eos_id = eos; sp.pad_id = pad; sp.unk_id = unk;
     sp.chat_template = (const char *)ct;

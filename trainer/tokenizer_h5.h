@@ -2,7 +2,7 @@
  *
  *   attributes  format_version (int32, 1), pretokenizer (string), ignore_merges,
  *               add_bos, bos_id, eos_id, pad_id, unk_id (int32, -1 = none),
- *               chat_template_name (string: chatml | llama3 | raw)
+ *               chat_template_name (string: chatml | llama3 | raw), normalizer (none | nfc)
  *   vocab_bytes    uint8 [total]       token strings (vocabulary form) back to back
  *   vocab_offsets  int64 [n_vocab + 1] token i = vocab_bytes[off[i], off[i+1])
  *   token_types    int32 [n_vocab]     TOK_TYPE_* (CONTROL = special added token,

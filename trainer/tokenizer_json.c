@@ -126,13 +126,14 @@ tokenizer *tokenizer_parse_json(const char *text, size_t len, const char *name, 
         goto done;
     }
     json_t *norm = json_object_get(root, "normalizer");
+    const char *normalizer = "none";
     if (norm && !json_is_null(norm)) {
         const char *nt = json_string_value(json_object_get(norm, "type"));
-        /* NFC: byte-level models' text is NFC already in practice; we do not re-normalise */
         if (!nt || strcmp(nt, "NFC")) {
-            errf(err, cap, "%s: normalizer \"%s\" is not supported", name, nt ? nt : "?");
+            errf(err, cap, "%s: normalizer \"%s\" is not supported (null, NFC)", name, nt ? nt : "?");
             goto done;
         }
+        normalizer = "nfc";
     }
 
     /* vocab: id -> string */
@@ -249,6 +250,7 @@ tokenizer *tokenizer_parse_json(const char *text, size_t len, const char *name, 
     sp.n_added = (int32_t)na;
     sp.added = added;
     sp.ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    sp.normalizer = normalizer;
 
     /* ids of named tokens: unk from the model, bos from a TemplateProcessing
        post-processor, the rest from tokenizer_config.json */
@@ -417,8 +419,9 @@ int tokenizer_save_json(const tokenizer *t, const char *path, const char *config
                               "unk_token", unk >= 0 ? json_string(tokenizer_id_to_token(t, unk, NULL)) : json_null(),
                               "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0, "byte_fallback", 0,
                               "ignore_merges", tokenizer_ignore_merges(t), "vocab", vocab, "merges", merges);
-    json_t *root = json_pack("{s:s,s:n,s:n,s:o,s:n,s:o,s:o,s:{s:s,s:b,s:b,s:b},s:o}", "version", "1.0", "truncation",
-                             "padding", "added_tokens", added, "normalizer", "pre_tokenizer", pre_json(t),
+    json_t *norm = !strcmp(tokenizer_normalizer(t), "nfc") ? json_pack("{s:s}", "type", "NFC") : json_null();
+    json_t *root = json_pack("{s:s,s:n,s:n,s:o,s:o,s:o,s:o,s:{s:s,s:b,s:b,s:b},s:o}", "version", "1.0", "truncation",
+                             "padding", "added_tokens", added, "normalizer", norm, "pre_tokenizer", pre_json(t),
                              "post_processor", post, "decoder", "type", "ByteLevel", "add_prefix_space", 1,
                              "trim_offsets", 1, "use_regex", 1, "model", model);
     if (!root) return errf(err, cap, "%s: could not build the JSON document", path);
