@@ -1,0 +1,173 @@
+/* trainer/cmd_sample.c: `rft sample --model M --prompt TEXT [--n N]
+ * [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--max-new-tokens K]
+ * [--seed S] [--raw] [--json] [--threads N]`: completions from any model
+ * source (.h5 checkpoint, .gguf, Hugging Face directory) through the rollout
+ * engine. The model's chat template is applied unless it is raw or --raw is
+ * given. One completion per line (newlines escaped as \n), or with --json
+ * one JSON object per completion: text, token ids, log-probs, finish reason. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_template.h"
+#include "cli.h"
+#include "convert.h"
+#include "rollout.h"
+#include "util.h"
+
+static int usage(void) {
+    fprintf(stderr, "usage: rft sample --model M --prompt TEXT [--n N] [--temperature T] [--top-p P] [--top-k K] "
+                    "[--min-p P] [--max-new-tokens K] [--seed S] [--raw] [--json] [--threads N]\n");
+    return RFT_EXIT_BADINPUT;
+}
+
+static int parse_num(const char *flag, const char *s, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "rft sample: %s: '%s' is not a number in [%g, %g]\n", flag, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cmd_sample(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL;
+    double n = 1, temp = 1.0, top_p = 1.0, top_k = 0, min_p = 0, max_new = 128, seed = 0, threads = 0;
+    int json = 0, raw = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        double *num = NULL, lo = 0, hi = 1e9;
+        if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--raw")) raw = 1;
+        else if (!strcmp(a, "--model") && has) model_path = argv[++i];
+        else if (!strcmp(a, "--prompt") && has) prompt = argv[++i];
+        else if (!strcmp(a, "--n")) num = &n, lo = 1, hi = 4096;
+        else if (!strcmp(a, "--temperature")) num = &temp, hi = 100;
+        else if (!strcmp(a, "--top-p")) num = &top_p, lo = 1e-6, hi = 1;
+        else if (!strcmp(a, "--top-k")) num = &top_k, hi = 1 << 24;
+        else if (!strcmp(a, "--min-p")) num = &min_p, hi = 1;
+        else if (!strcmp(a, "--max-new-tokens")) num = &max_new, lo = 1, hi = 1 << 20;
+        else if (!strcmp(a, "--seed")) num = &seed, hi = 1.8e19;
+        else if (!strcmp(a, "--threads")) num = &threads, hi = 4096;
+        else return usage();
+        if (num) {
+            if (!has) return usage();
+            if (parse_num(a, argv[++i], lo, hi, num)) return RFT_EXIT_BADINPUT;
+        }
+    }
+    if (!model_path || !prompt) return usage();
+    if (!prompt[0]) {
+        fprintf(stderr, "rft sample: --prompt is empty\n");
+        return RFT_EXIT_BADINPUT;
+    }
+    char err[1024];
+    model_config cfg;
+    if (model_source_config(model_path, &cfg, err, sizeof err)) {
+        fprintf(stderr, "rft sample: %s\n", err);
+        return RFT_EXIT_BADINPUT;
+    }
+    int G = (int)n;
+    int slots = G < 64 ? G : 64;
+    int max_tokens = 512 > slots ? 512 : slots;
+    backend *be = backend_cpu_create((int)threads);
+    if (!be) {
+        fprintf(stderr, "rft sample: out of memory\n");
+        return RFT_EXIT_RUNTIME;
+    }
+    model m;
+    tokenizer *tok = NULL;
+    int rc = RFT_EXIT_BADINPUT;
+    if (model_import(model_path, be, max_tokens, &m, &tok, err, sizeof err)) {
+        fprintf(stderr, "rft sample: %s\n", err);
+        be->destroy(be);
+        return RFT_EXIT_BADINPUT;
+    }
+    tok_ids ids = {0};
+    rollout_engine r = {0};
+    completion *out = NULL;
+    if (!tok) {
+        fprintf(stderr, "rft sample: %s has no tokenizer\n", model_path);
+        goto done;
+    }
+    chat_msg msg = {"user", prompt};
+    int use_chat = !raw && strcmp(tokenizer_chat_template_name(tok), "raw") != 0;
+    if (use_chat ? chat_encode(tok, &msg, 1, 1, &ids, err, sizeof err)
+                 : tokenizer_encode(tok, prompt, strlen(prompt), TOK_ADD_SPECIAL, &ids, err, sizeof err)) {
+        fprintf(stderr, "rft sample: %s\n", err);
+        goto done;
+    }
+    /* stop at the end-of-sequence token and the chat templates' end-of-turn tokens */
+    int32_t stop[4];
+    int n_stop = 0;
+    if (tokenizer_eos_id(tok) >= 0) stop[n_stop++] = tokenizer_eos_id(tok);
+    const char *eot[] = {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>"};
+    for (int k = 0; k < 3; k++) {
+        int32_t id = tokenizer_token_to_id(tok, eot[k], strlen(eot[k]));
+        int dup = 0;
+        for (int j = 0; j < n_stop; j++) dup |= stop[j] == id;
+        if (id >= 0 && !dup) stop[n_stop++] = id;
+    }
+    int ctx = (int)ids.n + (int)max_new;
+    if (ctx > cfg.max_seq) ctx = cfg.max_seq;
+    if (rollout_create(&r, &m, tok, slots, ctx, err, sizeof err)) {
+        fprintf(stderr, "rft sample: %s\n", err);
+        rc = RFT_EXIT_RUNTIME;
+        goto done;
+    }
+    rollout_config rc_cfg = {.sampler = {.temperature = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p,
+                                         .min_p = (float)min_p},
+                             .max_new_tokens = (int)max_new, .stop_ids = stop, .n_stop_ids = n_stop,
+                             .seed = (uint64_t)seed};
+    rollout_prompt p = {.ids = ids.ids, .n = (int)ids.n, .id = 0};
+    out = calloc(G, sizeof *out);
+    if (!out || rollout_generate(&r, &p, 1, G, &rc_cfg, out, err, sizeof err)) {
+        fprintf(stderr, "rft sample: %s\n", out ? err : "out of memory");
+        rc = strstr(err, "prompt") ? RFT_EXIT_BADINPUT : RFT_EXIT_RUNTIME;
+        free(out);
+        out = NULL;
+        goto done;
+    }
+    for (int i = 0; i < G; i++) {
+        completion *c = &out[i];
+        if (json) {
+            json_t *o = json_object(), *t = json_array(), *l = json_array();
+            for (int k = 0; k < c->n_tokens; k++) {
+                json_array_append_new(t, json_integer(c->tokens[k]));
+                json_array_append_new(l, json_real(c->logprobs[k]));
+            }
+            json_object_set_new(o, "index", json_integer(i));
+            json_object_set_new(o, "text", json_stringn_nocheck(c->text, c->text_len));
+            json_object_set_new(o, "tokens", t);
+            json_object_set_new(o, "logprobs", l);
+            json_object_set_new(o, "finish_reason", json_string(c->finish == ROLLOUT_STOP ? "stop" : "length"));
+            char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+            if (s) puts(s);
+            free(s);
+            json_decref(o);
+        } else {
+            for (size_t k = 0; k < c->text_len; k++) {
+                char ch = c->text[k];
+                if (ch == '\n') fputs("\\n", stdout);
+                else if (ch == '\\') fputs("\\\\", stdout);
+                else putchar(ch);
+            }
+            putchar('\n');
+        }
+    }
+    rc = RFT_EXIT_OK;
+done:
+    if (out)
+        for (int i = 0; i < G; i++) completion_free(&out[i]);
+    free(out);
+    free(ids.ids);
+    rollout_free(&r);
+    tokenizer_free(tok);
+    model_free(&m);
+    be->destroy(be);
+    return rc;
+}
