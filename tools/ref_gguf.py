@@ -377,6 +377,18 @@ def make_tiny(arch):
         write_safetensors(f"{d}/model.safetensors", hf)
 
 
+def make_fuzz_seeds():
+    """small seed inputs for tests/fuzz/fuzz_gguf.c and fuzz_safetensors.c"""
+    import shutil
+    for fn in ("gguf_v2_align64.gguf", "gguf_writer_ref.gguf", "gguf_types.gguf"):
+        shutil.copy(f"{OUT}/{fn}", f"tests/fuzz/corpus_gguf/{fn}")
+    d = "tests/fuzz/corpus_safetensors"
+    x = np.arange(12, dtype=np.float32).reshape(3, 4) / 8
+    write_safetensors(f"{d}/f32.safetensors", [("a", x, "F32")])
+    write_safetensors(f"{d}/mixed.safetensors", [("w", x, "F16"), ("b", x[0], "BF16"), ("c", x[:, :1], "F32")])
+    write_safetensors(f"{d}/empty.safetensors", [])
+
+
 def make_smollm2_ref(path):
     """tests/fixtures/gguf_smollm2_ref.json: for a few tensors of the real
     SmolLM2-135M-Instruct Q4_1 GGUF (tools/fetch_smollm2.sh), the values gguf-py
@@ -423,6 +435,7 @@ if __name__ == "__main__":
     make_writer_ref()
     make_tiny("llama")
     make_tiny("qwen2")
+    make_fuzz_seeds()
     try:   # cross-check the hand-written safetensors with the reference package when present
         from safetensors import safe_open
         for d in ("hf_tiny_llama", "hf_tiny_qwen2"):
