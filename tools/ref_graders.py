@@ -186,6 +186,44 @@ class NoWordNet:
         return []
 
 
+WORDNET_DIR = "/usr/share/wordnet"  # Debian's wordnet-base (WordNet 3.0)
+LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+            "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+            "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+            "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+            "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+            "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather "
+            "adj.ppl").split()
+_WN = None
+
+
+def real_wordnet():
+    """nltk's WordNet reader over the same database files the plugin reads.
+    Debian's package lacks two files nltk opens but synsets() does not use:
+    lexnames (the fixed list of lexicographer file names) and index.sense."""
+    global _WN
+    if _WN is None:
+        import os
+        import shutil
+        import tempfile
+        import nltk
+        d = os.path.join(tempfile.gettempdir(), "rft_nltk_data")
+        w = os.path.join(d, "corpora", "wordnet")
+        os.makedirs(w, exist_ok=True)
+        for f in os.listdir(WORDNET_DIR):
+            if f.startswith(("data.", "index.")) or f.endswith(".exc"):
+                shutil.copy(os.path.join(WORDNET_DIR, f), w)
+        open(os.path.join(w, "index.sense"), "w").close()
+        with open(os.path.join(w, "lexnames"), "w") as f:
+            for i, n in enumerate(LEXNAMES):
+                f.write("%02d\t%s\t%d\n" % (i, n, {"adj": 3, "adv": 4, "noun": 1, "verb": 2}[n.split(".")[0]]))
+        nltk.data.path.insert(0, d)
+        from nltk.corpus import wordnet
+        wordnet.ensure_loaded()
+        _WN = wordnet
+    return _WN
+
+
 def ts_metric(metric, out, ref):
     if metric == "fuzzy_match":
         from rapidfuzz import fuzz
@@ -199,6 +237,9 @@ def ts_metric(metric, out, ref):
     if metric == "meteor":
         from nltk.translate.meteor_score import meteor_score
         return meteor_score([ref.split()], out.split(), wordnet=NoWordNet())
+    if metric == "meteor_wordnet":
+        from nltk.translate.meteor_score import meteor_score
+        return meteor_score([ref.split()], out.split(), wordnet=real_wordnet())
     if metric.startswith("rouge_"):
         from rouge_score import rouge_scorer
         key = "rougeL" if metric == "rouge_l" else "rouge" + metric[6:]
@@ -214,6 +255,8 @@ def gen_text_similarity():
         for k, (out, ref) in enumerate(text_pairs(220)):
             cfg = {"input": "{{sample.output_text}}", "reference": "{{item.reference}}",
                    ("metric" if k % 17 == 5 else "evaluation_metric"): m}
+            if m == "meteor":
+                cfg["wordnet"] = "none"
             rows.append({"grader": "text_similarity", "config": cfg, "item": {"reference": ref},
                          "output_text": out, "expect": ts_metric(m, out, ref)})
         # pass_threshold turns the score into 0/1
@@ -221,8 +264,9 @@ def gen_text_similarity():
         v = ts_metric(m, out, ref)
         for th in (v - 0.01, v + 0.01):
             rows.append({"grader": "text_similarity",
-                         "config": {"input": "{{sample.output_text}}", "reference": ref,
-                                    "evaluation_metric": m, "pass_threshold": th},
+                         "config": dict({"input": "{{sample.output_text}}", "reference": ref,
+                                         "evaluation_metric": m, "pass_threshold": th},
+                                        **({"wordnet": "none"} if m == "meteor" else {})),
                          "item": {}, "output_text": out, "expect": 1.0 if v >= th else 0.0})
         if m == "fuzzy_match":
             rows += ts_bad_configs()
@@ -263,9 +307,53 @@ def meteor_stem_cases(n):
         out, refs = " ".join(hyp), " ".join(ref)
         rows.append({"grader": "text_similarity",
                      "config": {"input": "{{sample.output_text}}", "reference": "{{item.reference}}",
-                                "evaluation_metric": "meteor"},
+                                "evaluation_metric": "meteor", "wordnet": "none"},
                      "item": {"reference": refs}, "output_text": out, "expect": ts_metric("meteor", out, refs)})
     return rows
+
+
+def gen_meteor_wordnet():
+    """METEOR with the WordNet synonym stage, against nltk reading the same
+    WordNet files: reference words replaced by WordNet synonyms, inflected,
+    shuffled, mixed with the general text pairs."""
+    wn = real_wordnet()
+    base = ("happy glad big large car automobile buy purchase begin start fast quick small little house home "
+            "child children bought went ran mice geese better best worse dogs cats running walked sick ill "
+            "answer reply question student teacher city town road street begin commence job work eat ate "
+            "big bigger biggest happiest sadder sad unhappy movie film picture").split() + WORDS[:80]
+    rows = []
+    cfg = {"input": "{{sample.output_text}}", "reference": "{{item.reference}}", "evaluation_metric": "meteor",
+           "wordnet": WORDNET_DIR}
+    pairs = []
+    for _ in range(170):
+        ref = [RNG.choice(base) for _ in range(RNG.randint(1, 12))]
+        hyp = []
+        for w in ref:
+            r = RNG.random()
+            syns = sorted({l.name() for s in wn.synsets(w) for l in s.lemmas() if "_" not in l.name()})
+            if r < 0.5 and syns:
+                hyp.append(RNG.choice(syns))
+            elif r < 0.6:
+                hyp.append(w + RNG.choice(["s", "ed", "ing", "er", "est"]))
+            elif r < 0.7:
+                hyp.append(RNG.choice(base))
+            elif r < 0.75:
+                continue
+            else:
+                hyp.append(w.upper() if RNG.random() < 0.2 else w)
+        if RNG.random() < 0.3:
+            RNG.shuffle(hyp)
+        pairs.append((" ".join(hyp), " ".join(ref)))
+    pairs += text_pairs(60)[:60]
+    for out, ref in pairs:
+        rows.append({"grader": "text_similarity", "config": cfg, "item": {"reference": ref}, "output_text": out,
+                     "expect": ts_metric("meteor_wordnet", out, ref)})
+    rows.append({"grader": "text_similarity", "config": dict(cfg, wordnet="/nonexistent/wordnet"),
+                 "expect": "create_error", "error_contains": "/nonexistent/wordnet"})
+    rows.append({"grader": "text_similarity", "config": {"input": "x", "reference": "y", "evaluation_metric": "bleu",
+                                                         "wordnet": "none"},
+                 "expect": "create_error", "error_contains": "wordnet"})
+    write("meteor_wordnet", rows)
 
 
 def ts_bad_configs():
@@ -771,7 +859,8 @@ def gen_json():
     write("json", rows)
 
 
-GENERATORS = {"text_similarity": gen_text_similarity, "string_check": gen_string_check, "regex": gen_regex, "numeric": gen_numeric, "json": gen_json}
+GENERATORS = {"text_similarity": gen_text_similarity, "string_check": gen_string_check, "regex": gen_regex, "numeric": gen_numeric, "json": gen_json,
+              "meteor_wordnet": gen_meteor_wordnet}
 
 
 def main():

@@ -24,12 +24,16 @@
  *                (Python str.split()), case kept.
  *   meteor       nltk meteor_score([reference.split()], input.split()) with
  *                alpha 0.9, beta 3, gamma 0.5, words lowered (str.lower),
- *                exact then Porter-stem (nltk's PorterStemmer, NLTK
- *                extensions) matching. DIFFERENCE: nltk's third stage,
- *                WordNet synonyms, is not done (rft ships no WordNet
- *                database), so scores equal nltk's with a WordNet that knows
- *                no synonyms and may be lower than nltk's with WordNet when
- *                the texts use synonyms.
+ *                matched in nltk's three stages: exact, Porter stem (nltk's
+ *                PorterStemmer, NLTK extensions), WordNet synonyms (of the
+ *                stems, as nltk does; see wordnet.h). The WordNet 3.0
+ *                database is read from the `wordnet` key (a directory with
+ *                index.noun, data.noun, noun.exc...), or with `wordnet: auto`
+ *                (the default) from $RFT_WORDNET or /usr/share/wordnet
+ *                (Debian/Ubuntu package wordnet-base); when auto finds none,
+ *                a warning is logged and the synonym stage is off, as it is
+ *                with `wordnet: none` (scores then equal nltk's with a
+ *                WordNet that knows no synonyms, and can be lower).
  *   rouge_1..rouge_5, rouge_l
  *                rouge_score RougeScorer([...]).score(reference,
  *                input).fmeasure with its default tokenizer (lowercase,
@@ -40,9 +44,53 @@
  * than a stall.
  */
 #include "builtin_common.h"
+#include "wordnet.h"
+
+#include <pthread.h>
 
 #define G "text_similarity"
 #define GB_LCS_MAX_WORK (1ull << 36)
+
+/* WordNet databases are shared by every state of the process that names the
+   same directory (loading one takes ~50 ms and ~20 MB). */
+static struct wn_shared {
+    char dir[1024];
+    wn_db *db;
+    int refs;
+    struct wn_shared *next;
+} *wn_cache;
+static pthread_mutex_t wn_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static wn_db *wn_acquire(const char *dir, char *err, size_t cap) {
+    pthread_mutex_lock(&wn_lock);
+    struct wn_shared *e;
+    for (e = wn_cache; e; e = e->next)
+        if (!strcmp(e->dir, dir)) break;
+    if (!e && (e = calloc(1, sizeof *e))) {
+        snprintf(e->dir, sizeof e->dir, "%s", dir);
+        if (!(e->db = wn_open(dir, err, cap))) { free(e); e = NULL; }
+        else { e->next = wn_cache; wn_cache = e; }
+    } else if (!e) gb_err(err, cap, "out of memory");
+    if (e) e->refs++;
+    pthread_mutex_unlock(&wn_lock);
+    return e ? e->db : NULL;
+}
+
+static void wn_release(wn_db *db) {
+    if (!db) return;
+    pthread_mutex_lock(&wn_lock);
+    for (struct wn_shared **pe = &wn_cache; *pe; pe = &(*pe)->next)
+        if ((*pe)->db == db) {
+            if (--(*pe)->refs == 0) {
+                struct wn_shared *e = *pe;
+                *pe = e->next;
+                wn_free(e->db);
+                free(e);
+            }
+            break;
+        }
+    pthread_mutex_unlock(&wn_lock);
+}
 
 enum { M_FUZZY, M_BLEU, M_GLEU, M_METEOR, M_ROUGE_N, M_ROUGE_L };
 
@@ -52,6 +100,7 @@ typedef struct {
     int metric, rouge_n;
     int has_threshold;
     double threshold;
+    wn_db *wn; /* meteor's synonym stage; NULL: off */
 } ts_state;
 
 static void ts_destroy(void *p) {
@@ -59,24 +108,26 @@ static void ts_destroy(void *p) {
     if (!s) return;
     gb_tmpl_free(&s->input);
     gb_tmpl_free(&s->reference);
+    wn_release(s->wn);
     free(s);
 }
 
 static int ts_create(const char *config_json, const rft_host *host, void **state, char *err, size_t cap) {
-    static const char *const keys[] = {"input", "reference", "evaluation_metric", "metric", "pass_threshold", "name",
-                                       NULL};
+    static const char *const keys[] = {"input", "reference", "evaluation_metric", "metric", "pass_threshold", "wordnet",
+                                       "name", NULL};
     *state = NULL;
     json_t *cfg = gb_cfg_parse(config_json, G, err, cap);
     if (!cfg) return RFT_ERROR;
     ts_state *s = calloc(1, sizeof *s);
-    const char *in = NULL, *ref = NULL, *m = NULL, *m2 = NULL, *nm = NULL;
+    const char *in = NULL, *ref = NULL, *m = NULL, *m2 = NULL, *nm = NULL, *wn = NULL;
     int rc = RFT_ERROR;
     if (!s) { gb_err(err, cap, G ": out of memory"); goto out; }
     s->host = host;
     if (gb_cfg_keys(cfg, G, keys, err, cap) || gb_cfg_str(cfg, G, "input", 1, NULL, &in, err, cap) ||
         gb_cfg_str(cfg, G, "reference", 1, NULL, &ref, err, cap) ||
         gb_cfg_str(cfg, G, "evaluation_metric", 0, NULL, &m, err, cap) ||
-        gb_cfg_str(cfg, G, "metric", 0, NULL, &m2, err, cap) || gb_cfg_str(cfg, G, "name", 0, NULL, &nm, err, cap))
+        gb_cfg_str(cfg, G, "metric", 0, NULL, &m2, err, cap) || gb_cfg_str(cfg, G, "name", 0, NULL, &nm, err, cap) ||
+        gb_cfg_str(cfg, G, "wordnet", 0, NULL, &wn, err, cap))
         goto out;
     if (m && m2 && strcmp(m, m2)) { gb_err(err, cap, G ": keys 'evaluation_metric' and 'metric' disagree"); goto out; }
     if (!m) m = m2;
@@ -94,6 +145,24 @@ static int ts_create(const char *config_json, const rft_host *host, void **state
                G ": key 'evaluation_metric': unknown metric '%s' (fuzzy_match, bleu, gleu, meteor, rouge_1..rouge_5, "
                  "rouge_l)", m);
         goto out;
+    }
+    if (wn && s->metric != M_METEOR) { gb_err(err, cap, G ": key 'wordnet' applies to the meteor metric only"); goto out; }
+    if (s->metric == M_METEOR && (!wn || strcmp(wn, "none"))) {
+        const char *dir = wn && strcmp(wn, "auto") ? wn : NULL;
+        char probe[4200];
+        if (!dir) { /* auto: $RFT_WORDNET, else Debian's wordnet-base */
+            const char *env = getenv("RFT_WORDNET");
+            dir = env && *env ? env : "/usr/share/wordnet";
+            snprintf(probe, sizeof probe, "%s/index.noun", dir);
+            if (access(probe, R_OK)) dir = NULL;
+        }
+        if (dir) {
+            char werr[512];
+            if (!(s->wn = wn_acquire(dir, werr, sizeof werr))) { gb_err(err, cap, G ": key 'wordnet': %s", werr); goto out; }
+        } else if (host && host->log)
+            host->log(host, RFT_LOG_WARN,
+                      G ": meteor without WordNet (not found in $RFT_WORDNET or /usr/share/wordnet): the synonym "
+                        "stage is off");
     }
     if (json_object_get(cfg, "pass_threshold")) {
         s->has_threshold = 1;
@@ -512,7 +581,53 @@ static int meteor_match(uint32_t *hw, size_t *hi, size_t *nh, uint32_t *rw, size
     return 0;
 }
 
-static int meteor(ts_text *h, ts_text *r, double *score) {
+/* nltk's _enum_wordnetsyn_match on the words left after the stem stage
+   (hw/rw: stem ids, hi/ri: original positions; stems: all stems, hyp then
+   ref): each hypothesis word, from the last, matches the remaining reference
+   word at the highest position among its WordNet synonyms and itself. */
+static int meteor_synonyms(const wn_db *wn, const word *stems, gb_intern *ins, const uint32_t *hw, const size_t *hi,
+                           size_t hn, const uint32_t *rw, const size_t *ri, size_t rn, size_t *mh, size_t *mr, size_t *nm) {
+    if (!hn || !rn) return 0;
+    long *head = malloc((ins->n + 1) * sizeof *head), *prev = malloc((rn + 1) * sizeof *prev);
+    gb_buf u = {0};
+    wn_names names = {0};
+    int rc = -1;
+    if (!head || !prev) goto done;
+    for (size_t i = 0; i < ins->n; i++) head[i] = -1;
+    for (size_t j = 0; j < rn; j++) { prev[j] = head[rw[j]]; head[rw[j]] = (long)j; }
+    for (size_t i = hn; i-- > 0;) {
+        const word *w = &stems[hi[i]];
+        gb_buf_reset(&u);
+        gb_buf_put(&u, "", 0);
+        for (size_t k = 0; k < w->n; k++) gb_utf8_put(&u, w->s[k]);
+        if (u.oom) goto done;
+        names.len = 0;
+        wn_synonyms(wn, u.p, u.len, &names);
+        if (names.oom) goto done;
+        long best_j = head[hw[i]];
+        uint32_t best_id = hw[i];
+        for (size_t k = 0; k < names.len; k++) {
+            uint32_t *c = NULL;
+            size_t nc = 0;
+            if (gb_utf8_decode(names.s[k], names.n[k], &c, &nc)) goto done;
+            uint32_t id = gb_intern_id(ins, c, nc, 0);
+            free(c);
+            if (id != UINT32_MAX && head[id] > best_j) { best_j = head[id]; best_id = id; }
+        }
+        if (best_j < 0) continue;
+        head[best_id] = prev[best_j];
+        mh[*nm] = hi[i];
+        mr[*nm] = ri[best_j];
+        (*nm)++;
+    }
+    rc = 0;
+done:
+    free(head); free(prev); free(names.s); free(names.n);
+    gb_buf_free(&u);
+    return rc;
+}
+
+static int meteor(const wn_db *wn, ts_text *h, ts_text *r, double *score) {
     size_t nh = h->ntok, nr = r->ntok, nt = nh + nr;
     *score = 0;
     if (nh == 0 || nr == 0) return 0;
@@ -561,6 +676,7 @@ static int meteor(ts_text *h, ts_text *r, double *score) {
     for (size_t i = 0; i < hn; i++) hw[i] = sid[hi[i]];
     for (size_t j = 0; j < rn; j++) rw[j] = sid[nh + ri[j]];
     if (meteor_match(hw, hi, &hn, rw, ri, &rn, ins.n, mh, mr, &nm)) goto done;
+    if (wn && meteor_synonyms(wn, stem, &ins, hw, hi, hn, rw, ri, rn, mh, mr, &nm)) goto done;
     rc = 0;
     if (nm == 0) goto done; /* nltk: ZeroDivisionError -> 0.0 */
     /* sort matches by hypothesis position (unique), count chunks */
@@ -620,7 +736,7 @@ static int ts_score(const ts_state *s, ts_text *h, ts_text *r, double *score, ch
         break;
     }
     if (s->metric == M_METEOR) {
-        if (meteor(h, r, score)) goto oom;
+        if (meteor(s->wn, h, r, score)) goto oom;
         return RFT_OK;
     }
     have_in = 1;
