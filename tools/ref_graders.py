@@ -403,6 +403,11 @@ def gen_string_check():
         rows.append({"grader": "string_check", "config": {"input": "{{sample.output_text}}", "reference": ref,
                                                            "operation": op},
                      "item": item, "output_text": out, "expect": exp if isinstance(exp, str) else float(exp)})
+    # YAML `reference: 42` reaches the plugin as a JSON number: its text is the reference
+    for ref, out, exp in ((42, "42", 1), (2.5, "2.5", 1), (True, "true", 1), (42, "42.0", 0)):
+        rows.append({"grader": "string_check", "config": {"input": "{{sample.output_text}}", "reference": ref,
+                                                           "operation": "eq"},
+                     "item": {}, "output_text": out, "expect": float(exp)})
     J = [('{"answer": "Paris"}', 1), ('{"answer": "paris"}', 0), ('{"answer": ["Paris"]}', 0),
          ('not json', 0), ('{"answer": "Paris"', 0), ('{"other": "Paris"}', 0), ('  {"answer":"Paris"}  ', 1)]
     for out, exp in J:
@@ -656,6 +661,9 @@ def gen_numeric():
                  "item": {"answer": "no number here"}, "output_text": "42", "expect": "error"})
     rows.append({"grader": "numeric", "config": {"input": "{{sample.output_text}}", "reference": "{{item.n}}"},
                  "item": {"n": 42}, "output_text": "it is 42.", "expect": 1.0})
+    for ref, out, exp in ((42, "it is 42.", 1.0), (2.5, "2.50", 1.0), (-1e-3, "-0.001", 1.0), (7, "8", 0.0)):
+        rows.append({"grader": "numeric", "config": {"input": "{{sample.output_text}}", "reference": ref},
+                     "item": {}, "output_text": out, "expect": exp})
     bad = [({"input": "x", "reference": "1", "extract": "middle"}, "middle"),
            ({"input": "x", "reference": "1", "extract": "last", "pattern": "a"}, "not both"),
            ({"input": "x", "reference": "1", "pattern": "("}, "pattern"),

@@ -25,7 +25,8 @@
  *                               sample's fault, so it scores as a mismatch,
  *                               not an error).
  *   PATH: dotted keys with [index] for arrays: "meta.target", "nums[2]".
- *   Anything else inside {{ }} is rejected by create().
+ *   Anything else inside {{ }} is rejected by create(). A template key given
+ *   a number or boolean (YAML `reference: 42`) uses its JSON text ("42").
  */
 #ifndef RFT_BUILTIN_COMMON_H
 #define RFT_BUILTIN_COMMON_H
@@ -252,7 +253,9 @@ static inline int gb_cfg_keys(json_t *cfg, const char *grader, const char *const
     return RFT_OK;
 }
 
-/* String field: *out = value, or def when absent (required: absent = error). */
+/* String field: *out = value, or def when absent (required: absent = error).
+   A number or boolean is taken as its JSON text (42 -> "42", true -> "true").
+   *out stays valid while cfg lives. */
 static inline int gb_cfg_str(json_t *cfg, const char *grader, const char *key, int required, const char *def,
                              const char **out, char *err, size_t cap) {
     json_t *v = json_object_get(cfg, key);
@@ -260,6 +263,13 @@ static inline int gb_cfg_str(json_t *cfg, const char *grader, const char *key, i
         if (required) return gb_err(err, cap, "%s: missing required key '%s'", grader, key);
         *out = def;
         return RFT_OK;
+    }
+    if (json_is_number(v) || json_is_boolean(v)) {
+        /* YAML `reference: 42` arrives as a number: use its text, "42" */
+        char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!t || json_object_set_new(cfg, key, json_string(t))) { free(t); return gb_err(err, cap, "%s: out of memory", grader); }
+        free(t);
+        v = json_object_get(cfg, key);
     }
     if (!json_is_string(v)) return gb_err(err, cap, "%s: key '%s' must be a string", grader, key);
     *out = json_string_value(v);
