@@ -1,0 +1,64 @@
+/* trainer/pg.h: the policy-gradient mathematics of one step, on the host:
+ * reward shaping (DAPO overlong penalty), advantages (grpo, dr_grpo, rloo,
+ * reinforce_pp; scale_rewards group | batch | none; dynamic sampling), and
+ * the clipped surrogate loss with its per-token weights for model_backward
+ * (token or sequence ratio, k3 KL to the reference policy, entropy bonus,
+ * aggregation token_mean | seq_mean | seq_sum_norm). The formulas are
+ * written out in docs/algorithms.md and checked against a NumPy
+ * implementation (tools/ref_pg.py). */
+#ifndef RFT_PG_H
+#define RFT_PG_H
+
+#include "config.h"
+
+typedef struct pg_params {
+    algo_name algo;
+    scale_mode scale;
+    loss_agg agg;
+    float eps_low, eps_high;
+    float kl_beta;
+    float entropy_coef;
+    int max_new_tokens;       /* seq_sum_norm's constant length */
+} pg_params;
+
+/* Advantages of n_groups groups of G samples (sample i of group g at g*G+i).
+ * valid[k] = 0 marks a masked reward (grader error/abstain): it takes no part
+ * in baselines and gets advantage 0. keep[k] (output) is 0 for masked samples
+ * and, with dynamic_sampling, for every sample of a group whose valid rewards
+ * are all equal. Returns the number of groups with zero reward spread. */
+int pg_advantages(const pg_params *p, int dynamic_sampling, const double *reward, const unsigned char *valid,
+                  int n_groups, int G, double *adv, unsigned char *keep);
+
+/* DAPO soft overlong penalty added to the reward of a completion of length
+ * len (0 when buffer is 0). */
+double pg_overlong_penalty(int len, int max_new_tokens, int buffer, double penalty);
+
+/* One completion as the loss sees it. */
+typedef struct pg_seq {
+    int n;               /* completion tokens */
+    const float *logp;   /* [n] under the current policy */
+    const float *old;    /* [n] under the policy that sampled (NULL: = logp) */
+    const float *ref;    /* [n] under the reference policy (NULL when kl_beta = 0) */
+    double adv;          /* advantage */
+    int keep;            /* 0: no gradient, not counted by the aggregation */
+} pg_seq;
+
+typedef struct pg_stats {
+    double loss;          /* the aggregated loss */
+    double kl;            /* token mean of k3 over kept tokens (0 without ref) */
+    double clip_low;      /* fraction of kept tokens clipped below (A < 0, ratio < 1 - eps_low) */
+    double clip_high;     /* fraction clipped above (A > 0, ratio > 1 + eps_high) */
+    double ratio_mean;
+    long tokens;          /* kept tokens */
+} pg_stats;
+
+/* Loss over n sequences (one optimizer mini-batch) and, for each kept token,
+ * w[k][t] = -d loss / d logp and went[k][t] = -d loss / d entropy (the
+ * weights of model_backward); dropped sequences get zeros. */
+void pg_loss(const pg_params *p, const pg_seq *seqs, int n, float *const *w, float *const *went, pg_stats *st);
+
+/* SFT: mean negative log-likelihood over all answer tokens of the mini-batch;
+ * w[k][t] = 1 / total tokens. Returns the loss. */
+double pg_sft_loss(const pg_seq *seqs, int n, float *const *w);
+
+#endif
