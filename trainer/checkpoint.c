@@ -237,7 +237,11 @@ static int w_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, int nd
     }
     hsize_t rows = ((hsize_t)16 << 20) / (row * esize);
     if (rows < 1) rows = 1;
-    if (chunk[0] > rows) chunk[0] = rows;
+    if (chunk[0] > rows) {
+        /* equal chunks: HDF5 stores edge chunks whole, so a ragged split wastes space */
+        hsize_t n_chunks = (dims[0] + rows - 1) / rows;
+        chunk[0] = (dims[0] + n_chunks - 1) / n_chunks;
+    }
     hid_t sid = H5Screate_simple(ndim, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     int rc = -1;
