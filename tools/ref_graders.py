@@ -362,7 +362,7 @@ def ts_bad_configs():
            ({"reference": "x", "evaluation_metric": "bleu"}, "input"),
            ({"input": "{{sample.output_text}}", "reference": "x", "evaluation_metric": "bleu", "tokenizer": "x"},
             "tokenizer"),
-           ({"input": "{{sample.output_text}}", "reference": 3, "evaluation_metric": "bleu"}, "reference"),
+           ({"input": "{{sample.output_text}}", "reference": [3], "evaluation_metric": "bleu"}, "reference"),
            ({"input": "{{sample.outputtext}}", "reference": "x", "evaluation_metric": "bleu"}, "outputtext"),
            ({"input": "{{item.a", "reference": "x", "evaluation_metric": "bleu"}, "}}")]
     return [{"grader": "text_similarity", "config": c, "expect": "create_error", "error_contains": w}
@@ -426,7 +426,7 @@ def gen_string_check():
     bad = [({"input": "x", "reference": "y", "operation": "contains"}, "contains"),
            ({"input": "x", "reference": "y"}, "operation"), ({"input": "x", "operation": "eq"}, "reference"),
            ({"input": "x", "reference": "y", "operation": "eq", "extra": 1}, "extra"),
-           ({"input": 1, "reference": "y", "operation": "eq"}, "input"),
+           ({"input": {"a": 1}, "reference": "y", "operation": "eq"}, "input"),
            ({"input": "{{sample.tokens}}", "reference": "y", "operation": "eq"}, "sample.tokens"),
            ({"input": "{{items.a}}", "reference": "y", "operation": "eq"}, "items.a")]
     for c, w in bad:
