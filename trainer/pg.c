@@ -70,6 +70,9 @@ void pg_loss(const pg_params *p, const pg_seq *seqs, int n, float *const *w, flo
     int n_kept = 0;
     for (int k = 0; k < n; k++)
         if (seqs[k].keep && seqs[k].n > 0) tokens += seqs[k].n, n_kept++;
+    long kept_here = tokens;
+    if (p->norm_tokens > 0) tokens = p->norm_tokens;
+    if (p->norm_seqs > 0) n_kept = p->norm_seqs;
     double loss = 0, kl_sum = 0, ratio_sum = 0;
     long low = 0, high = 0;
     for (int k = 0; k < n; k++) {
@@ -114,19 +117,20 @@ void pg_loss(const pg_params *p, const pg_seq *seqs, int n, float *const *w, flo
             ratio_sum += ratio;
         }
     }
-    st->tokens = tokens;
+    st->tokens = kept_here;
     st->loss = loss;
-    if (tokens) {
-        st->kl = kl_sum / tokens;
-        st->clip_low = (double)low / tokens;
-        st->clip_high = (double)high / tokens;
-        st->ratio_mean = ratio_sum / tokens;
+    if (kept_here) {
+        st->kl = kl_sum / kept_here;
+        st->clip_low = (double)low / kept_here;
+        st->clip_high = (double)high / kept_here;
+        st->ratio_mean = ratio_sum / kept_here;
     }
 }
 
-double pg_sft_loss(const pg_seq *seqs, int n, float *const *w) {
+double pg_sft_loss(const pg_seq *seqs, int n, long norm_tokens, float *const *w) {
     long tokens = 0;
     for (int k = 0; k < n; k++) tokens += seqs[k].n;
+    if (norm_tokens > 0) tokens = norm_tokens;
     double loss = 0;
     for (int k = 0; k < n; k++)
         for (int t = 0; t < seqs[k].n; t++) {

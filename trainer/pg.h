@@ -19,6 +19,11 @@ typedef struct pg_params {
     float kl_beta;
     float entropy_coef;
     int max_new_tokens;       /* seq_sum_norm's constant length */
+    /* Normalisers of the aggregation: kept tokens and kept sequences of the
+       whole optimizer mini-batch when pg_loss sees only part of it (one
+       forward/backward micro-batch); 0: counted from the seqs given. */
+    long norm_tokens;
+    int norm_seqs;
 } pg_params;
 
 /* Advantages of n_groups groups of G samples (sample i of group g at g*G+i).
@@ -57,8 +62,9 @@ typedef struct pg_stats {
  * weights of model_backward); dropped sequences get zeros. */
 void pg_loss(const pg_params *p, const pg_seq *seqs, int n, float *const *w, float *const *went, pg_stats *st);
 
-/* SFT: mean negative log-likelihood over all answer tokens of the mini-batch;
- * w[k][t] = 1 / total tokens. Returns the loss. */
-double pg_sft_loss(const pg_seq *seqs, int n, float *const *w);
+/* SFT: mean negative log-likelihood over all answer tokens of the mini-batch
+ * (norm_tokens of them; 0: counted from seqs); w[k][t] = 1 / norm_tokens.
+ * Returns this part's contribution to the loss. */
+double pg_sft_loss(const pg_seq *seqs, int n, long norm_tokens, float *const *w);
 
 #endif
