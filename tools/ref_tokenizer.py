@@ -14,7 +14,9 @@ Writes (under tests/fixtures/):
                          llama3 (Split(llama3 regex) + ByteLevel, ignore_merges) and
                          qwen2 (NFC normalizer, Split(qwen2 regex) + ByteLevel).
   tok_<pre>_config.json  tokenizer_config.json with a chat template (smollm: SmolLM2's
-                         template as stored in its GGUF; llama3: the Llama 3.0 template).
+                         template as stored in its GGUF; llama3: the Llama 3.0 template;
+                         llama31: Llama 3.1's template without its tool branches, used
+                         with tok_llama3.json).
   tok_nfc.jsonl          unicodedata.normalize("NFC") of strings covering every canonical
                          decomposition, Hangul jamo and random base + combining mark mixes
                          (qwen2's tokenizer.json has an NFC normalizer, as Qwen2.5's does).
@@ -61,6 +63,46 @@ LLAMA3_TEMPLATE = ("{% set loop_messages = messages %}{% for message in loop_mes
                    "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
                    "{{ content }}{% endfor %}{% if add_generation_prompt %}"
                    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+
+# Llama 3.1's template without its tool-calling branches (which rft does not render)
+LLAMA31_TEMPLATE = """{{- bos_token }}
+{%- if not tools_in_user_message is defined %}
+    {%- set tools_in_user_message = true %}
+{%- endif %}
+{%- if not date_string is defined %}
+    {%- set date_string = "26 Jul 2024" %}
+{%- endif %}
+{%- if not tools is defined %}
+    {%- set tools = none %}
+{%- endif %}
+
+{#- This block extracts the system message, so we can slot it into the right place. #}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+
+{#- System message + builtin tools #}
+{{- "<|start_header_id|>system<|end_header_id|>\\n\\n" }}
+{%- if builtin_tools is defined or tools is not none %}
+    {{- "Environment: ipython\\n" }}
+{%- endif %}
+{{- "Cutting Knowledge Date: December 2023\\n" }}
+{{- "Today Date: " + date_string + "\\n\\n" }}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+
+{%- for message in messages %}
+    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}
+{%- endif %}
+"""
 
 ZEN = """Beautiful is better than ugly. Explicit is better than implicit. Simple is better than complex.
 Complex is better than complicated. Flat is better than nested. Sparse is better than dense.
@@ -237,6 +279,7 @@ CONVS = [
     [{"role": "user", "content": "Write a haiku."}, {"role": "assistant", "content": "Leaves fall\nquietly."},
      {"role": "user", "content": "  Another one, with spaces  \n"}],
     [{"role": "user", "content": "Ünïcödé 中文 👍 and numbers 12345"}],
+    [{"role": "system", "content": "\u00a0 Be brief.\u3000\n"}, {"role": "user", "content": "\u2003\x1cwhy?\u0085 "}],
 ]
 
 
@@ -301,13 +344,14 @@ def main():
         for row in nfc_cases():
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     cfgs = {"smollm": (SMOL_TEMPLATE, "<|im_start|>", "<|im_end|>"),
-            "llama3": (LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>")}
+            "llama3": (LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>"),
+            "llama31": (LLAMA31_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>")}
     with open(os.path.join(FIX, "tok_chat.jsonl"), "w") as f:
         for pre, (tmpl, bos, eos) in cfgs.items():
             with open(os.path.join(FIX, f"tok_{pre}_config.json"), "w") as g:
                 json.dump({"chat_template": tmpl, "bos_token": bos, "eos_token": eos, "pad_token": eos,
                            "add_bos_token": False, "tokenizer_class": "GPT2Tokenizer"}, g, ensure_ascii=False, indent=1)
-            for row in chat_refs(toks[pre], tmpl, bos, eos):
+            for row in chat_refs(toks["llama3" if pre == "llama31" else pre], tmpl, bos, eos):
                 row["tokenizer"] = pre
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     if a.gguf:

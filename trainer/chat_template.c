@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util.h"
 
@@ -106,7 +107,54 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
 }
 static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
-static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+/* length of the whitespace character at s[0..n) as Python's str.isspace
+   (what jinja's trim strips), 0 if none */
+static size_t ws_len(const unsigned char *s, size_t n) {
+    if (n == 0) return 0;
+    unsigned char c = s[0];
+    if (c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F)) return 1;
+    if (c == 0xC2 && n >= 2 && (s[1] == 0x85 || s[1] == 0xA0)) return 2;
+    if (c == 0xE1 && n >= 3 && s[1] == 0x9A && s[2] == 0x80) return 3;                     /* U+1680 */
+    if (c == 0xE2 && n >= 3 && s[1] == 0x80 && (s[2] <= 0x8A || s[2] == 0xA8 || s[2] == 0xA9 || s[2] == 0xAF))
+        return 3;                                                                           /* U+2000-200A, 2028, 2029, 202F */
+    if (c == 0xE2 && n >= 3 && s[1] == 0x81 && s[2] == 0x9F) return 3;                     /* U+205F */
+    if (c == 0xE3 && n >= 3 && s[1] == 0x80 && s[2] == 0x80) return 3;                     /* U+3000 */
+    return 0;
+}
+
+/* jinja's trim: strips leading and trailing whitespace */
+static const char *trim(const char *c, size_t *len) {
+    size_t n = strlen(c), k;
+    while ((k = ws_len((const unsigned char *)c, n))) { c += k; n -= k; }
+    for (;;) {
+        size_t cut = 0;
+        for (size_t back = 1; back <= 3 && back <= n; back++)
+            if (ws_len((const unsigned char *)c + n - back, back) == back) { cut = back; break; }
+        if (!cut) break;
+        n -= cut;
+    }
+    *len = n;
+    return c;
+}
+
+/* Llama 3.1+ templates write a system turn with a knowledge-date header:
+   the date is the template's date_string fallback, or today's date when the
+   template asks for strftime_now (as transformers provides it). */
+static void llama31_date(const char *j, char *out, size_t cap) {
+    snprintf(out, cap, "26 Jul 2024");
+    const char *d = j ? strstr(j, "date_string = \"") : NULL;
+    if (d) {
+        d += strlen("date_string = \"");
+        const char *e = strchr(d, '"');
+        if (e && (size_t)(e - d) < cap) snprintf(out, cap, "%.*s", (int)(e - d), d);
+    }
+    if (j && strstr(j, "strftime_now(")) {
+        time_t now = time(NULL);
+        struct tm tmv;
+        localtime_r(&now, &tmv);
+        strftime(out, cap, "%d %b %Y", &tmv);
+    }
+}
 
 int chat_format(const tokenizer *t, const chat_msg *msgs, size_t n, int gen, char **text, size_t *len, char *err,
                 size_t cap) {
@@ -131,18 +179,33 @@ int chat_format(const tokenizer *t, const chat_msg *msgs, size_t n, int gen, cha
         if (gen) sb_str(&b, "<|im_start|>assistant\n");
     } else if (!strcmp(name, "llama3")) {
         int32_t bos = tokenizer_bos_id(t);
-        size_t bl = 0;
-        const char *bs = bos >= 0 ? tokenizer_id_to_token(t, bos, &bl) : NULL;
-        for (size_t i = 0; i < n; i++) {
-            if (i == 0) {
-                if (bs) sb_add(&b, bs, bl);
-                else sb_str(&b, "<|begin_of_text|>");
+        size_t bl = 0, cl;
+        const char *bs = bos >= 0 ? tokenizer_id_to_token(t, bos, &bl) : NULL, *c;
+        const char *j = tokenizer_chat_template_text(t);
+        size_t first = 0;
+        if (j && strstr(j, "Cutting Knowledge Date")) {
+            /* Llama 3.1 / 3.2: bos, a system turn always (date header + the
+               first message if it is a system message, trimmed), then the rest */
+            char date[64];
+            llama31_date(j, date, sizeof date);
+            if (bs) sb_add(&b, bs, bl);
+            else sb_str(&b, "<|begin_of_text|>");
+            sb_str(&b, "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: ");
+            sb_str(&b, date);
+            sb_str(&b, "\n\n");
+            if (n > 0 && !strcmp(msgs[0].role, "system")) {
+                c = trim(msgs[0].content, &cl);
+                sb_add(&b, c, cl);
+                first = 1;
             }
+            sb_str(&b, "<|eot_id|>");
+        } else if (n > 0) {
+            if (bs) sb_add(&b, bs, bl);
+            else sb_str(&b, "<|begin_of_text|>");
+        }
+        for (size_t i = first; i < n; i++) {
             sb_str(&b, "<|start_header_id|>"); sb_str(&b, msgs[i].role); sb_str(&b, "<|end_header_id|>\n\n");
-            const char *c = msgs[i].content;
-            size_t cl = strlen(c);
-            while (cl && is_ws(*c)) { c++; cl--; }
-            while (cl && is_ws(c[cl - 1])) cl--;
+            c = trim(msgs[i].content, &cl);
             sb_add(&b, c, cl);
             sb_str(&b, "<|eot_id|>");
         }

@@ -14,7 +14,13 @@
  *   llama3: "<|begin_of_text|>" then per message
  *           "<|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|>";
  *           generation prompt "<|start_header_id|>assistant<|end_header_id|>\n\n"
- *           (the Llama 3.0 template).
+ *           (the Llama 3.0 template). When the model's template is Llama 3.1 /
+ *           3.2's (it has "Cutting Knowledge Date"), a system turn always comes
+ *           first: "Cutting Knowledge Date: December 2023\nToday Date: {date}\n\n"
+ *           + the first message's content if it is a system message (trimmed);
+ *           date: the template's date_string fallback ("26 Jul 2024"), or today
+ *           ("%d %b %Y", local time) when the template calls strftime_now, as
+ *           transformers renders it. Tool calls are not rendered.
  *   raw:    the contents concatenated; no generation prompt.
  */
 #ifndef RFT_CHAT_TEMPLATE_H
