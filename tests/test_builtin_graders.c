@@ -10,8 +10,8 @@
  *   - every fixture case: the score within 1e-6 (or abstain / error /
  *     create() failure with the expected words in the message);
  *   - each fixture file holds at least 200 cases;
- *   - robustness: every plugin on empty, invalid UTF-8, NUL-free binary junk
- *     and a 1 MB input returns a valid status and a finite score;
+ *   - robustness: every plugin on empty, invalid UTF-8, 300 strings of
+ *     random bytes and 1 MB inputs returns a valid status and a finite score;
  *   - thread safety: all fixture cases graded again from 2 threads at once,
  *     both walking the cases in order (so mostly grading the same case on
  *     the same state together), give the same statuses and scores.
@@ -327,8 +327,21 @@ static void robustness(void) {
             failures++;
             continue;
         }
-        for (size_t t = 0; t < sizeof odd / sizeof odd[0] + 2; t++) {
-            const char *txt = t < sizeof odd / sizeof odd[0] ? odd[t] : (t == sizeof odd / sizeof odd[0] ? huge : words);
+        size_t n_odd = sizeof odd / sizeof odd[0];
+        char junk[700];
+        for (size_t t = 0; t < n_odd + 2 + 300; t++) {
+            const char *txt = t < n_odd ? odd[t] : t == n_odd ? huge : t == n_odd + 1 ? words : junk;
+            if (t >= n_odd + 2) { /* random bytes, biased to UTF-8 lead/continuation bytes, digits and JSON */
+                size_t len = (size_t)((t * 2654435761u) % (sizeof junk - 1));
+                uint64_t x = 0x9E3779B97F4A7C15ull * (t + 1);
+                for (size_t i = 0; i < len; i++) {
+                    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                    static const char alpha[] = "\xc3\xa9\xe6\x9d\xb1\xf0\x9f\x98\x80\x80\xbf\xff 09.,-/e{}[]\":<>\\aZ";
+                    junk[i] = (x >> 40) % 4 ? alpha[(x >> 8) % (sizeof alpha - 1)] : (char)(x >> 24);
+                    if (!junk[i]) junk[i] = ' ';
+                }
+                junk[len] = 0;
+            }
             rft_item it = {.row = json_object()};
             rft_sample s = {.output_text = txt, .output_len = strlen(txt)};
             double sc = NAN;
