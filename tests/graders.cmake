@@ -31,3 +31,7 @@ foreach(t ${RFT_TESTS})
     add_dependencies(${tn} rftt_fault rftt_good rftt_bad_abi rftt_no_symbol rftx_countdown)
   endif()
 endforeach()
+
+# cmake --install gives grader authors the header, pkg-config and CMake package
+add_test(NAME grader_install COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/faults/install_check.sh ${PROJECT_BINARY_DIR}
+         ${PROJECT_SOURCE_DIR})
