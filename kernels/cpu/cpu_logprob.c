@@ -21,25 +21,30 @@ static void lp_row_stats(const float *z, int V, double *lse, double *ent) {
         float m = zc[0];
 #pragma omp simd reduction(max : m)
         for (int j = 0; j < n; j++) m = zc[j] > m ? zc[j] : m;
-        float s = 0, a = 0;
-#pragma omp simd reduction(+ : s, a)
+        /* The max terms (e = 1 exactly) are counted apart: in a peaked row
+           the sum is 1 + tiny terms, which fp32 would round away. */
+        float s = 0, a = 0, ones = 0;
+#pragma omp simd reduction(+ : s, a, ones)
         for (int j = 0; j < n; j++) {
             float d = zc[j] - m;
             float e = cpu_expf(d);
-            s += e;
+            int top = d == 0.0f;
+            s += top ? 0.0f : e;
+            ones += top ? 1.0f : 0.0f;
             a += e * d;
         }
+        double sc = (double)ones + s;
         if (c0 == 0) {
-            M = m; S = s; A = a;
+            M = m; S = sc; A = a;
         } else if (m > M) { /* rescale the running sums to the new max */
             double f = exp(M - m), dm = M - m;
             A = f * (A + dm * S) + a;
-            S = f * S + s;
+            S = f * S + sc;
             M = m;
         } else {
             double f = exp((double)m - M), dm = (double)m - M;
-            A += f * (a + dm * s);
-            S += f * s;
+            A += f * (a + dm * sc);
+            S += f * sc;
         }
     }
     double ls = log(S);
