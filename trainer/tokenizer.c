@@ -36,6 +36,7 @@ typedef struct merge_slot {
 
 typedef struct pre_step {
     pcre2_code *code;
+    int jit;        /* JIT-compiled: matched through pcre2_jit_match */
     int digits;     /* the pattern is \p{N} (isolate every number character): ASCII fast path */
 } pre_step;
 
@@ -233,7 +234,7 @@ static int compile_step(pre_step *s, const char *pattern, char *err, size_t cap)
         return errf(err, cap, "pre-tokenizer regex /%s/: %s at offset %zu", pattern, (char *)msg, (size_t)eo);
     }
     /* JIT is an accelerator: when unavailable, the interpreter gives the same matches */
-    pcre2_jit_compile(s->code, PCRE2_JIT_COMPLETE);
+    s->jit = pcre2_jit_compile(s->code, PCRE2_JIT_COMPLETE) == 0;
     s->digits = !strcmp(pattern, RE_DIGIT);
     return 0;
 }
@@ -751,7 +752,8 @@ static int pre_split(enc_ctx *c, int k, const char *p, size_t n) {
         }
     }
     while (off < n) {
-        int rc = pcre2_match(code, (PCRE2_SPTR)p, n, off, 0, c->md, c->mctx);
+        int rc = t->steps[k].jit ? pcre2_jit_match(code, (PCRE2_SPTR)p, n, off, 0, c->md, c->mctx)
+                                 : pcre2_match(code, (PCRE2_SPTR)p, n, off, 0, c->md, c->mctx);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !c->jstack) {
             c->jstack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, NULL);
             if (!c->jstack) return errf(c->err, c->err_cap, "out of memory (regex stack)");
