@@ -207,6 +207,23 @@ int main(void) {
     CHECK(strstr(out_text, "{\"reward\":2.0025,") && strstr(out_text, "\n{\"reward\":1.0025,"), "on_error zero:\n%s",
           out_text);
 
+    /* a dataset plus a completions file */
+    snprintf(yaml, sizeof yaml, "graders:\n  f:\n    plugin: %s/tests/faults/fault.so\n", build);
+    write_file("cfg.yaml", yaml);
+    write_file("data.jsonl", "{\"answer\": \"hi\"}\n\n{\"answer\": \"yo\"}\n");
+    write_file("samples.jsonl", "{\"output_text\": \"hi\"}\n{\"output_text\": \"yo\"}\n"
+                                "{\"index\": 0, \"output_text\": \"yo\"}\n{\"item\": {\"answer\": \"x\"}, \"output_text\": \"x\"}\n");
+    rc = run_grade("--data data.jsonl --json");
+    CHECK(rc == 0 && strstr(out_text, "{\"reward\":1.0,\"sub_rewards\":{\"f\":1.0},\"errors\":{}}\n"
+                                      "{\"reward\":1.0,\"sub_rewards\":{\"f\":1.0},\"errors\":{}}\n"
+                                      "{\"reward\":0.0,\"sub_rewards\":{\"f\":0.0},\"errors\":{}}\n"
+                                      "{\"reward\":1.0,"),
+          "--data: exit %d\n%s%s", rc, out_text, err_text);
+    write_file("samples.jsonl", "{\"index\": 2, \"output_text\": \"hi\"}\n");
+    rc = run_grade("--data data.jsonl");
+    CHECK(rc == 2 && strstr(err_text, "samples.jsonl:1: \"index\" 2 is not a row of the dataset (2 rows)"),
+          "--data bad index: %d %s", rc, err_text);
+
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

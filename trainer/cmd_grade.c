@@ -36,12 +36,42 @@ typedef struct grader_stats {
 } grader_stats;
 
 static int usage_error(const char *msg) {
-    fprintf(stderr, "rft grade: %s\nusage: rft grade CONFIG --samples FILE [--json] [--workers N] [--inline]\n", msg);
+    fprintf(stderr, "rft grade: %s\nusage: rft grade CONFIG --samples FILE [--data DATASET] [--json] [--workers N] [--inline]\n", msg);
     return RFT_EXIT_BADINPUT;
 }
 
-/* JSONL: {"item": {...}, "output_text": "...", "tokens": [...]?, "finished": bool?} */
-static int load_samples(const char *path, sample_row **out, int *n_out, char *err, size_t cap) {
+/* the dataset of --data: one JSON object per non-empty line */
+static int load_dataset(const char *path, json_t **out, char *err, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return errf(err, cap, "%s: cannot open: %s", path, strerror(errno));
+    json_t *rows = json_array();
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    int lineno = 0, rc = 0;
+    while ((len = getline(&line, &lcap, f)) >= 0) {
+        lineno++;
+        if (line[strspn(line, " \t\r\n")] == 0) continue;
+        json_error_t je;
+        json_t *row = json_loadb(line, (size_t)len, 0, &je);
+        if (!row || !json_is_object(row)) {
+            rc = row ? errf(err, cap, "%s:%d: a dataset row must be a JSON object", path, lineno)
+                     : errf(err, cap, "%s:%d: invalid JSON at column %d: %s", path, lineno, je.column, je.text);
+            json_decref(row);
+            break;
+        }
+        json_array_append_new(rows, row);
+    }
+    free(line);
+    fclose(f);
+    *out = rows;
+    return rc;
+}
+
+/* JSONL: {"item": {...}, "output_text": "...", "tokens": [...]?, "finished": bool?}; with a
+   dataset, "item" may be replaced by "index" (0-based dataset row; default: the
+   row's own position among the samples) */
+static int load_samples(const char *path, json_t *dataset, sample_row **out, int *n_out, char *err, size_t cap) {
     FILE *f = fopen(path, "rb");
     if (!f) return errf(err, cap, "%s: cannot open: %s", path, strerror(errno));
     char *line = NULL;
@@ -62,6 +92,17 @@ static int load_samples(const char *path, sample_row **out, int *n_out, char *er
         }
         json_t *item = json_object_get(row, "item"), *text = json_object_get(row, "output_text");
         json_t *tokens = json_object_get(row, "tokens"), *fin = json_object_get(row, "finished");
+        json_t *index = json_object_get(row, "index");
+        if (dataset && json_is_object(row) && !item) {
+            json_int_t k = index ? json_integer_value(index) : n;
+            if ((index && !json_is_integer(index)) || k < 0 || (size_t)k >= json_array_size(dataset)) {
+                json_decref(row);
+                rc = errf(err, cap, "%s:%d: \"index\" %lld is not a row of the dataset (%zu rows)", path, lineno,
+                          (long long)k, json_array_size(dataset));
+                break;
+            }
+            item = json_array_get(dataset, (size_t)k);
+        }
         const char *bad = !json_is_object(row)                   ? "the row must be a JSON object"
                           : !json_is_object(item)                ? "field \"item\" must be an object (the dataset row)"
                           : !json_is_string(text)                ? "field \"output_text\" must be a string"
@@ -145,10 +186,11 @@ static void print_json(json_t *o) {
 }
 
 int cmd_grade(int argc, char **argv) {
-    const char *config = NULL, *samples_path = NULL;
+    const char *config = NULL, *samples_path = NULL, *data_path = NULL;
     int as_json = 0, workers = -1, force_inline = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--samples") && i + 1 < argc) samples_path = argv[++i];
+        else if (!strcmp(argv[i], "--data") && i + 1 < argc) data_path = argv[++i];
         else if (!strcmp(argv[i], "--json")) as_json = 1;
         else if (!strcmp(argv[i], "--inline")) force_inline = 1;
         else if (!strcmp(argv[i], "--workers") && i + 1 < argc) {
@@ -157,8 +199,10 @@ int cmd_grade(int argc, char **argv) {
             if (*end || w < 1 || w > 1024) return usage_error("--workers takes a number from 1 to 1024");
             workers = (int)w;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: rft grade CONFIG --samples FILE [--json] [--workers N] [--inline]\n"
+            printf("usage: rft grade CONFIG --samples FILE [--data DATASET] [--json] [--workers N] [--inline]\n"
                    "  FILE: JSON Lines of {\"item\": {...dataset row...}, \"output_text\": \"...\"}\n"
+                   "  --data      a dataset (JSONL); sample rows without \"item\" use its row \"index\"\n"
+                   "              (0-based; default: the sample's own position)\n"
                    "  --json      one JSON object per row, then {\"summary\": ...}\n"
                    "  --workers N grader worker processes (default: reward.workers, else one per core)\n"
                    "  --inline    run every grader in-process (no isolation; for debugging)\n");
@@ -181,12 +225,16 @@ int cmd_grade(int argc, char **argv) {
     }
     sample_row *rows = NULL;
     int n = 0;
-    if (load_samples(samples_path, &rows, &n, err, sizeof err)) {
+    json_t *dataset = NULL;
+    if ((data_path && load_dataset(data_path, &dataset, err, sizeof err)) ||
+        load_samples(samples_path, dataset, &rows, &n, err, sizeof err)) {
         fprintf(stderr, "rft grade: %s\n", err);
         free_samples(rows, n);
+        json_decref(dataset);
         grader_config_free(&cfg);
         return RFT_EXIT_BADINPUT;
     }
+    json_decref(dataset); /* the rows keep their items */
     if (force_inline)
         for (int g = 0; g < cfg.n_graders; g++) cfg.graders[g].isolation = GRADER_ISOLATION_INLINE;
     if (workers < 0) workers = cfg.workers;
