@@ -823,8 +823,11 @@ int ckpt_read_config(const char *path, model_config *cfg, char *err, size_t cap)
     return 0;
 }
 
+/* every architecture field must match; max_seq is a usage limit (no tensor
+ * depends on it), so a model may be created with another one */
 static int cfg_matches(const ckpt_file *f, const model_config *mc, char *err, size_t cap) {
     for (size_t i = 0; i < N_CFG_FIELDS; i++) {
+        if (CFG_FIELDS[i].off == offsetof(model_config, max_seq)) continue;
         double a = cfg_get(mc, &CFG_FIELDS[i]), b = cfg_get(&f->cfg, &CFG_FIELDS[i]);
         if (a != b)
             return errf(err, cap, "%s: the model's %s = %g differs from the checkpoint's %g", f->path, CFG_FIELDS[i].name, a, b);
@@ -943,7 +946,7 @@ static int r_tensors(const ckpt_file *f, hid_t g, const char *gname, const char 
                 if (rc < 0) {
                     H5Dclose(did);
                     free(host);
-                    return errf(err, cap, "%s: %s cannot be read (truncated or damaged?): %s", f->path, label, h5_detail(d));
+                    return errf(err, cap, "%s: %s cannot be read: %s", f->path, label, h5_detail(d));
                 }
                 for (size_t j = 0; j < t->numel; j++) {
                     if (!isfinite(host[j]) || (nonneg && host[j] < 0)) {

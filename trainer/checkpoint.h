@@ -98,8 +98,8 @@ int ckpt_has_train_state(const ckpt_file *f);
 int ckpt_has_tokenizer(const ckpt_file *f);
 hid_t ckpt_hid(const ckpt_file *f);    /* the HDF5 file id, for read-only walks (inspect) */
 
-/* Loads /model into m, which must have been created with exactly the file's
- * config (else an error names the differing field). Checks every tensor of
+/* Loads /model into m, which must have been created with the file's config
+ * (else an error names the differing field; max_seq alone may differ). Checks every tensor of
  * m's table (present, float32, shape, finite) and rejects tensors in /model
  * that the model does not have. All metadata is checked before any parameter
  * is written; a read error after that leaves m's parameters unspecified. */
