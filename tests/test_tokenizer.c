@@ -7,6 +7,7 @@
  * bytes (invalid UTF-8, cut characters) and arbitrary id sequences; bad input. */
 #include <hdf5.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +304,44 @@ static void check_nfc(void) {
     printf("nfc: %zu strings against unicodedata: %s\n", n, bad ? "MISMATCH" : "identical");
 }
 
+/* concurrent encodes on one tokenizer (shared cache) give the fixture ids */
+typedef struct thr_arg {
+    tokenizer *t;
+    const char *pre;
+    json_t **rows;
+    size_t n;
+    int offset, bad;
+} thr_arg;
+
+static void *thr_main(void *p) {
+    thr_arg *a = p;
+    char err[256];
+    for (size_t r = 0; r < 3 * a->n; r++) {
+        json_t *row = a->rows[(r * 7 + (size_t)a->offset) % a->n];
+        const char *text = json_string_value(json_object_get(row, "text"));
+        tok_ids o = {0};
+        if (tokenizer_encode(a->t, text, json_string_length(json_object_get(row, "text")), TOK_ALLOW_SPECIAL, &o, err,
+                             sizeof err) ||
+            !ids_eq(&o, json_object_get(json_object_get(row, "ids"), a->pre)))
+            a->bad++;
+        free(o.ids);
+    }
+    return NULL;
+}
+
+static void check_threads(tokenizer *t, const char *pre, json_t **rows, size_t n) {
+    pthread_t th[4];
+    thr_arg a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (thr_arg){t, pre, rows, n, i * 13, 0};
+        pthread_create(&th[i], NULL, thr_main, &a[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) { pthread_join(th[i], NULL); bad += a[i].bad; }
+    CHECK(bad == 0, "%s: %d wrong encodings from 4 concurrent threads", pre, bad);
+    printf("threads: 4 x %zu concurrent encodes (%s): %s\n", 3 * n, pre, bad ? "MISMATCH" : "identical");
+}
+
 static void check_bad_input(void) {
     char err[256];
     tokenizer *t;
@@ -394,6 +433,8 @@ int main(void) {
     CHECK(!strcmp(tokenizer_normalizer(toks[3]), "nfc") && !strcmp(tokenizer_normalizer(toks[0]), "none"),
           "normalizer from tokenizer.json");
     check_nfc();
+    check_threads(toks[0], PRES[0], rows, nrows);
+    check_threads(toks[3], PRES[3], rows, nrows);
     check_bytes(toks[0]);
     check_bytes(toks[3]);
     check_bad_input();
