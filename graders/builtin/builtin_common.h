@@ -153,10 +153,9 @@ static inline int gb_isspace(uint32_t c) {
            c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* Python str.lower() of one code point into out[0..2); returns the count
-   (2 only for U+0130). Python's context rule for a final capital sigma
-   (U+03A3 -> U+03C2 at the end of a word) is not applied: U+03A3 always
-   lowers to U+03C3. */
+/* Python str.lower() of one code point, out of context, into out[0..2);
+   returns the count (2 only for U+0130). U+03A3 lowers to U+03C3 here;
+   gb_lower_all applies the final-sigma rule. */
 static inline int gb_lower(uint32_t c, uint32_t out[2]) {
     if (c < 0x80) { out[0] = (c >= 'A' && c <= 'Z') ? c + 32 : c; return 1; }
     if (c == 0x130) { out[0] = 0x69; out[1] = 0x307; return 2; }
@@ -171,12 +170,38 @@ static inline int gb_lower(uint32_t c, uint32_t out[2]) {
     return 1;
 }
 
+static inline int gb_in_ranges(const uint32_t (*r)[2], size_t n, uint32_t c) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (r[mid][1] < c) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && r[lo][0] <= c;
+}
+#define GB_IGNORABLE(c) gb_in_ranges(gb_case_ignorable, sizeof gb_case_ignorable / sizeof gb_case_ignorable[0], (c))
+#define GB_CASED(c) gb_in_ranges(gb_cased, sizeof gb_cased / sizeof gb_cased[0], (c))
+
+/* Python's final sigma: s[i] == U+03A3 lowers to U+03C2 when a cased letter
+   comes before it and none after it (case-ignorable characters skipped). */
+static inline int gb_final_sigma(const uint32_t *s, size_t n, size_t i) {
+    size_t j = i;
+    while (j > 0 && GB_IGNORABLE(s[j - 1])) j--;
+    if (j == 0 || !GB_CASED(s[j - 1])) return 0;
+    j = i + 1;
+    while (j < n && GB_IGNORABLE(s[j])) j++;
+    return j == n || !GB_CASED(s[j]);
+}
+
 /* str.lower() of a code point array into a new malloc'd array. */
 static inline uint32_t *gb_lower_all(const uint32_t *s, size_t n, size_t *nout) {
     uint32_t *o = malloc((2 * n + 1) * sizeof *o);
     if (!o) return NULL;
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) k += (size_t)gb_lower(s[i], o + k);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == 0x3A3) o[k++] = gb_final_sigma(s, n, i) ? 0x3C2 : 0x3C3;
+        else k += (size_t)gb_lower(s[i], o + k);
+    }
     *nout = k;
     return o;
 }

@@ -12,9 +12,9 @@
  *   ne     input != reference
  *   like   input contains reference
  *   ilike  input contains reference, ignoring case: both sides are decoded
- *          as UTF-8 (invalid bytes read as U+FFFD) and lowered like Python's
- *          str.lower() (full Unicode table; the final-sigma context rule is
- *          not applied), then searched.
+ *          as UTF-8 (invalid bytes read as U+FFFD) and lowered exactly like
+ *          Python's str.lower() (Unicode 14 table, U+0130 -> "i\u0307",
+ *          final sigma), then searched.
  * No trimming: "42\n" is not eq "42". An item without the referenced field
  * is a grader error (see builtin_common.h for templates).
  */

@@ -649,7 +649,10 @@ static int meteor(const wn_db *wn, ts_text *h, ts_text *r, double *score) {
             const uint32_t *src = ts[k]->cp + ts[k]->tok_start[i];
             size_t len = ts[k]->tok_len[i], ln = 0;
             low[w].s = arena + off;
-            for (size_t c = 0; c < len; c++) ln += (size_t)gb_lower(src[c], low[w].s + ln);
+            for (size_t c = 0; c < len; c++) { /* str.lower() of the token, final sigma included */
+                if (src[c] == 0x3A3) low[w].s[ln++] = gb_final_sigma(src, len, c) ? 0x3C2 : 0x3C3;
+                else ln += (size_t)gb_lower(src[c], low[w].s + ln);
+            }
             low[w].n = ln;
             off += 2 * len + 4;
             stem[w].s = arena + off;
