@@ -103,15 +103,7 @@ int cmd_sample(int argc, char **argv) {
     }
     /* stop at the end-of-sequence token and the chat templates' end-of-turn tokens */
     int32_t stop[4];
-    int n_stop = 0;
-    if (tokenizer_eos_id(tok) >= 0) stop[n_stop++] = tokenizer_eos_id(tok);
-    const char *eot[] = {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>"};
-    for (int k = 0; k < 3; k++) {
-        int32_t id = tokenizer_token_to_id(tok, eot[k], strlen(eot[k]));
-        int dup = 0;
-        for (int j = 0; j < n_stop; j++) dup |= stop[j] == id;
-        if (id >= 0 && !dup) stop[n_stop++] = id;
-    }
+    int n_stop = rollout_stop_ids(tok, stop);
     int ctx = (int)ids.n + (int)max_new;
     if (ctx > cfg.max_seq) ctx = cfg.max_seq;
     if (rollout_create(&r, &m, tok, slots, ctx, err, sizeof err)) {

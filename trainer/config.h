@@ -71,6 +71,7 @@ typedef struct rft_config {
         int eval_interval;        /* steps; 0: only at start and end */
         int eval_samples;         /* 0: greedy; k > 0: k samples per prompt (pass@k) */
         int eval_max_rows;        /* 0: the whole valid set */
+        float pass_threshold;     /* a completion passes (pass@k) when its reward >= this */
         int checkpoint_interval;  /* steps; 0: only at the end */
         int keep_checkpoints;
         char out_dir[1024];

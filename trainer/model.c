@@ -514,6 +514,8 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
     return 0;
 }
 
+void model_use_params(model *m, float *params) { weights_bind(m, params ? params : m->params, &m->w); }
+
 void model_zero_grads(model *m) {
     if (m->grads) m->be->zero(m->be, m->grads, m->n_params * sizeof(float));
 }

@@ -122,6 +122,10 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
 
 void model_zero_grads(model *m);
 
+/* Points the model's weight views at another device buffer laid out like
+ * m->params (a frozen reference copy, say); NULL returns to m->params. */
+void model_use_params(model *m, float *params);
+
 /* ---- inference with a KV cache (rollouts) ---- */
 
 /* Keys/values of n_slots sequences of up to max_seq positions, every layer:

@@ -1,0 +1,97 @@
+/* trainer/evaluate.c: evaluation of a policy over a dataset (see evaluate.h). */
+#include "evaluate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reward.h"
+#include "util.h"
+
+/* 1 - C(n-c, k) / C(n, k): chance that k of n samples include a pass */
+static double pass_at_k(int n, int c, int k) {
+    if (n - c < k) return 1.0;
+    double p = 1.0;
+    for (int i = n - c + 1; i <= n; i++) p *= 1.0 - (double)k / i;
+    return 1.0 - p;
+}
+
+int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const dataset *d, int max_rows, int k,
+             uint64_t seed, eval_result *res, char *err, size_t cap) {
+    memset(res, 0, sizeof *res);
+    double t0 = now_seconds();
+    int rows = max_rows > 0 && max_rows < d->n ? max_rows : d->n;
+    int G = k > 0 ? k : 1, N = rows * G, NG = cfg->graders.n_graders;
+    if (NG > 64) return errf(err, cap, "evaluation: at most 64 graders");
+    res->rows = rows, res->k = G, res->n_graders = NG;
+    rollout_prompt *pr = calloc(rows, sizeof *pr);
+    completion *cs = calloc(N, sizeof *cs);
+    rft_sample *smp = calloc(N, sizeof *smp);
+    json_t **items = calloc(N, sizeof *items);
+    grade_result *gres = calloc((size_t)N * (NG ? NG : 1), sizeof *gres);
+    int rc = -1;
+    if (!pr || !cs || !smp || !items || !gres) {
+        errf(err, cap, "evaluation: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < rows; i++)
+        pr[i] = (rollout_prompt){.ids = d->rows[i].prompt, .n = d->rows[i].n_prompt, .id = (uint64_t)i};
+    int32_t stop[4];
+    int n_stop = rollout_stop_ids(ro->tok, stop);
+    const char *stops[CONFIG_MAX_STOP];
+    for (int i = 0; i < cfg->sampling.n_stop; i++) stops[i] = cfg->sampling.stop[i];
+    rollout_config rc_cfg = {
+        .sampler = {.temperature = k > 0 ? cfg->sampling.temperature : 0.0f, .top_p = cfg->sampling.top_p,
+                    .top_k = cfg->sampling.top_k, .min_p = cfg->sampling.min_p},
+        .max_new_tokens = cfg->sampling.max_new_tokens, .stop_ids = stop, .n_stop_ids = n_stop,
+        .stop_strings = stops, .n_stop_strings = cfg->sampling.n_stop, .seed = rng_key(seed, 0xE7A1, 0, 0)};
+    if (rollout_generate(ro, pr, rows, G, &rc_cfg, cs, err, cap)) goto done;
+    long len = 0;
+    for (int i = 0; i < N; i++) {
+        smp[i] = (rft_sample){.output_text = cs[i].text, .output_len = cs[i].text_len, .tokens = cs[i].tokens,
+                              .n_tokens = (size_t)cs[i].n_tokens, .finished = cs[i].finish == ROLLOUT_STOP};
+        items[i] = d->rows[i / G].json;
+        len += cs[i].n_tokens;
+    }
+    res->mean_length = (double)len / N;
+    if (NG && grader_runner_grade(gr, smp, items, N, gres, err, cap)) goto done;
+    double rsum = 0;
+    long rn = 0;
+    double gsum[64] = {0};
+    long gn[64] = {0};
+    double p1 = 0, pk = 0;
+    for (int row = 0; row < rows; row++) {
+        int c = 0;
+        for (int j = 0; j < G; j++) {
+            int i = row * G + j;
+            const grade_result *g = &gres[(size_t)i * NG];
+            for (int q = 0; q < NG; q++) {
+                if (g[q].status == GRADE_OK) gsum[q] += g[q].score, gn[q]++;
+                else if (g[q].status == GRADE_ERROR) res->grader_errors[q]++;
+                else res->grader_abstain[q]++;
+            }
+            double r;
+            int ferr = 0;
+            char why[256];
+            if (NG && reward_combine(&cfg->graders.reward, g, &r, &ferr, why, sizeof why) == REWARD_OK) {
+                rsum += r, rn++;
+                c += r >= cfg->train.pass_threshold;
+            } else {
+                res->n_masked++;
+            }
+        }
+        p1 += (double)c / G;
+        pk += pass_at_k(G, c, G);
+    }
+    res->reward_mean = rn ? rsum / rn : NAN;
+    for (int q = 0; q < NG; q++) res->grader_mean[q] = gn[q] ? gsum[q] / gn[q] : NAN;
+    res->pass1 = p1 / rows;
+    res->passk = pk / rows;
+    res->seconds = now_seconds() - t0;
+    rc = 0;
+done:
+    if (cs)
+        for (int i = 0; i < N; i++) completion_free(&cs[i]);
+    free(pr), free(cs), free(smp), free(items), free(gres);
+    return rc;
+}

@@ -1,0 +1,899 @@
+/* trainer/train.c: the training loop (see train.h and DESIGN.md "Training
+ * loop"). One step: take batch_size prompts in seeded epoch order, sample
+ * group_size completions each, grade them, combine rewards, compute
+ * advantages, then ppo_epochs x mini_batches clipped updates over packed
+ * micro-batches (old log-probs recomputed before the first update when more
+ * than one update is made, reference log-probs from a frozen copy of the
+ * initial weights when kl_beta > 0). SFT runs the same loop on answers.
+ * Every piece of randomness is keyed by (seed, epoch, row, sample), so a
+ * resumed run repeats the uninterrupted one bit for bit. */
+#define _GNU_SOURCE
+#include "train.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "chat_template.h"
+#include "convert.h"
+#include "dataset.h"
+#include "evaluate.h"
+#include "grader.h"
+#include "model.h"
+#include "optim.h"
+#include "pg.h"
+#include "reward.h"
+#include "rollout.h"
+#include "tokenizer_h5.h"
+#include "util.h"
+
+/* ---- signals: the first SIGINT/SIGTERM ends the run after the current step, the second at once ---- */
+static volatile sig_atomic_t g_stop = 0;
+static void on_signal(int sig) {
+    if (g_stop) _exit(128 + sig);
+    g_stop = sig;
+}
+
+/* one sequence of a pass: prompt ++ completion; per-token arrays over the completion */
+typedef struct tseq {
+    const int32_t *prompt;
+    int np;
+    const int32_t *comp;
+    int nc;
+    float *logp, *old, *ref, *ent, *w, *went; /* [nc] each (old/ref may be NULL) */
+    double adv;
+    int keep;
+} tseq;
+
+typedef struct run {
+    rft_config *cfg;
+    backend *be;
+    model m;
+    int have_model;
+    tokenizer *tok;
+    optim opt;
+    int have_opt;
+    rollout_engine ro;
+    int have_ro;
+    grader_runner *gr;
+    dataset train, valid;
+    int have_valid;
+    float *ref_params;
+    int32_t *order;           /* [train.n] current epoch permutation */
+    ckpt_train_state st;
+    int32_t stop[4];
+    int n_stop;
+    const char *stops[CONFIG_MAX_STOP];
+    char *config_text;
+    int max_tokens;           /* per forward/backward micro-batch */
+    /* micro-batch scratch (host) */
+    int32_t *b_tok, *b_tgt, *b_cu;
+    float *b_logp, *b_ent, *b_w, *b_went;
+    FILE *metrics, *samples;
+    int tty;
+    double valid_start, valid_last;
+    int bad_streak;
+    long total_steps;
+} run;
+
+enum { PASS_OLD, PASS_REF, PASS_TRAIN, PASS_SFT, PASS_EVAL_NLL };
+
+/* Forward (and for PASS_TRAIN / PASS_SFT the loss and backward) over seqs in
+ * micro-batches of at most R->max_tokens tokens. pp, norm_* give the
+ * aggregation of the mini-batch; acc/loss accumulate statistics. */
+static int run_passes(run *R, tseq *seqs, int n, int mode, const pg_params *pp, pg_stats *acc, double *loss,
+                      double *ent_sum, char *err, size_t cap) {
+    model *m = &R->m;
+    int i = 0;
+    while (i < n) {
+        int T = 0, B = 0, j = i;
+        R->b_cu[0] = 0;
+        while (j < n && T + seqs[j].np + seqs[j].nc - 1 <= R->max_tokens) {
+            tseq *s = &seqs[j];
+            int L = s->np + s->nc - 1;
+            for (int t = 0; t < L; t++) {
+                R->b_tok[T + t] = t < s->np ? s->prompt[t] : s->comp[t - s->np];
+                R->b_tgt[T + t] = t >= s->np - 1 ? s->comp[t - s->np + 1] : -1;
+            }
+            T += L;
+            R->b_cu[++B] = T;
+            j++;
+        }
+        if (j == i) return errf(err, cap, "a sequence of %d tokens exceeds train.max_tokens_per_pass (%d)",
+                                seqs[i].np + seqs[i].nc - 1, R->max_tokens);
+        model_batch mb = {.T = T, .n_seq = B, .tokens = R->b_tok, .targets = R->b_tgt, .cu_seqlens = R->b_cu};
+        if (model_forward(m, &mb, R->b_logp, R->b_ent, err, cap)) return -1;
+        for (int k = i; k < j; k++) {
+            tseq *s = &seqs[k];
+            const float *lp = R->b_logp + R->b_cu[k - i] + s->np - 1, *en = R->b_ent + R->b_cu[k - i] + s->np - 1;
+            float *dst = mode == PASS_OLD ? s->old : mode == PASS_REF ? s->ref : s->logp;
+            if (dst) memcpy(dst, lp, s->nc * sizeof(float));
+            if (mode == PASS_TRAIN && s->ent) memcpy(s->ent, en, s->nc * sizeof(float));
+            if (ent_sum && (mode == PASS_TRAIN || mode == PASS_SFT))
+                for (int t = 0; t < s->nc; t++) *ent_sum += en[t];
+            if (mode == PASS_EVAL_NLL)
+                for (int t = 0; t < s->nc; t++) *loss -= lp[t];
+        }
+        if (mode == PASS_TRAIN || mode == PASS_SFT) {
+            int nb = j - i;
+            pg_seq *ps = calloc(nb, sizeof *ps);
+            float **w = calloc(nb, sizeof *w), **we = calloc(nb, sizeof *we);
+            if (!ps || !w || !we) {
+                free(ps), free(w), free(we);
+                return errf(err, cap, "out of memory");
+            }
+            for (int k = 0; k < nb; k++) {
+                tseq *s = &seqs[i + k];
+                ps[k] = (pg_seq){.n = s->nc, .logp = s->logp, .old = s->old, .ref = s->ref, .adv = s->adv, .keep = s->keep};
+                w[k] = s->w;
+                we[k] = s->went;
+            }
+            if (mode == PASS_SFT) {
+                *loss += pg_sft_loss(ps, nb, pp->norm_tokens, w);
+            } else {
+                pg_stats st;
+                pg_loss(pp, ps, nb, w, we, &st);
+                *loss += st.loss;
+                acc->kl += st.kl * st.tokens;
+                acc->clip_low += st.clip_low * st.tokens;
+                acc->clip_high += st.clip_high * st.tokens;
+                acc->ratio_mean += st.ratio_mean * st.tokens;
+                acc->tokens += st.tokens;
+            }
+            free(ps), free(w), free(we);
+            /* per-token weights of the packed batch: zero on prompt positions */
+            memset(R->b_w, 0, T * sizeof(float));
+            memset(R->b_went, 0, T * sizeof(float));
+            for (int k = i; k < j; k++) {
+                tseq *s = &seqs[k];
+                memcpy(R->b_w + R->b_cu[k - i] + s->np - 1, s->w, s->nc * sizeof(float));
+                if (mode == PASS_TRAIN) memcpy(R->b_went + R->b_cu[k - i] + s->np - 1, s->went, s->nc * sizeof(float));
+            }
+            int use_went = mode == PASS_TRAIN && pp->entropy_coef != 0;
+            if (model_backward(m, &mb, R->b_w, use_went ? R->b_went : NULL, err, cap)) return -1;
+        }
+        i = j;
+    }
+    return 0;
+}
+
+/* ---- files ---- */
+
+static int mkdir_p(const char *path, char *err, size_t cap) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST) return errf(err, cap, "%s: %s", tmp, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(tmp, 0755) && errno != EEXIST) return errf(err, cap, "%s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+/* step numbers of out_dir/checkpoints/step-NNNNNN.h5, ascending; returns count */
+static int list_checkpoints(const char *out_dir, long *steps, int cap) {
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/checkpoints", out_dir);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < cap) {
+        long s;
+        char tail[8];
+        if (sscanf(e->d_name, "step-%ld.h5%7s", &s, tail) == 1 && strlen(e->d_name) == 14) steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && steps[j - 1] > steps[j]; j--) {
+            long t = steps[j];
+            steps[j] = steps[j - 1];
+            steps[j - 1] = t;
+        }
+    return n;
+}
+
+static void ckpt_name(const run *R, long step, char *out, size_t cap) {
+    snprintf(out, cap, "%s/checkpoints/step-%06ld.h5", R->cfg->train.out_dir, step);
+}
+
+static int save_checkpoint(run *R, const char *path, int with_optim, char *err, size_t cap) {
+    R->st.config_text = R->config_text;
+    R->st.data_order = R->order;
+    R->st.n_order = R->train.n;
+    ckpt_parts parts = {.opt = with_optim && R->have_opt ? &R->opt : NULL, .train = &R->st, .tokenizer = R->tok,
+                        .tokenizer_save = tokenizer_h5_save};
+    int rc = ckpt_save(path, &R->m, &parts, err, cap);
+    R->st.config_text = NULL;
+    R->st.data_order = NULL;
+    return rc;
+}
+
+/* Keeps the newest keep_checkpoints step checkpoints. */
+static void prune_checkpoints(run *R) {
+    long steps[4096];
+    int n = list_checkpoints(R->cfg->train.out_dir, steps, 4096);
+    for (int i = 0; i + R->cfg->train.keep_checkpoints < n; i++) {
+        char p[1200];
+        ckpt_name(R, steps[i], p, sizeof p);
+        unlink(p);
+    }
+}
+
+/* Rewrites a JSONL log keeping the records with "step" <= step (resume). */
+static int truncate_log(const char *path, long step, char *err, size_t cap) {
+    size_t len;
+    char e2[256];
+    char *text = read_file(path, &len, e2, sizeof e2);
+    if (!text) return 0; /* no log yet */
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(text);
+        return errf(err, cap, "%s: %s", tmp, strerror(errno));
+    }
+    char *line = text;
+    while (*line) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        json_t *o = json_loadb(line, n, 0, NULL);
+        json_t *s = o ? json_object_get(o, "step") : NULL;
+        if (s && json_integer_value(s) <= step) {
+            fwrite(line, 1, n, f);
+            fputc('\n', f);
+        }
+        json_decref(o);
+        line = nl ? nl + 1 : line + n;
+    }
+    free(text);
+    if (fclose(f) || rename(tmp, path)) return errf(err, cap, "%s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* ---- evaluation ---- */
+
+static int evaluate(run *R, json_t *rec, char *err, size_t cap) {
+    if (!R->have_valid) return 0;
+    rft_config *c = R->cfg;
+    double t0 = now_seconds();
+    if (c->algorithm.name == ALGO_SFT) {
+        int n = c->train.eval_max_rows > 0 && c->train.eval_max_rows < R->valid.n ? c->train.eval_max_rows : R->valid.n;
+        tseq *s = calloc(n, sizeof *s);
+        long toks = 0;
+        for (int i = 0; i < n; i++) {
+            data_row *r = &R->valid.rows[i];
+            s[i] = (tseq){.prompt = r->prompt, .np = r->n_prompt, .comp = r->answer, .nc = r->n_answer};
+            toks += r->n_answer;
+        }
+        double nll = 0;
+        int rc = run_passes(R, s, n, PASS_EVAL_NLL, NULL, NULL, &nll, NULL, err, cap);
+        free(s);
+        if (rc) return -1;
+        json_object_set_new(rec, "valid_loss", json_real(nll / toks));
+    }
+    if (R->gr) {
+        eval_result er;
+        if (eval_run(&R->ro, R->gr, c, &R->valid, c->train.eval_max_rows, c->train.eval_samples, c->train.seed, &er, err,
+                     cap))
+            return -1;
+        json_object_set_new(rec, "valid_reward_mean", json_real(er.reward_mean));
+        for (int g = 0; g < er.n_graders; g++) {
+            char k[160];
+            snprintf(k, sizeof k, "valid/%s/mean", c->graders.names[g]);
+            json_object_set_new(rec, k, json_real(er.grader_mean[g]));
+        }
+        json_object_set_new(rec, "valid/pass@1", json_real(er.pass1));
+        if (er.k > 1) {
+            char k[64];
+            snprintf(k, sizeof k, "valid/pass@%d", er.k);
+            json_object_set_new(rec, k, json_real(er.passk));
+        }
+        json_object_set_new(rec, "valid/completions/mean_length", json_real(er.mean_length));
+        R->valid_last = er.reward_mean;
+        if (isnan(R->valid_start)) R->valid_start = er.reward_mean;
+        if (isfinite(er.reward_mean) && (isnan(R->st.best_valid_reward) || er.reward_mean > R->st.best_valid_reward)) {
+            R->st.best_valid_reward = er.reward_mean;
+            R->st.best_step = R->st.step;
+            char p[1200];
+            snprintf(p, sizeof p, "%s/best.h5", c->train.out_dir);
+            if (save_checkpoint(R, p, 0, err, cap)) return -1;
+        }
+    }
+    json_object_set_new(rec, "timing/eval", json_real(now_seconds() - t0));
+    return 0;
+}
+
+static void log_record(run *R, json_t *rec) {
+    char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    if (s) {
+        fputs(s, R->metrics);
+        fputc('\n', R->metrics);
+        fflush(R->metrics);
+        free(s);
+    }
+}
+
+static void progress(run *R, json_t *rec, double elapsed) {
+    long step = R->st.step;
+    double r = json_real_value(json_object_get(rec, "reward"));
+    json_t *v = json_object_get(rec, "valid_reward_mean");
+    json_t *l = json_object_get(rec, "loss");
+    double eta = step > 0 ? elapsed / step * (R->total_steps - step) : 0;
+    char line[512];
+    int n = snprintf(line, sizeof line, "step %ld/%ld", step, R->total_steps);
+    if (R->cfg->algorithm.name == ALGO_SFT && l) n += snprintf(line + n, sizeof line - n, " | loss %.4f", json_real_value(l));
+    else n += snprintf(line + n, sizeof line - n, " | reward %.3f", r);
+    if (v) n += snprintf(line + n, sizeof line - n, " | valid %.3f", json_real_value(v));
+    n += snprintf(line + n, sizeof line - n, " | %.0f tok/s | ETA %dm%02ds", json_real_value(json_object_get(rec, "tokens_per_s")),
+                  (int)eta / 60, (int)eta % 60);
+    if (R->tty) fprintf(stderr, "\r%-100s", line);
+    else fprintf(stderr, "%s\n", line);
+}
+
+/* ---- one step ---- */
+
+static int next_row(run *R) {
+    if (R->st.cursor >= R->train.n) {
+        R->st.epoch++;
+        R->st.cursor = 0;
+        dataset_epoch_order(R->train.n, R->cfg->train.seed, (int)R->st.epoch, R->order);
+    }
+    return R->order[R->st.cursor++];
+}
+
+static int optimizer_update(run *R, json_t *rec, double *gnorm_out) {
+    double gn = optim_step(&R->opt);
+    *gnorm_out = gn;
+    if (!isfinite(gn)) {
+        model_zero_grads(&R->m);
+        return 1;
+    }
+    return 0;
+}
+
+static int step_sft(run *R, json_t *rec, char *err, size_t cap) {
+    rft_config *c = R->cfg;
+    int B = c->train.batch_size < R->train.n ? c->train.batch_size : R->train.n;
+    tseq *s = calloc(B, sizeof *s);
+    float *buf = NULL;
+    long toks = 0;
+    for (int b = 0; b < B; b++) {
+        data_row *r = &R->train.rows[next_row(R)];
+        s[b] = (tseq){.prompt = r->prompt, .np = r->n_prompt, .comp = r->answer, .nc = r->n_answer, .keep = 1};
+        toks += r->n_answer;
+    }
+    buf = calloc((size_t)toks * 2, sizeof(float));
+    float *p = buf;
+    for (int b = 0; b < B; b++) s[b].logp = p, p += s[b].nc, s[b].w = p, p += s[b].nc;
+    double t0 = now_seconds(), loss = 0, ent = 0;
+    model_zero_grads(&R->m);
+    pg_params pp = {.norm_tokens = toks};
+    int rc = run_passes(R, s, B, PASS_SFT, &pp, NULL, &loss, &ent, err, cap);
+    double gn = 0;
+    int bad = rc ? 0 : optimizer_update(R, rec, &gn);
+    double dt = now_seconds() - t0;
+    free(s), free(buf);
+    if (rc) return -1;
+    json_object_set_new(rec, "loss", json_real(loss));
+    json_object_set_new(rec, "entropy", json_real(ent / toks));
+    json_object_set_new(rec, "grad_norm", json_real(gn));
+    json_object_set_new(rec, "learning_rate", json_real(optim_lr(&R->opt.cfg, R->opt.step > 0 ? R->opt.step : 1)));
+    json_object_set_new(rec, "timing/training", json_real(dt));
+    json_object_set_new(rec, "tokens_per_s", json_real(toks / dt));
+    return bad || !isfinite(loss);
+}
+
+static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
+    rft_config *c = R->cfg;
+    int B = c->train.batch_size < R->train.n ? c->train.batch_size : R->train.n;
+    int G = c->sampling.group_size, N = B * G, NG = c->graders.n_graders;
+    int rc = -1, bad = 0;
+    int32_t *rows = calloc(B, sizeof *rows);
+    rollout_prompt *pr = calloc(B, sizeof *pr);
+    completion *cs = calloc(N, sizeof *cs);
+    rft_sample *smp = calloc(N, sizeof *smp);
+    json_t **items = calloc(N, sizeof *items);
+    grade_result *gres = calloc((size_t)N * NG, sizeof *gres);
+    double *reward = calloc(N, sizeof *reward), *adv = calloc(N, sizeof *adv);
+    unsigned char *valid = calloc(N, 1), *keep = calloc(N, 1);
+    tseq *s = calloc(N, sizeof *s);
+    float *buf = NULL;
+    if (!rows || !pr || !cs || !smp || !items || !gres || !reward || !adv || !valid || !keep || !s) {
+        errf(err, cap, "out of memory");
+        goto done;
+    }
+    /* 1. prompts */
+    for (int b = 0; b < B; b++) {
+        rows[b] = next_row(R);
+        data_row *r = &R->train.rows[rows[b]];
+        pr[b] = (rollout_prompt){.ids = r->prompt, .n = r->n_prompt, .id = ((uint64_t)R->st.epoch << 32) | (uint64_t)rows[b]};
+    }
+    /* 2. rollouts */
+    double t0 = now_seconds();
+    rollout_config rcfg = {.sampler = {.temperature = c->sampling.temperature, .top_k = c->sampling.top_k,
+                                       .top_p = c->sampling.top_p, .min_p = c->sampling.min_p},
+                           .max_new_tokens = c->sampling.max_new_tokens, .stop_ids = R->stop, .n_stop_ids = R->n_stop,
+                           .stop_strings = R->stops, .n_stop_strings = c->sampling.n_stop, .seed = c->train.seed};
+    if (rollout_generate(&R->ro, pr, B, G, &rcfg, cs, err, cap)) goto done;
+    double t1 = now_seconds();
+    /* 3. grading */
+    long gen_tokens = 0, clipped = 0;
+    for (int i = 0; i < N; i++) {
+        smp[i] = (rft_sample){.output_text = cs[i].text, .output_len = cs[i].text_len, .tokens = cs[i].tokens,
+                              .n_tokens = (size_t)cs[i].n_tokens, .finished = cs[i].finish == ROLLOUT_STOP};
+        items[i] = R->train.rows[rows[i / G]].json;
+        gen_tokens += cs[i].n_tokens;
+        clipped += cs[i].finish == ROLLOUT_LENGTH;
+    }
+    if (grader_runner_grade(R->gr, smp, items, N, gres, err, cap)) goto done;
+    int n_ferr = 0;
+    for (int i = 0; i < N; i++) {
+        int ferr = 0;
+        char why[256];
+        valid[i] = reward_combine(&c->graders.reward, &gres[(size_t)i * NG], &reward[i], &ferr, why, sizeof why) == REWARD_OK;
+        n_ferr += ferr;
+        if (valid[i])
+            reward[i] += pg_overlong_penalty(cs[i].n_tokens, c->sampling.max_new_tokens, c->algorithm.overlong_buffer,
+                                             c->algorithm.overlong_penalty);
+    }
+    if (reward_check_errors(&c->graders.reward, gres, N, n_ferr, err, cap)) {
+        rc = -2; /* the run's error policy stops it */
+        goto done;
+    }
+    double t2 = now_seconds();
+    /* 4. advantages */
+    pg_params pp = {.algo = c->algorithm.name, .scale = c->algorithm.scale_rewards, .agg = c->algorithm.loss_agg,
+                    .eps_low = c->algorithm.eps_low, .eps_high = c->algorithm.eps_high, .kl_beta = c->algorithm.kl_beta,
+                    .entropy_coef = c->algorithm.entropy_coef, .max_new_tokens = c->sampling.max_new_tokens};
+    int zero_std = pg_advantages(&pp, c->algorithm.dynamic_sampling, reward, valid, B, G, adv, keep);
+    /* 5. policy update over the kept completions */
+    int K = 0;
+    long ktoks = 0;
+    for (int i = 0; i < N; i++) {
+        if (c->algorithm.mask_truncated && cs[i].finish == ROLLOUT_LENGTH) keep[i] = 0;
+        if (!keep[i]) continue;
+        data_row *r = &R->train.rows[rows[i / G]];
+        s[K++] = (tseq){.prompt = r->prompt, .np = r->n_prompt, .comp = cs[i].tokens, .nc = cs[i].n_tokens,
+                        .adv = adv[i], .keep = 1};
+        ktoks += cs[i].n_tokens;
+    }
+    int need_old = c->algorithm.ppo_epochs > 1 || c->algorithm.mini_batches > 1;
+    int need_ref = c->algorithm.kl_beta > 0;
+    buf = calloc((size_t)ktoks * 6 + 1, sizeof(float));
+    if (!buf) {
+        errf(err, cap, "out of memory");
+        goto done;
+    }
+    float *p = buf;
+    for (int k = 0; k < K; k++) {
+        int n = s[k].nc;
+        s[k].logp = p, p += n;
+        s[k].ent = p, p += n;
+        s[k].w = p, p += n;
+        s[k].went = p, p += n;
+        if (need_old) s[k].old = p;
+        p += n;
+        if (need_ref) s[k].ref = p;
+        p += n;
+    }
+    pg_stats acc = {0};
+    double loss = 0, ent = 0, gn_sum = 0;
+    int n_updates = 0;
+    if (K > 0) {
+        if (need_old && run_passes(R, s, K, PASS_OLD, &pp, NULL, NULL, NULL, err, cap)) goto done;
+        if (need_ref) {
+            model_use_params(&R->m, R->ref_params);
+            int e = run_passes(R, s, K, PASS_REF, &pp, NULL, NULL, NULL, err, cap);
+            model_use_params(&R->m, NULL);
+            if (e) goto done;
+        }
+        int MB = c->algorithm.mini_batches < K ? c->algorithm.mini_batches : K;
+        for (int e = 0; e < c->algorithm.ppo_epochs; e++)
+            for (int mb = 0; mb < MB; mb++) {
+                int a = (int)((long)K * mb / MB), z = (int)((long)K * (mb + 1) / MB);
+                pp.norm_tokens = 0;
+                for (int k = a; k < z; k++) pp.norm_tokens += s[k].nc;
+                pp.norm_seqs = z - a;
+                model_zero_grads(&R->m);
+                double l = 0, en = 0;
+                if (run_passes(R, s + a, z - a, PASS_TRAIN, &pp, &acc, &l, e == 0 ? &en : NULL, err, cap)) goto done;
+                double gn;
+                if (!isfinite(l) || optimizer_update(R, rec, &gn)) {
+                    bad = 1;
+                    model_zero_grads(&R->m);
+                    continue;
+                }
+                loss += l, ent += en, gn_sum += gn;
+                n_updates++;
+            }
+    }
+    double t3 = now_seconds();
+    /* 6. metrics */
+    double rs = 0, rss = 0;
+    int rn = 0;
+    for (int i = 0; i < N; i++)
+        if (valid[i]) rs += reward[i], rn++;
+    double rmean = rn ? rs / rn : NAN;
+    for (int i = 0; i < N; i++)
+        if (valid[i]) rss += (reward[i] - rmean) * (reward[i] - rmean);
+    json_object_set_new(rec, "reward", json_real(rmean));
+    json_object_set_new(rec, "reward_std", json_real(rn > 1 ? sqrt(rss / (rn - 1)) : 0));
+    for (int g = 0; g < NG; g++) {
+        double gs = 0;
+        long gnum = 0, gerr = 0;
+        for (int i = 0; i < N; i++) {
+            const grade_result *x = &gres[(size_t)i * NG + g];
+            if (x->status == GRADE_OK) gs += x->score, gnum++;
+            else if (x->status == GRADE_ERROR) gerr++;
+        }
+        char k[160];
+        snprintf(k, sizeof k, "rewards/%s/mean", c->graders.names[g]);
+        json_object_set_new(rec, k, json_real(gnum ? gs / gnum : NAN));
+        snprintf(k, sizeof k, "grader_errors/%s", c->graders.names[g]);
+        json_object_set_new(rec, k, json_integer(gerr));
+    }
+    json_object_set_new(rec, "frac_reward_zero_std", json_real((double)zero_std / B));
+    json_object_set_new(rec, "loss", json_real(n_updates ? loss / n_updates : NAN));
+    json_object_set_new(rec, "kl", json_real(acc.tokens ? acc.kl / acc.tokens : 0));
+    json_object_set_new(rec, "entropy", json_real(ktoks ? ent / ktoks : NAN));
+    json_object_set_new(rec, "clip_ratio/low_mean", json_real(acc.tokens ? acc.clip_low / acc.tokens : 0));
+    json_object_set_new(rec, "clip_ratio/high_mean", json_real(acc.tokens ? acc.clip_high / acc.tokens : 0));
+    json_object_set_new(rec, "completions/mean_length", json_real((double)gen_tokens / N));
+    json_object_set_new(rec, "completions/clipped_ratio", json_real((double)clipped / N));
+    json_object_set_new(rec, "grad_norm", json_real(n_updates ? gn_sum / n_updates : NAN));
+    json_object_set_new(rec, "learning_rate", json_real(optim_lr(&R->opt.cfg, R->opt.step > 0 ? R->opt.step : 1)));
+    json_object_set_new(rec, "timing/sampling", json_real(t1 - t0));
+    json_object_set_new(rec, "timing/grading", json_real(t2 - t1));
+    json_object_set_new(rec, "timing/training", json_real(t3 - t2));
+    json_object_set_new(rec, "tokens_per_s", json_real(gen_tokens / (t3 - t0)));
+    /* samples.jsonl: the first log_samples completions */
+    for (int i = 0; i < N && i < c->train.log_samples; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "step", json_integer(R->st.step + 1));
+        json_object_set_new(o, "row", json_integer(rows[i / G]));
+        json_object_set_new(o, "sample", json_integer(i % G));
+        json_t *msgs = json_object_get(items[i], "messages"), *prm = json_object_get(items[i], "prompt");
+        json_object_set(o, "prompt", msgs ? msgs : prm);
+        json_object_set_new(o, "completion", json_stringn_nocheck(cs[i].text, cs[i].text_len));
+        json_object_set_new(o, "reward", valid[i] ? json_real(reward[i]) : json_null());
+        json_t *sub = json_object();
+        for (int g = 0; g < NG; g++) {
+            const grade_result *x = &gres[(size_t)i * NG + g];
+            json_object_set_new(sub, c->graders.names[g], x->status == GRADE_OK ? json_real(x->score) : json_null());
+        }
+        json_object_set_new(o, "sub_rewards", sub);
+        json_object_set_new(o, "advantage", json_real(adv[i]));
+        json_object_set_new(o, "finish_reason", json_string(cs[i].finish == ROLLOUT_STOP ? "stop" : "length"));
+        char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+        if (js) fprintf(R->samples, "%s\n", js);
+        free(js);
+        json_decref(o);
+    }
+    fflush(R->samples);
+    rc = bad;
+done:
+    if (cs)
+        for (int i = 0; i < N; i++) completion_free(&cs[i]);
+    free(rows), free(pr), free(cs), free(smp), free(items), free(gres), free(reward), free(adv), free(valid), free(keep),
+        free(s), free(buf);
+    return rc;
+}
+
+/* ---- set-up and the loop ---- */
+
+static void run_free(run *R) {
+    if (R->metrics) fclose(R->metrics);
+    if (R->samples) fclose(R->samples);
+    if (R->gr) grader_runner_free(R->gr);
+    if (R->have_ro) rollout_free(&R->ro);
+    if (R->ref_params) R->be->free(R->be, R->ref_params);
+    if (R->have_opt) optim_free(&R->opt);
+    if (R->have_model) model_free(&R->m);
+    dataset_free(&R->train);
+    dataset_free(&R->valid);
+    tokenizer_free(R->tok);
+    free(R->order);
+    free(R->config_text);
+    free(R->b_tok), free(R->b_tgt), free(R->b_cu), free(R->b_logp), free(R->b_ent), free(R->b_w), free(R->b_went);
+    if (R->be) R->be->destroy(R->be);
+}
+
+int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
+    run R = {0};
+    R.cfg = c;
+    R.valid_start = R.valid_last = NAN;
+    R.st.best_valid_reward = NAN;
+    R.st.best_step = -1;
+    R.st.seed = c->train.seed;
+    int status = RFT_EXIT_BADINPUT;
+    char e2[1024];
+    if (!strcmp(c->device, "cuda")) {
+        R.be = backend_cuda_create(0, e2, sizeof e2);
+        if (!R.be) {
+            errf(err, cap, "%s: device: cuda: %s", c->path, e2);
+            return RFT_EXIT_BADINPUT;
+        }
+    } else {
+        R.be = backend_cpu_create(c->threads);
+    }
+    if (strcmp(c->model.dtype, "fp32") != 0) {
+        errf(err, cap, "%s: model.dtype: %s is not available on this backend yet (use fp32)", c->path, c->model.dtype);
+        goto out;
+    }
+    /* output directory and the checkpoint to start from */
+    if (mkdir_p(c->train.out_dir, err, cap)) goto out;
+    char sub[1200];
+    snprintf(sub, sizeof sub, "%s/checkpoints", c->train.out_dir);
+    if (mkdir_p(sub, err, cap)) goto out;
+    long steps[4096];
+    int n_ck = list_checkpoints(c->train.out_dir, steps, 4096);
+    char start[1200];
+    snprintf(start, sizeof start, "%s", c->model.path);
+    int resuming = 0;
+    if (resume) {
+        if (resume[0]) snprintf(start, sizeof start, "%s", resume);
+        else if (n_ck) ckpt_name(&R, steps[n_ck - 1], start, sizeof start);
+        else {
+            errf(err, cap, "--resume: no checkpoint in %s/checkpoints", c->train.out_dir);
+            goto out;
+        }
+        resuming = 1;
+    } else if (n_ck) {
+        errf(err, cap, "%s: train.out_dir %s already holds checkpoints; use --resume or another out_dir", c->path,
+             c->train.out_dir);
+        goto out;
+    }
+    R.max_tokens = c->train.max_tokens_per_pass;
+    int ctx = c->data.max_prompt_tokens + c->sampling.max_new_tokens;
+    model_config mc;
+    if (model_source_config(start, &mc, e2, sizeof e2)) {
+        errf(err, cap, "%s", e2);
+        goto out;
+    }
+    if (ctx > mc.max_seq) ctx = mc.max_seq;
+    int cap_tokens = R.max_tokens > ctx ? R.max_tokens : ctx;
+    if (model_import(start, R.be, cap_tokens, &R.m, &R.tok, e2, sizeof e2)) {
+        errf(err, cap, "%s", e2);
+        goto out;
+    }
+    R.have_model = 1;
+    R.max_tokens = cap_tokens;
+    if (!R.tok) {
+        errf(err, cap, "%s: the model has no tokenizer", start);
+        goto out;
+    }
+    if (strcmp(c->model.chat_template, "auto") && tokenizer_set_chat_template(R.tok, c->model.chat_template, e2, sizeof e2)) {
+        errf(err, cap, "%s: model.chat_template: %s", c->path, e2);
+        goto out;
+    }
+    /* data */
+    R.n_stop = rollout_stop_ids(R.tok, R.stop);
+    for (int i = 0; i < c->sampling.n_stop; i++) R.stops[i] = c->sampling.stop[i];
+    dataset_opts dop = {.need_answer = c->algorithm.name == ALGO_SFT, .max_prompt_tokens = c->data.max_prompt_tokens,
+                        .max_seq = ctx, .graders = c->have_graders ? c->graders.graders : NULL,
+                        .n_graders = c->have_graders ? c->graders.n_graders : 0,
+                        .end_of_turn = -1};
+    const char *tmpl = tokenizer_chat_template_name(R.tok);
+    const char *eot = !strcmp(tmpl, "chatml") ? "<|im_end|>" : !strcmp(tmpl, "llama3") ? "<|eot_id|>" : NULL;
+    dop.end_of_turn = eot ? tokenizer_token_to_id(R.tok, eot, strlen(eot)) : -1;
+    if (dop.end_of_turn < 0) dop.end_of_turn = tokenizer_eos_id(R.tok);
+    if (c->algorithm.name == ALGO_SFT) dop.max_seq = mc.max_seq < R.max_tokens + 1 ? mc.max_seq : R.max_tokens + 1;
+    if (dataset_load(c->data.train, R.tok, &dop, &R.train, err, cap)) goto out;
+    if (c->data.valid[0]) {
+        if (dataset_load(c->data.valid, R.tok, &dop, &R.valid, err, cap)) goto out;
+        R.have_valid = 1;
+    }
+    /* graders (start-up failures are bad input) */
+    if (c->have_graders) {
+        R.gr = grader_runner_create(c->graders.graders, c->graders.n_graders, c->graders.workers, err, cap);
+        if (!R.gr) goto out;
+    }
+    status = RFT_EXIT_RUNTIME;
+    /* optimizer and schedule */
+    int steps_per_epoch = (R.train.n + c->train.batch_size - 1) / c->train.batch_size;
+    R.total_steps = c->train.max_steps > 0 ? c->train.max_steps : (long)steps_per_epoch * c->train.n_epochs;
+    int updates_per_step = c->algorithm.name == ALGO_SFT ? 1 : c->algorithm.ppo_epochs * c->algorithm.mini_batches;
+    optim_config oc = {.lr = c->train.learning_rate, .beta1 = c->train.beta1, .beta2 = c->train.beta2,
+                       .eps = c->train.adam_eps, .weight_decay = c->train.weight_decay, .grad_clip = c->train.grad_clip,
+                       .schedule = !strcmp(c->train.lr_schedule, "linear")   ? LR_LINEAR
+                                   : !strcmp(c->train.lr_schedule, "cosine") ? LR_COSINE
+                                                                             : LR_CONSTANT,
+                       .warmup_steps = c->train.warmup_steps * updates_per_step,
+                       .total_steps = (int)(R.total_steps * updates_per_step), .min_lr_ratio = c->train.min_lr_ratio};
+    if (optim_create(&R.opt, &R.m, &oc, err, cap)) goto out;
+    R.have_opt = 1;
+    R.order = malloc((size_t)R.train.n * sizeof(int32_t));
+    R.b_tok = malloc((size_t)R.max_tokens * sizeof(int32_t));
+    R.b_tgt = malloc((size_t)R.max_tokens * sizeof(int32_t));
+    R.b_cu = malloc((size_t)(R.max_tokens + 1) * sizeof(int32_t));
+    R.b_logp = malloc((size_t)R.max_tokens * sizeof(float));
+    R.b_ent = malloc((size_t)R.max_tokens * sizeof(float));
+    R.b_w = malloc((size_t)R.max_tokens * sizeof(float));
+    R.b_went = malloc((size_t)R.max_tokens * sizeof(float));
+    if (!R.order || !R.b_tok || !R.b_tgt || !R.b_cu || !R.b_logp || !R.b_ent || !R.b_w || !R.b_went) {
+        errf(err, cap, "out of memory");
+        goto out;
+    }
+    dataset_epoch_order(R.train.n, c->train.seed, 0, R.order);
+    /* resume: optimizer, trainer state, logs */
+    if (resuming) {
+        ckpt_file *f = ckpt_open(start, err, cap);
+        if (!f) {
+            status = RFT_EXIT_BADINPUT;
+            goto out;
+        }
+        int e = !ckpt_has_optim(f) || !ckpt_has_train_state(f);
+        if (e) errf(err, cap, "%s: not a training checkpoint (no /optimizer or /trainer)", start);
+        if (!e) e = ckpt_load_optim(f, &R.opt, err, cap) || ckpt_load_train_state(f, &R.st, err, cap);
+        ckpt_close(f);
+        if (e) {
+            status = RFT_EXIT_BADINPUT;
+            goto out;
+        }
+        if (R.st.n_order != R.train.n) {
+            errf(err, cap, "%s: the checkpoint's data order has %ld rows, %s has %d", start, (long)R.st.n_order,
+                 c->data.train, R.train.n);
+            status = RFT_EXIT_BADINPUT;
+            goto out;
+        }
+        memcpy(R.order, R.st.data_order, (size_t)R.train.n * sizeof(int32_t));
+        free(R.st.data_order);
+        R.st.data_order = NULL;
+        free(R.st.config_text);
+        R.st.config_text = NULL;
+        char mp[1200];
+        snprintf(mp, sizeof mp, "%s/metrics.jsonl", c->train.out_dir);
+        if (truncate_log(mp, (long)R.st.step, err, cap)) goto out;
+        snprintf(mp, sizeof mp, "%s/samples.jsonl", c->train.out_dir);
+        if (truncate_log(mp, (long)R.st.step, err, cap)) goto out;
+    }
+    if (c->algorithm.kl_beta > 0) {
+        /* the reference policy: the starting weights (for a resumed run, those of the original start) */
+        R.ref_params = R.be->alloc(R.be, R.m.n_params * sizeof(float));
+        if (!R.ref_params) {
+            errf(err, cap, "cannot allocate the reference policy: %s", R.be->err);
+            goto out;
+        }
+        if (resuming) {
+            model ref;
+            if (model_import(c->model.path, R.be, 16, &ref, NULL, e2, sizeof e2)) {
+                errf(err, cap, "reference policy: %s", e2);
+                goto out;
+            }
+            R.be->copy_d2d(R.be, R.ref_params, ref.params, R.m.n_params * sizeof(float));
+            model_free(&ref);
+        } else {
+            R.be->copy_d2d(R.be, R.ref_params, R.m.params, R.m.n_params * sizeof(float));
+        }
+    }
+    if (R.gr || c->algorithm.name != ALGO_SFT) {
+        int G = c->algorithm.name == ALGO_SFT ? (c->train.eval_samples > 0 ? c->train.eval_samples : 1) : c->sampling.group_size;
+        int slots = c->train.batch_size * G;
+        if (R.have_valid) {
+            int ev = c->train.eval_samples > 0 ? c->train.eval_samples : 1;
+            if (slots < ev) slots = ev;
+        }
+        if (slots > 256) slots = 256;
+        if (slots > R.max_tokens) slots = R.max_tokens;
+        if (slots < G) {
+            errf(err, cap, "%s: sampling.group_size %d exceeds train.max_tokens_per_pass %d", c->path, G, R.max_tokens);
+            status = RFT_EXIT_BADINPUT;
+            goto out;
+        }
+        if (rollout_create(&R.ro, &R.m, R.tok, slots, ctx, err, cap)) goto out;
+        R.have_ro = 1;
+    }
+    char mp[1200];
+    snprintf(mp, sizeof mp, "%s/metrics.jsonl", c->train.out_dir);
+    R.metrics = fopen(mp, resuming ? "ab" : "wb");
+    snprintf(mp, sizeof mp, "%s/samples.jsonl", c->train.out_dir);
+    R.samples = fopen(mp, resuming ? "ab" : "wb");
+    if (!R.metrics || !R.samples) {
+        errf(err, cap, "%s: %s", mp, strerror(errno));
+        goto out;
+    }
+    R.config_text = config_render(c);
+    snprintf(mp, sizeof mp, "%s/config.yaml", c->train.out_dir);
+    FILE *cf = fopen(mp, "wb");
+    if (cf) fputs(R.config_text, cf), fclose(cf);
+    R.tty = isatty(2);
+    fprintf(stderr, "%s", R.config_text);
+    fprintf(stderr, "rft train: %s, %d train rows%s, %ld steps, model %s (%zu parameters), %s backend, %d threads\n",
+            algo_str(c->algorithm.name), R.train.n, R.have_valid ? "" : " (no valid set)", R.total_steps, start,
+            R.m.n_params, R.be->name, R.be->n_threads);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    g_stop = 0;
+
+    double t_start = now_seconds();
+    if (!resuming && R.have_valid) {
+        json_t *rec = json_object();
+        json_object_set_new(rec, "step", json_integer(0));
+        if (evaluate(&R, rec, err, cap)) {
+            json_decref(rec);
+            goto out;
+        }
+        log_record(&R, rec);
+        json_decref(rec);
+    }
+    int interrupted = 0;
+    while (R.st.step < R.total_steps) {
+        double ts = now_seconds();
+        json_t *rec = json_object();
+        json_object_set_new(rec, "step", json_integer(R.st.step + 1));
+        json_object_set_new(rec, "epoch", json_integer(R.st.epoch));
+        int r = c->algorithm.name == ALGO_SFT ? step_sft(&R, rec, err, cap) : step_rl(&R, rec, err, cap);
+        if (r < 0) {
+            json_decref(rec);
+            goto out;
+        }
+        R.st.step++;
+        if (r > 0) {
+            R.bad_streak++;
+            fprintf(stderr, "%sstep %ld: non-finite loss or gradient, update skipped (%d in a row)\n", R.tty ? "\n" : "",
+                    (long)R.st.step, R.bad_streak);
+            json_object_set_new(rec, "skipped", json_true());
+            if (R.bad_streak >= c->train.max_bad_steps) {
+                log_record(&R, rec);
+                json_decref(rec);
+                errf(err, cap, "stopping: %d consecutive steps with non-finite loss or gradients (train.max_bad_steps); "
+                     "the last good checkpoint is kept in %s/checkpoints", R.bad_streak, c->train.out_dir);
+                goto out;
+            }
+        } else {
+            R.bad_streak = 0;
+        }
+        int last = R.st.step == R.total_steps;
+        if ((c->train.eval_interval > 0 && R.st.step % c->train.eval_interval == 0) || last)
+            if (evaluate(&R, rec, err, cap)) {
+                json_decref(rec);
+                goto out;
+            }
+        R.st.wall_seconds += now_seconds() - ts;
+        json_object_set_new(rec, "timing/step", json_real(now_seconds() - ts));
+        log_record(&R, rec);
+        progress(&R, rec, now_seconds() - t_start);
+        json_decref(rec);
+        interrupted = g_stop != 0;
+        if ((c->train.checkpoint_interval > 0 && R.st.step % c->train.checkpoint_interval == 0) || last || interrupted) {
+            char p[1200];
+            ckpt_name(&R, (long)R.st.step, p, sizeof p);
+            if (save_checkpoint(&R, p, 1, err, cap)) goto out;
+            prune_checkpoints(&R);
+        }
+        if (interrupted) break;
+    }
+    if (R.tty) fputc('\n', stderr);
+    char p[1200];
+    ckpt_name(&R, (long)R.st.step, p, sizeof p);
+    if (interrupted) {
+        errf(err, cap, "interrupted after step %ld; checkpoint %s; continue with --resume", (long)R.st.step, p);
+        status = RFT_EXIT_RUNTIME;
+        goto out;
+    }
+    printf("done: %ld steps in %.1f s\n", (long)R.st.step, now_seconds() - t_start);
+    if (!isnan(R.valid_start) || !isnan(R.valid_last))
+        printf("valid_reward_mean: start %.4f -> final %.4f (best %.4f at step %ld)\n", R.valid_start, R.valid_last,
+               R.st.best_valid_reward, (long)R.st.best_step);
+    printf("outputs: %s/metrics.jsonl, %s/samples.jsonl, final checkpoint %s\n", c->train.out_dir, c->train.out_dir, p);
+    if (!isnan(R.st.best_valid_reward)) printf("best model (valid_reward_mean %.4f): %s/best.h5\n", R.st.best_valid_reward, c->train.out_dir);
+    status = RFT_EXIT_OK;
+out:
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    ckpt_train_state_free(&R.st);
+    run_free(&R);
+    return status;
+}
