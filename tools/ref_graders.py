@@ -716,6 +716,12 @@ def gen_numeric():
             cfg["abs_tol"] = RNG.choice([0.01, 0.5, 1.5])
         rows.append({"grader": "numeric", "config": cfg, "item": {"answer": ref}, "output_text": text,
                      "expect": nu_expect(cfg, text, ref)})
+    for text in ("0." + "0" * 700 + "1", "1" + "0" * 300, "1" + "0" * 400, "-" + "9" * 320 + ".5e-10"):
+        rows.append({"grader": "numeric", "config": {"input": "{{sample.output_text}}", "reference": "{{item.answer}}",
+                                                      "abs_tol": 1e-9},
+                     "item": {"answer": "0"}, "output_text": "x " + text, "expect": nu_expect({"abs_tol": 1e-9}, "x " + text, "0")})
+        rows.append({"grader": "numeric", "config": {"input": "{{sample.output_text}}", "reference": "{{item.answer}}"},
+                     "item": {"answer": text}, "output_text": text, "expect": nu_expect({}, text, text)})
     rows.append({"grader": "numeric", "config": {"input": "{{sample.output_text}}", "reference": "{{item.answer}}"},
                  "item": {"answer": "no number here"}, "output_text": "42", "expect": "error"})
     rows.append({"grader": "numeric", "config": {"input": "{{sample.output_text}}", "reference": "{{item.n}}"},

@@ -383,7 +383,10 @@ static inline int gb_tmpl_parse(gb_tmpl *t, const char *src, const char *grader,
         while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
         char name[1024];
         size_t n = (size_t)(b - a);
-        if (n >= sizeof name) n = sizeof name - 1;
+        if (n >= sizeof name) {
+            gb_tmpl_free(t);
+            return gb_err(err, cap, "%s: key '%s': template path longer than %zu bytes", grader, key, sizeof name - 1);
+        }
         memcpy(name, a, n);
         name[n] = 0;
         int rc = 0;

@@ -148,9 +148,10 @@ out:
 
 /* value of a number text t[0..n): commas dropped, U+2212 read as '-' */
 static double num_value(const char *t, size_t n) {
-    char buf[512];
+    char small[256], *buf = n < sizeof small ? small : malloc(n + 1);
     size_t k = 0;
-    for (size_t i = 0; i < n && k + 2 < sizeof buf; i++) {
+    if (!buf) return NAN;
+    for (size_t i = 0; i < n; i++) {
         if (t[i] == ',') continue;
         if ((unsigned char)t[i] == 0xE2 && i + 2 < n && (unsigned char)t[i + 1] == 0x88 && (unsigned char)t[i + 2] == 0x92) {
             buf[k++] = '-';
@@ -159,9 +160,10 @@ static double num_value(const char *t, size_t n) {
         }
         buf[k++] = t[i];
     }
-    if (k + 2 >= sizeof buf) return NAN; /* absurdly long digit run: no number */
     buf[k] = 0;
-    return strtod(buf, NULL);
+    double v = strtod(buf, NULL);
+    if (buf != small) free(buf);
+    return v;
 }
 
 /* Numbers of s[0..n) in order; calls back each finite value with its span.
