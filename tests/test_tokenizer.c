@@ -168,6 +168,7 @@ static tokenizer *json_roundtrip(const tokenizer *t) {
 static void check_same_meta(const tokenizer *a, const tokenizer *b, const char *what) {
     CHECK(tokenizer_vocab_size(a) == tokenizer_vocab_size(b), "%s: vocab size", what);
     CHECK(tokenizer_bos_id(a) == tokenizer_bos_id(b) && tokenizer_eos_id(a) == tokenizer_eos_id(b), "%s: bos/eos", what);
+    CHECK(!strcmp(tokenizer_normalizer(a), tokenizer_normalizer(b)), "%s: normalizer", what);
     CHECK(!strcmp(tokenizer_chat_template_name(a), tokenizer_chat_template_name(b)), "%s: chat template name %s vs %s",
           what, tokenizer_chat_template_name(a), tokenizer_chat_template_name(b));
     const char *ta = tokenizer_chat_template_text(a), *tb = tokenizer_chat_template_text(b);
@@ -385,6 +386,19 @@ int main(void) {
         printf("%-7s %zu strings x 2 (special split / plain): %s\n", PRES[k], nrows, bad ? "MISMATCH" : "identical");
     }
     CHECK(tokenizer_ignore_merges(toks[2]) == 1, "llama3 fixture has ignore_merges");
+    /* add_bos from a TemplateProcessing post-processor (llama3) or add_bos_token (smollm: false) */
+    CHECK(tokenizer_add_bos(toks[2]) == 1 && tokenizer_bos_id(toks[2]) == 0, "llama3: add_bos with bos 0");
+    CHECK(tokenizer_add_bos(toks[0]) == 0, "smollm: no add_bos");
+    for (int k = 0; k < 4; k += 2) {
+        char err[256];
+        tok_ids a = {0}, b = {0};
+        tokenizer_encode(toks[k], "Hello world", 11, TOK_ALLOW_SPECIAL | TOK_ADD_SPECIAL, &a, err, sizeof err);
+        tokenizer_encode(toks[k], "Hello world", 11, TOK_ALLOW_SPECIAL, &b, err, sizeof err);
+        int with_bos = k == 2;
+        CHECK(a.n == b.n + (size_t)with_bos && (!with_bos || a.ids[0] == 0) &&
+              !memcmp(a.ids + with_bos, b.ids, b.n * sizeof(int32_t)), "%s: TOK_ADD_SPECIAL", PRES[k]);
+        free(a.ids); free(b.ids);
+    }
     CHECK(!strcmp(tokenizer_chat_template_name(toks[0]), "chatml"), "smollm template detected as chatml");
     CHECK(!strcmp(tokenizer_chat_template_name(toks[2]), "llama3"), "llama3 template detected");
     char *sys = chat_template_default_system(tokenizer_chat_template_text(toks[0]));
@@ -405,6 +419,7 @@ int main(void) {
             check_same_meta(toks[k], j, "json");
             check_cases(j, PRES[k], rows, nrows, "json");
             CHECK(tokenizer_ignore_merges(j) == tokenizer_ignore_merges(toks[k]), "json: ignore_merges");
+            CHECK(tokenizer_add_bos(j) == tokenizer_add_bos(toks[k]), "json: add_bos");
             tokenizer_free(j);
         }
     }

@@ -232,6 +232,14 @@ def train(pre, cases_):
     tok.train_from_iterator(corpus, trainer=tr)
     if pre == "gpt2":
         tok.add_tokens([AddedToken("[USER_TAG]", special=False, normalized=False)])
+    if pre == "llama3":
+        # as Llama 3's tokenizer.json: encode(add_special_tokens=True) prepends <|begin_of_text|>
+        from tokenizers import processors
+        tok.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                          pair="<|begin_of_text|> $A <|begin_of_text|>:1 $B:1",
+                                          special_tokens=[("<|begin_of_text|>", 0)])])
     j = json.loads(tok.to_str())
     if pre == "llama3":
         # ignore_merges, and whole words that no merge sequence reaches, so the
@@ -337,6 +345,8 @@ def main():
             row = {"text": s, "ids": {}, "plain": {}}
             for pre, tok in toks.items():
                 row["ids"][pre], row["plain"][pre] = encode_both(tok, s)
+                if pre == "llama3":
+                    assert tok.encode(s).ids == [0] + row["ids"][pre]
                 want = unicodedata.normalize("NFC", s) if pre == "qwen2" else s
                 assert tok.decode(row["ids"][pre], skip_special_tokens=False) == want, (pre, s)
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -349,8 +359,12 @@ def main():
     with open(os.path.join(FIX, "tok_chat.jsonl"), "w") as f:
         for pre, (tmpl, bos, eos) in cfgs.items():
             with open(os.path.join(FIX, f"tok_{pre}_config.json"), "w") as g:
-                json.dump({"chat_template": tmpl, "bos_token": bos, "eos_token": eos, "pad_token": eos,
-                           "add_bos_token": False, "tokenizer_class": "GPT2Tokenizer"}, g, ensure_ascii=False, indent=1)
+                cfg = {"chat_template": tmpl, "bos_token": bos, "eos_token": eos, "pad_token": eos,
+                       "add_bos_token": False, "tokenizer_class": "GPT2Tokenizer"}
+                if pre != "smollm":   # Llama 3: bos comes from the post-processor
+                    del cfg["add_bos_token"]
+                    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+                json.dump(cfg, g, ensure_ascii=False, indent=1)
             for row in chat_refs(toks["llama3" if pre == "llama31" else pre], tmpl, bos, eos):
                 row["tokenizer"] = pre
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
