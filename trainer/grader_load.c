@@ -99,25 +99,24 @@ int grader_find_builtin(const char *type, char *path, size_t path_cap, char *err
             }
         }
     }
-    /* not found: list the types we can see */
-    char list[512] = "";
-    size_t used = 0;
-    for (int i = 0; i < nd; i++) {
+    /* not found: list the types we can see (sorted), from the first directory that has any */
+    char names[64][64];
+    int nn = 0;
+    for (int i = 0; i < nd && nn == 0; i++) {
         DIR *d = opendir(dirs[i]);
         if (!d) continue;
         struct dirent *e;
-        while ((e = readdir(d))) {
+        while ((e = readdir(d)) && nn < 64) {
             size_t len = strlen(e->d_name);
-            if (len < 4 || strcmp(e->d_name + len - 3, ".so")) continue;
-            char name[256];
-            snprintf(name, sizeof name, " %.*s", (int)(len - 3), e->d_name);
-            if (strstr(list, name) || used + strlen(name) + 1 >= sizeof list) continue;
-            strcat(list, name);
-            used += strlen(name);
+            if (len < 4 || len - 3 >= 64 || strcmp(e->d_name + len - 3, ".so")) continue;
+            snprintf(names[nn++], 64, "%.*s", (int)(len - 3), e->d_name);
         }
         closedir(d);
-        if (list[0]) break; /* the first directory that has plugins is the one in use */
     }
+    qsort(names, nn, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+    char list[512] = "";
+    for (int i = 0; i < nn; i++)
+        if (strlen(list) + strlen(names[i]) + 2 < sizeof list) strcat(strcat(list, " "), names[i]);
     if (list[0])
         return errf(err, err_cap, "unknown grader type '%s' (built-in types:%s)", type, list);
     return errf(err, err_cap,
