@@ -10,7 +10,7 @@
  *   pass_threshold: 0.8                 optional: score 1 when the metric is
  *                                       >= the threshold, else 0
  *
- * Metrics, each equal (within 1e-6, tests/fixtures/graders_<metric>.jsonl)
+ * Metrics, each equal (within 1e-9, tests/fixtures/graders_<metric>.jsonl)
  * to its reference package; text is decoded from UTF-8 (invalid bytes read
  * as U+FFFD) and handled as Unicode code points like Python strings:
  *   fuzzy_match  rapidfuzz.fuzz.ratio(input, reference) / 100: the Indel
