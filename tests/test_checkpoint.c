@@ -892,6 +892,20 @@ static void test_cli(const char *full) {
     rc = run_capture(bin, path, out, sizeof out, errb, sizeof errb);
     nl = strchr(errb, '\n');
     CHECK(rc == 2 && nl && nl[1] == 0 && strstr(errb, path), "rft inspect truncated file exits 2 (rc %d): %s", rc, errb);
+    copy_file(full, path, -1);
+    f = open_rw(path);
+    m_opt_neg_v(f);
+    H5Fclose(f);
+    rc = run_capture(bin, path, out, sizeof out, errb, sizeof errb);
+    nl = strchr(errb, '\n');
+    CHECK(rc == 2 && nl && nl[1] == 0 && strstr(errb, "optimizer v of model.norm.weight") && !out[0],
+          "rft inspect checks optimizer values, exits 2 and prints nothing else (rc %d): %s", rc, errb);
+    FILE *g = fopen(path, "wb");
+    fputs("just some text, not a model\n", g);
+    fclose(g);
+    rc = run_capture(bin, path, out, sizeof out, errb, sizeof errb);
+    nl = strchr(errb, '\n');
+    CHECK(rc == 2 && nl && nl[1] == 0 && strstr(errb, path), "rft inspect on a text file exits 2 (rc %d): %s", rc, errb);
 }
 
 int main(void) {

@@ -921,15 +921,15 @@ static int r_no_extras(const ckpt_file *f, hid_t g, const char *gname, const mod
     return 0;
 }
 
-/* checks then loads every tensor of m's table from group g into device
- * buffer dst (dst == NULL: check the metadata only). nonneg: values must also
- * be >= 0 (second moments). */
+/* checks every tensor of m's table in group g: metadata of all first, then
+ * the values (finite; nonneg: also >= 0, for second moments), copied into
+ * device buffer dst unless dst == NULL (check only). */
 static int r_tensors(const ckpt_file *f, hid_t g, const char *gname, const char *what, const model *m, float *dst,
                      int nonneg, char *err, size_t cap) {
     char d[200], label[200];
     if (r_no_extras(f, g, gname, m, err, cap) < 0) return -1;
     /* pass 1: metadata of everything; pass 2: data */
-    for (int pass = 0; pass < (dst ? 2 : 1); pass++) {
+    for (int pass = 0; pass < 2; pass++) {
         float *host = NULL;
         if (pass == 1 && !(host = xmalloc(max_numel(m) * sizeof(float), err, cap))) return -1;
         for (int i = 0; i < m->n_tensors; i++) {
@@ -957,7 +957,7 @@ static int r_tensors(const ckpt_file *f, hid_t g, const char *gname, const char 
                                     isfinite(v) ? "a negative" : "a non-finite", v, j);
                     }
                 }
-                m->be->copy_h2d(m->be, dst + t->offset, host, t->numel * sizeof(float));
+                if (dst) m->be->copy_h2d(m->be, dst + t->offset, host, t->numel * sizeof(float));
             }
             H5Dclose(did);
         }

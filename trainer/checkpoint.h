@@ -113,9 +113,10 @@ int ckpt_read_optim_config(ckpt_file *f, optim_config *cfg, char *err, size_t er
  * config wins; ckpt_read_optim_config gives the stored one). */
 int ckpt_load_optim(ckpt_file *f, optim *o, char *err, size_t err_cap);
 
-/* Metadata-only checks (presence, dtype, shape, no unknown tensors; values
- * are not read) of /model and /optimizer against m's table; for inspect.
- * ckpt_check_optim also validates the attributes and returns the step. */
+/* The checks of ckpt_load_model / ckpt_load_optim (presence, dtype, shape,
+ * no unknown tensors, values read and checked) without storing anything, so
+ * no optimizer needs to be allocated (inspect). ckpt_check_optim also
+ * validates the attributes and returns the stored step. */
 int ckpt_check_model(ckpt_file *f, const model *m, char *err, size_t err_cap);
 int ckpt_check_optim(ckpt_file *f, const model *m, int *step, char *err, size_t err_cap);
 
