@@ -341,6 +341,11 @@ static void test_train_state(void) {
 /* tokenizer hooks: a tiny stand-in tokenizer (a list of strings) */
 static int tok_save(hid_t g, const void *tok, char *err, size_t cap) {
     const char *s = tok;
+    int32_t ids[300];
+    for (int i = 0; i < 300; i++) ids[i] = i * 3;
+    int64_t shape[1] = {300};
+    if (ckpt_write_dataset(g, "ids", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, shape, ids) < 0)
+        return errf(err, cap, "cannot write ids");
     hid_t sp = H5Screate(H5S_SCALAR), t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, strlen(s) + 1);
     hid_t a = H5Acreate2(g, "probe", t, sp, H5P_DEFAULT, H5P_DEFAULT);
@@ -351,6 +356,13 @@ static int tok_save(hid_t g, const void *tok, char *err, size_t cap) {
     return rc;
 }
 static int tok_load(hid_t g, void *tok, char *err, size_t cap) {
+    int32_t ids[300];
+    hid_t d = H5Dopen2(g, "ids", H5P_DEFAULT);
+    herr_t r = d < 0 ? -1 : H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, ids);
+    if (d >= 0) H5Dclose(d);
+    if (r < 0) return errf(err, cap, "cannot read ids");
+    for (int i = 0; i < 300; i++)
+        if (ids[i] != i * 3) return errf(err, cap, "ids[%d] = %d", i, ids[i]);
     hid_t a = H5Aopen(g, "probe", H5P_DEFAULT);
     if (a < 0) return errf(err, cap, "no probe attribute");
     hid_t t = H5Aget_type(a);
@@ -374,6 +386,23 @@ static void test_tokenizer_hook(void) {
     CHECK(rc == 0 && f && ckpt_has_tokenizer(f), "tokenizer group written through the save hook");
     rc = f ? ckpt_load_tokenizer(f, tok_load, got, err, sizeof err) : -1;
     CHECK(rc == 0 && !strcmp(got, "hello tokenizer"), "tokenizer hook reads it back ('%s')", got);
+    ckpt_close(f);
+    /* a flipped byte inside the hook's checksummed dataset is a read error */
+    hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(fid, "tokenizer/ids", H5P_DEFAULT);
+    haddr_t off = 0;
+    hsize_t sz = 0;
+    hid_t sp = H5Dget_space(d);
+    H5Dget_chunk_info(d, sp, 0, NULL, NULL, &off, &sz);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(fid);
+    FILE *fp = fopen(path, "r+b");
+    int flipped = fp && off && fseek(fp, (long)off + 40, SEEK_SET) == 0 && fputc(0x7f, fp) != EOF;
+    if (fp) fclose(fp);
+    f = ckpt_open(path, err, sizeof err);
+    rc = f ? ckpt_load_tokenizer(f, tok_load, got, err, sizeof err) : -1;
+    CHECK(flipped && rc != 0 && strstr(err, "tokenizer: cannot read ids"), "damaged ckpt_write_dataset data is a read error: %s", err);
     ckpt_close(f);
 }
 

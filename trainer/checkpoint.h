@@ -69,6 +69,13 @@ typedef struct ckpt_train_state {
 typedef int (*ckpt_tokenizer_save_fn)(hid_t group, const void *tok, char *err, size_t err_cap);
 typedef int (*ckpt_tokenizer_load_fn)(hid_t group, void *tok, char *err, size_t err_cap);
 
+/* For hooks writing into a checkpoint group: a rank-1 or rank-2 dataset
+ * stored like every checkpoint dataset (chunked with a Fletcher-32 checksum,
+ * verified by HDF5 on every read, so damage is an error, not silently
+ * different data). 0, or -1 on an HDF5 error. */
+int ckpt_write_dataset(hid_t group, const char *name, hid_t file_type, hid_t mem_type, int ndim, const int64_t *shape,
+                       const void *data);
+
 /* Optional parts of a checkpoint; a NULL pointer leaves the group out. */
 typedef struct ckpt_parts {
     const optim *opt;                      /* -> /optimizer */
