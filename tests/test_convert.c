@@ -310,6 +310,10 @@ static void test_bad(void) {
     expect_fail(d, "rope_scaling (yarn)");
     write_text(p, "{\"model_type\": \"qwen2\", \"vocab_size\": 272, \"hidden_size\": 64, \"num_hidden_layers\": 1,"
                   " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 96,"
+                  " \"tie_word_embeddings\": true, \"use_sliding_window\": true}");
+    expect_fail(d, "use_sliding_window");
+    write_text(p, "{\"model_type\": \"qwen2\", \"vocab_size\": 272, \"hidden_size\": 64, \"num_hidden_layers\": 1,"
+                  " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 96,"
                   " \"tie_word_embeddings\": true}");
     f = fopen(src, "wb");
     fwrite(buf, 1, n / 2, f);  /* truncated safetensors */
@@ -387,6 +391,9 @@ static void test_cli(void) {
     CHECK(run("%s convert %s/c.h5 %s %s", bin, tmp, q, "") == 2, "missing OUT exits 2");
     CHECK(run("%s convert %s/c.h5 /nonexistent-dir/x.gguf %s", bin, tmp, q) == 1, "unwritable output exits 1");
     CHECK(run("%s inspect tests/fixtures/gguf_tiny_qwen2.gguf %s", bin, q) == 0, "inspect fixture");
+    CHECK(run("head -c 5000 tests/fixtures/gguf_tiny_qwen2.gguf > %s/trunc.gguf", tmp) == 0, "truncate");
+    CHECK(run("%s inspect %s/trunc.gguf %s", bin, tmp, q) == 2, "inspect of a truncated GGUF exits 2");
+    CHECK(run("%s convert %s/trunc.gguf %s/t.h5 %s", bin, tmp, tmp, q) == 2, "convert of a truncated GGUF exits 2");
 }
 
 static void rm_tree(const char *dir) {

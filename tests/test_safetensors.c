@@ -70,6 +70,18 @@ static void test_read(void) {
     CHECK(st_set_find(&s, "nope", NULL) == NULL, "absent tensor");
     st_set_close(&s);
     CHECK(st_set_open(&s, "tests/fixtures", err, sizeof err) == -1 && strstr(err, "no model.safetensors"), "%s", err);
+    /* shards without an index: every *.safetensors of the directory */
+    char dir[256], cmd[800];
+    snprintf(dir, sizeof dir, "%s/rft_test_st_noindex_%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", getpid());
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp tests/fixtures/hf_tiny_llama/*.safetensors %s/", dir, dir);
+    CHECK(system(cmd) == 0, "copy shards");
+    CHECK(st_set_open(&s, dir, err, sizeof err) == 0 && s.n_files == 2 && st_set_find(&s, "lm_head.weight", NULL), "%s", err);
+    st_set_close(&s);
+    snprintf(cmd, sizeof cmd, "cp tests/fixtures/hf_tiny_llama/model-00002-of-00002.safetensors %s/dup.safetensors", dir);
+    CHECK(system(cmd) == 0, "copy dup");
+    CHECK(st_set_open(&s, dir, err, sizeof err) == -1 && strstr(err, "is in both"), "%s", err);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
 }
 
 static void tmpdir_make(char *d, size_t n, const char *tag) {

@@ -126,6 +126,12 @@ int hf_model_config(const char *dir, model_config *c, char *err, size_t cap) {
             goto done;
         }
     }
+    int sliding = 0;
+    if (jbool(o, "use_sliding_window", &sliding, path, err, cap) < 0) goto done;
+    if (sliding) {
+        errf(err, cap, "%s: use_sliding_window = true is not supported (rft attends over the whole sequence)", path);
+        goto done;
+    }
     const char *act = json_string_value(json_object_get(o, "hidden_act"));
     if (act && strcmp(act, "silu")) {
         errf(err, cap, "%s: hidden_act \"%s\" is not supported (silu only)", path, act);

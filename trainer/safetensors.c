@@ -2,6 +2,7 @@
  * sets via model.safetensors.index.json, and writer (see safetensors.h). */
 #include "safetensors.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -260,17 +261,47 @@ int st_set_open(st_set *s, const char *dir, char *err, size_t cap) {
         return 0;
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    s->files = calloc(1, sizeof(st_file));
-    if (!s->files) return errf(err, cap, "%s: out of memory", dir);
-    if (access(path, F_OK)) {
-        st_set_close(s);
-        return errf(err, cap, "%s: no model.safetensors or model.safetensors.index.json", dir);
+    if (access(path, F_OK) == 0) {
+        s->files = calloc(1, sizeof(st_file));
+        if (!s->files) return errf(err, cap, "%s: out of memory", dir);
+        if (st_open(&s->files[0], path, err, cap)) {
+            st_set_close(s);
+            return -1;
+        }
+        s->n_files = 1;
+        return 0;
     }
-    if (st_open(&s->files[0], path, err, cap)) {
+    /* no index and no model.safetensors: every *.safetensors in the directory, in name order */
+    struct dirent **ents = NULL;
+    int ne = scandir(dir, &ents, NULL, alphasort), bad = 0;
+    if (ne < 0) return errf(err, cap, "%s: %s", dir, strerror(errno));
+    int n = 0;
+    for (int i = 0; i < ne; i++) {
+        size_t l = strlen(ents[i]->d_name);
+        n += l > 12 && !strcmp(ents[i]->d_name + l - 12, ".safetensors");
+    }
+    if (n == 0) bad = errf(err, cap, "%s: no model.safetensors, model.safetensors.index.json or *.safetensors", dir) != 0;
+    else if (!(s->files = calloc((size_t)n, sizeof(st_file)))) bad = errf(err, cap, "%s: out of memory", dir) != 0;
+    for (int i = 0; i < ne && !bad; i++) {
+        size_t l = strlen(ents[i]->d_name);
+        if (l <= 12 || strcmp(ents[i]->d_name + l - 12, ".safetensors")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, ents[i]->d_name);
+        if (st_open(&s->files[s->n_files], path, err, cap)) bad = 1;
+        else s->n_files++;
+    }
+    for (int i = 0; i < ne; i++) free(ents[i]);
+    free(ents);
+    /* a tensor name in two files would be ambiguous */
+    for (int a = 0; a < s->n_files && !bad; a++)
+        for (int i = 0; i < s->files[a].n && !bad; i++)
+            for (int b = a + 1; b < s->n_files && !bad; b++)
+                if (st_find(&s->files[b], s->files[a].t[i].name))
+                    bad = errf(err, cap, "%s: tensor '%s' is in both %s and %s", dir, s->files[a].t[i].name,
+                               s->files[a].path, s->files[b].path) != 0;
+    if (bad) {
         st_set_close(s);
         return -1;
     }
-    s->n_files = 1;
     return 0;
 }
 

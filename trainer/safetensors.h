@@ -46,7 +46,8 @@ size_t st_dtype_size(int dtype);
 int st_tensor_to_f32(const st_file *f, const st_tensor *t, float *out, char *err, size_t err_cap);
 
 /* All safetensors of a Hugging Face directory: model.safetensors.index.json
-   (its weight_map names the shards) or a single model.safetensors. */
+   (its weight_map names the shards), else model.safetensors, else every
+   *.safetensors file in the directory (no tensor in two of them). */
 typedef struct st_set {
     char dir[512];
     int n_files;
