@@ -12,8 +12,8 @@
  * write and another thread's read can show up as a wrong result. __shared__
  * becomes `static` (one copy, blocks run in turn). Device memory is host
  * memory filled with 0xff bytes (NaN) by cudaMalloc, so reads of never
- * written memory poison results. cublasSgemm is a reference column-major
- * GEMM in double with cuBLAS's beta == 0 semantics (C is not read). */
+ * written memory poison results. cublasSgemm is OpenBLAS's column-major
+ * sgemm (with beta == 0, C is not read, as in cuBLAS). */
 #ifndef RFT_CUDA_EMU_H
 #define RFT_CUDA_EMU_H
 
@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ucontext.h>
+
+#include <cblas.h>
 
 #include <algorithm>
 #include <functional>
@@ -51,7 +53,7 @@ struct emu_thread {
     ucontext_t uctx;
     jmp_buf env;
     dim3 tid;
-    int lin, started, done;
+    int lin, made, done;
     char *stack;
 };
 #define EMU_STACK (256 * 1024)
@@ -129,10 +131,32 @@ template <class T> static inline T __shfl_down_sync(unsigned mask, T v, int d) {
     return emu_shfl(v, emu_lane_down, d);
 }
 
+/* A fiber is made once per thread slot and reused for every block: it parks
+   (returns to the scheduler) and runs the kernel body each time it is resumed,
+   so starting a block costs no system calls. */
 static void emu_entry(void) {
-    (*emu_fn)();
-    emu_cur->done = 1;
-    _longjmp(emu_sched_env, 1);
+    emu_thread *self = emu_cur;
+    for (;;) {
+        if (!_setjmp(self->env)) _longjmp(emu_sched_env, 1); /* park */
+        (*emu_fn)();
+        self->done = 1;
+    }
+}
+
+/* run fiber t until it yields or finishes (kept out of the scheduler loop so
+   no loop variable lives across _setjmp) */
+static __attribute__((noinline)) void emu_resume(emu_thread *t) {
+    emu_cur = t;
+    if (!t->made && !_setjmp(emu_sched_env)) { /* first use of this slot: make and park it */
+        t->made = 1;
+        getcontext(&t->uctx);
+        t->uctx.uc_stack.ss_sp = t->stack;
+        t->uctx.uc_stack.ss_size = EMU_STACK;
+        t->uctx.uc_link = NULL;
+        makecontext(&t->uctx, emu_entry, 0);
+        setcontext(&t->uctx);
+    }
+    if (!_setjmp(emu_sched_env)) _longjmp(t->env, 1);
 }
 
 /* a thread finished: barriers it no longer takes part in may now be complete */
@@ -177,26 +201,13 @@ template <class F> static void emu_launch(dim3 g, dim3 b, size_t smem, F f) {
                     emu_thread *t = &emu_threads[i];
                     t->lin = i;
                     t->tid = dim3(i % b.x, (i / b.x) % b.y, i / (b.x * b.y));
-                    t->started = t->done = 0;
+                    t->done = 0;
                 }
                 while (emu_live > 0) {
                     for (int i = 0; i < n; i++) {
                         emu_thread *t = &emu_threads[i];
                         if (t->done) continue;
-                        emu_cur = t;
-                        if (!_setjmp(emu_sched_env)) {
-                            if (!t->started) {
-                                t->started = 1;
-                                getcontext(&t->uctx);
-                                t->uctx.uc_stack.ss_sp = t->stack;
-                                t->uctx.uc_stack.ss_size = EMU_STACK;
-                                t->uctx.uc_link = NULL;
-                                makecontext(&t->uctx, emu_entry, 0);
-                                setcontext(&t->uctx);
-                            } else {
-                                _longjmp(t->env, 1);
-                            }
-                        }
+                        emu_resume(t);
                         if (t->done) emu_thread_exited(t);
                     }
                 }
@@ -284,21 +295,12 @@ static inline cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasO
     if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k)) return CUBLAS_STATUS_INVALID_VALUE;
     if (ldb < std::max(1, tb == CUBLAS_OP_N ? k : n)) return CUBLAS_STATUS_INVALID_VALUE;
     if (ldc < std::max(1, m)) return CUBLAS_STATUS_INVALID_VALUE;
-    for (int bi = 0; bi < batch; bi++) {
-        const float *a = A + bi * sA, *b = B + bi * sB;
-        float *c = C + bi * sC;
-        for (int j = 0; j < n; j++)
-            for (int i = 0; i < m; i++) {
-                double s = 0;
-                for (int l = 0; l < k; l++) {
-                    double x = ta == CUBLAS_OP_N ? a[i + (long)l * lda] : a[l + (long)i * lda];
-                    double y = tb == CUBLAS_OP_N ? b[l + (long)j * ldb] : b[j + (long)l * ldb];
-                    s += x * y;
-                }
-                float *cij = c + i + (long)j * ldc;
-                *cij = (float)(*alpha * s + (*beta == 0.0f ? 0.0 : (double)*beta * *cij));
-            }
-    }
+    /* C = alpha op(A) op(B) + beta C, column-major (OpenBLAS, which leaves C
+       unread when beta == 0, as cuBLAS does) */
+    for (int bi = 0; bi < batch; bi++)
+        cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                    tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, *alpha, A + bi * sA, lda, B + bi * sB, ldb,
+                    *beta, C + bi * sC, ldc);
     return CUBLAS_STATUS_SUCCESS;
 }
 static inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
