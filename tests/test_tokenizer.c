@@ -406,6 +406,15 @@ int main(void) {
           "SmolLM2 default system prompt: %s", sys ? sys : "(none)");
     free(sys);
     check_chat(toks, chat, nchat);
+    {
+        int32_t st[8];
+        int ns = chat_stop_tokens(toks[0], st, 8);   /* smollm: eos <|im_end|> = 2, <|endoftext|> = 0 */
+        CHECK(ns == 2 && st[0] == 2 && st[1] == 0, "smollm stop tokens (%d)", ns);
+        ns = chat_stop_tokens(toks[2], st, 8);       /* llama3: eos <|eot_id|> = 4, <|end_of_text|> = 1 */
+        CHECK(ns == 2 && st[0] == 4 && st[1] == 1, "llama3 stop tokens (%d)", ns);
+        ns = chat_stop_tokens(toks[1], st, 1);
+        CHECK(ns == 1 && st[0] == 0, "gpt2 stop tokens, cap 1 (%d)", ns);
+    }
 
     /* array constructor (GGUF path), HDF5 and tokenizer.json round trips */
     const char *gguf_pre[4] = {"smollm", "gpt2", "llama-bpe", "qwen2"};

@@ -219,6 +219,24 @@ int chat_format(const tokenizer *t, const chat_msg *msgs, size_t n, int gen, cha
     return 0;
 }
 
+int chat_stop_tokens(const tokenizer *t, int32_t *out, int cap) {
+    static const char *const names[] = {"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"};
+    int n = 0;
+    int32_t cand[6];
+    cand[0] = tokenizer_eos_id(t);
+    for (int i = 0; i < 5; i++) {
+        int32_t id = tokenizer_token_to_id(t, names[i], strlen(names[i]));
+        cand[i + 1] = tokenizer_is_special(t, id) ? id : -1;
+    }
+    for (int i = 0; i < 6 && n < cap; i++) {
+        if (cand[i] < 0) continue;
+        int dup = 0;
+        for (int k = 0; k < n; k++) dup |= out[k] == cand[i];
+        if (!dup) out[n++] = cand[i];
+    }
+    return n;
+}
+
 int chat_encode(const tokenizer *t, const chat_msg *msgs, size_t n, int gen, tok_ids *out, char *err, size_t cap) {
     char *text;
     size_t len;

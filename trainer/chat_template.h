@@ -54,6 +54,12 @@ char *chat_template_jinja(const char *name, const char *default_system);
 int chat_format(const tokenizer *t, const chat_msg *msgs, size_t n, int add_generation_prompt, char **text,
                 size_t *len, char *err, size_t err_cap);
 
+/* Token ids that end a generated turn: eos, then whichever of <|im_end|>,
+   <|endoftext|>, <|eot_id|>, <|eom_id|>, <|end_of_text|> the vocabulary has
+   as special tokens (the eos lists of SmolLM2, Qwen2.5 and Llama 3.x
+   generation configs), without repeats. Returns how many (at most cap). */
+int chat_stop_tokens(const tokenizer *t, int32_t *out, int cap);
+
 /* chat_format then tokenizer_encode with special tokens allowed and no bos
    added (the template writes bos itself), appending to out. */
 int chat_encode(const tokenizer *t, const chat_msg *msgs, size_t n, int add_generation_prompt, tok_ids *out,
