@@ -59,8 +59,16 @@ static const char *cpu_better_here(const char **detected) {
 int cpu_openblas_reexec(char **argv) {
     if (getenv("OPENBLAS_CORETYPE") || getenv("RFT_OPENBLAS_FIXED")) return 0;
     const char *detected, *better = cpu_better_here(&detected);
+    const char *pretend = getenv("RFT_OPENBLAS_TEST_DETECTED"); /* tests: act as if OpenBLAS detected this */
+    if (pretend && *pretend) {
+        int avx512, avx2;
+        cpu_features(&avx512, &avx2);
+        detected = pretend;
+        better = cpu_openblas_better_core(detected, avx512, avx2);
+    }
     if (!better) return 0;
     if (setenv("RFT_OPENBLAS_FIXED", detected, 1) != 0 || setenv("OPENBLAS_CORETYPE", better, 1) != 0) return -1;
+    fflush(NULL); /* whatever the caller printed must not be lost by exec */
     execv("/proc/self/exe", argv);
     unsetenv("OPENBLAS_CORETYPE"); /* exec failed: go on as before */
     unsetenv("RFT_OPENBLAS_FIXED");

@@ -16,7 +16,8 @@ const char *cpu_openblas_better_core(const char *detected, int has_avx512, int h
  * re-executes /proc/self/exe with argv (does not return on success). Returns 0
  * when nothing had to be done, -1 when the re-exec failed (the program goes on
  * with the slow kernels; cpu_openblas_note says so). Prints nothing. Call
- * before any thread is started. */
+ * before any thread is started. For tests, RFT_OPENBLAS_TEST_DETECTED=<name>
+ * makes it act as if OpenBLAS had detected <name>. */
 int cpu_openblas_reexec(char **argv);
 
 /* One info line for the user about the core type, or NULL when there is
