@@ -405,6 +405,10 @@ int main(void) {
     CHECK(sys && !strcmp(sys, "You are a helpful AI assistant named SmolLM, trained by Hugging Face"),
           "SmolLM2 default system prompt: %s", sys ? sys : "(none)");
     free(sys);
+    sys = chat_template_default_system(tokenizer_chat_template_text(toks[3]));
+    CHECK(sys && !strcmp(sys, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
+          "Qwen2.5 default system prompt: %s", sys ? sys : "(none)");
+    free(sys);
     check_chat(toks, chat, nchat);
     {
         int32_t st[8];

@@ -15,6 +15,7 @@ Writes (under tests/fixtures/):
                          qwen2 (NFC normalizer, Split(qwen2 regex) + ByteLevel).
   tok_<pre>_config.json  tokenizer_config.json with a chat template (smollm: SmolLM2's
                          template as stored in its GGUF; llama3: the Llama 3.0 template;
+                         qwen2: Qwen2.5-Instruct's template without its tool rendering;
                          llama31: Llama 3.1's template without its tool branches, used
                          with tok_llama3.json).
   tok_nfc.jsonl          unicodedata.normalize("NFC") of strings covering every canonical
@@ -101,6 +102,32 @@ LLAMA31_TEMPLATE = """{{- bos_token }}
 {%- endfor %}
 {%- if add_generation_prompt %}
     {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}
+{%- endif %}
+"""
+
+# Qwen2.5-Instruct's template structure (the tool branches reduced to their system-turn lines)
+QWEN25_TEMPLATE = """{%- if tools %}
+    {{- '<|im_start|>system\\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\\n\\n# Tools\\n\\n<|im_end|>\\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\\n' }}
 {%- endif %}
 """
 
@@ -355,12 +382,16 @@ def main():
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     cfgs = {"smollm": (SMOL_TEMPLATE, "<|im_start|>", "<|im_end|>"),
             "llama3": (LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>"),
-            "llama31": (LLAMA31_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>")}
+            "llama31": (LLAMA31_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>"),
+            "qwen2": (QWEN25_TEMPLATE, None, "<|im_end|>")}
     with open(os.path.join(FIX, "tok_chat.jsonl"), "w") as f:
         for pre, (tmpl, bos, eos) in cfgs.items():
             with open(os.path.join(FIX, f"tok_{pre}_config.json"), "w") as g:
                 cfg = {"chat_template": tmpl, "bos_token": bos, "eos_token": eos, "pad_token": eos,
                        "add_bos_token": False, "tokenizer_class": "GPT2Tokenizer"}
+                if pre == "qwen2":    # Qwen2.5: no bos
+                    cfg["bos_token"] = None
+                    cfg["pad_token"] = "<|endoftext|>"
                 if pre != "smollm":   # Llama 3: bos comes from the post-processor
                     del cfg["add_bos_token"]
                     cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
