@@ -80,7 +80,7 @@ static void make_spec(grader_spec *s, const char *name, const char *file, const 
     const char *build = getenv("RFT_BUILD");
     snprintf(s->path, sizeof s->path, "%s/tests/faults/%s", build ? build : "build", file);
     s->config_json = strdup(config);
-    s->timeout_ms = 400;
+    s->timeout_ms = 1000;
     s->memory_mb = 64;
     s->isolation = isolation;
 }
@@ -167,6 +167,30 @@ int main(void) {
     grader_runner_free(r);
     count_procs(&children, &lingering);
     CHECK(children == 0, "%d child processes left after free", children);
+
+    /* workers started by re-executing this program (the fallback when
+       rft-grader-worker is not found): a crash and good grades */
+    setenv("RFT_GRADER_WORKER_BIN", "/proc/self/exe", 1);
+    r = grader_runner_create(specs, 2, 1, err, sizeof err);
+    CHECK(r != NULL, "self-exec runner: %s", err);
+    if (r) {
+        json_object_set_new(items[7], "fault", json_string("abort"));
+        memset(out, 0, sizeof *out * n * 2);
+        rc = grader_runner_grade(r, samples, items, 20, out, err, sizeof err);
+        CHECK(rc == 0, "self-exec batch failed: %s", err);
+        for (int i = 0; i < 20; i++) {
+            CHECK(out[i * 2].status == GRADE_OK && out[i * 2].score == good_expected(i, texts[i]),
+                  "self-exec sample %d good wrong", i);
+            if (i == 7)
+                CHECK(out[i * 2 + 1].status == GRADE_ERROR && out[i * 2 + 1].kind == GRADE_KIND_CRASH,
+                      "self-exec abort: %s", grade_kind_name(out[i * 2 + 1].kind));
+            else
+                CHECK(out[i * 2 + 1].status == GRADE_OK, "self-exec sample %d fault grader: %s", i, out[i * 2 + 1].msg);
+        }
+        json_object_del(items[7], "fault");
+        grader_runner_free(r);
+    }
+    unsetenv("RFT_GRADER_WORKER_BIN");
 
     /* inline, threaded: the same good grades, and the in-process checks */
     specs[0].isolation = specs[1].isolation = GRADER_ISOLATION_INLINE;

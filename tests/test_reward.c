@@ -161,6 +161,17 @@ int main(void) {
     row2[1] = ok(4);
     CHECK(reward_combine(&s, row2, &r, &ferr, why, sizeof why) == REWARD_OK && r == 0.25 && !ferr, "formula %g", r);
 
+    /* a batch: rewards and the validity mask */
+    {
+        grade_result rows[3 * 4] = {ok(1), ok(4), ok(0), ok(0), ok(1), ok(0), ok(0), ok(0), ok(2), ok(8), ok(0), ok(0)};
+        rows[2 * 4 + 3].status = GRADE_ERROR; /* unused grader: no effect */
+        double rw[3];
+        unsigned char valid[3];
+        int fe = reward_batch(&s, rows, 3, rw, valid);
+        CHECK(fe == 1 && valid[0] && rw[0] == 0.25 && !valid[1] && rw[1] == 0 && valid[2] && rw[2] == 0.25,
+              "reward_batch: %d %d %g %d %g %d %g", fe, valid[0], rw[0], valid[1], rw[1], valid[2], rw[2]);
+    }
+
     /* max_error_rate and abort */
     grade_result batch[100 * 4];
     for (int i = 0; i < 100; i++)

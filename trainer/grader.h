@@ -62,7 +62,10 @@ typedef struct grader_spec {
    -1 with "unknown grader type 'x' (built-in types: ...)" if absent. */
 int grader_find_builtin(const char *type, char *path, size_t path_cap, char *err, size_t err_cap);
 
-/* ---- the runner: all configured graders, process-isolated or inline ---- */
+/* ---- the runner: all configured graders, process-isolated or inline ----
+   One grader_runner_grade call at a time per runner (it is not re-entrant);
+   create it from the main thread: workers are tied to the creating thread's
+   life (PR_SET_PDEATHSIG). */
 typedef struct grader_runner grader_runner;
 
 /* Loads every grader (dlopen, ABI check, create). workers <= 0: one per core.

@@ -1,6 +1,7 @@
 /* trainer/grader_pool.c: the worker-process pool behind isolation: process.
- * Workers are started by fork + exec of this same program (/proc/self/exe)
- * with RFT_GRADER_WORKER set (see grader_worker.c), each in its own process
+ * Workers are started by fork + exec of rft-grader-worker (or, if it cannot
+ * be found, of this same program) with RFT_GRADER_WORKER set (see
+ * grader_worker.c), each in its own process
  * group, talking over one AF_UNIX stream socket placed at a fixed high fd,
  * with stdin from /dev/null and stdout sent to rft's stderr, so nothing a
  * plugin prints or closes reaches the protocol. The parent keeps up to
@@ -55,6 +56,7 @@ struct grader_pool {
     int n_workers;
     pool_worker *w;
     char **envp;
+    char worker_path[GRADER_PATH_MAX]; /* the program exec'd as a worker */
     long restarts;
     /* the batch being graded */
     const rft_sample *samples;
@@ -137,6 +139,38 @@ static int build_env(grader_pool *p, char *err, size_t cap) {
     return 0;
 }
 
+#ifndef RFT_GRADER_WORKER_BIN
+#define RFT_GRADER_WORKER_BIN ""
+#endif
+
+/* the worker program: $RFT_GRADER_WORKER_BIN, rft-grader-worker next to this
+   program or in ../libexec/rft, the build tree's, else this program itself
+   (its grader_worker.c constructor turns it into a worker) */
+static void find_worker(grader_pool *p) {
+    char cand[4][GRADER_PATH_MAX];
+    int n = 0;
+    const char *env = getenv("RFT_GRADER_WORKER_BIN");
+    if (env && *env) snprintf(cand[n++], GRADER_PATH_MAX, "%s", env);
+    char exe[GRADER_PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(cand[n++], GRADER_PATH_MAX, "%.4000s/rft-grader-worker", exe);
+            snprintf(cand[n++], GRADER_PATH_MAX, "%.4000s/../libexec/rft/rft-grader-worker", exe);
+        }
+    }
+    if (RFT_GRADER_WORKER_BIN[0]) snprintf(cand[n++], GRADER_PATH_MAX, "%s", RFT_GRADER_WORKER_BIN);
+    for (int i = 0; i < n; i++)
+        if (access(cand[i], X_OK) == 0) {
+            snprintf(p->worker_path, sizeof p->worker_path, "%.4000s", cand[i]);
+            return;
+        }
+    snprintf(p->worker_path, sizeof p->worker_path, "/proc/self/exe");
+}
+
 /* fork + exec a worker and send it the init record (does not wait for it) */
 static int worker_spawn(grader_pool *p, pool_worker *w, char *err, size_t cap) {
     int sv[2];
@@ -163,7 +197,7 @@ static int worker_spawn(grader_pool *p, pool_worker *w, char *err, size_t cap) {
         sigprocmask(SIG_SETMASK, &none, NULL);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127);
-        execve("/proc/self/exe", argv, p->envp);
+        execve(p->worker_path, argv, p->envp);
         _exit(127);
     }
     setpgid(pid, pid); /* also here: no race with a kill(-pid) */
@@ -251,7 +285,7 @@ static int worker_ready(grader_pool *p, pool_worker *w, char *err, size_t cap) {
             char how[128];
             describe_status(st, how, sizeof how);
             if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
-                return errf(err, cap, "grader pool: cannot start a worker process (exec of /proc/self/exe failed)");
+                return errf(err, cap, "grader pool: cannot start a worker process (exec of %s failed)", p->worker_path);
             return errf(err, cap, "grader '%s': plugin %s: worker process %s while loading or creating it",
                         p->name[g], p->path[g], how);
         }
@@ -301,6 +335,7 @@ grader_pool *grader_pool_create(const grader_spec *specs, const int *idx, int n,
         if (mb > p->memory_mb) p->memory_mb = mb;
     }
     if (build_env(p, err, err_cap)) goto fail;
+    find_worker(p);
     for (int i = 0; i < workers; i++)
         if (worker_spawn(p, &p->w[i], err, err_cap)) goto fail;
     for (int i = 0; i < workers; i++)

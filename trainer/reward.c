@@ -431,6 +431,19 @@ int reward_combine(const reward_spec *s, const grade_result *results, double *re
     return rc;
 }
 
+int reward_batch(const reward_spec *s, const grade_result *results, int n, double *reward, unsigned char *valid) {
+    int formula_errors = 0;
+    for (int i = 0; i < n; i++) {
+        int ferr = 0;
+        char why[8];
+        reward[i] = 0;
+        valid[i] = reward_combine(s, results + (size_t)i * s->n, &reward[i], &ferr, why, sizeof why) == REWARD_OK;
+        if (!valid[i]) reward[i] = 0;
+        formula_errors += ferr;
+    }
+    return formula_errors;
+}
+
 int reward_check_errors(const reward_spec *s, const grade_result *results, int n, int n_formula_errors, char *err,
                         size_t err_cap) {
     if (n <= 0) return 0;

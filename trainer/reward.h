@@ -51,6 +51,11 @@ enum { REWARD_OK = 0, REWARD_MASKED = 1 };
 int reward_combine(const reward_spec *s, const grade_result *results, double *reward, int *formula_error, char *why,
                    size_t why_cap);
 
+/* A whole batch (results[i * s->n + g]): reward[i] and valid[i] (1 = use
+   the reward, 0 = masked). Returns the number of samples whose formula failed
+   (for reward_check_errors). */
+int reward_batch(const reward_spec *s, const grade_result *results, int n, double *reward, unsigned char *valid);
+
 /* The policy over a batch of n samples (results[i * s->n + g]): -1 with a
    message naming the grader when on_error is abort and a grade failed, or a
    grader's error rate exceeds max_error_rate. n_formula_errors counts the

@@ -10,6 +10,7 @@ SRC=$2
 T=$(mktemp -d /tmp/rft_install_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 cmake --install "$BUILD" --prefix "$T/prefix" > /dev/null
+test -x "$T/prefix/libexec/rft/rft-grader-worker"
 PKG_CONFIG_PATH="$T/prefix/lib/pkgconfig" pkg-config --exists rft-grader
 cc -O2 -shared -fPIC $(PKG_CONFIG_PATH="$T/prefix/lib/pkgconfig" pkg-config --cflags rft-grader) \
    "$T/prefix/share/rft/examples/countdown.c" -o "$T/countdown_pc.so" -lm
