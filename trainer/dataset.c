@@ -99,12 +99,12 @@ static int row_encode(const tokenizer *tok, const dataset_opts *o, json_t *row, 
         return errf(err, cap, "%s:%d: %s: prompt has %zu tokens, more than %d (data.max_prompt_tokens / model context)",
                     path, line, msgs ? "messages" : "prompt", ids.n, lim);
     }
-    if (o->need_answer) {
-        if (!answer) {
-            free(ids.ids);
-            return errf(err, cap, "%s:%d: %s: sft needs an answer (a final assistant turn, or a completion field)",
-                        path, line, msgs ? "messages" : "completion");
-        }
+    if (o->need_answer && !answer) {
+        free(ids.ids);
+        return errf(err, cap, "%s:%d: %s: sft needs an answer (a final assistant turn, or a completion field)", path,
+                    line, msgs ? "messages" : "completion");
+    }
+    if (answer) {
         if (tokenizer_encode(tok, answer, strlen(answer), 0, &ans, why, sizeof why)) {
             free(ids.ids);
             return errf(err, cap, "%s:%d: answer: %s", path, line, why);

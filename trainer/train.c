@@ -270,16 +270,18 @@ static int evaluate(run *R, json_t *rec, char *err, size_t cap) {
         int n = c->train.eval_max_rows > 0 && c->train.eval_max_rows < R->valid.n ? c->train.eval_max_rows : R->valid.n;
         tseq *s = calloc(n, sizeof *s);
         long toks = 0;
+        int k = 0;
         for (int i = 0; i < n; i++) {
             data_row *r = &R->valid.rows[i];
-            s[i] = (tseq){.prompt = r->prompt, .np = r->n_prompt, .comp = r->answer, .nc = r->n_answer};
+            if (!r->answer) continue; /* valid_loss over the rows that carry an answer */
+            s[k++] = (tseq){.prompt = r->prompt, .np = r->n_prompt, .comp = r->answer, .nc = r->n_answer};
             toks += r->n_answer;
         }
         double nll = 0;
-        int rc = run_passes(R, s, n, PASS_EVAL_NLL, NULL, NULL, &nll, NULL, err, cap);
+        int rc = k ? run_passes(R, s, k, PASS_EVAL_NLL, NULL, NULL, &nll, NULL, err, cap) : 0;
         free(s);
         if (rc) return -1;
-        json_object_set_new(rec, "valid_loss", json_real(nll / toks));
+        if (k) json_object_set_new(rec, "valid_loss", json_real(nll / toks));
     }
     if (R->gr) {
         eval_result er;
@@ -690,6 +692,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     if (c->algorithm.name == ALGO_SFT) dop.max_seq = mc.max_seq < R.max_tokens + 1 ? mc.max_seq : R.max_tokens + 1;
     if (dataset_load(c->data.train, R.tok, &dop, &R.train, err, cap)) goto out;
     if (c->data.valid[0]) {
+        dop.need_answer = dop.need_answer && !c->have_graders; /* graded evaluation needs no answers */
         if (dataset_load(c->data.valid, R.tok, &dop, &R.valid, err, cap)) goto out;
         R.have_valid = 1;
     }
