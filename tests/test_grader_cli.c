@@ -82,6 +82,8 @@ int main(void) {
     /* bad configs: exit 2, message names the grader */
     expect_bad_config("  exact:\n    type: no_such_type\n", "cfg.yaml:3: graders.exact.type: unknown grader type 'no_such_type'", NULL);
     expect_bad_config("  exact:\n    reference: x\n", "cfg.yaml:3: graders.exact: missing `type:`", NULL);
+    expect_bad_config("  exact:\n    type: string_check\n    operation: eq\n    input: \"{{sample.output_text}}\"\n",
+                      "grader 'exact': plugin ", "string_check.so: create failed: ");
     expect_bad_config("  mine:\n    plugin: ./libnothere.so\n",
                       "graders.mine.plugin: grader plugin './libnothere.so' not found", NULL);
     snprintf(g, sizeof g, "  old:\n    plugin: %s/tests/faults/bad_abi.so\n", build);
