@@ -358,6 +358,9 @@ static void check_bad_input(void) {
     const char *j3 = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-5}},\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}";
     t = tokenizer_parse_json(j3, strlen(j3), "w.json", NULL, 0, err, sizeof err);
     CHECK(!t && strstr(err, "vocab"), "negative id: %s", err);
+    const char *j5 = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":16000000}},\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}";
+    t = tokenizer_parse_json(j5, strlen(j5), "s.json", NULL, 0, err, sizeof err);
+    CHECK(!t && strstr(err, "dense"), "sparse huge id: %s", err);
     const char *j4 = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}},\"pre_tokenizer\":{\"type\":\"Metaspace\"}}";
     t = tokenizer_parse_json(j4, strlen(j4), "m.json", NULL, 0, err, sizeof err);
     CHECK(!t && strstr(err, "Metaspace"), "unsupported pre-tokenizer: %s", err);

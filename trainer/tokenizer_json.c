@@ -175,6 +175,13 @@ tokenizer *tokenizer_parse_json(const char *text, size_t len, const char *name, 
         if (added[i].id > maxid) maxid = added[i].id;
     }
     if (maxid < 0) { errf(err, cap, "%s: empty vocabulary", name); goto done; }
+    /* ids are dense in real files; a few stray large ids must not cost gigabytes */
+    size_t n_entries = json_object_size(vocab) + na;
+    if ((uint64_t)maxid > 2 * (uint64_t)n_entries + 1024) {
+        errf(err, cap, "%s: token id %lld is far beyond the %zu tokens defined (ids must be dense)", name,
+             (long long)maxid, n_entries);
+        goto done;
+    }
     int32_t nv = (int32_t)maxid + 1;
     v = calloc((size_t)nv, sizeof *v);
     strs = calloc((size_t)nv, sizeof *strs);
