@@ -343,6 +343,39 @@ static void check_threads(tokenizer *t, const char *pre, json_t **rows, size_t n
     printf("threads: 4 x %zu concurrent encodes (%s): %s\n", 3 * n, pre, bad ? "MISMATCH" : "identical");
 }
 
+/* a /tokenizer group damaged in one place: one clear error, no tokenizer */
+static void h5_damaged(const tokenizer *t, const char *what, const char *dset, int64_t idx, int64_t val,
+                       const char *expect) {
+    char path[64], err[256];
+    snprintf(path, sizeof path, "/tmp/rft_test_tokbad_%d.h5", (int)getpid());
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    tokenizer_h5_save(g, t, err, sizeof err);
+    if (dset && idx >= 0) {   /* overwrite one element */
+        hid_t d = H5Dopen2(g, dset, H5P_DEFAULT);
+        hid_t fs = H5Dget_space(d);
+        hsize_t start[2] = {(hsize_t)idx, 0}, cnt[2] = {1, 1};
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+        hid_t ms = H5Screate_simple(1, cnt, NULL);
+        H5Dwrite(d, H5T_NATIVE_INT64, ms, fs, H5P_DEFAULT, &val);
+        H5Sclose(ms); H5Sclose(fs); H5Dclose(d);
+    } else if (dset) {        /* remove it */
+        H5Ldelete(g, dset, H5P_DEFAULT);
+    }
+    H5Gclose(g);
+    H5Fclose(f);
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    g = H5Gopen2(f, "tokenizer", H5P_DEFAULT);
+    tokenizer *r = NULL;
+    err[0] = 0;
+    int rc = tokenizer_h5_load(g, &r, err, sizeof err);
+    CHECK(rc == -1 && !r && strstr(err, expect), "damaged h5 (%s): rc %d, \"%s\"", what, rc, err);
+    tokenizer_free(r);
+    H5Gclose(g);
+    H5Fclose(f);
+    unlink(path);
+}
+
 static void check_bad_input(void) {
     char err[256];
     tokenizer *t;
@@ -364,6 +397,16 @@ static void check_bad_input(void) {
     const char *j4 = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}},\"pre_tokenizer\":{\"type\":\"Metaspace\"}}";
     t = tokenizer_parse_json(j4, strlen(j4), "m.json", NULL, 0, err, sizeof err);
     CHECK(!t && strstr(err, "Metaspace"), "unsupported pre-tokenizer: %s", err);
+    tokenizer *ok = load_fixture("smollm");
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    h5_damaged(ok, "offset decreases", "vocab_offsets", 100, 3, "decrease");
+    h5_damaged(ok, "offset past the bytes", "vocab_offsets", 2000, 1 << 30, "span");
+    h5_damaged(ok, "merge id out of range", "merges", 5, 99999, "out of range");
+    h5_damaged(ok, "merge id negative", "merges", 7, -3, "out of range");
+    h5_damaged(ok, "unknown token type", "token_types", 9, 42, "unknown type");
+    h5_damaged(ok, "missing merges", "merges", -1, 0, "missing dataset merges");
+    h5_damaged(ok, "missing attribute", "token_types", -1, 0, "missing dataset token_types");
+    tokenizer_free(ok);
     tokenizer_spec sp;
     tokenizer_spec_init(&sp);
     const char *toks[2] = {"a", "b"};
