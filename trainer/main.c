@@ -1,8 +1,10 @@
 /* trainer/main.c: the rft program: dispatches to the subcommands in cli.h. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "../kernels/cpu/cpu_setup.h"
 #include "util.h"
 
 static int cmd_version(int argc, char **argv) {
@@ -33,6 +35,12 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* Idle OpenMP threads sleep instead of spinning: rft shares the cores
+       with its grader workers, and spinning threads starve them (a user's
+       own OMP_WAIT_POLICY wins). */
+    setenv("OMP_WAIT_POLICY", "passive", 0);
+    /* DESIGN.md platform notes: run OpenBLAS with the kernels this CPU supports */
+    cpu_openblas_reexec(argv);
     if (argc < 2) {
         usage(stderr);
         return RFT_EXIT_BADINPUT;

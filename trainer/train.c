@@ -33,6 +33,7 @@
 #include "rollout.h"
 #include "tokenizer_h5.h"
 #include "util.h"
+#include "../kernels/cpu/cpu_setup.h"
 
 /* ---- signals: the first SIGINT/SIGTERM ends the run after the current step, the second at once ---- */
 static volatile sig_atomic_t g_stop = 0;
@@ -814,6 +815,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     fprintf(stderr, "rft train: %s, %d train rows%s, %ld steps, model %s (%zu parameters), %s backend, %d threads\n",
             algo_str(c->algorithm.name), R.train.n, R.have_valid ? "" : " (no valid set)", R.total_steps, start,
             R.m.n_params, R.be->name, R.be->n_threads);
+    if (!strcmp(R.be->name, "cpu") && cpu_openblas_note()) fprintf(stderr, "rft train: %s\n", cpu_openblas_note());
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
