@@ -9,6 +9,7 @@ int cmd_grade(int argc, char **argv);     /* cmd_grade.c */
 int cmd_sample(int argc, char **argv);    /* cmd_sample.c */
 int cmd_train(int argc, char **argv);     /* cmd_train.c */
 int cmd_init(int argc, char **argv);      /* cmd_init.c */
+int cmd_eval(int argc, char **argv);      /* cmd_eval.c */
 
 
 #endif
