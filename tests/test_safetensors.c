@@ -120,8 +120,16 @@ static void test_write(void) {
         const st_tensor *t = st_set_find(&s, f.t[i].name, NULL);
         CHECK(t && t->nbytes == f.t[i].nbytes && !memcmp(t->data, f.t[i].data, t->nbytes), "shard tensor %s", f.t[i].name);
     }
-    for (int k = 0; k < s.n_files; k++) unlink(s.files[k].path);
+    snprintf(path, sizeof path, "%s", s.files[0].path);
     st_set_close(&s);
+    /* a single-file export over the sharded one removes the stale index and shards */
+    CHECK(access(path, F_OK) == 0, "shard %s written", path);
+    CHECK(st_write_dir(dir, w, f.n, 0, err, sizeof err) == 0, "%s", err);
+    CHECK(access(path, F_OK) != 0, "stale shard %s removed", path);
+    CHECK(st_set_open(&s, dir, err, sizeof err) == 0 && s.n_files == 1, "single file after re-export: %s", err);
+    st_set_close(&s);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     unlink(path);
     rmdir(dir);

@@ -383,13 +383,42 @@ int st_write(const char *path, const st_wtensor *t, int n, char *err, size_t cap
     return 0;
 }
 
+/* Removes the weights of an earlier export that the new layout does not
+   overwrite (a stale index would otherwise win on load): model.safetensors
+   and/or the index and model-NNNNN-of-MMMMM.safetensors shards not of n_keep. */
+static void remove_stale(const char *dir, int keep_single, int n_keep) {
+    char path[1100];
+    if (!keep_single) {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        unlink(path);
+    }
+    if (keep_single) {
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+        unlink(path);
+    }
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int a, b, k = 0;
+        if (sscanf(e->d_name, "model-%5d-of-%5d.safetensors%n", &a, &b, &k) == 2 && k && !e->d_name[k] &&
+            (keep_single || b != n_keep)) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
 int st_write_dir(const char *dir, const st_wtensor *t, int n, uint64_t max_shard, char *err, size_t cap) {
     char path[1100];
     uint64_t total = 0;
     for (int i = 0; i < n; i++) total += wt_bytes(&t[i]);
     if (max_shard == 0 || total <= max_shard) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        return st_write(path, t, n, err, cap);
+        int r = st_write(path, t, n, err, cap);
+        if (!r) remove_stale(dir, 1, 0);
+        return r;
     }
     /* greedy shards: a new shard when the next tensor would pass max_shard */
     int n_shards = 0;
@@ -424,5 +453,7 @@ int st_write_dir(const char *dir, const st_wtensor *t, int n, uint64_t max_shard
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     int r = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
-    return r ? errf(err, cap, "%s: cannot write", path) : 0;
+    if (r) return errf(err, cap, "%s: cannot write", path);
+    remove_stale(dir, 0, n_shards);
+    return 0;
 }

@@ -71,7 +71,8 @@ typedef struct st_wtensor {
 /* One file with the tensors in the given order; metadata {"format": "pt"}. */
 int st_write(const char *path, const st_wtensor *t, int n, char *err, size_t err_cap);
 /* dir/model.safetensors, or when the data exceed max_shard_bytes (> 0),
-   dir/model-0000i-of-0000N.safetensors + dir/model.safetensors.index.json */
+   dir/model-0000i-of-0000N.safetensors + dir/model.safetensors.index.json;
+   then removes the other layout's files left by an earlier export */
 int st_write_dir(const char *dir, const st_wtensor *t, int n, uint64_t max_shard_bytes, char *err, size_t err_cap);
 
 #endif
