@@ -46,13 +46,14 @@ static const fault_case cases[] = {
     {"fork_linger", GRADE_ERROR, GRADE_KIND_FORK},  {"fork_orphan", GRADE_ERROR, GRADE_KIND_FORK},
     {"nan", GRADE_ERROR, GRADE_KIND_NAN},           {"inf", GRADE_ERROR, GRADE_KIND_NAN},
     {"status", GRADE_ERROR, GRADE_KIND_STATUS},     {"error", GRADE_ERROR, GRADE_KIND_ERROR},
-    {"abstain", GRADE_ABSTAIN, GRADE_KIND_NONE},
+    {"abstain", GRADE_ABSTAIN, GRADE_KIND_NONE},      {"exit_with_child", GRADE_ERROR, GRADE_KIND_EXIT},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
-/* processes whose parent is us (not zombies), and processes named rft_linger */
+/* processes whose parent is us (not zombies), and processes named rft_linger / rft_helper */
+static int helpers = 0;
 static void count_procs(int *children, int *lingering) {
-    *children = *lingering = 0;
+    *children = *lingering = helpers = 0;
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d))) {
@@ -70,6 +71,7 @@ static void count_procs(int *children, int *lingering) {
         if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || state == 'Z') continue;
         if (ppid == getpid()) (*children)++;
         if (strstr(buf, "(rft_linger)")) (*lingering)++;
+        if (strstr(buf, "(rft_helper)")) helpers++;
     }
     if (d) closedir(d);
 }
@@ -167,6 +169,28 @@ int main(void) {
     grader_runner_free(r);
     count_procs(&children, &lingering);
     CHECK(children == 0, "%d child processes left after free", children);
+
+    /* a helper process started in create() is allowed to live on */
+    {
+        grader_spec hs;
+        make_spec(&hs, "helped", "fault.so", "{\"helper\": \"yes\"}", GRADER_ISOLATION_PROCESS);
+        r = grader_runner_create(&hs, 1, 2, err, sizeof err);
+        CHECK(r != NULL, "helper runner: %s", err);
+        if (r) {
+            memset(out, 0, sizeof *out * n * 2);
+            rc = grader_runner_grade(r, samples, items, 100, out, err, sizeof err);
+            CHECK(rc == 0, "helper batch failed: %s", err);
+            for (int i = 0; i < 100; i++)
+                CHECK(out[i].status == GRADE_OK && out[i].score == ((i % 2) ? 1.0 : 0.0), "helper sample %d: %s %s",
+                      i, grade_kind_name(out[i].kind), out[i].msg);
+            count_procs(&children, &lingering);
+            CHECK(helpers == 2, "%d helper processes alive during the run, want 2 (one per worker)", helpers);
+            grader_runner_free(r);
+            count_procs(&children, &lingering);
+            CHECK(helpers == 0 && children == 0, "after free: %d helpers, %d children", helpers, children);
+        }
+        free(hs.config_json);
+    }
 
     /* workers started by re-executing this program (the fallback when
        rft-grader-worker is not found): a crash and good grades */

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ extern char **environ;
 typedef struct pool_worker {
     pid_t pid;
     int fd;
+    int pidfd; /* readable when the worker exits (-1 without pidfd_open) */
     char *out; /* unsent request bytes */
     size_t out_len, out_off, out_cap;
     char *in;  /* received, unparsed reply bytes */
@@ -95,7 +97,8 @@ static void sleep_ms(int ms) {
 static int worker_reap(pool_worker *w, double grace) {
     int st = 0;
     if (w->fd >= 0) close(w->fd);
-    w->fd = -1;
+    if (w->pidfd >= 0) close(w->pidfd);
+    w->fd = w->pidfd = -1;
     if (w->pid <= 0) return 0;
     double t0 = now_seconds();
     pid_t r;
@@ -205,6 +208,13 @@ static int worker_spawn(grader_pool *p, pool_worker *w, char *err, size_t cap) {
     memset(w, 0, sizeof *w);
     w->pid = pid;
     w->fd = sv[0];
+#ifdef SYS_pidfd_open
+    /* a worker's exit is seen at once even if a child of it keeps the socket open */
+    w->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (w->pidfd >= 0) fcntl(w->pidfd, F_SETFD, FD_CLOEXEC);
+#else
+    w->pidfd = -1;
+#endif
     /* init record (blocking send; the worker reads it at start-up) */
     char *buf = NULL;
     size_t len = 0, bcap = 0;
@@ -322,7 +332,7 @@ grader_pool *grader_pool_create(const grader_spec *specs, const int *idx, int n,
     p->timeout_ms = calloc(n + 1, sizeof *p->timeout_ms);
     p->w = calloc(workers, sizeof *p->w);
     if (!p->idx || !p->name || !p->path || !p->config || !p->timeout_ms || !p->w) goto oom;
-    for (int i = 0; i < workers; i++) p->w[i].fd = -1, p->w[i].pid = -1;
+    for (int i = 0; i < workers; i++) p->w[i].fd = p->w[i].pidfd = -1, p->w[i].pid = -1;
     for (int j = 0; j < n; j++) {
         const grader_spec *s = &specs[idx[j]];
         p->idx[j] = idx[j];
@@ -502,8 +512,8 @@ int grader_pool_grade_batch(grader_pool *p, const rft_sample *samples, json_t *c
     p->item_json = calloc(n, sizeof *p->item_json);
     p->item_len = calloc(n, sizeof *p->item_len);
     p->pending = malloc(sizeof *p->pending * n);
-    struct pollfd *pfd = malloc(sizeof *pfd * p->n_workers);
-    int *pw = malloc(sizeof *pw * p->n_workers);
+    struct pollfd *pfd = malloc(sizeof *pfd * 2 * p->n_workers);
+    int *pw = malloc(sizeof *pw * 2 * p->n_workers);
     if (!p->next_g || !p->item_json || !p->item_len || !p->pending || !pfd || !pw) {
         errf(err, err_cap, "out of memory");
         goto done;
@@ -547,6 +557,10 @@ int grader_pool_grade_batch(grader_pool *p, const rft_sample *samples, json_t *c
             if (dl < first) first = dl;
             pfd[np] = (struct pollfd){.fd = w->fd, .events = POLLIN | (w->out_len ? POLLOUT : 0)};
             pw[np++] = k;
+            if (w->pidfd >= 0) {
+                pfd[np] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
+                pw[np++] = k;
+            }
         }
         if (np == 0) continue;
         double wait_s = first - now;
@@ -558,6 +572,13 @@ int grader_pool_grade_batch(grader_pool *p, const rft_sample *samples, json_t *c
         }
         for (int j = 0; j < np && pr > 0; j++) {
             pool_worker *w = &p->w[pw[j]];
+            if (!pfd[j].revents || (pfd[j].fd != w->fd && pfd[j].fd != w->pidfd)) continue; /* replaced meanwhile */
+            if (pfd[j].fd == w->pidfd) { /* the worker exited: take its last replies, then charge the rest */
+                int why = read_replies(p, w);
+                if (why < 0 && w->q_len > 0) why = FAIL_EOF;
+                if (why >= 0 && worker_fail(p, w, why, err, err_cap)) goto done;
+                continue;
+            }
             if (pfd[j].revents & POLLOUT) flush_out(w);
             if (pfd[j].revents & (POLLIN | POLLHUP | POLLERR)) {
                 int why = read_replies(p, w);

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,55 +163,104 @@ static int flush(int fd, wbuf *out) {
     return rc;
 }
 
-/* reaps finished children; 1 if some child is still running */
-static int kill_children_needed(void) {
-    for (;;) {
-        int st;
-        pid_t p = waitpid(-1, &st, WNOHANG);
-        if (p > 0) continue;
-        return p == 0;
-    }
+/* ---- child processes ----
+ * Children that exist when create() has finished (a helper a grader keeps for
+ * all its grades) are allowed; any other child still running when grade()
+ * returns, including orphans reparented to us (we are a subreaper), is killed
+ * and charged to that grade. */
+#define MAX_ALLOWED 64
+static pid_t allowed[MAX_ALLOWED];
+static int n_allowed = 0;
+
+static int is_allowed(pid_t pid) {
+    for (int i = 0; i < n_allowed; i++)
+        if (allowed[i] == pid) return 1;
+    return 0;
 }
 
-/* kills and reaps every child (including orphans reparented to us as a
-   subreaper); returns how many were still running at the first look */
-static int scan_and_kill(void) {
-    int running = 0;
+/* our direct children (any state), from /proc/self/task/<tid>/children when
+   the kernel has it, else by scanning /proc for ppid == us */
+static int list_children(pid_t *out, int cap) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    int have_children_file = 0;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+            char path[300];
+            snprintf(path, sizeof path, "/proc/self/task/%s/children", e->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f) continue;
+            have_children_file = 1;
+            long pid;
+            while (n < cap && fscanf(f, "%ld", &pid) == 1) out[n++] = (pid_t)pid;
+            fclose(f);
+        }
+        closedir(d);
+    }
+    if (have_children_file) return n;
     pid_t self = getpid();
-    DIR *d = opendir("/proc");
+    d = opendir("/proc");
     if (!d) return 0;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    while ((e = readdir(d)) && n < cap) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
         char path[300], buf[512];
         snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
         FILE *f = fopen(path, "r");
         if (!f) continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
         fclose(f);
-        buf[n] = 0;
+        buf[len] = 0;
         char *rp = strrchr(buf, ')');
         char state;
         int ppid;
-        if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || ppid != self) continue;
-        if (state != 'Z') running++;
-        kill((pid_t)atoi(e->d_name), SIGKILL);
+        if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == self) out[n++] = (pid_t)atoi(e->d_name);
     }
     closedir(d);
-    return running;
+    return n;
 }
 
+/* reaps what has exited; 1 if a child other than an allowed one may still run */
+static int stray_children(void) {
+    for (;;) {
+        int st;
+        pid_t p = waitpid(-1, &st, WNOHANG);
+        if (p > 0) {
+            for (int i = 0; i < n_allowed; i++)
+                if (allowed[i] == p) allowed[i] = allowed[--n_allowed];
+            continue;
+        }
+        if (p < 0) return 0; /* no children at all */
+        if (n_allowed == 0) return 1;
+        pid_t kids[256];
+        int n = list_children(kids, 256);
+        for (int i = 0; i < n; i++)
+            if (!is_allowed(kids[i])) return 1;
+        return 0;
+    }
+}
+
+/* kills stray children until none is left (killing one can orphan its own
+   children onto us); returns how many were found at the first look */
 static int kill_children(void) {
     int first = -1;
     for (int iter = 0; iter < 2000; iter++) {
-        int n = scan_and_kill();
-        if (first < 0) first = n;
+        pid_t kids[256];
+        int n = list_children(kids, 256), strays = 0;
+        for (int i = 0; i < n; i++) {
+            if (is_allowed(kids[i])) continue;
+            strays++;
+            kill(kids[i], SIGKILL);
+            waitpid(kids[i], NULL, 0);
+        }
+        if (first < 0) first = strays;
         while (waitpid(-1, NULL, WNOHANG) > 0) {
         }
-        if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD) break;
-        usleep(1000);
+        if (strays == 0) break;
     }
-    return first;
+    return first < 0 ? 0 : first;
 }
 
 static size_t vm_bytes(void) {
@@ -225,6 +275,7 @@ static size_t vm_bytes(void) {
 
 int grader_worker_main(int fd) {
     w_fd = fd;
+    fcntl(fd, F_SETFD, FD_CLOEXEC); /* programs the graders exec do not hold rft's socket */
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     install_crash_handlers();
@@ -266,6 +317,8 @@ int grader_worker_main(int fd) {
         free(name), free(path), free(config);
         if (h.status != GRADE_OK) return 3;
     }
+    /* children the graders started in create() are theirs to keep */
+    n_allowed = list_children(allowed, MAX_ALLOWED);
     if (ini.memory_mb) {
         struct rlimit rl;
         rl.rlim_cur = rl.rlim_max = vm_bytes() + (rlim_t)ini.memory_mb * 1024 * 1024;
@@ -309,7 +362,7 @@ int grader_worker_main(int fd) {
             w_in_grade = 1;
             grader_instance_grade(&inst[g], &s, &item, &r);
             w_in_grade = 0;
-            int left = kill_children_needed() ? kill_children() : 0;
+            int left = stray_children() ? kill_children() : 0;
             if (left) grade_result_error(&r, GRADE_KIND_FORK, "left %d child process(es) running (killed)", left);
             /* every reply goes out before the next grade() starts, so a hang or
                a scribble on the socket is always charged to the right grade */
@@ -321,6 +374,9 @@ int grader_worker_main(int fd) {
         free(tokens);
         if (fatal) break;
     }
+    /* rft closed the socket (or it broke): shut down cleanly */
+    for (int g = 0; g < ng; g++) grader_instance_close(&inst[g]);
+    kill_children();
     return 0;
 }
 

@@ -2,14 +2,17 @@
  * fault named by config "mode" or, if absent, by the item's "fault" field;
  * without a fault it scores 1 when output_text equals item "answer", else 0.
  * Faults: segv abort exit0 exit3 loop sleep oom garbage_stdout garbage_fd
- * close_stdio fork_linger fork_orphan nan inf status error abstain.
- * config {"fail_create": "msg"} makes create() fail. */
+ * close_stdio fork_linger fork_orphan exit_with_child nan inf status error
+ * abstain. config {"fail_create": "msg"} makes create() fail; config
+ * {"helper": "yes"} starts a helper child process in create() that lives
+ * until destroy() (allowed: not a lingering child). */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rft_grader.h"
@@ -17,6 +20,7 @@
 typedef struct {
     const rft_host *host;
     char mode[64];
+    pid_t helper;
 } fault_state;
 
 /* tiny JSON lookup of a string value: "key": "value" (enough for tests) */
@@ -44,6 +48,13 @@ static int fault_create(const char *config_json, const rft_host *host, void **st
     if (!s) return RFT_ERROR;
     s->host = host;
     json_str(config_json, "mode", s->mode, sizeof s->mode);
+    if (json_str(config_json, "helper", msg, sizeof msg)) {
+        s->helper = fork();
+        if (s->helper == 0) {
+            prctl(PR_SET_NAME, "rft_helper");
+            for (;;) pause();
+        }
+    }
     *state = s;
     return RFT_OK;
 }
@@ -102,6 +113,13 @@ static int fault_grade(void *state, const rft_sample *sample, const rft_item *it
             _exit(0);
         }
         usleep(20000);
+    } else if (!strcmp(mode, "exit_with_child")) { /* the child keeps rft's socket open */
+        if (fork() == 0) {
+            prctl(PR_SET_NAME, "rft_linger");
+            sleep(1000);
+            _exit(0);
+        }
+        exit(5);
     } else if (!strcmp(mode, "nan")) {
         *score = 0.0 / 0.0;
         return RFT_OK;
@@ -121,7 +139,14 @@ static int fault_grade(void *state, const rft_sample *sample, const rft_item *it
     return RFT_OK;
 }
 
-static void fault_destroy(void *state) { free(state); }
+static void fault_destroy(void *state) {
+    fault_state *s = state;
+    if (s->helper > 0) {
+        kill(s->helper, SIGKILL);
+        waitpid(s->helper, NULL, 0);
+    }
+    free(s);
+}
 
 static const rft_grader api = {RFT_GRADER_ABI_VERSION, "fault", 0, fault_create, fault_grade, fault_destroy};
 
