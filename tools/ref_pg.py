@@ -274,7 +274,9 @@ def check_fd(P, seqs, w, went, q, h=1e-6):
 
 
 def check_torch(P, seqs, w, loss):
-    """TRL's expression under torch autograd (float64), boundaries included."""
+    """TRL's expression under torch autograd (float64); the forward ratios
+    are the C library's exp (as in loss_parts), tokens exactly on a clip
+    bound are left out of the gradient comparison (see the header)."""
     import torch
     logp = torch.tensor(pad(seqs, "logp", 0.0), requires_grad=True)
     B, T = logp.shape
@@ -476,7 +478,7 @@ def generate(seed):
         for scale in SCALES:
             for ds in (0, 1):
                 n_groups = int(rng.integers(3, 6))
-                G = int(rng.integers(2, 7)) if algo != "rloo" else int(rng.integers(2, 7))
+                G = int(rng.integers(2, 7))
                 kind = ["binary", "ties", "normal"][len(out["adv_cases"]) % 3]
                 r, valid = rand_rewards(rng, n_groups, G, kind)
                 adv, keep, zs = advantages(algo, scale, ds, r, valid, G)
