@@ -10,12 +10,15 @@
  * - forward, item = (query block of ATT_BQ tokens, kv head): S = scale Q K^T
  *   over the keys 0..last query of the block ([BQ*G, n_k] scratch), exact
  *   softmax per row (two passes over the row in cache), O = P V, lse saved.
- * - backward (flash-attention-2 style, probabilities recomputed from lse,
- *   D = rowsum(dO * O), dS = P * (dP - D)):
- *   pass 1, item = (query block, kv head): dQ = scale dS K;
- *   pass 2, item = (key block of ATT_BK tokens, kv head): dV = P^T dO and
- *   dK = scale dS^T Q over all queries at or after the block. dK and dV are
- *   owned by one item: no atomics, no order that depends on scheduling. */
+ * - backward (probabilities recomputed from lse, D = rowsum(dO * O),
+ *   dS = P * (dP - D)), item = (chunk of consecutive query blocks, kv head):
+ *   per block S, dP, then dQ = scale dS K written directly, and
+ *   dV += P^T dO, dK += scale dS^T Q summed in block order into the item's own
+ *   partial buffer (keys 0..end of the chunk). A final pass adds the partial
+ *   buffers of each key in chunk order. No atomics, no order that depends on
+ *   scheduling; chunks are at most 8 per sequence, so the partial buffers stay
+ *   within ~9x the size of k and v.
+ */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -30,9 +33,6 @@ extern void openblas_set_num_threads(int);
 #ifndef ATT_BQ
 #define ATT_BQ 64
 #endif
-#ifndef ATT_BK
-#define ATT_BK 64
-#endif
 
 typedef struct {
     int s0, L; /* sequence start in the packed batch, length */
@@ -46,8 +46,8 @@ static int att_block_cmp(const void *a, const void *b) {
     return x->s0 != y->s0 ? (x->s0 < y->s0 ? -1 : 1) : (x->r0 < y->r0 ? -1 : 1);
 }
 
-/* Cuts every sequence into blocks of bs rows. causal_q: the cost of a query
-   block grows with its end; otherwise (key blocks) with the queries after it.
+/* Cuts every sequence into blocks of bs rows, sorted by cost (a query block
+   costs its end, a key block the queries after it: causal_q = 0).
    Returns the number of blocks (-1 + be->err on bad input), *maxlen. */
 static int att_blocks(backend *be, const int32_t *cu, int B, int T, int bs, int causal_q, att_block **out,
                       int *maxlen) {
@@ -81,21 +81,19 @@ static int att_blocks(backend *be, const int32_t *cu, int B, int T, int bs, int 
 
 /* per-thread scratch of the attention ops (floats) */
 typedef struct {
-    float *S, *dP;     /* [max(BQ,BK) * G * maxlen] scores / probabilities, and dP / dS */
+    float *S, *dP;     /* [BQ * G * maxlen] scores / probabilities, and dP / dS */
     float *Qs;         /* [BQ * G * hd] stacked queries of a forward tile */
     float *Os;         /* [BQ * G * hd] stacked output / dQ tile */
 } att_scratch;
 
 static size_t att_scratch_floats(int G, int hd, int maxlen) {
-    int bm = ATT_BQ > ATT_BK ? ATT_BQ : ATT_BK;
-    return 2 * (size_t)bm * G * maxlen + 2 * (size_t)ATT_BQ * G * hd;
+    return 2 * (size_t)ATT_BQ * G * maxlen + 2 * (size_t)ATT_BQ * G * hd;
 }
 static att_scratch att_scratch_at(float *base, int G, int hd, int maxlen) {
-    int bm = ATT_BQ > ATT_BK ? ATT_BQ : ATT_BK;
     att_scratch s;
     s.S = base;
-    s.dP = s.S + (size_t)bm * G * maxlen;
-    s.Qs = s.dP + (size_t)bm * G * maxlen;
+    s.dP = s.S + (size_t)ATT_BQ * G * maxlen;
+    s.Qs = s.dP + (size_t)ATT_BQ * G * maxlen;
     s.Os = s.Qs + (size_t)ATT_BQ * G * hd;
     return s;
 }
@@ -166,26 +164,86 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
     free(bl);
 }
 
+/* backward work item: query blocks [r0, r1) (rows of sequence s0..s0+L) for kv
+   head g. Its dK, dV contributions to keys [0, kend) of the sequence are summed
+   (query blocks in order) into buf + off: dK part [kend, hd], then dV part. */
+typedef struct {
+    int s0, L, r0, r1, kend, g;
+    size_t off;
+    long cost;
+} att_bitem;
+
+static int att_bitem_cmp(const void *a, const void *b) {
+    const att_bitem *x = *(const att_bitem *const *)a, *y = *(const att_bitem *const *)b;
+    if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
+    return x < y ? -1 : (x > y);
+}
+
 void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
                             const float *k, const float *v, const float *out, const float *lse,
                             const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
     if (Hkv <= 0 || Hq % Hkv) { CPU_ERR(be, "attention: Hq %d not a multiple of Hkv %d", Hq, Hkv); return; }
-    att_block *bq, *bk;
+    att_block *blk;
     int maxlen;
-    int nbq = att_blocks(be, cu_seqlens, B, T, ATT_BQ, 1, &bq, &maxlen);
-    if (nbq <= 0) { if (nbq == 0) free(bq); return; }
-    int nbk = att_blocks(be, cu_seqlens, B, T, ATT_BK, 0, &bk, &maxlen);
-    if (nbk <= 0) { free(bq); return; }
+    int nb = att_blocks(be, cu_seqlens, B, T, ATT_BQ, 1, &blk, &maxlen); /* validates cu_seqlens */
+    if (nb <= 0) { if (nb == 0) free(blk); return; }
+    free(blk);
     int nt = be->n_threads, G = Hq / Hkv;
-    const int ldq = Hq * hd, ldk = Hkv * hd;
+    const int ldq = Hq * hd, ldk = Hkv * hd, Gd = G * hd;
+    /* chunks of query blocks: at most 8 per sequence (bounds the partial-sum
+       memory to ~9x the size of k and v), at least 4 blocks each */
+    int n_items = 0;
+    for (int b = 0; b < B; b++) {
+        int L = cu_seqlens[b + 1] - cu_seqlens[b], nblk = (L + ATT_BQ - 1) / ATT_BQ;
+        int cb = nblk / 8 + (nblk % 8 != 0);
+        if (cb < 4) cb = 4;
+        n_items += (nblk + cb - 1) / cb * Hkv;
+    }
+    att_bitem *items = malloc((size_t)(n_items ? n_items : 1) * sizeof *items);
+    att_bitem **order = malloc((size_t)(n_items ? n_items : 1) * sizeof *order);
+    int *gbase = malloc((size_t)B * Hkv * sizeof(int)), *gcount = malloc((size_t)B * sizeof(int));
+    int32_t *tok_seq = malloc((size_t)T * sizeof(int32_t));
+    if (!items || !order || !gbase || !gcount || !tok_seq) {
+        CPU_ERR(be, "attention: out of memory");
+        free(items); free(order); free(gbase); free(gcount); free(tok_seq);
+        return;
+    }
+    size_t buf_floats = 0;
+    int ni = 0;
+    for (int b = 0; b < B; b++) {
+        int s0 = cu_seqlens[b], L = cu_seqlens[b + 1] - s0, nblk = (L + ATT_BQ - 1) / ATT_BQ;
+        int cb = nblk / 8 + (nblk % 8 != 0);
+        if (cb < 4) cb = 4;
+        int rows = cb * ATT_BQ;
+        gcount[b] = (nblk + cb - 1) / cb;
+        for (int t = s0; t < s0 + L; t++) tok_seq[t] = b;
+        for (int g = 0; g < Hkv; g++) {
+            gbase[b * Hkv + g] = ni;
+            for (int r0 = 0; r0 < L; r0 += rows) {
+                int r1 = r0 + rows < L ? r0 + rows : L;
+                att_bitem *it = &items[ni];
+                *it = (att_bitem){s0, L, r0, r1, r1, g, buf_floats,
+                                  ((long)r1 * r1 - (long)r0 * r0) / 2 + (long)(r1 - r0) * hd};
+                buf_floats += 2 * (size_t)r1 * hd;
+                order[ni] = it;
+                ni++;
+            }
+        }
+    }
+    qsort(order, (size_t)ni, sizeof *order, att_bitem_cmp);
+
     size_t per = att_scratch_floats(G, hd, maxlen);
     /* the backward reads q, dO, lse and D per kv head as stacked [Hkv, T, G*hd] / [Hkv, T, G] copies */
     size_t nqe = (size_t)T * Hq * hd;
-    float *scratch = malloc(((size_t)nt * per + 2 * nqe + 2 * (size_t)T * Hq) * sizeof(float));
-    if (!scratch) { CPU_ERR(be, "attention: out of memory"); free(bq); free(bk); return; }
+    float *scratch = malloc(((size_t)nt * per + 2 * nqe + 2 * (size_t)T * Hq + buf_floats) * sizeof(float));
+    if (!scratch) {
+        CPU_ERR(be, "attention: out of memory");
+        free(items); free(order); free(gbase); free(gcount); free(tok_seq);
+        return;
+    }
     float *Qst = scratch + (size_t)nt * per, *dOst = Qst + nqe; /* [Hkv, T, G*hd] */
     float *Lst = dOst + nqe, *Dst = Lst + (size_t)T * Hq;     /* [Hkv, T, G] */
-    const int Gd = G * hd;
+    float *buf = Dst + (size_t)T * Hq;                          /* partial dK, dV of the items */
     openblas_set_num_threads(1);
 #pragma omp parallel num_threads(nt)
     {
@@ -203,69 +261,73 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
                 memcpy(Qst + st * hd, q + i * hd, (size_t)hd * sizeof(float));
                 memcpy(dOst + st * hd, gr, (size_t)hd * sizeof(float));
             }
-        /* pass 1: dQ */
 #pragma omp for schedule(dynamic, 1)
-        for (long it = 0; it < (long)nbq * Hkv; it++) {
-            const att_block *b = &bq[it / Hkv];
-            int g = (int)(it % Hkv);
-            int nq = b->n * G, nk = b->r0 + b->n;
-            size_t row0 = (size_t)b->s0 + b->r0;
-            const float *K = k + (size_t)b->s0 * ldk + (size_t)g * hd;
-            const float *Vv = v + (size_t)b->s0 * ldk + (size_t)g * hd;
-            size_t sr = (size_t)g * T + row0; /* stacked row (token) index */
-            const float *Qg = Qst + sr * Gd, *dOg = dOst + sr * Gd, *Lg = Lst + sr * G, *Dg = Dst + sr * G;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, Qg, hd, K, ldk, 0.0f, w.S, nk);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dOg, hd, Vv, ldk, 0.0f, w.dP, nk);
-            for (int r = 0; r < nq; r++) {
-                float *s = w.S + (size_t)r * nk;
-                const float *dp = w.dP + (size_t)r * nk;
-                int valid = b->r0 + r / G + 1;
-                float l = Lg[r], Dr = Dg[r];
+        for (int ii = 0; ii < ni; ii++) {
+            const att_bitem *it = order[ii];
+            int g = it->g;
+            float *bK = buf + it->off, *bV = bK + (size_t)it->kend * hd; /* [kend, hd] each */
+            memset(bK, 0, 2 * (size_t)it->kend * hd * sizeof(float));
+            const float *K = k + (size_t)it->s0 * ldk + (size_t)g * hd;
+            const float *Vv = v + (size_t)it->s0 * ldk + (size_t)g * hd;
+            for (int r0 = it->r0; r0 < it->r1; r0 += ATT_BQ) {
+                int n = it->r1 - r0 < ATT_BQ ? it->r1 - r0 : ATT_BQ;
+                int nq = n * G, nk = r0 + n; /* stacked query rows, keys */
+                size_t row0 = (size_t)it->s0 + r0, sr = (size_t)g * T + row0;
+                const float *Qg = Qst + sr * Gd, *dOg = dOst + sr * Gd, *Lg = Lst + sr * G, *Dg = Dst + sr * G;
+                /* S[nq, nk] = scale Q K^T ; dP[nq, nk] = dO V^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, Qg, hd, K, ldk, 0.0f, w.S,
+                            nk);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dOg, hd, Vv, ldk, 0.0f,
+                            w.dP, nk);
+                for (int r = 0; r < nq; r++) {
+                    float *s = w.S + (size_t)r * nk, *dp = w.dP + (size_t)r * nk;
+                    int valid = r0 + r / G + 1;
+                    float l = Lg[r], Dr = Dg[r];
 #pragma omp simd
-                for (int c = 0; c < valid; c++) {
-                    float p = cpu_expf(s[c] - l);
-                    s[c] = p * (dp[c] - Dr);
+                    for (int c = 0; c < valid; c++) {
+                        float p = cpu_expf(s[c] - l);
+                        s[c] = p;
+                        dp[c] = p * (dp[c] - Dr);
+                    }
+                    for (int c = valid; c < nk; c++) s[c] = dp[c] = 0.0f;
                 }
-                for (int c = valid; c < nk; c++) s[c] = 0.0f;
+                /* dQ[nq, hd] = scale dS K */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, w.dP, nk, K, ldk, 0.0f,
+                            w.Os, hd);
+                att_scatter(dq + row0 * ldq + (size_t)g * G * hd, w.Os, n, G, hd, ldq);
+                /* dV[nk, hd] += P^T dO ; dK[nk, hd] += scale dS^T Q */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, w.S, nk, dOg, hd, 1.0f, bV,
+                            hd);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, scale, w.dP, nk, Qg, hd, 1.0f, bK,
+                            hd);
             }
-            /* dQ[nq, hd] = scale dS[nq, nk] K[nk, hd] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, w.S, nk, K, ldk, 0.0f, w.Os,
-                        hd);
-            att_scatter(dq + row0 * ldq + (size_t)g * G * hd, w.Os, b->n, G, hd, ldq);
         }
-        /* pass 2: dK, dV */
-#pragma omp for schedule(dynamic, 1)
-        for (long it = 0; it < (long)nbk * Hkv; it++) {
-            const att_block *b = &bk[it / Hkv];
-            int g = (int)(it % Hkv);
-            int nkb = b->n, nqt = b->L - b->r0, nq = nqt * G; /* keys r0..r0+nkb-1; queries r0..L-1, stacked */
-            size_t row0 = (size_t)b->s0 + b->r0;
-            const float *Kb = k + row0 * ldk + (size_t)g * hd, *Vb = v + row0 * ldk + (size_t)g * hd;
-            size_t sr = (size_t)g * T + row0;
-            const float *Qg = Qst + sr * Gd, *dOg = dOst + sr * Gd, *Lg = Lst + sr * G, *Dg = Dst + sr * G;
-            /* S^T[nkb, nq] = scale K_b Q^T ; dP^T[nkb, nq] = V_b dO^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nkb, nq, hd, scale, Kb, ldk, Qg, hd, 0.0f, w.S, nq);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nkb, nq, hd, 1.0f, Vb, ldk, dOg, hd, 0.0f, w.dP, nq);
-            for (int c = 0; c < nkb; c++) {
-                float *s = w.S + (size_t)c * nq, *dp = w.dP + (size_t)c * nq;
-                int first = c * G; /* stacked columns of queries before key c are masked */
-                for (int r = 0; r < first; r++) s[r] = dp[r] = 0.0f;
+        /* dK, dV of key t = the items' partial sums, in item (query) order */
+#pragma omp for schedule(static)
+        for (long rr = 0; rr < (long)T * Hkv; rr++) {
+            int t = (int)(rr / Hkv), g = (int)(rr % Hkv), b = tok_seq[t];
+            int r = t - cu_seqlens[b];
+            float *ok = dk + (size_t)t * ldk + (size_t)g * hd, *ov = dv + (size_t)t * ldk + (size_t)g * hd;
+            int first = 1;
+            for (int c = 0; c < gcount[b]; c++) {
+                const att_bitem *it = &items[gbase[b * Hkv + g] + c];
+                if (r >= it->kend) continue;
+                const float *pk = buf + it->off + (size_t)r * hd, *pv = pk + (size_t)it->kend * hd;
+                if (first) {
+                    memcpy(ok, pk, (size_t)hd * sizeof(float));
+                    memcpy(ov, pv, (size_t)hd * sizeof(float));
+                    first = 0;
+                } else {
 #pragma omp simd
-                for (int r = first; r < nq; r++) {
-                    float p = cpu_expf(s[r] - Lg[r]);
-                    s[r] = p;
-                    dp[r] = p * (dp[r] - Dg[r]);
+                    for (int d = 0; d < hd; d++) {
+                        ok[d] += pk[d];
+                        ov[d] += pv[d];
+                    }
                 }
             }
-            /* dV_b = P^T[nkb, nq] dO[nq, hd] ; dK_b = scale dS^T[nkb, nq] Q[nq, hd] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nkb, hd, nq, 1.0f, w.S, nq, dOg, hd, 0.0f,
-                        dv + row0 * ldk + (size_t)g * hd, ldk);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nkb, hd, nq, scale, w.dP, nq, Qg, hd, 0.0f,
-                        dk + row0 * ldk + (size_t)g * hd, ldk);
         }
     }
     openblas_set_num_threads(be->n_threads);
     free(scratch);
-    free(bq);
-    free(bk);
+    free(items); free(order); free(gbase); free(gcount); free(tok_seq);
 }
