@@ -22,7 +22,8 @@ static int fails = 0;
 #define CHECK(c, ...) do { if (!(c)) { fails++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
     fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); } } while (0)
 
-static const char *PRES[4] = {"smollm", "gpt2", "llama3", "qwen2"};
+#define NPRE 5
+static const char *PRES[NPRE] = {"smollm", "gpt2", "llama3", "qwen2", "custom"};
 
 static tokenizer *load_fixture(const char *pre) {
     char p[256], c[256], err[512];
@@ -124,7 +125,12 @@ static tokenizer *rebuild_from_arrays(const tokenizer *t, const char *gguf_pre) 
     tokenizer_spec_init(&sp);
     sp.n_vocab = nv; sp.tokens = toks; sp.token_types = types;
     sp.n_merges = nm; sp.merges = (const char *const *)merges;
-    sp.pretokenizer = tokenizer_pre_from_gguf(gguf_pre, &sp.ignore_merges);
+    if (gguf_pre) {
+        sp.pretokenizer = tokenizer_pre_from_gguf(gguf_pre, &sp.ignore_merges);
+    } else {   /* not expressible in GGUF: the custom regexes */
+        sp.pretokenizer = tokenizer_pretokenizer(t);
+        sp.n_pre_regex = tokenizer_pre_regex(t, &sp.pre_regex);
+    }
     sp.bos_id = tokenizer_bos_id(t); sp.eos_id = tokenizer_eos_id(t);
     sp.chat_template = tokenizer_chat_template_text(t);
     char err[256];
@@ -188,7 +194,7 @@ static void check_chat(tokenizer **toks, json_t **rows, size_t n) {
         json_t *r = rows[i];
         const char *pre = json_string_value(json_object_get(r, "tokenizer"));
         tokenizer *t = !strcmp(pre, "llama31") ? l31 : NULL;
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < NPRE; k++)
             if (!strcmp(pre, PRES[k])) t = toks[k];
         json_t *ms = json_object_get(r, "messages");
         size_t nm = json_array_size(ms);
@@ -423,8 +429,8 @@ int main(void) {
     json_t **rows = read_jsonl("tests/fixtures/tok_cases.jsonl", &nrows);
     json_t **chat = read_jsonl("tests/fixtures/tok_chat.jsonl", &nchat);
     CHECK(nrows >= 300, "fixture has %zu strings", nrows);
-    tokenizer *toks[4];
-    for (int k = 0; k < 4; k++) {
+    tokenizer *toks[NPRE];
+    for (int k = 0; k < NPRE; k++) {
         toks[k] = load_fixture(PRES[k]);
         CHECK(!strcmp(tokenizer_pretokenizer(toks[k]), PRES[k]), "tokenizer.json pre-tokenizer detected as %s, want %s",
               tokenizer_pretokenizer(toks[k]), PRES[k]);
@@ -467,8 +473,8 @@ int main(void) {
     }
 
     /* array constructor (GGUF path), HDF5 and tokenizer.json round trips */
-    const char *gguf_pre[4] = {"smollm", "gpt2", "llama-bpe", "qwen2"};
-    for (int k = 0; k < 4; k++) {
+    const char *gguf_pre[NPRE] = {"smollm", "gpt2", "llama-bpe", "qwen2", NULL};
+    for (int k = 0; k < NPRE; k++) {
         tokenizer *a = rebuild_from_arrays(toks[k], gguf_pre[k]);
         if (a) { check_same_meta(toks[k], a, "arrays"); check_cases(a, PRES[k], rows, nrows, "arrays"); tokenizer_free(a); }
         tokenizer *h = h5_roundtrip(toks[k]);
@@ -512,7 +518,7 @@ int main(void) {
     check_bytes(toks[0]);
     check_bytes(toks[3]);
     check_bad_input();
-    for (int k = 0; k < 4; k++) tokenizer_free(toks[k]);
+    for (int k = 0; k < NPRE; k++) tokenizer_free(toks[k]);
     for (size_t i = 0; i < nrows; i++) json_decref(rows[i]);
     for (size_t i = 0; i < nchat; i++) json_decref(chat[i]);
     free(rows); free(chat);

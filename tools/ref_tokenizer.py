@@ -12,7 +12,8 @@ Writes (under tests/fixtures/):
                          (vocab 2000) for each pre-tokenizer: smollm (Digits(individual)
                          + ByteLevel regex, SmolLM2's config), gpt2 (ByteLevel regex),
                          llama3 (Split(llama3 regex) + ByteLevel, ignore_merges) and
-                         qwen2 (NFC normalizer, Split(qwen2 regex) + ByteLevel).
+                         qwen2 (NFC normalizer, Split(qwen2 regex) + ByteLevel), and
+                         custom (three Splits, DeepSeek-V3 style, + ByteLevel).
   tok_<pre>_config.json  tokenizer_config.json with a chat template (smollm: SmolLM2's
                          template as stored in its GGUF; llama3: the Llama 3.0 template;
                          qwen2: Qwen2.5-Instruct's template without its tool rendering;
@@ -51,6 +52,10 @@ GPT2_SPECIALS = ["<|endoftext|>"]
 
 RE_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# a DeepSeek-V3-style chain of splits, exercising the "custom" pre-tokenizer
+RE_CUSTOM = [r"\p{N}{1,3}", r"[一-龥぀-ゟ゠-ヿ]+",
+             r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"
+             r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"]
 RE_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
             r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -238,7 +243,7 @@ def train(pre, cases_):
         corpus.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20))) +
                       rng.choice([".", "!", "?", "\n", " 123.", " 2024", ""]))
     specials = {"smollm": SMOL_SPECIALS, "gpt2": GPT2_SPECIALS, "llama3": LLAMA3_SPECIALS,
-                "qwen2": QWEN2_SPECIALS}[pre]
+                "qwen2": QWEN2_SPECIALS, "custom": GPT2_SPECIALS}[pre]
     tok = Tokenizer(models.BPE())
     if pre == "smollm":
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
@@ -246,6 +251,10 @@ def train(pre, cases_):
                                                                               use_regex=True)])
     elif pre == "gpt2":
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    elif pre == "custom":
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(rx), behavior="isolated", invert=False) for rx in RE_CUSTOM] +
+            [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     else:
         rx = RE_LLAMA3 if pre == "llama3" else RE_QWEN2
         tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -362,7 +371,7 @@ def main():
     cs = cases()
     assert len(cs) >= 300, len(cs)
     toks = {}
-    for pre in ["smollm", "gpt2", "llama3", "qwen2"]:
+    for pre in ["smollm", "gpt2", "llama3", "qwen2", "custom"]:
         tok, j = train(pre, cs)
         toks[pre] = tok
         with open(os.path.join(FIX, f"tok_{pre}.json"), "w") as f:

@@ -33,7 +33,7 @@ enum {
  *   "custom" a list of regexes given in tokenizer_spec.pre_regex, applied
  *            in order, each splitting every piece (HF Split, Isolated).
  * GGUF tokenizer.ggml.pre names map through tokenizer_pre_from_gguf. */
-#define TOK_MAX_PRE_STEPS 4
+#define TOK_MAX_PRE_STEPS 8
 
 typedef struct tokenizer tokenizer;
 
