@@ -355,13 +355,13 @@ int gguf_model_load(const gguf_file *g, backend *be, int max_tokens, model *m, c
     size_t mx = 0;
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].numel > mx) mx = m->tensors[i].numel;
-    /* host staging: the whole parameter buffer, plus one tensor of scratch for the un-permutation */
-    float *host = xmalloc((m->n_params + mx) * sizeof(float), e2, sizeof e2);
+    /* host staging, one tensor at a time (peak host memory: two of the largest tensor) */
+    float *host = xmalloc(2 * mx * sizeof(float), e2, sizeof e2);
     if (!host) {
         model_free(m);
         return errf(err, cap, "%s: %s", g->path, e2);
     }
-    float *scratch = host + m->n_params;
+    float *scratch = host + mx;
     for (int i = 0; i < m->n_tensors; i++) {
         const model_tensor *mt = &m->tensors[i];
         char gname[128];
@@ -375,7 +375,7 @@ int gguf_model_load(const gguf_file *g, backend *be, int max_tokens, model *m, c
             errf(err, cap, "%s: tensor %s missing or of the wrong size", g->path, gname);
             goto fail;
         }
-        float *dst = host + mt->offset;
+        float *dst = host;
         if (gguf_tensor_to_f32(g, t, ph ? scratch : dst, err, cap)) goto fail;
         if (ph) qk_unpermute(dst, scratch, ph, c.head_dim, (int)mt->shape[1]);
         for (size_t j = 0; j < mt->numel; j++)
@@ -383,8 +383,12 @@ int gguf_model_load(const gguf_file *g, backend *be, int max_tokens, model *m, c
                 errf(err, cap, "%s: tensor %s has a non-finite value at element %zu", g->path, gname, j);
                 goto fail;
             }
+        be->copy_h2d(be, m->params + mt->offset, dst, mt->numel * sizeof(float));
+        if (be->sync(be)) {
+            errf(err, cap, "%s: copying %s to the device: %s", g->path, gname, be->err);
+            goto fail;
+        }
     }
-    be->copy_h2d(be, m->params, host, m->n_params * sizeof(float));
     free(host);
     if (be->sync(be)) return errf(err, cap, "%s: copying weights to the device: %s", g->path, be->err);
     return 0;

@@ -201,7 +201,11 @@ int hf_model_load(const char *dir, backend *be, int max_tokens, model *m, char *
         goto fail_set;
     }
     if (check_tensors(&s, m, dir, err, cap)) goto fail_model;
-    float *host = xmalloc(m->n_params * sizeof(float), e2, sizeof e2);
+    /* host staging one tensor at a time (peak host memory: the largest tensor) */
+    size_t mx = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].numel > mx) mx = m->tensors[i].numel;
+    float *host = xmalloc(mx * sizeof(float), e2, sizeof e2);
     if (!host) {
         errf(err, cap, "%s: %s", dir, e2);
         goto fail_model;
@@ -210,22 +214,25 @@ int hf_model_load(const char *dir, backend *be, int max_tokens, model *m, char *
         const model_tensor *mt = &m->tensors[i];
         const st_file *f;
         const st_tensor *t = st_set_find(&s, mt->name, &f);
-        float *dst = host + mt->offset;
-        if (st_tensor_to_f32(f, t, dst, err, cap)) {
+        if (st_tensor_to_f32(f, t, host, err, cap)) {
             free(host);
             goto fail_model;
         }
         for (size_t j = 0; j < mt->numel; j++)
-            if (!isfinite(dst[j])) {
+            if (!isfinite(host[j])) {
                 errf(err, cap, "%s: tensor %s has a non-finite value at element %zu", f->path, mt->name, j);
                 free(host);
                 goto fail_model;
             }
+        be->copy_h2d(be, m->params + mt->offset, host, mt->numel * sizeof(float));
+        if (be->sync(be)) {
+            errf(err, cap, "%s: copying %s to the device: %s", dir, mt->name, be->err);
+            free(host);
+            goto fail_model;
+        }
     }
-    be->copy_h2d(be, m->params, host, m->n_params * sizeof(float));
     free(host);
     st_set_close(&s);
-    if (be->sync(be)) return errf(err, cap, "%s: copying weights to the device: %s", dir, be->err);
     return 0;
 fail_model:
     model_free(m);
