@@ -83,7 +83,9 @@
  *   oom       allocation past memory_mb (the worker's address-space limit,
  *             counted on top of what the worker uses after create())
  *   protocol  bytes written onto rft's private reply channel
- *   fork      a child process still running when grade() returns (killed)
+ *   fork      a child process started during grade() still running when it
+ *             returns (killed; helper processes started in create() may
+ *             live on)
  * and in every mode:
  *   nan       RFT_OK with a NaN or infinite score
  *   status    a return value other than RFT_OK, RFT_ABSTAIN, RFT_ERROR

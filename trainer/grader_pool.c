@@ -75,6 +75,7 @@ struct grader_pool {
 
 /* ---- helpers ---- */
 static int buf_put(char **buf, size_t *len, size_t *cap, const void *s, size_t n) {
+    if (n == 0) return 0;
     if (*len + n > *cap) {
         size_t c = *cap ? *cap : 4096;
         while (c < *len + n) c *= 2;
