@@ -28,8 +28,6 @@
 
 #include "cpu_internal.h"
 
-extern void openblas_set_num_threads(int);
-
 #ifndef ATT_BQ
 #define ATT_BQ 64
 #endif
@@ -118,7 +116,7 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
     size_t per = att_scratch_floats(G, hd, maxlen);
     float *scratch = malloc((size_t)nt * per * sizeof(float));
     if (!scratch) { CPU_ERR(be, "attention: out of memory"); free(bl); return; }
-    openblas_set_num_threads(1);
+    cpu_blas_threads(1); /* single-threaded sgemm inside the OpenMP region */
 #pragma omp parallel num_threads(nt)
     {
         att_scratch w = att_scratch_at(scratch + (size_t)omp_get_thread_num() * per, G, hd, maxlen);
@@ -159,7 +157,6 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
             att_scatter(out + row0 * ldq + (size_t)g * G * hd, w.Os, b->n, G, hd, ldq);
         }
     }
-    openblas_set_num_threads(be->n_threads);
     free(scratch);
     free(bl);
 }
@@ -244,7 +241,7 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
     float *Qst = scratch + (size_t)nt * per, *dOst = Qst + nqe; /* [Hkv, T, G*hd] */
     float *Lst = dOst + nqe, *Dst = Lst + (size_t)T * Hq;     /* [Hkv, T, G] */
     float *buf = Dst + (size_t)T * Hq;                          /* partial dK, dV of the items */
-    openblas_set_num_threads(1);
+    cpu_blas_threads(1); /* single-threaded sgemm inside the OpenMP region */
 #pragma omp parallel num_threads(nt)
     {
         att_scratch w = att_scratch_at(scratch + (size_t)omp_get_thread_num() * per, G, hd, maxlen);
@@ -327,7 +324,6 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
             }
         }
     }
-    openblas_set_num_threads(be->n_threads);
     free(scratch);
     free(items); free(order); free(gbase); free(gcount); free(tok_seq);
 }

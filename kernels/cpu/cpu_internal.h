@@ -17,6 +17,7 @@ void cpu_bias_backward(backend *be, float *dbias, const float *dy, int T, int N)
 
 /* cpu_setup.c: OpenBLAS core-type check (DESIGN.md platform notes) */
 void cpu_openblas_setup(int n_threads);
+void cpu_blas_threads(int n); /* openblas_set_num_threads when n differs from the current count */
 
 /* cpu_elementwise.c */
 void cpu_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);

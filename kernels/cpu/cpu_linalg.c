@@ -7,8 +7,8 @@
 
 void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                 long sA, const float *B, int ldb, long sB, float beta, float *C, int ldc, long sC, int batch) {
-    (void)be;
     if (M <= 0 || N <= 0) return;
+    cpu_blas_threads(be->n_threads);
     for (int i = 0; i < batch; i++) {
         if (K <= 0) { /* C = beta * C */
             for (int r = 0; r < M; r++)

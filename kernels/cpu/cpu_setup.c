@@ -18,7 +18,17 @@
 extern char *openblas_get_corename(void);
 extern void openblas_set_num_threads(int);
 
-void cpu_openblas_setup(int n_threads) { openblas_set_num_threads(n_threads); }
+/* OpenBLAS's thread count is process-wide: every op that calls BLAS states the
+   count it wants (its backend's n_threads, or 1 inside OpenMP regions). */
+static int cpu_blas_nthreads = -1;
+void cpu_blas_threads(int n) {
+    if (n != cpu_blas_nthreads) {
+        openblas_set_num_threads(n);
+        cpu_blas_nthreads = n;
+    }
+}
+
+void cpu_openblas_setup(int n_threads) { cpu_blas_threads(n_threads); }
 
 /* OpenBLAS core names whose kernels predate AVX2 */
 static const char *const cpu_old_cores[] = {
