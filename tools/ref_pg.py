@@ -39,7 +39,7 @@ reference follows pg.h, and says so:
     truncation-masked row in the number of sequences);
   * the entropy bonus uses the loss's aggregation (TRL: always a token mean);
   * gspo's clip fractions are token-weighted (TRL: per sequence);
-  * reinforce_pp uses scale batch = std of the raw rewards (see findings).
+  * reinforce_pp whitens the group-centred rewards over the batch (the paper).
 Ratios use math.exp (the C library's exp) so that ratios constructed to sit
 exactly on a clip boundary are the same doubles as in C.
 
@@ -104,7 +104,11 @@ def advantages(algo, scale, dynamic_sampling, reward, valid, G):
             a = np.where(cnt > 1, rn - base, 0.0)
         else:
             a = rn - gmean
-    if scale == "group":
+    if algo == "reinforce_pp":
+        # REINFORCE++-baseline (arXiv:2501.03262 eq. 10, OpenRLHF): the
+        # group-centred rewards whitened over the batch; scale_rewards unused
+        a = (a - np.nanmean(a)) / (nanstd_unbiased(a.reshape(-1)) + ADV_EPS)
+    elif scale == "group":
         a = a / (nanstd_unbiased(rn, axis=1)[:, None] + ADV_EPS)
     elif scale == "batch":
         a = a / (nanstd_unbiased(rn.reshape(-1)) + ADV_EPS)

@@ -53,11 +53,11 @@ static const field FIELDS[] = {
     {"algorithm.name", F_ENUM, O(algorithm.name), 0, 0, 0, ALGOS, "grpo", "grpo | dr_grpo | dapo | gspo | rloo | reinforce_pp | sft"},
     {"algorithm.scale_rewards", F_ENUM, O(algorithm.scale_rewards), 0, 0, 0, SCALES, DEF_BY_ALGO, "group | batch | none (auto: by algorithm, see docs/algorithms.md)"},
     {"algorithm.loss_agg", F_ENUM, O(algorithm.loss_agg), 0, 0, 0, AGGS, DEF_BY_ALGO, "token_mean | seq_mean | seq_sum_norm (auto: by algorithm)"},
-    {"algorithm.eps_low", F_FLOAT, O(algorithm.eps_low), 0, 0, 1, NULL, "0.2", "clip range below 1"},
-    {"algorithm.eps_high", F_FLOAT, O(algorithm.eps_high), 0, 0, 10, NULL, DEF_BY_ALGO, "clip range above 1 (auto: 0.28 for dapo, else eps_low)"},
+    {"algorithm.eps_low", F_FLOAT, O(algorithm.eps_low), 0, 0, 1, NULL, DEF_BY_ALGO, "clip range below 1 (auto: 3e-4 for gspo, else 0.2)"},
+    {"algorithm.eps_high", F_FLOAT, O(algorithm.eps_high), 0, 0, 10, NULL, DEF_BY_ALGO, "clip range above 1 (auto: 0.28 for dapo, 4e-4 for gspo, else eps_low)"},
     {"algorithm.kl_beta", F_FLOAT, O(algorithm.kl_beta), 0, 0, 100, NULL, "0.0", "k3 KL penalty to the initial policy"},
     {"algorithm.dynamic_sampling", F_BOOL, O(algorithm.dynamic_sampling), 0, 0, 1, NULL, DEF_BY_ALGO, "drop groups whose rewards are all equal (auto: on for dapo)"},
-    {"algorithm.overlong_buffer", F_INT, O(algorithm.overlong_buffer), 0, 0, 1 << 20, NULL, "0", "DAPO soft overlong penalty over the last N tokens"},
+    {"algorithm.overlong_buffer", F_INT, O(algorithm.overlong_buffer), 0, -1, 1 << 20, NULL, "-1", "DAPO soft overlong penalty over the last N tokens (-1 auto: 20% of max_new_tokens for dapo, else 0)"},
     {"algorithm.overlong_penalty", F_FLOAT, O(algorithm.overlong_penalty), 0, 0, 100, NULL, "1.0", "penalty reached at max_new_tokens"},
     {"algorithm.ppo_epochs", F_INT, O(algorithm.ppo_epochs), 0, 1, 64, NULL, "1", "passes over each step's rollouts"},
     {"algorithm.mini_batches", F_INT, O(algorithm.mini_batches), 0, 1, 4096, NULL, "1", "optimizer steps per pass"},
@@ -231,13 +231,18 @@ static int config_finish(rft_config *c, char *err, size_t cap) {
     algo_name a = c->algorithm.name;
     if ((int)c->algorithm.scale_rewards < 0)
         c->algorithm.scale_rewards = a == ALGO_DR_GRPO || a == ALGO_RLOO ? SCALE_NONE
-                                     : a == ALGO_REINFORCE_PP         ? SCALE_BATCH
+                                     : a == ALGO_REINFORCE_PP         ? SCALE_BATCH /* whitened over the batch */
                                                                       : SCALE_GROUP;
     if ((int)c->algorithm.loss_agg < 0)
         c->algorithm.loss_agg = a == ALGO_DAPO || a == ALGO_REINFORCE_PP || a == ALGO_SFT ? AGG_TOKEN_MEAN
-                                : a == ALGO_DR_GRPO                                     ? AGG_SEQ_SUM_NORM
+                                : a == ALGO_DR_GRPO || a == ALGO_RLOO                   ? AGG_SEQ_SUM_NORM
                                                                                         : AGG_SEQ_MEAN;
-    if (c->algorithm.eps_high < 0) c->algorithm.eps_high = a == ALGO_DAPO ? 0.28f : c->algorithm.eps_low;
+    if (c->algorithm.eps_low < 0) c->algorithm.eps_low = a == ALGO_GSPO ? 3e-4f : 0.2f;
+    if (c->algorithm.eps_high < 0) c->algorithm.eps_high = a == ALGO_DAPO ? 0.28f : a == ALGO_GSPO ? 4e-4f : c->algorithm.eps_low;
+    if (c->algorithm.overlong_buffer < 0) c->algorithm.overlong_buffer = a == ALGO_DAPO ? c->sampling.max_new_tokens / 5 : 0;
+    if (c->algorithm.overlong_buffer > c->sampling.max_new_tokens)
+        return errf(err, cap, "%s: algorithm.overlong_buffer: %d exceeds sampling.max_new_tokens %d", c->path,
+                    c->algorithm.overlong_buffer, c->sampling.max_new_tokens);
     if (c->algorithm.dynamic_sampling < 0) c->algorithm.dynamic_sampling = a == ALGO_DAPO;
     if (a == ALGO_GSPO && c->algorithm.loss_agg == AGG_TOKEN_MEAN)
         return errf(err, cap, "%s: algorithm.loss_agg: gspo uses a sequence-level ratio; use seq_mean or seq_sum_norm", c->path);

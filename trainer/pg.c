@@ -28,6 +28,33 @@ int pg_advantages(const pg_params *p, int dynamic_sampling, const double *r, con
     for (int k = 0; k < N; k++)
         if (valid[k]) bss += (r[k] - bmean) * (r[k] - bmean);
     double bstd = bn > 1 ? sqrt(bss / (bn - 1)) : 0;
+    /* REINFORCE++-baseline: batch mean and std of the group-centred rewards */
+    double cmean = 0, cstd = 0;
+    if (p->algo == ALGO_REINFORCE_PP) {
+        double cs = 0, css = 0;
+        int cn = 0;
+        for (int g = 0; g < n_groups; g++) {
+            double s = 0;
+            int n = 0;
+            for (int i = 0; i < G; i++)
+                if (valid[g * G + i]) s += r[g * G + i], n++;
+            for (int i = 0; i < G; i++)
+                if (valid[g * G + i]) cs += r[g * G + i] - s / n, cn++;
+        }
+        cmean = cn ? cs / cn : 0;
+        for (int g = 0; g < n_groups; g++) {
+            double s = 0;
+            int n = 0;
+            for (int i = 0; i < G; i++)
+                if (valid[g * G + i]) s += r[g * G + i], n++;
+            for (int i = 0; i < G; i++)
+                if (valid[g * G + i]) {
+                    double c = r[g * G + i] - s / n - cmean;
+                    css += c * c;
+                }
+        }
+        cstd = cn > 1 ? sqrt(css / (cn - 1)) : 0;
+    }
     for (int g = 0; g < n_groups; g++) {
         const double *rg = r + g * G;
         double s = 0, ss = 0;
@@ -56,7 +83,8 @@ int pg_advantages(const pg_params *p, int dynamic_sampling, const double *r, con
             }
             double c = rg[i] - mean;
             if (p->algo == ALGO_RLOO) c = n > 1 ? c * n / (n - 1) : 0; /* r_i - mean of the others */
-            if (p->scale == SCALE_GROUP) c /= std + ADV_EPS;
+            if (p->algo == ALGO_REINFORCE_PP) c = (c - cmean) / (cstd + ADV_EPS);
+            else if (p->scale == SCALE_GROUP) c /= std + ADV_EPS;
             else if (p->scale == SCALE_BATCH) c /= bstd + ADV_EPS;
             adv[k] = c;
         }
