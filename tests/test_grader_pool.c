@@ -192,6 +192,27 @@ int main(void) {
         free(hs.config_json);
     }
 
+    /* mixed: the good grader inline (helper thread), the fault grader in workers */
+    specs[0].isolation = GRADER_ISOLATION_INLINE;
+    r = grader_runner_create(specs, 2, 2, err, sizeof err);
+    CHECK(r != NULL, "mixed runner: %s", err);
+    if (r) {
+        json_object_set_new(items[3], "fault", json_string("segv"));
+        memset(out, 0, sizeof *out * n * 2);
+        rc = grader_runner_grade(r, samples, items, 200, out, err, sizeof err);
+        CHECK(rc == 0, "mixed batch failed: %s", err);
+        for (int i = 0; i < 200; i++) {
+            CHECK(out[i * 2].status == GRADE_OK && out[i * 2].score == good_expected(i, texts[i]),
+                  "mixed sample %d good wrong", i);
+            CHECK(i == 3 ? out[i * 2 + 1].kind == GRADE_KIND_CRASH
+                         : out[i * 2 + 1].status == GRADE_OK && out[i * 2 + 1].score == ((i % 2) ? 1.0 : 0.0),
+                  "mixed sample %d fault grader: %s", i, out[i * 2 + 1].msg);
+        }
+        json_object_del(items[3], "fault");
+        grader_runner_free(r);
+    }
+    specs[0].isolation = GRADER_ISOLATION_PROCESS;
+
     /* workers started by re-executing this program (the fallback when
        rft-grader-worker is not found): a crash and good grades */
     setenv("RFT_GRADER_WORKER_BIN", "/proc/self/exe", 1);

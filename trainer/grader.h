@@ -63,9 +63,10 @@ typedef struct grader_spec {
 int grader_find_builtin(const char *type, char *path, size_t path_cap, char *err, size_t err_cap);
 
 /* ---- the runner: all configured graders, process-isolated or inline ----
-   One grader_runner_grade call at a time per runner (it is not re-entrant);
-   create it from the main thread: workers are tied to the creating thread's
-   life (PR_SET_PDEATHSIG). */
+   One grader_runner_grade call at a time per runner (it is not re-entrant).
+   Create and call it from one long-lived thread (the main thread): worker
+   processes die with the thread that started them (PR_SET_PDEATHSIG), and
+   replacements are started from the calling thread. */
 typedef struct grader_runner grader_runner;
 
 /* Loads every grader (dlopen, ABI check, create). workers <= 0: one per core.

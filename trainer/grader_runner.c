@@ -3,6 +3,7 @@
  * runs the isolation: process graders in a worker pool and the inline ones
  * in-process, both on the same batch. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,11 +47,36 @@ fail:
     return NULL;
 }
 
+typedef struct inline_call {
+    grader_runner *r;
+    const rft_sample *samples;
+    json_t *const *items;
+    int n, rc;
+    grade_result *out;
+    char err[256];
+} inline_call;
+
+static void *inline_thread(void *arg) {
+    inline_call *c = arg;
+    c->rc = grader_inline_grade(c->r->inl, c->samples, c->items, c->n, c->out, c->r->n, c->err, sizeof c->err);
+    return NULL;
+}
+
 int grader_runner_grade(grader_runner *r, const rft_sample *samples, json_t *const *items, int n, grade_result *out,
                         char *err, size_t err_cap) {
     memset(out, 0, sizeof *out * (size_t)n * r->n);
-    if (r->inl && grader_inline_grade(r->inl, samples, items, n, out, r->n, err, err_cap)) return -1;
-    if (r->pool && grader_pool_grade_batch(r->pool, samples, items, n, out, r->n, err, err_cap)) return -1;
+    if (!r->pool) return r->inl ? grader_inline_grade(r->inl, samples, items, n, out, r->n, err, err_cap) : 0;
+    /* both kinds: the inline graders run on a helper thread while this
+       thread drives the pool (it must stay the thread that starts workers:
+       they are tied to it by PR_SET_PDEATHSIG) */
+    inline_call c = {.r = r, .samples = samples, .items = items, .n = n, .out = out};
+    pthread_t tid;
+    int threaded = r->inl && pthread_create(&tid, NULL, inline_thread, &c) == 0;
+    if (r->inl && !threaded) inline_thread(&c);
+    int rc = grader_pool_grade_batch(r->pool, samples, items, n, out, r->n, err, err_cap);
+    if (threaded) pthread_join(tid, NULL);
+    if (rc) return -1;
+    if (r->inl && c.rc) return errf(err, err_cap, "%s", c.err);
     return 0;
 }
 
