@@ -97,13 +97,13 @@ int cmd_sample(int argc, char **argv) {
     chat_msg msg = {"user", prompt};
     int use_chat = !raw && strcmp(tokenizer_chat_template_name(tok), "raw") != 0;
     if (use_chat ? chat_encode(tok, &msg, 1, 1, &ids, err, sizeof err)
-                 : tokenizer_encode(tok, prompt, strlen(prompt), TOK_ADD_SPECIAL, &ids, err, sizeof err)) {
+                 : tokenizer_encode(tok, prompt, strlen(prompt), TOK_ALLOW_SPECIAL | TOK_ADD_SPECIAL, &ids, err, sizeof err)) {
         fprintf(stderr, "rft sample: %s\n", err);
         goto done;
     }
     /* stop at the end-of-sequence token and the chat templates' end-of-turn tokens */
-    int32_t stop[4];
-    int n_stop = rollout_stop_ids(tok, stop);
+    int32_t stop[8];
+    int n_stop = chat_stop_tokens(tok, stop, 8);
     int ctx = (int)ids.n + (int)max_new;
     if (ctx > cfg.max_seq) ctx = cfg.max_seq;
     if (rollout_create(&r, &m, tok, slots, ctx, err, sizeof err)) {

@@ -85,7 +85,7 @@ static int row_encode(const tokenizer *tok, const dataset_opts *o, json_t *row, 
         if (rc) return errf(err, cap, "%s:%d: messages: %s", path, line, why);
     } else {
         const char *p = json_string_value(prompt);
-        if (tokenizer_encode(tok, p, strlen(p), TOK_ADD_SPECIAL, &ids, why, sizeof why))
+        if (tokenizer_encode(tok, p, strlen(p), TOK_ALLOW_SPECIAL | TOK_ADD_SPECIAL, &ids, why, sizeof why))
             return errf(err, cap, "%s:%d: prompt: %s", path, line, why);
         answer = json_string_value(json_object_get(row, "completion"));
     }

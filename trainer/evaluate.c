@@ -1,6 +1,8 @@
 /* trainer/evaluate.c: evaluation of a policy over a dataset (see evaluate.h). */
 #include "evaluate.h"
 
+#include "chat_template.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +38,8 @@ int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const
     }
     for (int i = 0; i < rows; i++)
         pr[i] = (rollout_prompt){.ids = d->rows[i].prompt, .n = d->rows[i].n_prompt, .id = (uint64_t)i};
-    int32_t stop[4];
-    int n_stop = rollout_stop_ids(ro->tok, stop);
+    int32_t stop[8];
+    int n_stop = chat_stop_tokens(ro->tok, stop, 8);
     const char *stops[CONFIG_MAX_STOP];
     for (int i = 0; i < cfg->sampling.n_stop; i++) stops[i] = cfg->sampling.stop[i];
     rollout_config rc_cfg = {

@@ -237,15 +237,3 @@ done:
     return rc;
 }
 
-int rollout_stop_ids(const tokenizer *tok, int32_t *ids) {
-    int n = 0;
-    if (tokenizer_eos_id(tok) >= 0) ids[n++] = tokenizer_eos_id(tok);
-    static const char *const eot[] = {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>"};
-    for (int k = 0; k < 3; k++) {
-        int32_t id = tokenizer_token_to_id(tok, eot[k], strlen(eot[k]));
-        int dup = 0;
-        for (int j = 0; j < n; j++) dup |= ids[j] == id;
-        if (id >= 0 && !dup) ids[n++] = id;
-    }
-    return n;
-}

@@ -70,9 +70,4 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
 
 void completion_free(completion *c);
 
-/* The ids that end a turn for tok: its eos and the chat templates' end-of-turn
- * tokens (<|im_end|>, <|eot_id|>, <|end_of_text|>) when present. Returns the
- * count (at most 4). */
-int rollout_stop_ids(const tokenizer *tok, int32_t *ids);
-
 #endif

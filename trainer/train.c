@@ -69,7 +69,7 @@ typedef struct run {
     float *ref_params;
     int32_t *order;           /* [train.n] current epoch permutation */
     ckpt_train_state st;
-    int32_t stop[4];
+    int32_t stop[8];
     int n_stop;
     const char *stops[CONFIG_MAX_STOP];
     char *config_text;
@@ -680,7 +680,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         goto out;
     }
     /* data */
-    R.n_stop = rollout_stop_ids(R.tok, R.stop);
+    R.n_stop = chat_stop_tokens(R.tok, R.stop, 8);
     for (int i = 0; i < c->sampling.n_stop; i++) R.stops[i] = c->sampling.stop[i];
     dataset_opts dop = {.need_answer = c->algorithm.name == ALGO_SFT, .max_prompt_tokens = c->data.max_prompt_tokens,
                         .max_seq = ctx, .graders = c->have_graders ? c->graders.graders : NULL,
