@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "grader.h"
@@ -238,6 +239,11 @@ int cmd_grade(int argc, char **argv) {
     if (force_inline)
         for (int g = 0; g < cfg.n_graders; g++) cfg.graders[g].isolation = GRADER_ISOLATION_INLINE;
     if (workers < 0) workers = cfg.workers;
+    if (workers <= 0) { /* one per core, but no more than there are rows */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = (int)(cores < 1 ? 1 : cores);
+        if (workers > n) workers = n;
+    }
     int ng = cfg.n_graders, status = RFT_EXIT_OK;
     grader_runner *runner = grader_runner_create(cfg.graders, ng, workers, err, sizeof err);
     if (!runner) {
