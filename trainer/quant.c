@@ -6,6 +6,10 @@
 
 #include <string.h>
 
+#if defined(__F16C__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 #include "util.h"
 
 typedef struct type_info {
@@ -110,6 +114,15 @@ uint16_t fp32_to_fp16(float f) {
     uint32_t lsb = (r >> 13) & 1;
     r += 0xfff + lsb;
     return (uint16_t)(sign | (r >> 13));
+}
+
+void fp16_to_fp32_row(const void *src, float *out, size_t n) {
+    const uint8_t *s = src;
+    size_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(s + 2 * i))));
+#endif
+    for (; i < n; i++) out[i] = fp16_to_fp32((uint16_t)(s[2 * i] | s[2 * i + 1] << 8));
 }
 
 float bf16_to_fp32(uint16_t h) {
@@ -247,7 +260,7 @@ int quant_dequantize(int type, const void *src, size_t n, float *out, char *err,
     size_t nb = n / t->blck;
     switch (type) {
     case GGML_TYPE_F32: memcpy(out, s, n * 4); break;
-    case GGML_TYPE_F16: for (size_t i = 0; i < n; i++) out[i] = rdh(s + 2 * i); break;
+    case GGML_TYPE_F16: fp16_to_fp32_row(s, out, n); break;
     case GGML_TYPE_BF16: for (size_t i = 0; i < n; i++) out[i] = bf16_to_fp32(rd16(s + 2 * i)); break;
     case GGML_TYPE_Q4_0: for (size_t i = 0; i < nb; i++) deq_q4_0(s + i * 18, out + i * 32); break;
     case GGML_TYPE_Q4_1: for (size_t i = 0; i < nb; i++) deq_q4_1(s + i * 20, out + i * 32); break;

@@ -32,6 +32,8 @@ int quant_dequantize(int type, const void *src, size_t n, float *out, char *err,
 
 /* IEEE half / bfloat16 conversions (round to nearest even, NaN kept NaN) */
 float fp16_to_fp32(uint16_t h);
+/* n little-endian halves at src -> out[n] (F16C when compiled in) */
+void fp16_to_fp32_row(const void *src, float *out, size_t n);
 uint16_t fp32_to_fp16(float f);
 float bf16_to_fp32(uint16_t h);
 uint16_t fp32_to_bf16(float f);

@@ -179,9 +179,7 @@ int st_tensor_to_f32(const st_file *f, const st_tensor *t, float *out, char *err
     size_t n = (size_t)t->n_elems;
     switch (t->dtype) {
     case ST_F32: memcpy(out, s, n * 4); return 0;
-    case ST_F16:
-        for (size_t i = 0; i < n; i++) out[i] = fp16_to_fp32((uint16_t)(s[2 * i] | s[2 * i + 1] << 8));
-        return 0;
+    case ST_F16: fp16_to_fp32_row(s, out, n); return 0;
     case ST_BF16:
         for (size_t i = 0; i < n; i++) out[i] = bf16_to_fp32((uint16_t)(s[2 * i] | s[2 * i + 1] << 8));
         return 0;
