@@ -5,6 +5,7 @@
  * weights. Both imports must give bitwise-identical parameters. Then the round
  * trips: HF -> h5 -> HF, h5 -> GGUF (F32) -> h5 identical, F16/BF16 exports
  * within rounding, tokenizer metadata through GGUF, and bad inputs. */
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -196,6 +197,55 @@ static void test_tiny(const char *arch) {
     if (tok) tokenizer_free(tok);
     model_free(&g);
     model_free(&h);
+}
+
+/* GGUF import -> our forward == transformers on the HF fixture (two sequences packed in one batch) */
+static void test_logits(void) {
+    json_error_t je;
+    json_t *ref = json_load_file("tests/fixtures/gguf_tiny_logits.json", 0, &je);
+    CHECK(ref != NULL, "gguf_tiny_logits.json: %s", je.text);
+    if (!ref) return;
+    const char *arches[2] = {"llama", "qwen2"};
+    json_t *seqs = json_object_get(ref, "seqs");
+    int32_t tokens[64], targets[64], cu[3] = {0, 0, 0};
+    int T = 0;
+    for (int q = 0; q < 2; q++) {
+        json_t *sq = json_array_get(seqs, q);
+        for (size_t j = 0; j < json_array_size(sq); j++) tokens[T] = (int32_t)json_integer_value(json_array_get(sq, j)), targets[T++] = -1;
+        cu[q + 1] = T;
+    }
+    for (int a = 0; a < 2; a++) {
+        char path[256], err[512];
+        snprintf(path, sizeof path, "tests/fixtures/gguf_tiny_%s.gguf", arches[a]);
+        model m;
+        if (model_import(path, be, 64, &m, NULL, err, sizeof err)) {
+            CHECK(0, "%s", err);
+            continue;
+        }
+        model_batch b = {.T = T, .n_seq = 2, .tokens = tokens, .targets = targets, .cu_seqlens = cu, .pos = NULL};
+        float logp[64], *lg = malloc((size_t)T * m.cfg.vocab * sizeof(float));
+        CHECK(model_forward(&m, &b, logp, NULL, err, sizeof err) == 0, "%s", err);
+        CHECK(model_logits(&m, 0, T, lg, err, sizeof err) == 0, "%s", err);
+        double maxd = 0, maxr = 0;
+        json_t *ra = json_object_get(ref, arches[a]);
+        for (int q = 0, t = 0; q < 2; q++) {
+            json_t *rows = json_array_get(ra, q);
+            for (size_t r = 0; r < json_array_size(rows); r++, t++) {
+                json_t *row = json_array_get(rows, r);
+                for (int v = 0; v < m.cfg.vocab; v++) {
+                    double x = json_real_value(json_array_get(row, v));
+                    maxd = fmax(maxd, fabs(x - lg[(size_t)t * m.cfg.vocab + v]));
+                    maxr = fmax(maxr, fabs(x));
+                }
+            }
+        }
+        CHECK(maxd <= 1e-5 * maxr + 1e-6, "%s: logits differ from transformers by %g (max |logit| %g)", arches[a], maxd, maxr);
+        printf("%s: GGUF import -> forward logits vs transformers on the HF fixture: max |diff| %.3g (max |logit| %.3g)\n",
+               arches[a], maxd, maxr);
+        free(lg);
+        model_free(&m);
+    }
+    json_decref(ref);
 }
 
 static void test_permute(void) {
@@ -407,6 +457,7 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "%s/rft_test_convert_%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", getpid());
     mkdir(tmp, 0755);
     test_permute();
+    test_logits();
     test_tiny("llama");
     test_tiny("qwen2");
     test_bad();

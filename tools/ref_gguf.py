@@ -17,6 +17,8 @@ checked against llama.cpp's own Python package.
   gguf_tiny_qwen2.gguf   1-layer qwen2 (q/k/v bias, tied embeddings, no permutation)
   hf_tiny_qwen2/         its Hugging Face directory (single model.safetensors)
 
+  gguf_tiny_logits.json  (with --logits; needs torch + transformers) transformers'
+                         logits of the two tiny HF models for two token sequences
   gguf_smollm2_ref.json  (with --smollm2 PATH) reference values of the real
                          SmolLM2-135M-Instruct Q4_1 GGUF, for tests/test_convert_smollm2.c
 
@@ -389,6 +391,23 @@ def make_fuzz_seeds():
     write_safetensors(f"{d}/empty.safetensors", [])
 
 
+def make_tiny_logits():
+    """tests/fixtures/gguf_tiny_logits.json: transformers' float32 logits of the
+    tiny HF fixtures (hf_tiny_llama, hf_tiny_qwen2) for two token sequences
+    (needs torch and transformers)"""
+    import torch
+    from transformers import AutoModelForCausalLM
+    seqs = [[270, 72, 101, 108, 256, 257, 32, 119], [10, 260, 33, 271, 99, 64, 65, 66, 67, 68, 262, 5]]
+    out = {"seqs": seqs}
+    for arch in ("llama", "qwen2"):
+        m = AutoModelForCausalLM.from_pretrained(f"{OUT}/hf_tiny_{arch}", dtype=torch.float32).eval()
+        with torch.no_grad():
+            out[arch] = [[[float(f"{v:.7g}") for v in row] for row in m(torch.tensor([s])).logits[0].tolist()]
+                         for s in seqs]
+    with open(f"{OUT}/gguf_tiny_logits.json", "w") as fp:
+        json.dump(out, fp, separators=(",", ":"))
+
+
 def make_smollm2_ref(path):
     """tests/fixtures/gguf_smollm2_ref.json: for a few tensors of the real
     SmolLM2-135M-Instruct Q4_1 GGUF (tools/fetch_smollm2.sh), the values gguf-py
@@ -426,6 +445,9 @@ def make_smollm2_ref(path):
 
 if __name__ == "__main__":
     import sys
+    if len(sys.argv) == 2 and sys.argv[1] == "--logits":
+        make_tiny_logits()
+        sys.exit(0)
     if len(sys.argv) == 3 and sys.argv[1] == "--smollm2":
         make_smollm2_ref(sys.argv[2])
         sys.exit(0)
