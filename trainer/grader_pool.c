@@ -16,10 +16,10 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -133,8 +133,9 @@ static int build_env(grader_pool *p, char *err, size_t cap) {
         if (!strncmp(environ[i], "OMP_NUM_THREADS=", 16)) have_omp = 1;
         p->envp[k++] = environ[i];
     }
+    /* fd:parent pid (the worker dies with the thread that started it) */
     static char worker_var[64];
-    snprintf(worker_var, sizeof worker_var, "%s=%d", GP_WORKER_ENV, GP_WORKER_FD);
+    snprintf(worker_var, sizeof worker_var, "%s=%d:%ld", GP_WORKER_ENV, GP_WORKER_FD, (long)getpid());
     p->envp[k++] = worker_var;
     /* a worker needs no BLAS/OpenMP thread pools */
     if (!have_blas) p->envp[k++] = "OPENBLAS_NUM_THREADS=1";
@@ -180,29 +181,37 @@ static int worker_spawn(grader_pool *p, pool_worker *w, char *err, size_t cap) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
         return errf(err, cap, "grader pool: socketpair: %s", strerror(errno));
-    char *argv[] = {"rft-grader-worker", NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(sv[0]), close(sv[1]);
-        return errf(err, cap, "grader pool: fork: %s", strerror(errno));
+    if (sv[1] == GP_WORKER_FD) { /* dup2 onto itself would keep close-on-exec */
+        int t = fcntl(sv[1], F_DUPFD_CLOEXEC, GP_WORKER_FD + 1);
+        close(sv[1]);
+        sv[1] = t;
     }
-    if (pid == 0) { /* child: async-signal-safe calls only until exec */
-        setpgid(0, 0);
-        if (dup2(sv[1], GP_WORKER_FD) < 0) _exit(127);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0 && nul != 0) {
-            dup2(nul, 0);
-            if (nul != GP_WORKER_FD) close(nul);
-        }
-        dup2(2, 1);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);
-        execve(p->worker_path, argv, p->envp);
-        _exit(127);
+    /* posix_spawn (vfork-like in glibc): cheap even when rft holds a large
+       model in memory, and no code of ours runs between fork and exec */
+    char *argv[] = {"rft-grader-worker", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], GP_WORKER_FD);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, 2, 1); /* a grader's stdout goes to rft's stderr */
+    posix_spawnattr_init(&at);
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    int sigs[] = {SIGCHLD, SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&dfl, sigs[i]);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &dfl);
+    posix_spawnattr_setpgroup(&at, 0); /* its own process group: killed as a whole */
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int rc = posix_spawn(&pid, p->worker_path, &fa, &at, argv, p->envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (rc) {
+        close(sv[0]), close(sv[1]);
+        return errf(err, cap, "grader pool: cannot start the worker program %s: %s", p->worker_path, strerror(rc));
     }
     setpgid(pid, pid); /* also here: no race with a kill(-pid) */
     close(sv[1]);

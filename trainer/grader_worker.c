@@ -385,7 +385,13 @@ int grader_worker_main(int fd) {
 __attribute__((constructor)) static void grader_worker_boot(void) {
     const char *v = getenv(GP_WORKER_ENV);
     if (!v || !*v) return;
-    int fd = atoi(v);
+    int fd = atoi(v); /* "fd:parent pid" */
+    const char *colon = strchr(v, ':');
+    long parent = colon ? atol(colon + 1) : 0;
     unsetenv(GP_WORKER_ENV);
+    if (parent > 0) { /* die with rft; and if rft is already gone, do not start */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if ((long)getppid() != parent) _exit(0);
+    }
     _exit(grader_worker_main(fd));
 }
