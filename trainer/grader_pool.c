@@ -1,8 +1,8 @@
 /* trainer/grader_pool.c: the worker-process pool behind isolation: process.
- * Workers are started by fork + exec of rft-grader-worker (or, if it cannot
- * be found, of this same program) with RFT_GRADER_WORKER set (see
- * grader_worker.c), each in its own process
- * group, talking over one AF_UNIX stream socket placed at a fixed high fd,
+ * Workers are started with posix_spawn of rft-grader-worker (or, if it
+ * cannot be found, of this same program) with RFT_GRADER_WORKER set (see
+ * grader_worker.c), each in its own process group, talking over one AF_UNIX
+ * stream socket placed at a fixed high fd,
  * with stdin from /dev/null and stdout sent to rft's stderr, so nothing a
  * plugin prints or closes reaches the protocol. The parent keeps up to
  * `window` requests in flight per worker, answers arrive strictly in order,

@@ -1,9 +1,9 @@
-/* trainer/grader_worker.c: the grader worker process. rft starts a worker by
- * re-executing its own binary with RFT_GRADER_WORKER=<fd> in the environment;
- * a constructor here sees that before main() and runs the worker loop
- * instead: load and create the graders named in the init record, set the
- * memory limit, then answer requests (one reply per grader per sample) until
- * the socket closes. Crashes inside grade() are reported by signal handlers;
+/* trainer/grader_worker.c: the grader worker process. rft starts a worker
+ * (the rft-grader-worker program, or rft itself as a fallback) with
+ * RFT_GRADER_WORKER=<fd>:<parent pid> in the environment; a constructor here
+ * sees that before main() and runs the worker loop instead: load and create
+ * the graders named in the init record, set the memory limit, then answer
+ * requests (one reply per grader per sample) until the socket closes. Crashes inside grade() are reported by signal handlers;
  * children a plugin leaves running are killed and charged to that grade. */
 #define _GNU_SOURCE
 #include <dirent.h>
