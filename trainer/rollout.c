@@ -163,37 +163,59 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
     }
     int next = 0, n_active = 0;
     while (next < n_prompts || n_active > 0) {
-        /* ---- admission: prefill prompts while G slots are free ---- */
+        /* ---- admission: prefill prompts while G slots are free, as many
+           prompts per model call as fit in its token capacity ---- */
         int n_free = S - n_active;
         while (next < n_prompts && n_free >= G) {
-            const rollout_prompt *p = &prompts[next];
-            int ng = 0;
-            for (int s = 0; s < S && ng < G; s++)
-                if (!st[s].active) group_slots[ng++] = s;
-            int first = group_slots[0];
-            /* prefill in chunks of the model's token capacity; logits of the last token */
-            for (int t0 = 0; t0 < p->n; t0 += m->max_tokens) {
-                int n = p->n - t0 < m->max_tokens ? p->n - t0 : m->max_tokens;
-                for (int t = 0; t < n; t++) tk[t] = p->ids[t0 + t], sl[t] = first, ps[t] = t0 + t;
-                int last = t0 + n == p->n;
-                rows[0] = n - 1;
-                if (model_step_cached(m, &r->kv, n, tk, sl, ps, last, rows, r->logits, err, cap)) goto done;
+            int nb = 0, T = 0, first_prompt = next;
+            while (next < n_prompts && n_free >= G && (nb == 0 || T + prompts[next].n <= m->max_tokens)) {
+                int ng = 0;
+                for (int s = 0; s < S && ng < G; s++)
+                    if (!st[s].active) {
+                        group_slots[nb * G + ng++] = s;
+                        st[s].active = 1; /* claimed */
+                    }
+                T += prompts[next].n;
+                nb++, next++, n_free -= G;
+                if (T > m->max_tokens) break; /* a long prompt is prefilled alone, in chunks */
             }
-            for (int k = 1; k < G; k++) kv_cache_copy_slot(&r->kv, m->be, group_slots[k], first, p->n);
-            for (int k = 0; k < G; k++) {
-                int s = group_slots[k];
-                st[s] = (slot_state){.active = 1, .out = next * G + k, .prompt = next, .n_prompt = p->n, .text_cap = 1};
-                completion *c = &out[st[s].out];
-                uint64_t key = rng_key(cfg->seed, p->id, (uint64_t)k, 0x5EED);
-                float lp;
-                int32_t id = sampler_sample(&cfg->sampler, r->logits, V, rng_uniform(key, 0), &r->scratch[0], &lp);
-                if (completion_push(r, cfg, c, &st[s], id, lp))
-                    st[s].active = 0;
-                else
-                    st[s].pending = id, n_active++;
+            if (nb == 1) {
+                const rollout_prompt *p = &prompts[first_prompt];
+                for (int t0 = 0; t0 < p->n; t0 += m->max_tokens) {
+                    int n = p->n - t0 < m->max_tokens ? p->n - t0 : m->max_tokens;
+                    for (int t = 0; t < n; t++) tk[t] = p->ids[t0 + t], sl[t] = group_slots[0], ps[t] = t0 + t;
+                    rows[0] = n - 1;
+                    if (model_step_cached(m, &r->kv, n, tk, sl, ps, t0 + n == p->n, rows, r->logits, err, cap)) goto done;
+                }
+            } else {
+                int n = 0;
+                for (int b = 0; b < nb; b++) {
+                    const rollout_prompt *p = &prompts[first_prompt + b];
+                    for (int t = 0; t < p->n; t++, n++) tk[n] = p->ids[t], sl[n] = group_slots[b * G], ps[n] = t;
+                    rows[b] = n - 1;
+                }
+                if (model_step_cached(m, &r->kv, n, tk, sl, ps, nb, rows, r->logits, err, cap)) goto done;
+            }
+            for (int b = 0; b < nb; b++) {
+                int pi = first_prompt + b;
+                const rollout_prompt *p = &prompts[pi];
+                int *gs = group_slots + b * G;
+                for (int k = 1; k < G; k++) kv_cache_copy_slot(&r->kv, m->be, gs[k], gs[0], p->n);
+                for (int k = 0; k < G; k++) {
+                    int s = gs[k];
+                    st[s] = (slot_state){.active = 1, .out = pi * G + k, .prompt = pi, .n_prompt = p->n, .text_cap = 1};
+                    completion *c = &out[st[s].out];
+                    uint64_t key = rng_key(cfg->seed, p->id, (uint64_t)k, 0x5EED);
+                    float lp;
+                    int32_t id = sampler_sample(&cfg->sampler, r->logits + (size_t)b * V, V, rng_uniform(key, 0),
+                                                &r->scratch[0], &lp);
+                    if (completion_push(r, cfg, c, &st[s], id, lp))
+                        st[s].active = 0;
+                    else
+                        st[s].pending = id, n_active++;
+                }
             }
             n_free = S - n_active;
-            next++;
         }
         if (!n_active) continue;
         /* ---- one decode step for every live sequence ---- */

@@ -23,7 +23,7 @@ void cpu_attention_cached(backend *be, float *out, const float *q, const float *
                           float scale) {
     (void)be;
     int kvd = Hkv * hd, group = Hq / Hkv;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if ((long)T * Hq > 1)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(be->n_threads) if ((long)T * Hq > 1)
     for (int t = 0; t < T; t++) {
         for (int h = 0; h < Hq; h++) {
             const float *qr = q + ((size_t)t * Hq + h) * hd;
