@@ -238,20 +238,28 @@ int main(void) {
     unsetenv("RFT_GRADER_WORKER_BIN");
 
     /* inline, threaded: the same good grades, and the in-process checks */
-    specs[0].isolation = specs[1].isolation = GRADER_ISOLATION_INLINE;
-    r = grader_runner_create(specs, 2, 2, err, sizeof err);
+    /* (a second instance of the fault plugin: the plugin is not thread-safe,
+       so its two graders must never run at the same time) */
+    grader_spec specs3[3];
+    memcpy(specs3, specs, sizeof specs);
+    make_spec(&specs3[2], "faulty2", "fault.so", "{}", GRADER_ISOLATION_INLINE);
+    specs3[0].isolation = specs3[1].isolation = GRADER_ISOLATION_INLINE;
+    grade_result *out3 = calloc((size_t)n * 3, sizeof *out3);
+    r = grader_runner_create(specs3, 3, 2, err, sizeof err);
     CHECK(r != NULL, "inline runner: %s", err);
     if (r) {
         const char *soft[] = {"nan", "inf", "status", "error", "abstain", NULL};
         for (int i = 0; i < n; i++)
             if (i % 10 == 3) json_object_set_new(items[i], "fault", json_string(soft[(i / 10) % 5]));
-        memset(out, 0, sizeof *out * n * 2);
-        rc = grader_runner_grade(r, samples, items, n, out, err, sizeof err);
+        rc = grader_runner_grade(r, samples, items, n, out3, err, sizeof err);
         CHECK(rc == 0, "inline batch failed: %s", err);
         for (int i = 0; i < n; i++) {
-            CHECK(out[i * 2].status == GRADE_OK && out[i * 2].score == good_expected(i, texts[i]),
+            CHECK(out3[i * 3].status == GRADE_OK && out3[i * 3].score == good_expected(i, texts[i]),
                   "inline sample %d good wrong", i);
-            grade_result *f = &out[i * 2 + 1];
+            CHECK(out3[i * 3 + 2].status == out3[i * 3 + 1].status && out3[i * 3 + 2].score == out3[i * 3 + 1].score,
+                  "inline sample %d: the two fault graders differ (%s / %s)", i, out3[i * 3 + 1].msg,
+                  out3[i * 3 + 2].msg);
+            grade_result *f = &out3[i * 3 + 1];
             if (i % 10 == 3) {
                 int m = (i / 10) % 5;
                 int want_kind[] = {GRADE_KIND_NAN, GRADE_KIND_NAN, GRADE_KIND_STATUS, GRADE_KIND_ERROR, 0};
@@ -261,11 +269,14 @@ int main(void) {
                     CHECK(f->status == GRADE_ERROR && f->kind == want_kind[m], "inline sample %d (%s): kind %s", i,
                           soft[m], grade_kind_name(f->kind));
             } else {
-                CHECK(f->status == GRADE_OK && f->score == ((i % 2) ? 1.0 : 0.0), "inline sample %d fault wrong", i);
+                CHECK(f->status == GRADE_OK && f->score == ((i % 2) ? 1.0 : 0.0), "inline sample %d fault wrong: %s", i,
+                      f->msg);
             }
         }
         grader_runner_free(r);
     }
+    free(out3);
+    free(specs3[2].config_json);
     for (int i = 0; i < n; i++) json_decref(items[i]);
     free(specs[0].config_json), free(specs[1].config_json);
     free(out), free(items), free(samples), free(texts), free(mode);

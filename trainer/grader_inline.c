@@ -22,7 +22,7 @@ struct grader_inline {
 };
 
 typedef struct inline_task {
-    int g;          /* local grader index */
+    int a, b;       /* graders order[a..b) */
     int lo, hi;     /* samples [lo, hi) */
 } inline_task;
 
@@ -34,6 +34,7 @@ typedef struct inline_job {
     int stride;
     inline_task *tasks;
     int n_tasks;
+    int *order;     /* local grader indices, plugins that are not thread-safe grouped */
     atomic_int next;
 } inline_job;
 
@@ -69,11 +70,13 @@ static void run_tasks(inline_job *job) {
         int t = atomic_fetch_add(&job->next, 1);
         if (t >= job->n_tasks) break;
         inline_task *task = &job->tasks[t];
-        grader_instance *g = &job->gi->inst[task->g];
-        int spec = job->gi->idx[task->g];
-        for (int i = task->lo; i < task->hi; i++) {
-            item.row = job->items[i];
-            grader_instance_grade(g, &job->samples[i], &item, &job->out[(size_t)i * job->stride + spec]);
+        for (int k = task->a; k < task->b; k++) {
+            grader_instance *g = &job->gi->inst[job->order[k]];
+            int spec = job->gi->idx[job->order[k]];
+            for (int i = task->lo; i < task->hi; i++) {
+                item.row = job->items[i];
+                grader_instance_grade(g, &job->samples[i], &item, &job->out[(size_t)i * job->stride + spec]);
+            }
         }
     }
     grader_item_free(&item);
@@ -97,14 +100,29 @@ int grader_inline_grade(grader_inline *gi, const rft_sample *samples, json_t *co
         cap += (gi->inst[j].api->flags & RFT_GRADER_THREADSAFE) ? (n + chunk - 1) / chunk : 1;
     inline_job job = {.gi = gi, .samples = samples, .items = items, .out = out, .stride = stride};
     job.tasks = xmalloc(sizeof *job.tasks * cap, err, err_cap);
-    if (!job.tasks) return -1;
+    job.order = xmalloc(sizeof *job.order * gi->n, err, err_cap);
+    if (!job.tasks || !job.order) {
+        free(job.tasks), free(job.order);
+        return -1;
+    }
+    int no = 0;
     for (int j = 0; j < gi->n; j++) {
-        if (gi->inst[j].api->flags & RFT_GRADER_THREADSAFE) {
-            for (int lo = 0; lo < n; lo += chunk)
-                job.tasks[job.n_tasks++] = (inline_task){j, lo, lo + chunk < n ? lo + chunk : n};
-        } else {
-            job.tasks[job.n_tasks++] = (inline_task){j, 0, n};
-        }
+        if (!(gi->inst[j].api->flags & RFT_GRADER_THREADSAFE)) continue;
+        job.order[no] = j;
+        for (int lo = 0; lo < n; lo += chunk)
+            job.tasks[job.n_tasks++] = (inline_task){no, no + 1, lo, lo + chunk < n ? lo + chunk : n};
+        no++;
+    }
+    for (int j = 0; j < gi->n; j++) { /* one task per plugin that is not thread-safe */
+        const rft_grader *api = gi->inst[j].api;
+        if (api->flags & RFT_GRADER_THREADSAFE) continue;
+        int seen = 0;
+        for (int k = 0; k < j; k++) seen |= gi->inst[k].api == api;
+        if (seen) continue;
+        int a0 = no;
+        for (int k = j; k < gi->n; k++)
+            if (gi->inst[k].api == api) job.order[no++] = k;
+        job.tasks[job.n_tasks++] = (inline_task){a0, no, 0, n};
     }
     atomic_init(&job.next, 0);
     if (threads > job.n_tasks) threads = job.n_tasks;
@@ -117,6 +135,7 @@ int grader_inline_grade(grader_inline *gi, const rft_sample *samples, json_t *co
     run_tasks(&job);
     for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
     free(job.tasks);
+    free(job.order);
     return 0;
 }
 

@@ -60,9 +60,28 @@ static int fault_create(const char *config_json, const rft_host *host, void **st
 }
 
 static volatile int sink;
+static int active; /* calls in progress, over every state of this plugin */
 
+static int fault_grade_inner(void *state, const rft_sample *sample, const rft_item *item, double *score, char *err,
+                             size_t err_cap);
+
+/* this plugin is not thread-safe: rft must never enter it twice at once (not
+   even on two states); a concurrent entry is reported as an error */
 static int fault_grade(void *state, const rft_sample *sample, const rft_item *item, double *score, char *err,
                        size_t err_cap) {
+    if (__atomic_fetch_add(&active, 1, __ATOMIC_SEQ_CST) != 0) {
+        __atomic_fetch_sub(&active, 1, __ATOMIC_SEQ_CST);
+        snprintf(err, err_cap, "called concurrently although not thread-safe");
+        return RFT_ERROR;
+    }
+    for (int i = 0; i < 200; i++) sink++; /* widen the window a race would need */
+    int rc = fault_grade_inner(state, sample, item, score, err, err_cap);
+    __atomic_fetch_sub(&active, 1, __ATOMIC_SEQ_CST);
+    return rc;
+}
+
+static int fault_grade_inner(void *state, const rft_sample *sample, const rft_item *item, double *score, char *err,
+                             size_t err_cap) {
     fault_state *s = state;
     const char *mode = s->mode;
     if (!mode[0]) mode = s->host->item_get(item, "fault", NULL);
