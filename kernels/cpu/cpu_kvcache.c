@@ -2,6 +2,7 @@
  * keys/values into cache slots and attention of queries over a slot's cached
  * prefix (prefill and decode alike). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_internal.h"
@@ -16,42 +17,51 @@ void cpu_kv_write(backend *be, float *kc, float *vc, const float *k, const float
     }
 }
 
-/* One query row over n cached positions: two passes (max, then exp-sum and
- * weighted values), scores held in a stack buffer chunk by chunk. */
+/* One query row over n cached positions: scores in a per-thread buffer
+ * (one dot product per position), exact softmax, then a weighted sum of the
+ * value rows; the inner loops run over hd contiguous floats and vectorise. */
 void cpu_attention_cached(backend *be, float *out, const float *q, const float *kc, const float *vc,
                           const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
                           float scale) {
-    (void)be;
     int kvd = Hkv * hd, group = Hq / Hkv;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(be->n_threads) if ((long)T * Hq > 1)
-    for (int t = 0; t < T; t++) {
-        for (int h = 0; h < Hq; h++) {
-            const float *qr = q + ((size_t)t * Hq + h) * hd;
-            const float *K = kc + (size_t)slot[t] * max_seq * kvd + (size_t)(h / group) * hd;
-            const float *V = vc + (size_t)slot[t] * max_seq * kvd + (size_t)(h / group) * hd;
-            float *o = out + ((size_t)t * Hq + h) * hd;
-            int n = pos[t] + 1;
-            float mx = -INFINITY;
-            for (int j = 0; j < n; j++) {
-                const float *kr = K + (size_t)j * kvd;
-                float s = 0;
-                for (int d = 0; d < hd; d++) s += qr[d] * kr[d];
-                s *= scale;
-                if (s > mx) mx = s;
+#pragma omp parallel num_threads(be->n_threads) if ((long)T * Hq > 1)
+    {
+        float *sc = malloc((size_t)max_seq * sizeof(float));
+        float *acc = malloc((size_t)hd * sizeof(float));
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < Hq; h++) {
+                if (!sc || !acc) continue;
+                const float *restrict qr = q + ((size_t)t * Hq + h) * hd;
+                const float *K = kc + (size_t)slot[t] * max_seq * kvd + (size_t)(h / group) * hd;
+                const float *V = vc + (size_t)slot[t] * max_seq * kvd + (size_t)(h / group) * hd;
+                float *restrict o = out + ((size_t)t * Hq + h) * hd;
+                int n = pos[t] + 1;
+                float mx = -INFINITY;
+                for (int j = 0; j < n; j++) {
+                    const float *restrict kr = K + (size_t)j * kvd;
+                    float d = 0;
+                    for (int e = 0; e < hd; e++) d += qr[e] * kr[e];
+                    sc[j] = d * scale;
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                float sum = 0;
+                for (int j = 0; j < n; j++) {
+                    sc[j] = expf(sc[j] - mx);
+                    sum += sc[j];
+                }
+                for (int e = 0; e < hd; e++) acc[e] = 0;
+                for (int j = 0; j < n; j++) {
+                    const float *restrict vr = V + (size_t)j * kvd;
+                    float p = sc[j];
+                    for (int e = 0; e < hd; e++) acc[e] += p * vr[e];
+                }
+                float inv = 1.0f / sum;
+                for (int e = 0; e < hd; e++) o[e] = acc[e] * inv;
             }
-            float acc[1024];
-            for (int d = 0; d < hd; d++) acc[d] = 0;
-            float sum = 0;
-            for (int j = 0; j < n; j++) {
-                const float *kr = K + (size_t)j * kvd, *vr = V + (size_t)j * kvd;
-                float s = 0;
-                for (int d = 0; d < hd; d++) s += qr[d] * kr[d];
-                float p = expf(s * scale - mx);
-                sum += p;
-                for (int d = 0; d < hd; d++) acc[d] += p * vr[d];
-            }
-            float inv = 1.0f / sum;
-            for (int d = 0; d < hd; d++) o[d] = acc[d] * inv;
         }
+        if (!sc || !acc) CPU_ERR(be, "out of memory in attention_cached");
+        free(sc);
+        free(acc);
     }
 }
