@@ -115,6 +115,36 @@ int main(void) {
     expect_eval_error("exp(1000)", v, "non-finite value");
     expect_eval_error("10 ^ 400", v, "non-finite value");
 
+    /* random text never crashes the parser; what parses evaluates to a finite
+       value or a reported error, never NaN (counter-based generator: fixed cases) */
+    {
+        const char alphabet[] = "0123456789.e+-*/^(),  correct format x2 min max clip log sqrt abs #";
+        unsigned long long st = 0x9E3779B97F4A7C15ull;
+        int parsed = 0;
+        for (int t = 0; t < 20000; t++) {
+            char text[40];
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            int len = 1 + (int)((st >> 33) % 30);
+            for (int i = 0; i < len; i++) {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                text[i] = alphabet[(st >> 33) % (sizeof alphabet - 1)];
+            }
+            text[len] = 0;
+            char err[300];
+            reward_formula *fm = reward_formula_parse(text, names, 4, err, sizeof err);
+            if (!fm) {
+                CHECK(!strncmp(err, "column ", 7), "'%s': error without a column: %s", text, err);
+                continue;
+            }
+            parsed++;
+            double got = 0;
+            int rc = reward_formula_eval(fm, v, &got, err, sizeof err);
+            CHECK(rc == -1 || isfinite(got), "'%s' evaluated to %g", text, got);
+            reward_formula_free(fm);
+        }
+        CHECK(parsed > 100, "only %d random formulas parsed", parsed);
+    }
+
     /* uses */
     {
         char err[200];

@@ -84,7 +84,7 @@ static int valid_type_name(const char *t) {
 }
 
 int grader_find_builtin(const char *type, char *path, size_t path_cap, char *err, size_t err_cap) {
-    static char dirs[8][GRADER_PATH_MAX];
+    char dirs[8][GRADER_PATH_MAX];
     int nd = search_dirs(dirs, 8);
     if (valid_type_name(type)) {
         for (int i = 0; i < nd; i++) {
