@@ -51,9 +51,9 @@ static const fault_case cases[] = {
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
 /* processes whose parent is us (not zombies), and processes named rft_linger / rft_helper */
-static int helpers = 0;
+static int helpers = 0, zombies = 0;
 static void count_procs(int *children, int *lingering) {
-    *children = *lingering = helpers = 0;
+    *children = *lingering = helpers = zombies = 0;
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d))) {
@@ -68,7 +68,11 @@ static void count_procs(int *children, int *lingering) {
         char *rp = strrchr(buf, ')');
         char state;
         int ppid;
-        if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || state == 'Z') continue;
+        if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2) continue;
+        if (state == 'Z') {
+            zombies += ppid == getpid();
+            continue;
+        }
         if (ppid == getpid()) (*children)++;
         if (strstr(buf, "(rft_linger)")) (*lingering)++;
         if (strstr(buf, "(rft_helper)")) helpers++;
@@ -91,8 +95,17 @@ static double good_expected(int i, const char *text) {
     return (double)strlen(text) + 1000.0 * (i % 7) + (i % 5) + ((i % 3) != 0 ? 0.5 : 0) + 0.25;
 }
 
+static int count_fds(void) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d)) n++;
+    if (d) closedir(d);
+    return n;
+}
+
 int main(void) {
     char err[1024];
+    int fds_at_start = count_fds();
     const int n = 1000;
     char(*texts)[32] = calloc(n, sizeof *texts);
     rft_sample *samples = calloc(n, sizeof *samples);
@@ -152,6 +165,7 @@ int main(void) {
     count_procs(&children, &lingering);
     CHECK(np == 2 && children == 2, "after the batch: %d workers, %d child processes (want 2, 2)", np, children);
     CHECK(lingering == 0, "%d lingering grandchildren survived", lingering);
+    CHECK(zombies == 0, "%d unreaped workers", zombies);
     printf("process pool: %d samples x 2 graders with %d faults in %.2f s; errors by kind:", n, expect_errors, dt);
     for (int k = 1; k < GRADE_KIND_COUNT; k++)
         if (counted[k]) printf(" %s=%d", grade_kind_name(k), counted[k]);
@@ -168,7 +182,8 @@ int main(void) {
               "second batch sample %d wrong", i);
     grader_runner_free(r);
     count_procs(&children, &lingering);
-    CHECK(children == 0, "%d child processes left after free", children);
+    CHECK(children == 0 && zombies == 0, "%d child processes (%d zombies) left after free", children, zombies);
+    CHECK(count_fds() == fds_at_start, "file descriptors leaked: %d open, %d at start", count_fds(), fds_at_start);
 
     /* a helper process started in create() is allowed to live on */
     {
