@@ -1,0 +1,277 @@
+/* tools/bench/bench_gpu.c: GPU benchmark of the CUDA backend. Prints one JSON
+ * line per measurement (tools/gpu_check.sh turns them into a table):
+ *   - matmul TFLOP/s through be->matmul, TF32 and plain fp32 cuBLAS math, at
+ *     4096^3 and at the SmolLM2-135M training shapes (16K tokens);
+ *   - training forward+backward tokens/s of the SmolLM2-135M shape (fp32
+ *     weights and activations, TF32 matmuls) at seqs x seqlen tokens per
+ *     step, the AdamW step, achieved TFLOP/s (3x forward FLOPs: matmuls +
+ *     causal attention) and MFU against the measured 4096^3 TF32 rate;
+ *   - decode tokens/s through the KV cache (model_step_cached, logits to the
+ *     host as the rollout engine reads them) at several batch sizes, with the
+ *     bytes of weights + cache read per step over the step time.
+ * Timing: be->sync before and after, host monotonic clock, median of reps
+ * after warm-up. Exit 77 when there is no CUDA device.
+ *
+ *   bench_gpu [--seqs 16] [--seqlen 1024] [--steps 5] [--decode 1,64,256]
+ *             [--prompt 64] [--gen 32] [--skip-matmul] [--skip-train]
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "optim.h"
+#include "util.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static float *dev_random(backend *be, size_t n, float sd, uint64_t key) {
+    float *h = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = (float)(sd * (2.0 * rng_uniform(key, i) - 1.0));
+    float *d = be->alloc(be, n * sizeof(float));
+    if (d) be->copy_h2d(be, d, h, n * sizeof(float));
+    free(h);
+    return d;
+}
+
+/* C[M,N] = op(A) op(B), median TFLOP/s over reps */
+static double bench_matmul(backend *be, const char *label, int tA, int tB, int M, int N, int K) {
+    float *A = dev_random(be, (size_t)M * K, 1, 1), *B = dev_random(be, (size_t)K * N, 1, 2);
+    float *C = be->alloc(be, (size_t)M * N * sizeof(float));
+    if (!A || !B || !C) {
+        fprintf(stderr, "bench_gpu: %s\n", be->err);
+        exit(1);
+    }
+    int lda = tA ? M : K, ldb = tB ? K : N;
+    enum { REPS = 9, INNER = 5 };
+    double t[REPS];
+    for (int w = 0; w < 2; w++) be->matmul(be, tA, tB, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, N, 0, 1);
+    for (int r = 0; r < REPS; r++) {
+        be->sync(be);
+        double t0 = now_seconds();
+        for (int i = 0; i < INNER; i++)
+            be->matmul(be, tA, tB, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, N, 0, 1);
+        be->sync(be);
+        t[r] = (now_seconds() - t0) / INNER;
+    }
+    if (be->sync(be)) {
+        fprintf(stderr, "bench_gpu: %s\n", be->err);
+        exit(1);
+    }
+    double s = median(t, REPS), tf = 2.0 * M * N * K / s / 1e12;
+    printf("{\"bench\": \"matmul\", \"label\": \"%s\", \"M\": %d, \"N\": %d, \"K\": %d, \"ms\": %.4f, \"tflops\": %.2f}\n",
+           label, M, N, K, s * 1e3, tf);
+    fflush(stdout);
+    be->free(be, A);
+    be->free(be, B);
+    be->free(be, C);
+    return tf;
+}
+
+static void smollm2(model_config *c, int max_seq) {
+    memset(c, 0, sizeof *c);
+    c->vocab = 49152, c->d_model = 576, c->n_layer = 30, c->n_head = 9, c->n_kv_head = 3, c->head_dim = 64;
+    c->d_ff = 1536, c->tie_embeddings = 1, c->rope_theta = 100000.0f, c->rms_eps = 1e-5f, c->max_seq = max_seq;
+}
+
+static void bench_train(backend *be, int seqs, int seqlen, int steps, double peak_tf) {
+    model_config cfg;
+    smollm2(&cfg, seqlen);
+    char err[512];
+    model m;
+    int T = seqs * seqlen;
+    if (model_create(&m, &cfg, be, T, err, sizeof err) || model_alloc_grads(&m, err, sizeof err)) {
+        fprintf(stderr, "bench_gpu: %s\n", err);
+        exit(1);
+    }
+    model_init_weights(&m, 1234);
+    optim_config oc = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
+                       .grad_clip = 1.0f, .schedule = LR_CONSTANT};
+    optim o;
+    if (optim_create(&o, &m, &oc, err, sizeof err)) {
+        fprintf(stderr, "bench_gpu: %s\n", err);
+        exit(1);
+    }
+    int32_t *tok = malloc(T * sizeof *tok), *tgt = malloc(T * sizeof *tgt), *cu = malloc((seqs + 1) * sizeof *cu);
+    float *w = malloc(T * sizeof *w);
+    for (int t = 0; t < T; t++) {
+        tok[t] = (int32_t)(rng_u64(7, t) % cfg.vocab);
+        tgt[t] = (int32_t)(rng_u64(8, t) % cfg.vocab);
+        w[t] = 1.0f / T;
+    }
+    for (int s = 0; s <= seqs; s++) cu[s] = s * seqlen;
+    model_batch b = {.T = T, .n_seq = seqs, .tokens = tok, .targets = tgt, .cu_seqlens = cu, .pos = NULL};
+    double flops = 3.0 * model_forward_flops(&cfg, &b);
+    double *tf = malloc((steps + 1) * sizeof(double)), *tb = malloc((steps + 1) * sizeof(double));
+    double *to = malloc((steps + 1) * sizeof(double));
+    for (int s = 0; s < steps + 1; s++) { /* step 0 warms up */
+        be->sync(be);
+        double t0 = now_seconds();
+        model_zero_grads(&m);
+        if (model_forward(&m, &b, NULL, NULL, err, sizeof err)) {
+            fprintf(stderr, "bench_gpu: %s\n", err);
+            exit(1);
+        }
+        double t1 = now_seconds();
+        if (model_backward(&m, &b, w, NULL, err, sizeof err)) {
+            fprintf(stderr, "bench_gpu: %s\n", err);
+            exit(1);
+        }
+        double t2 = now_seconds();
+        double norm = optim_step(&o);
+        be->sync(be);
+        double t3 = now_seconds();
+        if (!isfinite(norm)) {
+            fprintf(stderr, "bench_gpu: gradient norm %g\n", norm);
+            exit(1);
+        }
+        tf[s] = t1 - t0, tb[s] = t2 - t1, to[s] = t3 - t2;
+    }
+    double f = median(tf + 1, steps), bw = median(tb + 1, steps), op = median(to + 1, steps);
+    double fb = f + bw;
+    printf("{\"bench\": \"train\", \"impl\": \"rft-cuda\", \"shape\": \"smollm2-135m\", \"params\": %zu, \"tokens\": %d, "
+           "\"seqs\": %d, \"seqlen\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"adamw_ms\": %.2f, "
+           "\"tokens_per_s\": %.0f, \"tflops\": %.2f, \"mfu_vs_tf32_gemm\": %.3f}\n",
+           m.n_params, T, seqs, seqlen, f * 1e3, bw * 1e3, op * 1e3, T / fb, flops / fb / 1e12,
+           peak_tf > 0 ? flops / fb / 1e12 / peak_tf : 0.0);
+    fflush(stdout);
+    optim_free(&o);
+    model_free(&m);
+    free(tok), free(tgt), free(cu), free(w), free(tf), free(tb), free(to);
+}
+
+static void bench_decode(backend *be, int batch, int prompt, int gen) {
+    model_config cfg;
+    int max_seq = prompt + gen + 1;
+    smollm2(&cfg, max_seq);
+    char err[512];
+    model m;
+    int cap = batch * prompt > batch ? batch * prompt : batch;
+    if (model_create(&m, &cfg, be, cap, err, sizeof err)) {
+        fprintf(stderr, "bench_gpu: %s\n", err);
+        exit(1);
+    }
+    model_init_weights(&m, 99);
+    kv_cache kc;
+    if (kv_cache_create(&kc, &m, batch, max_seq, err, sizeof err)) {
+        fprintf(stderr, "bench_gpu: %s\n", err);
+        exit(1);
+    }
+    int V = cfg.vocab;
+    int32_t *tok = malloc(cap * sizeof(int32_t)), *slot = malloc(cap * sizeof(int32_t));
+    int32_t *pos = malloc(cap * sizeof(int32_t)), *rows = malloc(batch * sizeof(int32_t));
+    float *logits = malloc((size_t)batch * V * sizeof(float));
+    for (int s = 0, t = 0; s < batch; s++)
+        for (int p = 0; p < prompt; p++, t++) {
+            tok[t] = (int32_t)(rng_u64(5, t) % V);
+            slot[t] = s;
+            pos[t] = p;
+        }
+    for (int s = 0; s < batch; s++) rows[s] = (s + 1) * prompt - 1;
+    double t0 = now_seconds();
+    if (model_step_cached(&m, &kc, batch * prompt, tok, slot, pos, batch, rows, logits, err, sizeof err)) {
+        fprintf(stderr, "bench_gpu: prefill: %s\n", err);
+        exit(1);
+    }
+    double t_prefill = now_seconds() - t0;
+    for (int s = 0; s < batch; s++) rows[s] = s;
+    double *ts = malloc(gen * sizeof(double));
+    for (int g = 0; g < gen; g++) {
+        for (int s = 0; s < batch; s++) { /* greedy: argmax of the last logits */
+            const float *z = logits + (size_t)s * V;
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                if (z[j] > z[best]) best = j;
+            tok[s] = best;
+            slot[s] = s;
+            pos[s] = prompt + g;
+        }
+        be->sync(be);
+        double a = now_seconds();
+        if (model_step_cached(&m, &kc, batch, tok, slot, pos, batch, rows, logits, err, sizeof err)) {
+            fprintf(stderr, "bench_gpu: decode: %s\n", err);
+            exit(1);
+        }
+        ts[g] = now_seconds() - a;
+    }
+    double step = median(ts, gen);
+    double ctx = prompt + gen / 2.0;
+    double bytes = (double)m.n_params * 4 + 2.0 * cfg.n_layer * batch * ctx * cfg.n_kv_head * cfg.head_dim * 4 +
+                   (double)batch * V * 4;
+    printf("{\"bench\": \"decode\", \"impl\": \"rft-cuda\", \"batch\": %d, \"prompt\": %d, \"gen\": %d, "
+           "\"prefill_tokens_per_s\": %.0f, \"step_ms\": %.3f, \"tokens_per_s\": %.0f, \"gb_per_s\": %.1f}\n",
+           batch, prompt, gen, batch * prompt / t_prefill, step * 1e3, batch / step, bytes / step / 1e9);
+    fflush(stdout);
+    kv_cache_free(&kc, be);
+    model_free(&m);
+    free(tok), free(slot), free(pos), free(rows), free(logits), free(ts);
+}
+
+int main(int argc, char **argv) {
+    int seqs = 16, seqlen = 1024, steps = 5, prompt = 64, gen = 32, skip_mm = 0, skip_train = 0;
+    const char *decode = "1,64,256";
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && !strcmp(argv[i], "--seqs")) seqs = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--seqlen")) seqlen = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--decode")) decode = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--prompt")) prompt = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--gen")) gen = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--skip-matmul")) skip_mm = 1;
+        else if (!strcmp(argv[i], "--skip-train")) skip_train = 1;
+        else {
+            fprintf(stderr, "usage: bench_gpu [--seqs B] [--seqlen N] [--steps S] [--decode 1,64,256] [--prompt P] "
+                            "[--gen G] [--skip-matmul] [--skip-train]\n");
+            return 2;
+        }
+    }
+    if (seqs <= 0 || seqlen <= 0 || steps <= 0 || prompt <= 0 || gen <= 0) {
+        fprintf(stderr, "bench_gpu: bad arguments\n");
+        return 2;
+    }
+    char err[512];
+    double peak = 0;
+    if (!skip_mm) {
+        setenv("RFT_CUDA_TF32", "0", 1);
+        backend *be32 = backend_cuda_create(0, err, sizeof err);
+        if (!be32) {
+            printf("SKIPPED: %s\n", err);
+            return 77;
+        }
+        bench_matmul(be32, "fp32 4096^3", 0, 0, 4096, 4096, 4096);
+        be32->destroy(be32);
+    }
+    setenv("RFT_CUDA_TF32", "1", 1);
+    backend *be = backend_cuda_create(0, err, sizeof err);
+    if (!be) {
+        printf("SKIPPED: %s\n", err);
+        return 77;
+    }
+    if (!skip_mm) {
+        peak = bench_matmul(be, "tf32 4096^3", 0, 0, 4096, 4096, 4096);
+        int T = seqs * seqlen;
+        bench_matmul(be, "tf32 x@W^T [T,576]x[1536,576]", 0, 1, T, 1536, 576);
+        bench_matmul(be, "tf32 dW=dy^T@x [1536,T]x[T,576]", 1, 0, 1536, 576, T);
+        bench_matmul(be, "tf32 dx=dy@W [T,1536]x[1536,576]", 0, 0, T, 576, 1536);
+        bench_matmul(be, "tf32 lm_head [4096,576]x[49152,576]", 0, 1, 4096, 49152, 576);
+    }
+    if (!skip_train) bench_train(be, seqs, seqlen, steps, peak);
+    for (const char *p = decode; p && *p;) {
+        int bsz = atoi(p);
+        if (bsz > 0) bench_decode(be, bsz, prompt, gen);
+        p = strchr(p, ',');
+        if (p) p++;
+    }
+    int rc = be->sync(be);
+    if (rc) fprintf(stderr, "bench_gpu: %s\n", be->err);
+    be->destroy(be);
+    return rc ? 1 : 0;
+}

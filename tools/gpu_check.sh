@@ -1,0 +1,232 @@
+#!/bin/bash
+# tools/gpu_check.sh: the one prepared GPU check for a lent H100/H200 (about
+# 5 minutes, at most 8): the GPU tests (each op and the whole model against
+# the CPU backend), the GPU benchmark next to PyTorch on the same shapes, a
+# compute-sanitizer memcheck pass, and one short table at the end.
+#
+#   tools/gpu_check.sh prepare   on the development machine (no GPU needed):
+#                                configure + build build-gpu (Release, sm_90,
+#                                RFT_CUDA=ON) and pack gpu_carry/ = the test
+#                                and bench binaries + the shared libraries
+#                                they need that a bare CUDA image lacks
+#                                (OpenBLAS, gfortran...), xz-compressed.
+#   tools/gpu_check.sh resources  (no GPU needed) ptxas register / shared
+#                                memory / spill report of every kernel for
+#                                sm_90 into docs/cuda_resources.txt.
+#   tools/gpu_check.sh [run]     on the GPU machine: uses gpu_carry/ when it
+#                                is there and its binaries load; otherwise
+#                                builds from source (needs the Debian build
+#                                deps of tools/install_deps.sh, tried first).
+#
+# With the device tool of this workplace:
+#   tools/gpu_check.sh prepare
+#   run(command="tools/gpu_check.sh", carry=["gpu_carry"], timeout_s=540)
+# Results (logs, JSON lines, the table) land in $OUT (or ./gpu_check_out).
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MODE=${1:-run}
+
+# shared libraries any CUDA machine has (or must not be replaced)
+is_system_lib() {
+    case "$1" in
+    libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) return 0 ;;
+    libcuda.so*|libcudart.so*|libcublas.so*|libcublasLt.so*|libnvidia*|libnccl.so*) return 0 ;;
+    linux-vdso*) return 0 ;;
+    esac
+    return 1
+}
+
+if [ "$MODE" = prepare ]; then
+    set -e
+    cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DRFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+    cmake --build build-gpu -j2 --target gpu_test_cuda_ops gpu_test_cuda_model bench_gpu
+    rm -rf gpu_carry
+    mkdir -p gpu_carry/pack/bin gpu_carry/pack/lib
+    cp build-gpu/tests/gpu/gpu_test_cuda_ops build-gpu/tests/gpu/gpu_test_cuda_model build-gpu/bench/bench_gpu \
+        gpu_carry/pack/bin/
+    strip --strip-debug gpu_carry/pack/bin/*
+    for b in gpu_carry/pack/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u | while read -r l; do
+        is_system_lib "$(basename "$l")" || cp -L "$l" gpu_carry/pack/lib/
+    done
+    (cd gpu_carry && tar cf - pack | xz -6 -T2 > pack.tar.xz && rm -rf pack)
+    grep -qx '/gpu_carry/' .git/info/exclude 2>/dev/null || echo '/gpu_carry/' >> .git/info/exclude
+    echo "gpu_check: gpu_carry/ ready ($(du -sh gpu_carry | cut -f1)); carry it to the GPU machine:"
+    echo "  run(command=\"tools/gpu_check.sh\", carry=[\"gpu_carry\"], timeout_s=540)"
+    exit 0
+fi
+
+if [ "$MODE" = resources ]; then
+    set -e
+    NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+    R=docs/cuda_resources.txt
+    {
+        echo "# ptxas resource usage of every CUDA kernel, sm_90, -O3 (made by: tools/gpu_check.sh resources)"
+        echo "# $("$NVCC" --version | tail -1)"
+        echo "# registers per thread, spill bytes, shared memory (static; attention adds dynamic smem, see"
+        echo "# docs/cuda.md), stack frame. Zero spills everywhere is the target."
+        for f in kernels/cuda/*.cu; do
+            "$NVCC" -arch=sm_90 -O3 -std=c++17 -Xptxas -v -c "$f" -o /dev/null -I kernels 2>&1 |
+                python3 -c '
+import re, subprocess, sys
+f = sys.argv[1]
+rows, cur = [], None
+for line in sys.stdin:
+    m = re.search(r"Function properties for (\S+)", line)
+    if m:
+        cur = {"name": m.group(1)}
+        rows.append(cur)
+        continue
+    if cur is None:
+        continue
+    m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+    if m:
+        cur["stack"], cur["st"], cur["ld"] = m.groups()
+    m = re.search(r"Used (\d+) registers", line)
+    if m:
+        cur["regs"] = m.group(1)
+        sm = re.search(r"(\d+) bytes smem", line)
+        cur["smem"] = sm.group(1) if sm else "0"
+names = subprocess.run(["c++filt"], input="\n".join(r["name"] for r in rows), capture_output=True,
+                       text=True).stdout.split("\n")
+print("\n== " + f)
+print("%5s %12s %7s %8s  %s" % ("regs", "spill st/ld", "smem B", "stack B", "kernel"))
+for r, n in zip(rows, names):
+    if "regs" not in r:
+        continue
+    n = re.sub(r"\(.*", "", n)
+    print("%5s %12s %7s %8s  %s" % (r["regs"], r.get("st", "?") + "/" + r.get("ld", "?"), r["smem"],
+                                    r.get("stack", "?"), n))
+' "$f"
+        done
+    } >"$R"
+    echo "gpu_check: wrote $R"
+    exit 0
+fi
+
+OUTDIR=${OUT:-$ROOT/gpu_check_out}
+mkdir -p "$OUTDIR"
+LOG=$OUTDIR/gpu_check.log
+: > "$LOG"
+say() { echo "gpu_check: $*" | tee -a "$LOG"; }
+T0=$(date +%s)
+
+say "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+say "nvcc: $(nvcc --version 2>/dev/null | tail -1)"
+
+# CUDA runtime / cuBLAS of the machine: the toolkit's, else PyTorch's wheels
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib \
+    $(python3 -c "import nvidia, os; p = os.path.dirname(nvidia.__path__[0] if hasattr(nvidia, '__path__') else nvidia.__file__); print(' '.join(os.path.join(p, 'nvidia', x, 'lib') for x in ('cublas', 'cuda_runtime', 'cu13')))" 2>/dev/null); do
+    [ -d "$d" ] && LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d
+done
+export LD_LIBRARY_PATH
+
+# ---- binaries: the carried build, or a fresh one ----
+BIN=""
+if [ -f gpu_carry/pack.tar.xz ]; then
+    rm -rf /tmp/gpu_carry && mkdir -p /tmp/gpu_carry
+    if xz -dc gpu_carry/pack.tar.xz 2>/dev/null | tar xf - -C /tmp/gpu_carry 2>/dev/null ||
+        python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
+            gpu_carry/pack.tar.xz /tmp/gpu_carry; then
+        export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/tmp/gpu_carry/pack/lib
+        if ldd /tmp/gpu_carry/pack/bin/bench_gpu | grep -q "not found"; then
+            say "carried binaries do not load here: $(ldd /tmp/gpu_carry/pack/bin/bench_gpu | grep 'not found' | tr '\n' ' ')"
+        else
+            BIN=/tmp/gpu_carry/pack/bin
+            say "using the carried build (gpu_carry/)"
+        fi
+    fi
+fi
+if [ -z "$BIN" ]; then
+    say "building from source in build-gpu (sm_90)"
+    if ! pkg-config --exists openblas hdf5-serial yaml-0.1 libpcre2-8 jansson 2>/dev/null; then
+        say "build dependencies missing; trying tools/install_deps.sh"
+        sh tools/install_deps.sh >>"$LOG" 2>&1 || say "install_deps failed (no network?)"
+    fi
+    if cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DRFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >>"$LOG" 2>&1 &&
+        cmake --build build-gpu -j"$(nproc)" --target gpu_test_cuda_ops gpu_test_cuda_model bench_gpu >>"$LOG" 2>&1; then
+        mkdir -p /tmp/gpu_build_bin
+        cp build-gpu/tests/gpu/gpu_test_cuda_ops build-gpu/tests/gpu/gpu_test_cuda_model build-gpu/bench/bench_gpu \
+            /tmp/gpu_build_bin/
+        BIN=/tmp/gpu_build_bin
+    else
+        say "FAILED: no carried build and the source build failed (see $LOG); run 'tools/gpu_check.sh prepare' on"
+        say "the development machine and carry gpu_carry/"
+        tail -20 "$LOG"
+        exit 1
+    fi
+fi
+
+# ---- tests ----
+TESTS=""
+for t in gpu_test_cuda_ops gpu_test_cuda_model; do
+    RFT_TEST_SEED=$RANDOM timeout 150 "$BIN/$t" >"$OUTDIR/$t.log" 2>&1
+    rc=$?
+    case $rc in 0) r=PASS ;; 77) r=SKIP ;; 124) r=TIMEOUT ;; *) r="FAIL($rc)" ;; esac
+    TESTS="$TESTS $t=$r"
+    say "$t: $r ($(tail -1 "$OUTDIR/$t.log"))"
+    [ "$r" = PASS ] || grep -E "FAIL|error|FATAL" "$OUTDIR/$t.log" | head -20 | tee -a "$LOG"
+done
+
+# ---- benchmarks ----
+timeout 200 "$BIN/bench_gpu" >"$OUTDIR/bench_rft.jsonl" 2>"$OUTDIR/bench_rft.err"
+say "bench_gpu: exit $? ($(wc -l <"$OUTDIR/bench_rft.jsonl") results) $(head -c 300 "$OUTDIR/bench_rft.err")"
+PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench/bench_gpu_torch.py >"$OUTDIR/bench_torch.jsonl" \
+    2>"$OUTDIR/bench_torch.err"
+say "bench_gpu_torch: exit $? ($(wc -l <"$OUTDIR/bench_torch.jsonl") results) $(tail -c 300 "$OUTDIR/bench_torch.err")"
+
+# ---- memcheck of the op test (fixed seed), while time remains ----
+SAN="skipped"
+if command -v compute-sanitizer >/dev/null && [ $(( $(date +%s) - T0 )) -lt 330 ]; then
+    RFT_TEST_SEED=1 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/gpu_test_cuda_ops" \
+        >"$OUTDIR/memcheck.log" 2>&1
+    rc=$?
+    case $rc in 0) SAN=clean ;; 9) SAN="ERRORS (memcheck.log)" ;; 124) SAN="timeout" ;; *) SAN="exit $rc" ;; esac
+    grep -m5 -E "Invalid|ERROR SUMMARY" "$OUTDIR/memcheck.log" | tee -a "$LOG"
+fi
+
+# ---- table ----
+python3 - "$OUTDIR/bench_rft.jsonl" "$OUTDIR/bench_torch.jsonl" "$TESTS" "$SAN" <<'PY' | tee "$OUTDIR/table.txt"
+import json, sys
+
+def load(p):
+    rows = []
+    try:
+        for line in open(p):
+            line = line.strip()
+            if line.startswith("{"):
+                rows.append(json.loads(line))
+    except OSError:
+        pass
+    return rows
+
+rft, pt = load(sys.argv[1]), load(sys.argv[2])
+print("tests:" + sys.argv[3] + "   memcheck: " + sys.argv[4])
+print(f"{'measurement':44s} {'rft (CUDA)':>14s} {'PyTorch':>14s} {'rft/PyTorch':>11s}")
+def row(name, a, b, unit, fmt="{:.1f}"):
+    sa = (fmt.format(a) + unit) if a is not None else "n/a"
+    sb = (fmt.format(b) + unit) if b is not None else "n/a"
+    ratio = f"{a / b:.2f}" if a and b else ""
+    print(f"{name:44s} {sa:>14s} {sb:>14s} {ratio:>11s}")
+for r in [x for x in rft if x.get("bench") == "matmul"]:
+    p = next((x for x in pt if x.get("bench") == "matmul" and x.get("label") == r["label"]), {})
+    row("matmul " + r["label"], r["tflops"], p.get("tflops"), " TF/s")
+tr = next((x for x in rft if x.get("bench") == "train"), None)
+tp = next((x for x in pt if x.get("bench") == "train"), None)
+if tr or tp:
+    g = lambda d, k: d.get(k) if d else None
+    lab = f"train 135M fp32/tf32 {(tr or tp)['tokens']} tok/step"
+    row(lab + " tok/s", g(tr, "tokens_per_s"), g(tp, "tokens_per_s"), "", "{:.0f}")
+    row("  achieved TFLOP/s (fwd+bwd)", g(tr, "tflops"), g(tp, "tflops"), "", "{:.2f}")
+    row("  MFU vs measured tf32 4096^3 GEMM", g(tr, "mfu_vs_tf32_gemm"), g(tp, "mfu_vs_tf32_gemm"), "", "{:.3f}")
+    row("  forward ms", g(tr, "fwd_ms"), g(tp, "fwd_ms"), "", "{:.1f}")
+    row("  backward ms", g(tr, "bwd_ms"), g(tp, "bwd_ms"), "", "{:.1f}")
+    row("  AdamW (+clip) ms", g(tr, "adamw_ms"), g(tp, "adamw_ms"), "", "{:.1f}")
+for r in [x for x in rft if x.get("bench") == "decode"]:
+    p = next((x for x in pt if x.get("bench") == "decode" and x.get("batch") == r["batch"]), {})
+    row(f"decode batch {r['batch']} tok/s (vs HF generate)", r["tokens_per_s"], p.get("tokens_per_s"), "", "{:.0f}")
+    row(f"  batch {r['batch']} weights+KV+logits GB/s", r["gb_per_s"], None, "", "{:.0f}")
+if not rft:
+    print("(no rft benchmark results: see bench_rft.err)")
+PY
+say "done in $(( $(date +%s) - T0 )) s; logs in $OUTDIR"
