@@ -6,8 +6,11 @@
  * wrong row order), that the imported model and tokenizer run end to end
  * ("The capital of France is" -> " Paris" as the top next token; note the
  * answer survives a wrong Q/K order, since q.k is invariant to a shared row
- * permutation and only RoPE's pairing changes), and a BF16 Hugging Face
- * export that re-imports as the rounded weights. */
+ * permutation and only RoPE's pairing changes), against transformers on the
+ * same GGUF (tests/fixtures/gguf_smollm2_hf.json: its own GGUF loader; logits
+ * of 5 prompts within 1e-3 relative, chat-template ids, 32 greedy tokens with
+ * the KV cache), and a BF16 Hugging Face export that re-imports as the
+ * rounded weights. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chat_template.h"
 #include "convert.h"
 #include "quant.h"
 #include "safetensors.h"
@@ -117,6 +121,85 @@ int main(void) {
         free(ids.ids);
         free(paris.ids);
     }
+
+    /* against transformers on the same GGUF (tests/fixtures/gguf_smollm2_hf.json): logits of 5
+       prompts, the chat-formatted prompt's ids, 32 greedy tokens with the KV cache */
+    json_t *hr = json_load_file("tests/fixtures/gguf_smollm2_hf.json", 0, &je);
+    CHECK(hr != NULL, "gguf_smollm2_hf.json: %s", je.text);
+    if (hr && tok) {
+        float *lg = malloc((size_t)c->vocab * sizeof(float));
+        json_t *pr;
+        double worst = 0;
+        json_array_foreach(json_object_get(hr, "prompts"), i, pr) {
+            const char *text = json_string_value(json_object_get(pr, "text"));
+            json_t *rid = json_object_get(pr, "ids");
+            tok_ids ids = {0};
+            tokenizer_encode(tok, text, strlen(text), 0, &ids, err, sizeof err);
+            int same = ids.n == json_array_size(rid);
+            for (size_t j = 0; same && j < ids.n; j++) same = ids.ids[j] == json_integer_value(json_array_get(rid, j));
+            CHECK(same, "\"%s\": token ids differ from transformers'", text);
+            int T = (int)ids.n, cu[2] = {0, T};
+            int32_t tg[64];
+            for (int j = 0; j < T; j++) tg[j] = -1;
+            model_batch b = {.T = T, .n_seq = 1, .tokens = ids.ids, .targets = tg, .cu_seqlens = cu, .pos = NULL};
+            float lp[64];
+            CHECK(model_forward(&m, &b, lp, NULL, err, sizeof err) == 0 && model_logits(&m, T - 1, 1, lg, err, sizeof err) == 0, "%s", err);
+            json_t *idx = json_object_get(pr, "index"), *val = json_object_get(pr, "logits");
+            double mx = json_real_value(json_object_get(pr, "max_abs_logit")), d = 0;
+            for (size_t j = 0; j < json_array_size(idx); j++)
+                d = fmax(d, fabs(lg[json_integer_value(json_array_get(idx, j))] - json_real_value(json_array_get(val, j))));
+            int best = 0;
+            for (int v = 1; v < c->vocab; v++)
+                if (lg[v] > lg[best]) best = v;
+            CHECK(d <= 1e-3 * mx, "\"%s\": logits differ from transformers by %g (max |logit| %g)", text, d, mx);
+            CHECK(best == json_integer_value(json_array_get(idx, 0)), "\"%s\": top token %d, transformers %lld", text, best,
+                  (long long)json_integer_value(json_array_get(idx, 0)));
+            worst = fmax(worst, d / mx);
+            free(ids.ids);
+        }
+        printf("  5 prompts: ids equal, next-token logits vs transformers max rel diff %.2g, top tokens equal\n", worst);
+        /* chat prompt */
+        json_t *cm = json_array_get(json_object_get(hr, "chat"), 0), *cid = json_object_get(hr, "chat_ids");
+        chat_msg msg = {json_string_value(json_object_get(cm, "role")), json_string_value(json_object_get(cm, "content"))};
+        char *text = NULL;
+        size_t tlen = 0;
+        tok_ids ids = {0};
+        CHECK(chat_format(tok, &msg, 1, 1, &text, &tlen, err, sizeof err) == 0, "%s", err);
+        if (text) tokenizer_encode(tok, text, tlen, TOK_ALLOW_SPECIAL | TOK_ADD_SPECIAL, &ids, err, sizeof err);
+        int same = ids.n == json_array_size(cid);
+        for (size_t j = 0; same && j < ids.n; j++) same = ids.ids[j] == json_integer_value(json_array_get(cid, j));
+        CHECK(same, "chat prompt ids differ from apply_chat_template (%zu vs %zu tokens)", ids.n, json_array_size(cid));
+        /* greedy decoding with the KV cache */
+        json_t *gr = json_object_get(hr, "greedy");
+        int n_gen = (int)json_array_size(gr), P = (int)ids.n, match = 0;
+        kv_cache kc;
+        if (same && kv_cache_create(&kc, &m, 1, P + n_gen + 1, err, sizeof err) == 0) {
+            int32_t slot[64], pos[64], row;
+            for (int j = 0; j < P; j++) slot[j] = 0, pos[j] = j;
+            row = P - 1;
+            int rc = model_step_cached(&m, &kc, P, ids.ids, slot, pos, 1, &row, lg, err, sizeof err);
+            for (int k = 0; k < n_gen && rc == 0; k++) {
+                int32_t best = 0;
+                for (int v = 1; v < c->vocab; v++)
+                    if (lg[v] > lg[best]) best = v;
+                if (best != json_integer_value(json_array_get(gr, k))) break;
+                match++;
+                int32_t p1 = P + k, r0 = 0, s0 = 0;
+                rc = model_step_cached(&m, &kc, 1, &best, &s0, &p1, 1, &r0, lg, err, sizeof err);
+            }
+            CHECK(rc == 0, "%s", err);
+            kv_cache_free(&kc, be);
+        } else if (same) {
+            CHECK(0, "%s", err);
+        }
+        CHECK(match == n_gen, "greedy generation: first %d of %d tokens equal transformers'", match, n_gen);
+        printf("  chat prompt: %zu ids equal apply_chat_template; greedy %d/%d tokens equal transformers' (\"%.40s...\")\n", ids.n,
+               match, n_gen, json_string_value(json_object_get(hr, "greedy_text")));
+        free(text);
+        free(ids.ids);
+        free(lg);
+    }
+    json_decref(hr);
 
     /* BF16 Hugging Face export of the real model re-imports as the rounded weights */
     char dir[256];

@@ -21,6 +21,8 @@ checked against llama.cpp's own Python package.
                          logits of the two tiny HF models for two token sequences
   gguf_smollm2_ref.json  (with --smollm2 PATH) reference values of the real
                          SmolLM2-135M-Instruct Q4_1 GGUF, for tests/test_convert_smollm2.c
+  gguf_smollm2_hf.json   (with --smollm2 PATH; needs torch + transformers + accelerate)
+                         transformers' logits, greedy generation and chat ids on it
 
 Run from the repository root: python3 tools/ref_gguf.py
                          python3 tools/ref_gguf.py --smollm2 $(tools/fetch_smollm2.sh)
@@ -408,6 +410,43 @@ def make_tiny_logits():
         json.dump(out, fp, separators=(",", ":"))
 
 
+SMOL_PROMPTS = ["The capital of France is", "def fibonacci(n):", "1, 2, 3, 4,", "Once upon a time",
+                "Water boils at a temperature of"]
+SMOL_CHAT = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+
+
+def make_smollm2_transformers(path):
+    """tests/fixtures/gguf_smollm2_hf.json: transformers (float32, weights from
+    its own GGUF loader: gguf-py dequantisation, its own Q/K un-permutation)
+    on the real SmolLM2 GGUF: last-position logits of 5 prompts (the top 16
+    and 496 fixed vocabulary entries), 32 greedy tokens after the chat-formatted
+    prompt, and the prompt's ids from apply_chat_template"""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    d, f = os.path.split(os.path.abspath(path))
+    m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    fixed = np.linspace(0, m.config.vocab_size - 1, 496).astype(np.int64)
+    prompts = []
+    for p in SMOL_PROMPTS:
+        ids = tok(p).input_ids
+        with torch.no_grad():
+            lg = m(torch.tensor([ids])).logits[0, -1].numpy()
+        top = np.argsort(-lg)[:16]
+        idx = np.concatenate([top, fixed])
+        prompts.append({"text": p, "ids": ids, "max_abs_logit": float(np.abs(lg).max()),
+                        "index": idx.tolist(), "logits": [float(lg[i]) for i in idx]})
+    chat = tok.apply_chat_template(SMOL_CHAT, add_generation_prompt=True, tokenize=True)
+    chat = list(chat["input_ids"] if hasattr(chat, "keys") else chat)
+    with torch.no_grad():
+        g = m.generate(torch.tensor([chat]), max_new_tokens=32, do_sample=False, eos_token_id=None,
+                       pad_token_id=tok.eos_token_id)
+    gen = g[0, len(chat):].tolist()
+    with open(f"{OUT}/gguf_smollm2_hf.json", "w") as fp:
+        json.dump({"file": f, "prompts": prompts, "chat": SMOL_CHAT, "chat_ids": chat, "greedy": gen,
+                   "greedy_text": tok.decode(gen)}, fp)
+
+
 def make_smollm2_ref(path):
     """tests/fixtures/gguf_smollm2_ref.json: for a few tensors of the real
     SmolLM2-135M-Instruct Q4_1 GGUF (tools/fetch_smollm2.sh), the values gguf-py
@@ -450,6 +489,7 @@ if __name__ == "__main__":
         sys.exit(0)
     if len(sys.argv) == 3 and sys.argv[1] == "--smollm2":
         make_smollm2_ref(sys.argv[2])
+        make_smollm2_transformers(sys.argv[2])
         sys.exit(0)
     os.makedirs(OUT, exist_ok=True)
     make_types()
