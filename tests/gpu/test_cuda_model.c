@@ -4,7 +4,8 @@
  * a packed batch of sequences of different lengths, every parameter
  * gradient of a backward with per-token and entropy weights, then ten AdamW
  * steps (warm-up, clipping, weight decay) from identical weights: gradient
- * norms per step and the final parameters. TF32 is turned off
+ * norms per step and the final parameters; greedy rollouts through the KV
+ * cache (3 prompts, 32 tokens each) must pick identical tokens. TF32 is turned off
  * (RFT_CUDA_TF32=0) so both sides compute in fp32; tolerance 1e-4 relative.
  * Exit 77 (SKIPPED) when there is no CUDA device or CUDA is not built. */
 #include <math.h>
@@ -172,6 +173,97 @@ static int run_config(const char *label, const model_config *cfg, backend *cpu, 
     return 0;
 }
 
+/* greedy rollouts through the KV cache: three prompts prefilled in one call,
+   then 32 decode steps; token streams must be identical on both backends */
+static int run_greedy(const char *label, const model_config *cfg, backend *cpu, backend *gpu) {
+    enum { S = 3, GEN = 32 };
+    const int plen[S] = {5, 12, 1};
+    char err[512], what[128];
+    model mc, mg;
+    int cap = 32;
+    if (model_create(&mc, cfg, cpu, cap, err, sizeof err) || model_create(&mg, cfg, gpu, cap, err, sizeof err)) {
+        fprintf(stderr, "FATAL: %s\n", err);
+        return -1;
+    }
+    model_init_weights(&mc, 11);
+    model_init_weights(&mg, 11);
+    /* sharper logits than the N(0, 0.02) init gives, so near-ties are rare */
+    cpu->scale(cpu, mc.params, 4.0f, mc.n_params);
+    gpu->scale(gpu, mg.params, 4.0f, mg.n_params);
+    kv_cache kc, kg;
+    int max_seq = 12 + GEN + 1;
+    if (kv_cache_create(&kc, &mc, S, max_seq, err, sizeof err) || kv_cache_create(&kg, &mg, S, max_seq, err, sizeof err)) {
+        fprintf(stderr, "FATAL: %s\n", err);
+        return -1;
+    }
+    int V = cfg->vocab;
+    int32_t tok[32], slot[32], pos[32], rows[S], outc[S][GEN];
+    float *lc = malloc((size_t)S * V * sizeof(float)), *lg = malloc((size_t)S * V * sizeof(float));
+    int T = 0;
+    for (int s = 0; s < S; s++) {
+        for (int p = 0; p < plen[s]; p++, T++) {
+            tok[T] = (int32_t)((7 + 31 * s + 17 * p) % V);
+            slot[T] = s;
+            pos[T] = p;
+        }
+        rows[s] = T - 1;
+    }
+    int diff = 0, first = -1;
+    for (int g = 0; g <= GEN; g++) {
+        if (model_step_cached(&mc, &kc, T, tok, slot, pos, S, rows, lc, err, sizeof err) ||
+            model_step_cached(&mg, &kg, T, tok, slot, pos, S, rows, lg, err, sizeof err)) {
+            fprintf(stderr, "FATAL: step %d: %s\n", g, err);
+            return -1;
+        }
+        if (g == 0) {
+            size_t nf;
+            double r = rel_err(lg, lc, (size_t)S * V, &nf);
+            snprintf(what, sizeof what, "%s: prefill logits", label);
+            report(what, r, nf, 1e-4);
+        }
+        if (g == GEN) break;
+        for (int s = 0; s < S; s++) { /* each backend follows its own argmax */
+            int bc = 0, bg = 0;
+            for (int j = 1; j < V; j++) {
+                if (lc[(size_t)s * V + j] > lc[(size_t)s * V + bc]) bc = j;
+                if (lg[(size_t)s * V + j] > lg[(size_t)s * V + bg]) bg = j;
+            }
+            outc[s][g] = bc;
+            if (bc != bg) {
+                diff++;
+                if (first < 0) first = g;
+            }
+        }
+        /* continue from the CPU's tokens so one divergence does not cascade */
+        for (int s = 0; s < S; s++) {
+            tok[s] = outc[s][g];
+            slot[s] = s;
+            pos[s] = plen[s] + g;
+            rows[s] = s;
+        }
+        T = S;
+    }
+    int distinct = 0; /* a stream of one repeated token would prove little */
+    for (int i = 0; i < S * GEN; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= outc[j / GEN][j % GEN] == outc[i / GEN][i % GEN];
+        distinct += !seen;
+    }
+    n_check++;
+    if (diff || distinct < 4) n_fail++;
+    printf("%-4s %-52s %d of %d tokens differ, %d distinct", diff || distinct < 4 ? "FAIL" : "ok", label, diff,
+           S * GEN, distinct);
+    if (diff) printf(" (first at step %d)", first);
+    printf("\n");
+    free(lc);
+    free(lg);
+    kv_cache_free(&kc, cpu);
+    kv_cache_free(&kg, gpu);
+    model_free(&mc);
+    model_free(&mg);
+    return 0;
+}
+
 int main(void) {
     char err[512];
     setenv("RFT_CUDA_TF32", "0", 1);
@@ -189,6 +281,7 @@ int main(void) {
                       .d_ff = 200, .rope_theta = 100000.0f, .rms_eps = 1e-6f, .tie_embeddings = 0, .qkv_bias = 0,
                       .max_seq = 256};
     if (run_config("gqa+bias+tied", &a, cpu, gpu) || run_config("mha untied", &b, cpu, gpu)) n_fail++;
+    if (run_greedy("greedy 3x32 tokens gqa+bias+tied", &a, cpu, gpu)) n_fail++;
     printf("%d of %d checks failed\n", n_fail, n_check);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
