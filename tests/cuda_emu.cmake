@@ -24,6 +24,7 @@ if(CMAKE_CXX_COMPILER)
     target_link_libraries(emu_${t} PRIVATE rft_cuda_emu rftcore)
     set_target_properties(emu_${t} PROPERTIES LINKER_LANGUAGE CXX)
     add_test(NAME emu_${t} COMMAND emu_${t} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-    set_tests_properties(emu_${t} PROPERTIES LABELS emu TIMEOUT 120)
+    set_tests_properties(emu_${t} PROPERTIES LABELS emu TIMEOUT 120
+                         ENVIRONMENT "RFT_TEST_QUICK=1;OMP_WAIT_POLICY=passive")
   endforeach()
 endif()
