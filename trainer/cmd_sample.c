@@ -133,7 +133,10 @@ int cmd_sample(int argc, char **argv) {
                 json_array_append_new(l, json_real(c->logprobs[k]));
             }
             json_object_set_new(o, "index", json_integer(i));
-            json_object_set_new(o, "text", json_stringn_nocheck(c->text, c->text_len));
+            size_t tn;
+            char *txt = utf8_sanitize(c->text, c->text_len, &tn); /* a completion may end inside a character */
+            json_object_set_new(o, "text", txt ? json_stringn(txt, tn) : json_null());
+            free(txt);
             json_object_set_new(o, "tokens", t);
             json_object_set_new(o, "logprobs", l);
             json_object_set_new(o, "finish_reason", json_string(c->finish == ROLLOUT_STOP ? "stop" : "length"));

@@ -567,7 +567,10 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
         json_object_set_new(o, "sample", json_integer(i % G));
         json_t *msgs = json_object_get(items[i], "messages"), *prm = json_object_get(items[i], "prompt");
         json_object_set(o, "prompt", msgs ? msgs : prm);
-        json_object_set_new(o, "completion", json_stringn_nocheck(cs[i].text, cs[i].text_len));
+        size_t tn;
+        char *txt = utf8_sanitize(cs[i].text, cs[i].text_len, &tn); /* a completion may end inside a character */
+        json_object_set_new(o, "completion", txt ? json_stringn(txt, tn) : json_null());
+        free(txt);
         json_object_set_new(o, "reward", valid[i] ? json_real(reward[i]) : json_null());
         json_t *sub = json_object();
         for (int g = 0; g < NG; g++) {

@@ -97,3 +97,40 @@ double rng_normal(uint64_t key, uint64_t i) {
     if (u1 < 1e-300) u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
+
+/* length of the well-formed UTF-8 sequence at s (at most n bytes), 0 if none */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!len || len > n) return 0;
+    unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range (no overlongs, surrogates, > U+10FFFF) */
+    if (c == 0xE0) lo = 0xA0;
+    else if (c == 0xED) hi = 0x9F;
+    else if (c == 0xF0) lo = 0x90;
+    else if (c == 0xF4) hi = 0x8F;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return len;
+}
+
+char *utf8_sanitize(const char *s, size_t n, size_t *out_n) {
+    char *out = malloc(3 * n + 1);
+    if (!out) return NULL;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, k = 0;
+    while (i < n) {
+        size_t len = utf8_seq(u + i, n - i);
+        if (len) {
+            memcpy(out + k, s + i, len);
+            k += len, i += len;
+        } else {
+            memcpy(out + k, "\xEF\xBF\xBD", 3);
+            k += 3, i++;
+        }
+    }
+    out[k] = 0;
+    if (out_n) *out_n = k;
+    return out;
+}

@@ -25,6 +25,12 @@ char *read_file(const char *path, size_t *len, char *err, size_t cap);
 /* seconds from a monotonic clock */
 double now_seconds(void);
 
+/* s[0..n) as valid UTF-8: every byte that does not begin a well-formed
+   sequence becomes U+FFFD (for JSON output of model text, which may end in
+   a partial character). malloc'ed, NUL-terminated, length in *out_n; NULL
+   when out of memory. */
+char *utf8_sanitize(const char *s, size_t n, size_t *out_n);
+
 /* ---- counter-based random numbers ----
  * rng_u64(key, counter) is a pure function (SplitMix64 finaliser over a
  * mixed key/counter): every stream is addressed by a key derived from
