@@ -576,10 +576,18 @@ static void test_divergence(void) {
     /* metrics: the last 3 records are marked skipped, and the run did not reach step 20 */
     snprintf(met, sizeof met, "%s/metrics.jsonl", out);
     char *text = slurp(met);
-    int n_rec = 0, n_skip = 0, last_step = -1, tail_skips = 0;
+    int n_rec = 0, n_skip = 0, last_step = -1, tail_skips = 0, missing = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         json_t *o = json_loads(line, 0, NULL);
         n_rec++;
+        /* a non-finite metric is written as null, never dropped */
+        const char *keys[] = {"reward", "loss", "kl", "entropy", "grad_norm", "clip_ratio/low_mean"};
+        for (int i = 0; i < 6 && json_integer_value(json_object_get(o, "step")) > 0; i++) {
+            json_t *v = json_object_get(o, keys[i]);
+            if (!v || !(json_is_null(v) || isfinite(json_real_value(v)))) {
+                if (missing++ < 3) printf("     step %d: %s missing\n", (int)json_integer_value(json_object_get(o, "step")), keys[i]);
+            }
+        }
         int sk = json_is_true(json_object_get(o, "skipped"));
         n_skip += sk;
         tail_skips = sk ? tail_skips + 1 : 0;
@@ -589,6 +597,8 @@ static void test_divergence(void) {
     free(text);
     check(n_skip >= 3 && tail_skips == 3 && last_step < 20,
           "metrics.jsonl: %d skipped records, the last 3 in a row, stopped at step %d", n_skip, last_step);
+    check(!missing, "diverging run: every step record keeps reward, loss, kl, entropy, grad_norm, clip_ratio (null when "
+                    "not finite; %d missing)", missing);
     /* every checkpoint left loads with finite weights */
     int n_ck = 0, good = 0;
     for (int s = 1; s <= 20; s++) {

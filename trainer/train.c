@@ -84,6 +84,10 @@ typedef struct run {
     long total_steps;
 } run;
 
+/* a metric value: JSON null when not finite (jansson's json_real(NaN) is NULL,
+   and setting NULL would silently drop the key from the record) */
+static json_t *json_num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
 enum { PASS_OLD, PASS_REF, PASS_TRAIN, PASS_SFT, PASS_EVAL_NLL };
 
 /* Forward (and for PASS_TRAIN / PASS_SFT the loss and backward) over seqs in
@@ -282,26 +286,26 @@ static int evaluate(run *R, json_t *rec, char *err, size_t cap) {
         int rc = k ? run_passes(R, s, k, PASS_EVAL_NLL, NULL, NULL, &nll, NULL, err, cap) : 0;
         free(s);
         if (rc) return -1;
-        if (k) json_object_set_new(rec, "valid_loss", json_real(nll / toks));
+        if (k) json_object_set_new(rec, "valid_loss", json_num(nll / toks));
     }
     if (R->gr) {
         eval_result er;
         if (eval_run(&R->ro, R->gr, c, &R->valid, c->train.eval_max_rows, c->train.eval_samples, c->train.seed, &er, err,
                      cap))
             return -1;
-        json_object_set_new(rec, "valid_reward_mean", json_real(er.reward_mean));
+        json_object_set_new(rec, "valid_reward_mean", json_num(er.reward_mean));
         for (int g = 0; g < er.n_graders; g++) {
             char k[160];
             snprintf(k, sizeof k, "valid/%s/mean", c->graders.names[g]);
-            json_object_set_new(rec, k, json_real(er.grader_mean[g]));
+            json_object_set_new(rec, k, json_num(er.grader_mean[g]));
         }
-        json_object_set_new(rec, "valid/pass@1", json_real(er.pass1));
+        json_object_set_new(rec, "valid/pass@1", json_num(er.pass1));
         if (er.k > 1) {
             char k[64];
             snprintf(k, sizeof k, "valid/pass@%d", er.k);
-            json_object_set_new(rec, k, json_real(er.passk));
+            json_object_set_new(rec, k, json_num(er.passk));
         }
-        json_object_set_new(rec, "valid/completions/mean_length", json_real(er.mean_length));
+        json_object_set_new(rec, "valid/completions/mean_length", json_num(er.mean_length));
         R->valid_last = er.reward_mean;
         if (isnan(R->valid_start)) R->valid_start = er.reward_mean;
         if (isfinite(er.reward_mean) && (isnan(R->st.best_valid_reward) || er.reward_mean > R->st.best_valid_reward)) {
@@ -312,7 +316,7 @@ static int evaluate(run *R, json_t *rec, char *err, size_t cap) {
             if (save_checkpoint(R, p, 0, err, cap)) return -1;
         }
     }
-    json_object_set_new(rec, "timing/eval", json_real(now_seconds() - t0));
+    json_object_set_new(rec, "timing/eval", json_num(now_seconds() - t0));
     return 0;
 }
 
@@ -387,12 +391,12 @@ static int step_sft(run *R, json_t *rec, char *err, size_t cap) {
     double dt = now_seconds() - t0;
     free(s), free(buf);
     if (rc) return -1;
-    json_object_set_new(rec, "loss", json_real(loss));
-    json_object_set_new(rec, "entropy", json_real(ent / toks));
-    json_object_set_new(rec, "grad_norm", json_real(gn));
-    json_object_set_new(rec, "learning_rate", json_real(optim_lr(&R->opt.cfg, R->opt.step > 0 ? R->opt.step : 1)));
-    json_object_set_new(rec, "timing/training", json_real(dt));
-    json_object_set_new(rec, "tokens_per_s", json_real(toks / dt));
+    json_object_set_new(rec, "loss", json_num(loss));
+    json_object_set_new(rec, "entropy", json_num(ent / toks));
+    json_object_set_new(rec, "grad_norm", json_num(gn));
+    json_object_set_new(rec, "learning_rate", json_num(optim_lr(&R->opt.cfg, R->opt.step > 0 ? R->opt.step : 1)));
+    json_object_set_new(rec, "timing/training", json_num(dt));
+    json_object_set_new(rec, "tokens_per_s", json_num(toks / dt));
     return bad || !isfinite(loss);
 }
 
@@ -529,8 +533,8 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
     double rmean = rn ? rs / rn : NAN;
     for (int i = 0; i < N; i++)
         if (valid[i]) rss += (reward[i] - rmean) * (reward[i] - rmean);
-    json_object_set_new(rec, "reward", json_real(rmean));
-    json_object_set_new(rec, "reward_std", json_real(rn > 1 ? sqrt(rss / (rn - 1)) : 0));
+    json_object_set_new(rec, "reward", json_num(rmean));
+    json_object_set_new(rec, "reward_std", json_num(rn > 1 ? sqrt(rss / (rn - 1)) : 0));
     for (int g = 0; g < NG; g++) {
         double gs = 0;
         long gnum = 0, gerr = 0;
@@ -541,24 +545,24 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
         }
         char k[160];
         snprintf(k, sizeof k, "rewards/%s/mean", c->graders.names[g]);
-        json_object_set_new(rec, k, json_real(gnum ? gs / gnum : NAN));
+        json_object_set_new(rec, k, json_num(gnum ? gs / gnum : NAN));
         snprintf(k, sizeof k, "grader_errors/%s", c->graders.names[g]);
         json_object_set_new(rec, k, json_integer(gerr));
     }
-    json_object_set_new(rec, "frac_reward_zero_std", json_real((double)zero_std / B));
-    json_object_set_new(rec, "loss", json_real(n_updates ? loss / n_updates : NAN));
-    json_object_set_new(rec, "kl", json_real(acc.tokens ? acc.kl / acc.tokens : 0));
-    json_object_set_new(rec, "entropy", json_real(ktoks ? ent / ktoks : NAN));
-    json_object_set_new(rec, "clip_ratio/low_mean", json_real(acc.tokens ? acc.clip_low / acc.tokens : 0));
-    json_object_set_new(rec, "clip_ratio/high_mean", json_real(acc.tokens ? acc.clip_high / acc.tokens : 0));
-    json_object_set_new(rec, "completions/mean_length", json_real((double)gen_tokens / N));
-    json_object_set_new(rec, "completions/clipped_ratio", json_real((double)clipped / N));
-    json_object_set_new(rec, "grad_norm", json_real(n_updates ? gn_sum / n_updates : NAN));
-    json_object_set_new(rec, "learning_rate", json_real(optim_lr(&R->opt.cfg, R->opt.step > 0 ? R->opt.step : 1)));
-    json_object_set_new(rec, "timing/sampling", json_real(t1 - t0));
-    json_object_set_new(rec, "timing/grading", json_real(t2 - t1));
-    json_object_set_new(rec, "timing/training", json_real(t3 - t2));
-    json_object_set_new(rec, "tokens_per_s", json_real(gen_tokens / (t3 - t0)));
+    json_object_set_new(rec, "frac_reward_zero_std", json_num((double)zero_std / B));
+    json_object_set_new(rec, "loss", json_num(n_updates ? loss / n_updates : NAN));
+    json_object_set_new(rec, "kl", json_num(acc.tokens ? acc.kl / acc.tokens : 0));
+    json_object_set_new(rec, "entropy", json_num(ktoks ? ent / ktoks : NAN));
+    json_object_set_new(rec, "clip_ratio/low_mean", json_num(acc.tokens ? acc.clip_low / acc.tokens : 0));
+    json_object_set_new(rec, "clip_ratio/high_mean", json_num(acc.tokens ? acc.clip_high / acc.tokens : 0));
+    json_object_set_new(rec, "completions/mean_length", json_num((double)gen_tokens / N));
+    json_object_set_new(rec, "completions/clipped_ratio", json_num((double)clipped / N));
+    json_object_set_new(rec, "grad_norm", json_num(n_updates ? gn_sum / n_updates : NAN));
+    json_object_set_new(rec, "learning_rate", json_num(optim_lr(&R->opt.cfg, R->opt.step > 0 ? R->opt.step : 1)));
+    json_object_set_new(rec, "timing/sampling", json_num(t1 - t0));
+    json_object_set_new(rec, "timing/grading", json_num(t2 - t1));
+    json_object_set_new(rec, "timing/training", json_num(t3 - t2));
+    json_object_set_new(rec, "tokens_per_s", json_num(gen_tokens / (t3 - t0)));
     /* samples.jsonl: the first log_samples completions */
     for (int i = 0; i < N && i < c->train.log_samples; i++) {
         json_t *o = json_object();
@@ -571,14 +575,14 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
         char *txt = utf8_sanitize(cs[i].text, cs[i].text_len, &tn); /* a completion may end inside a character */
         json_object_set_new(o, "completion", txt ? json_stringn(txt, tn) : json_null());
         free(txt);
-        json_object_set_new(o, "reward", valid[i] ? json_real(reward[i]) : json_null());
+        json_object_set_new(o, "reward", valid[i] ? json_num(reward[i]) : json_null());
         json_t *sub = json_object();
         for (int g = 0; g < NG; g++) {
             const grade_result *x = &gres[(size_t)i * NG + g];
-            json_object_set_new(sub, c->graders.names[g], x->status == GRADE_OK ? json_real(x->score) : json_null());
+            json_object_set_new(sub, c->graders.names[g], x->status == GRADE_OK ? json_num(x->score) : json_null());
         }
         json_object_set_new(o, "sub_rewards", sub);
-        json_object_set_new(o, "advantage", json_real(adv[i]));
+        json_object_set_new(o, "advantage", json_num(adv[i]));
         json_object_set_new(o, "finish_reason", json_string(cs[i].finish == ROLLOUT_STOP ? "stop" : "length"));
         char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
         if (js) fprintf(R->samples, "%s\n", js);
@@ -870,7 +874,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
                 goto out;
             }
         R.st.wall_seconds += now_seconds() - ts;
-        json_object_set_new(rec, "timing/step", json_real(now_seconds() - ts));
+        json_object_set_new(rec, "timing/step", json_num(now_seconds() - ts));
         log_record(&R, rec);
         progress(&R, rec, now_seconds() - t_start);
         json_decref(rec);
