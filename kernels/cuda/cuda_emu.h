@@ -8,8 +8,11 @@
  * Model: blocks run one after another; the threads of a block are fibers on
  * one OS thread (ucontext stacks, switched with _setjmp/_longjmp), switched
  * only at __syncthreads and warp shuffles, so every barrier and exchange
- * happens as on the device and a missing barrier between a shared-memory
- * write and another thread's read can show up as a wrong result. __shared__
+ * happens as on the device; the fibers run in alternating order from one
+ * phase to the next and dynamic shared memory starts as NaN in every block,
+ * so a missing barrier between a shared-memory write and another thread's
+ * read, or a read of shared memory the block never wrote, can show up as a
+ * wrong result. __shared__
  * becomes `static` (one copy, blocks run in turn). Device memory is host
  * memory filled with 0xff bytes (NaN) by cudaMalloc, so reads of never
  * written memory poison results. cublasSgemm is OpenBLAS's column-major
@@ -203,8 +206,13 @@ template <class F> static void emu_launch(dim3 g, dim3 b, size_t smem, F f) {
                     t->tid = dim3(i % b.x, (i / b.x) % b.y, i / (b.x * b.y));
                     t->done = 0;
                 }
-                while (emu_live > 0) {
-                    for (int i = 0; i < n; i++) {
+                if (smem) memset(emu_smem_buf.data(), 0xff, smem); /* fresh NaN shared memory per block */
+                for (int round = 0; emu_live > 0; round++) {
+                    /* between two barriers each fiber runs its whole phase in turn; alternating
+                       the order exposes reads of another thread's writes that lack a barrier
+                       whichever thread comes first */
+                    for (int k = 0; k < n; k++) {
+                        int i = (round + (int)(bx + by + bz)) % 2 ? n - 1 - k : k;
                         emu_thread *t = &emu_threads[i];
                         if (t->done) continue;
                         emu_resume(t);
