@@ -438,11 +438,14 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_bwd_dq_kernel(
 
 /* ---- host side ---- */
 
+/* Raises the dynamic shared-memory limit of each attention kernel. The hd-128
+   kernels need up to 166 KB per block, the hd-64 ones up to 100 KB; a device
+   that cannot give the former keeps head_dim <= 64 (attn_hd_max). */
 int cuda_attention_setup(backend *be) {
-    size_t need = DKDV_SMEM(128);
-    if (need > CUDA_IMPL(be)->smem_optin) {
-        CU_ERR(be, "attention needs %zu bytes of shared memory per block, the device allows %zu", need,
-               CUDA_IMPL(be)->smem_optin);
+    cuda_impl *im = CUDA_IMPL(be);
+    if (DKDV_SMEM(64) > im->smem_optin) {
+        CU_ERR(be, "attention needs %zu bytes of shared memory per block, the device allows %zu", DKDV_SMEM(64),
+               im->smem_optin);
         return -1;
     }
 #define SET_SMEM(kern, bytes)                                                                          \
@@ -450,11 +453,15 @@ int cuda_attention_setup(backend *be) {
                                           (int)(bytes))))                                             \
         return -1;
     SET_SMEM(attn_fwd_kernel<64>, FWD_SMEM(64));
-    SET_SMEM(attn_fwd_kernel<128>, FWD_SMEM(128));
     SET_SMEM(attn_bwd_dkdv_kernel<64>, DKDV_SMEM(64));
-    SET_SMEM(attn_bwd_dkdv_kernel<128>, DKDV_SMEM(128));
     SET_SMEM(attn_bwd_dq_kernel<64>, DQ_SMEM(64));
-    SET_SMEM(attn_bwd_dq_kernel<128>, DQ_SMEM(128));
+    im->attn_hd_max = 64;
+    if (DKDV_SMEM(128) <= im->smem_optin) {
+        SET_SMEM(attn_fwd_kernel<128>, FWD_SMEM(128));
+        SET_SMEM(attn_bwd_dkdv_kernel<128>, DKDV_SMEM(128));
+        SET_SMEM(attn_bwd_dq_kernel<128>, DQ_SMEM(128));
+        im->attn_hd_max = 128;
+    }
 #undef SET_SMEM
     return 0;
 }
@@ -465,7 +472,10 @@ int cuda_attention_setup(backend *be) {
 static int attn_prepare(backend *be, const int32_t *cu, int B, int T, int Hq, int Hkv, int hd, size_t extra,
                         void **extra_out, int2 **map, int **count) {
     if (Hkv <= 0 || Hq <= 0 || Hq % Hkv) { CU_ERR(be, "attention: Hq %d not a multiple of Hkv %d", Hq, Hkv); return -1; }
-    if (hd <= 0 || hd > 128) { CU_ERR(be, "attention: head_dim %d not supported (1..128)", hd); return -1; }
+    if (hd <= 0 || hd > CUDA_IMPL(be)->attn_hd_max) {
+        CU_ERR(be, "attention: head_dim %d not supported on this device (1..%d)", hd, CUDA_IMPL(be)->attn_hd_max);
+        return -1;
+    }
     if (B <= 0) { CU_ERR(be, "attention: %d sequences", B); return -1; }
     long cap = (long)T / AT + B + 1;
     if (cap > 2147483647L || Hq > 65535) { CU_ERR(be, "attention: batch too large"); return -1; }

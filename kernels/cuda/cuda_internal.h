@@ -32,6 +32,7 @@ typedef struct cuda_impl {
     int tf32;             /* 1: cuBLAS may use TF32 tensor cores for fp32 matmuls */
     int n_sm;             /* multiprocessors */
     size_t smem_optin;    /* max dynamic shared memory per block (opt-in) */
+    int attn_hd_max;      /* largest head_dim the attention kernels take on this device (64 or 128) */
     void *scratch;        /* device scratch for multi-pass ops, grown on demand */
     size_t scratch_bytes;
     double *host_sumsq;   /* pinned host word for sumsq's result */
