@@ -9,6 +9,12 @@ void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float 
                 long sA, const float *B, int ldb, long sB, float beta, float *C, int ldc, long sC, int batch) {
     if (M <= 0 || N <= 0) return;
     cpu_blas_threads(be->n_threads);
+    if (M == 1 && !transA && transB && batch == 1 && K > 0) {
+        /* one row times a weight matrix (batch-1 decode): sgemv streams the
+           weights once; sgemm would first copy (pack) all of them */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
+        return;
+    }
     for (int i = 0; i < batch; i++) {
         if (K <= 0) { /* C = beta * C */
             for (int r = 0; r < M; r++)
