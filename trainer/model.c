@@ -372,42 +372,58 @@ static void lm_head_chunk(model *m, int t0, int n) {
     linear(m->be, a->logits, a->xnf + (size_t)t0 * c->d_model, m->w.lm_head, n, c->vocab, c->d_model, 0.0f);
 }
 
+/* Block input half: xn1 = norm(x); q, k, v projections (+ bias), RoPE on q, k. */
+static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const float *x, const int32_t *pos, int T) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    int D = c->d_model, qd = qdim(c), kvd = kvdim(c);
+    be->rmsnorm_forward(be, la->xn1, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
+    linear(be, la->q, la->xn1, w->wq, T, qd, D, 0.0f);
+    linear(be, la->k, la->xn1, w->wk, T, kvd, D, 0.0f);
+    linear(be, la->v, la->xn1, w->wv, T, kvd, D, 0.0f);
+    if (c->qkv_bias) {
+        be->bias_forward(be, la->q, w->bq, T, qd);
+        be->bias_forward(be, la->k, w->bk, T, kvd);
+        be->bias_forward(be, la->v, w->bv, T, kvd);
+    }
+    be->rope_forward(be, la->q, pos, T, c->n_head, c->head_dim, c->rope_theta);
+    be->rope_forward(be, la->k, pos, T, c->n_kv_head, c->head_dim, c->rope_theta);
+}
+
+/* MLP half: xn2 = norm(x); h = silu(xn2 wgate^T) * (xn2 wup^T); out += h wdown^T. */
+static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const float *x, float *out, int T) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    int D = c->d_model, F = c->d_ff;
+    be->rmsnorm_forward(be, la->xn2, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
+    linear(be, la->gate, la->xn2, w->wgate, T, F, D, 0.0f);
+    linear(be, la->up, la->xn2, w->wup, T, F, D, 0.0f);
+    be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
+    linear(be, out, la->h, w->wdown, T, D, F, 1.0f);
+}
+
 int model_forward(model *m, const model_batch *b, float *logp, float *entropy, char *err, size_t cap) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     act_views *a = m->act_views;
     m->have_forward = 0;
     if (batch_upload(m, b, err, cap)) return -1;
-    int T = b->T, B = b->n_seq, D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c);
+    int T = b->T, B = b->n_seq, D = c->d_model, qd = qdim(c);
     float scale = 1.0f / sqrtf((float)c->head_dim);
 
     be->embedding_forward(be, a->res[0], m->w.embed, a->tokens, T, D);
     for (int l = 0; l < c->n_layer; l++) {
         layer_weights *w = &m->w.layers[l];
         layer_acts *la = &a->layer[l];
-        be->rmsnorm_forward(be, la->xn1, la->rstd1, a->res[l], w->attn_norm, T, D, c->rms_eps);
-        linear(be, la->q, la->xn1, w->wq, T, qd, D, 0.0f);
-        linear(be, la->k, la->xn1, w->wk, T, kvd, D, 0.0f);
-        linear(be, la->v, la->xn1, w->wv, T, kvd, D, 0.0f);
-        if (c->qkv_bias) {
-            be->bias_forward(be, la->q, w->bq, T, qd);
-            be->bias_forward(be, la->k, w->bk, T, kvd);
-            be->bias_forward(be, la->v, w->bv, T, kvd);
-        }
-        be->rope_forward(be, la->q, a->pos, T, c->n_head, c->head_dim, c->rope_theta);
-        be->rope_forward(be, la->k, a->pos, T, c->n_kv_head, c->head_dim, c->rope_theta);
+        block_qkv(m, w, la, a->res[l], a->pos, T);
         be->attention_forward(be, la->att, la->lse, la->q, la->k, la->v, a->cu_seqlens, B, T, c->n_head,
                               c->n_kv_head, c->head_dim, scale);
         /* mid = res[l] + att @ wo^T */
         be->copy_d2d(be, la->mid, a->res[l], (size_t)T * D * sizeof(float));
         linear(be, la->mid, la->att, w->wo, T, D, qd, 1.0f);
-        be->rmsnorm_forward(be, la->xn2, la->rstd2, la->mid, w->mlp_norm, T, D, c->rms_eps);
-        linear(be, la->gate, la->xn2, w->wgate, T, F, D, 0.0f);
-        linear(be, la->up, la->xn2, w->wup, T, F, D, 0.0f);
-        be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
-        /* res[l+1] = mid + h @ wdown^T */
+        /* res[l+1] = mid + mlp(mid) */
         be->copy_d2d(be, a->res[l + 1], la->mid, (size_t)T * D * sizeof(float));
-        linear(be, a->res[l + 1], la->h, w->wdown, T, D, F, 1.0f);
+        block_mlp(m, w, la, la->mid, a->res[l + 1], T);
     }
     be->rmsnorm_forward(be, a->xnf, a->rstdf, a->res[c->n_layer], m->w.final_norm, T, D, c->rms_eps);
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
@@ -580,7 +596,7 @@ int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const
     }
     for (int i = 0; i < n_out; i++)
         if (out_rows[i] < 0 || out_rows[i] >= T) return errf(err, cap, "model_step_cached: output row %d out of range", out_rows[i]);
-    int D = cf->d_model, F = cf->d_ff, qd = qdim(cf), kvd = kvdim(cf), V = cf->vocab;
+    int D = cf->d_model, qd = qdim(cf), kvd = kvdim(cf), V = cf->vocab;
     float scale = 1.0f / sqrtf((float)cf->head_dim);
     be->copy_h2d(be, a->tokens, tokens, (size_t)T * sizeof(int32_t));
     be->copy_h2d(be, a->slot, slot, (size_t)T * sizeof(int32_t));
@@ -591,27 +607,13 @@ int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const
     be->embedding_forward(be, x, m->w.embed, a->tokens, T, D);
     for (int l = 0; l < cf->n_layer; l++) {
         layer_weights *w = &m->w.layers[l];
-        be->rmsnorm_forward(be, la->xn1, la->rstd1, x, w->attn_norm, T, D, cf->rms_eps);
-        linear(be, la->q, la->xn1, w->wq, T, qd, D, 0.0f);
-        linear(be, la->k, la->xn1, w->wk, T, kvd, D, 0.0f);
-        linear(be, la->v, la->xn1, w->wv, T, kvd, D, 0.0f);
-        if (cf->qkv_bias) {
-            be->bias_forward(be, la->q, w->bq, T, qd);
-            be->bias_forward(be, la->k, w->bk, T, kvd);
-            be->bias_forward(be, la->v, w->bv, T, kvd);
-        }
-        be->rope_forward(be, la->q, a->pos, T, cf->n_head, cf->head_dim, cf->rope_theta);
-        be->rope_forward(be, la->k, a->pos, T, cf->n_kv_head, cf->head_dim, cf->rope_theta);
+        block_qkv(m, w, la, x, a->pos, T);
         float *kc = kv_layer(c, l, 0), *vc = kv_layer(c, l, 1);
         be->kv_write(be, kc, vc, la->k, la->v, a->slot, a->pos, T, kvd, c->max_seq);
         be->attention_cached(be, la->att, la->q, kc, vc, a->slot, a->pos, T, cf->n_head, cf->n_kv_head,
                              cf->head_dim, c->max_seq, scale);
         linear(be, x, la->att, w->wo, T, D, qd, 1.0f);
-        be->rmsnorm_forward(be, la->xn2, la->rstd2, x, w->mlp_norm, T, D, cf->rms_eps);
-        linear(be, la->gate, la->xn2, w->wgate, T, F, D, 0.0f);
-        linear(be, la->up, la->xn2, w->wup, T, F, D, 0.0f);
-        be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
-        linear(be, x, la->h, w->wdown, T, D, F, 1.0f);
+        block_mlp(m, w, la, x, x, T);
     }
     /* final norm of the requested rows only, gathered into xnf[0:n_out] */
     for (int i = 0; i < n_out; i++)
