@@ -455,6 +455,8 @@ static void test_bad_input(void) {
                "unknown section");
     bad_config("section not a mapping", "sampling:\n  group_size: 4\n", "sampling: 4\nsampling2:\n  group_size: 4\n",
                "sampling", "sampling", "mapping");
+    bad_config("bad string choice", "  lr_schedule: constant\n", "  lr_schedule: cosinee\n", "lr_", "train.lr_schedule",
+               "cosinee");
     bad_config("unknown grader type", "    type: regex\n", "    type: regexx\n", "type", "graders.format.type", "regexx");
     {
         /* libyaml reports an unclosed flow sequence where it notices it (the next line): file and "YAML" only */
@@ -483,6 +485,7 @@ static void test_bad_input(void) {
     bad_set("--set unknown key", "train.nope=3", "--set", "train.nope");
     bad_set("--set wrong type", "train.batch_size=lots", "train.batch_size", "lots");
     bad_set("--set out of range", "train.max_bad_steps=0", "train.max_bad_steps", "outside");
+    bad_set("--set bad string choice", "model.chat_template=chatlm", "model.chat_template", "chatlm");
     bad_set("--set unknown section", "trainer.seed=1", "--set", "trainer.seed");
 
     /* missing files */

@@ -29,17 +29,22 @@ typedef struct field {
 static const char *const ALGOS[] = {"grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", "sft", NULL};
 static const char *const SCALES[] = {"group", "batch", "none", NULL};
 static const char *const AGGS[] = {"token_mean", "seq_mean", "seq_sum_norm", NULL};
+/* string fields with a fixed set of values (checked where the value is read, so errors carry the line) */
+static const char *const DEVICES[] = {"cpu", "cuda", NULL};
+static const char *const TEMPLATES[] = {"auto", "chatml", "llama3", "raw", NULL};
+static const char *const DTYPES[] = {"fp32", "bf16", NULL};
+static const char *const SCHEDULES[] = {"constant", "linear", "cosine", NULL};
 /* sentinels meaning "the algorithm's default" */
 #define DEF_BY_ALGO "auto"
 
 #define O(f) offsetof(rft_config, f)
 #define S(f) sizeof(((rft_config *)0)->f)
 static const field FIELDS[] = {
-    {"device", F_STR, O(device), S(device), 0, 0, NULL, "cpu", "cpu | cuda"},
+    {"device", F_STR, O(device), S(device), 0, 0, DEVICES, "cpu", "cpu | cuda"},
     {"threads", F_INT, O(threads), 0, 0, 4096, NULL, "0", "CPU threads; 0 = all cores"},
     {"model.path", F_STR, O(model.path), S(model.path), 0, 0, NULL, "", "policy to start from: .h5 checkpoint, .gguf file or Hugging Face directory (required)"},
-    {"model.chat_template", F_STR, O(model.chat_template), S(model.chat_template), 0, 0, NULL, "auto", "auto (from the model) | chatml | llama3 | raw"},
-    {"model.dtype", F_STR, O(model.dtype), S(model.dtype), 0, 0, NULL, "fp32", "fp32 | bf16 (bf16 needs device: cuda)"},
+    {"model.chat_template", F_STR, O(model.chat_template), S(model.chat_template), 0, 0, TEMPLATES, "auto", "auto (from the model) | chatml | llama3 | raw"},
+    {"model.dtype", F_STR, O(model.dtype), S(model.dtype), 0, 0, DTYPES, "fp32", "fp32 | bf16 (bf16 needs device: cuda)"},
     {"data.train", F_STR, O(data.train), S(data.train), 0, 0, NULL, "", "training JSONL (OpenAI RFT format; required)"},
     {"data.valid", F_STR, O(data.valid), S(data.valid), 0, 0, NULL, "", "validation JSONL (optional)"},
     {"data.max_prompt_tokens", F_INT, O(data.max_prompt_tokens), 0, 1, 1 << 20, NULL, "512", "longer prompts are an error naming the row"},
@@ -67,7 +72,7 @@ static const field FIELDS[] = {
     {"train.max_steps", F_INT, O(train.max_steps), 0, 0, 1 << 30, NULL, "0", "stop after this many steps; 0 = n_epochs"},
     {"train.batch_size", F_INT, O(train.batch_size), 0, 1, 1 << 20, NULL, "8", "prompts per step"},
     {"train.learning_rate", F_FLOAT, O(train.learning_rate), 0, 0, 10, NULL, "1e-5", "peak learning rate"},
-    {"train.lr_schedule", F_STR, O(train.lr_schedule), S(train.lr_schedule), 0, 0, NULL, "constant", "constant | linear | cosine"},
+    {"train.lr_schedule", F_STR, O(train.lr_schedule), S(train.lr_schedule), 0, 0, SCHEDULES, "constant", "constant | linear | cosine"},
     {"train.warmup_steps", F_INT, O(train.warmup_steps), 0, 0, 1 << 30, NULL, "0", "linear warm-up steps"},
     {"train.min_lr_ratio", F_FLOAT, O(train.min_lr_ratio), 0, 0, 1, NULL, "0.0", "floor of the decay, fraction of the peak"},
     {"train.weight_decay", F_FLOAT, O(train.weight_decay), 0, 0, 10, NULL, "0.0", "AdamW decoupled decay (matrices only)"},
@@ -135,6 +140,18 @@ static int field_set(rft_config *c, const field *f, const char *v, char *why, si
         return 0;
     case F_STR:
         if (strlen(v) >= f->size) return errf(why, cap, "value is longer than %zu bytes", f->size - 1);
+        if (f->names) {
+            int i = 0;
+            while (f->names[i] && strcmp(v, f->names[i])) i++;
+            if (!f->names[i]) {
+                char list[256] = "";
+                for (int j = 0; f->names[j]; j++) {
+                    strncat(list, j ? ", " : "", sizeof list - strlen(list) - 1);
+                    strncat(list, f->names[j], sizeof list - strlen(list) - 1);
+                }
+                return errf(why, cap, "'%s' is not one of %s", v, list);
+            }
+        }
         strcpy(p, v);
         return 0;
     case F_ENUM:
