@@ -551,6 +551,16 @@ static void test_bad_input(void) {
                   !strcmp(met_before, met_after) && strlen(met_after) > 0,
               "the refused run left the checkpoint and metrics.jsonl as they were");
         free(ck_before), free(ck_after), free(met_before), free(met_after);
+        /* --resume from a model that is not a training checkpoint (no optimizer / trainer state) */
+        char rs[700];
+        snprintf(rs, sizeof rs, "%s/resumed_from_model", dir);
+        sets s2;
+        snprintf(s2.model, sizeof s2.model, "model.path=%s", model_path);
+        snprintf(s2.out, sizeof s2.out, "train.out_dir=%s", rs);
+        rc = run_rft(NULL, &err, "train", "tests/fixtures/train_grpo.yaml", "--set", s2.model, "--set", s2.out, "--resume",
+                     model_path, NULL);
+        expect_bad("--resume from a model without optimizer/trainer state", rc, err, model_path, "training checkpoint", NULL);
+        free(err);
         /* --resume into an out_dir without checkpoints */
         char fresh[700];
         snprintf(fresh, sizeof fresh, "%s/fresh_out", dir);
@@ -692,6 +702,27 @@ static void test_sigint(void) {
     snprintf(cb, sizeof cb, "%s/checkpoints/step-000200.h5", b);
     int n = same_checkpoint(ca, cb);
     check(n > 20, "interrupted + resumed final checkpoint bitwise equal to the uninterrupted one (%d datasets)", n);
+
+    /* SIGTERM is handled the same way */
+    char t[600], mt[700];
+    snprintf(t, sizeof t, "%s/sig_term", dir);
+    snprintf(s.out, sizeof s.out, "train.out_dir=%s", t);
+    snprintf(mt, sizeof mt, "%s/metrics.jsonl", t);
+    pid = spawn(argv, op, ep);
+    t0 = now_seconds();
+    while (max_step_logged(mt) < 1 && now_seconds() - t0 < 20) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGTERM);
+    rc = wait_status(pid);
+    err = slurp(ep);
+    ll = last_line(err);
+    stopped = max_step_logged(mt);
+    snprintf(cb, sizeof cb, "%s/checkpoints/step-%06d.h5", t, stopped);
+    check(rc == 1 && strstr(ll, "interrupted") && stopped >= 1 && stopped < 200 && file_exists(cb),
+          "SIGTERM: exit 1 and a checkpoint at step %d (rc %d): %s", stopped, rc, ll);
+    free(err);
 }
 
 /* ---- 5. eval and sample ---- */
@@ -748,6 +779,21 @@ static void test_eval_sample(void) {
               json_integer_value(json_object_get(o, "samples_per_row")) == 3 && json_object_get(o, "pass@3"),
           "rft eval --samples 3 --n 2: rows 2, samples_per_row 3, pass@3 (rc %d) %s", rc, rc ? err : "");
     json_decref(o);
+    free(out), free(err);
+
+    /* --compare: one JSON line per model, in order */
+    rc = run_rft(&out, &err, "eval", "tests/fixtures/train_grpo.yaml", "--json", "--model", model_path, "--compare", best,
+                 "--set", mset, NULL);
+    {
+        char *nl = strchr(out, '\n');
+        json_t *x = nl ? json_loadb(out, nl - out, 0, NULL) : NULL, *y = nl ? json_loads(nl + 1, 0, NULL) : NULL;
+        double ry = json_real_value(json_object_get(y, "reward_mean"));
+        check(rc == 0 && x && y && !strcmp(json_string_value(json_object_get(x, "model")), model_path) &&
+                  !strcmp(json_string_value(json_object_get(y, "model")), best) && fabs(ry - best_logged) <= 1e-8 * (1 + fabs(ry)),
+              "rft eval --compare --json: two records (base, tuned), the tuned one equal to the logged best (rc %d) %s", rc,
+              rc ? err : "");
+        json_decref(x), json_decref(y);
+    }
     free(out), free(err);
 
     rc = run_rft(&out, &err, "eval", "tests/fixtures/train_grpo.yaml", "--json", "--model", "/nonexistent/m.h5", "--set",
