@@ -9,7 +9,7 @@
  *   - next-token logits at the last position (one packed forward of all 5
  *     prompts, then model_logits): top-50 and 200 probe ids, the full vector's
  *     mean / std / logsumexp, and the full vector of one prompt, all within
- *     1e-3 of max |logit| (relative to the vector's scale), same argmax;
+ *     1e-4 of max |logit| (relative to the vector's scale; see TOL), same argmax;
  *   - the rollout engine at temperature 0: 32 tokens per prompt (all 5 in one
  *     batch, no stop ids) identical to generate(do_sample=False), their decoded
  *     text identical to tokenizer.decode; and for the chat prompts with the
@@ -31,7 +31,11 @@
 #include "util.h"
 
 #define FIXTURE "tests/fixtures/smollm2_ref.json"
-#define TOL 1e-3 /* max |ours - ref| / max |ref| */
+/* max |ours - ref| / max |ref|. The issue asks for 1e-3; fp32 on both sides
+   measures ~2e-6 here, and 1e-4 still catches subtle config slips that 1e-3
+   lets through (rms_eps 1e-6 instead of 1e-5 moves these logits by 3.4e-4;
+   Q/K rows left in llama.cpp's order: 0.17; rope_theta 1e4 instead of 1e5: 0.02-0.17). */
+#define TOL 1e-4
 #define MAX_PROMPTS 8
 
 static int fails = 0;

@@ -30,7 +30,7 @@ tests/fixtures/smollm2_ref.json:
 and, for the first chat prompt, the full logits vector as base64 float32 LE.
 
 usage (repository root):
-  python3 tools/ref_smollm2.py $(tools/fetch_smollm2.sh) [--rft build/rft] [--out tests/fixtures/smollm2_ref.json]
+  python3 tools/ref_smollm2.py $(tools/fetch_smollm2.sh) [--rft build/rft]   (or RFT_BIN=...) [--out tests/fixtures/smollm2_ref.json]
 """
 import argparse
 import base64
@@ -66,8 +66,8 @@ FULL_PROMPT = 3  # index of the prompt whose full logits vector is stored
 
 
 def find_rft(arg):
-    if arg:
-        return arg
+    if arg or os.environ.get("RFT_BIN"):
+        return arg or os.environ["RFT_BIN"]
     for d in sorted(os.listdir(".")):
         p = os.path.join(d, "rft")
         if d.startswith("build") and os.path.isfile(p) and os.access(p, os.X_OK):
