@@ -24,7 +24,10 @@
  *      trainer logged for the same checkpoint) and rft sample --json (token
  *      ids, finish reasons; an empty prompt exits 2);
  *   6. the DESIGN.md metric names in an RL run's metrics.jsonl, and
- *      samples.jsonl records with prompt, completion, reward, sub_rewards.
+ *      samples.jsonl records with prompt, completion, reward, sub_rewards;
+ *   7. grader failures: a plugin (tests/faults) that crashes on every sample
+ *      costs grades, not the run (grader_errors/<g>, on_error zero); errors
+ *      above reward.max_error_rate stop the run with exit 1 naming it.
  * Exit 1 on any failure, 77 when $RFT_BIN is missing. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -634,6 +637,71 @@ static void test_divergence(void) {
     check(system(cmd) != 0, "no stray files in %s", tmpname);
 }
 
+/* ---- grader failures during training ---- */
+
+/* the grpo fixture plus a fault-injection grader (tests/faults/fault.c) with the given mode and error policy */
+static void fault_config(const char *path, const char *plugin, const char *mode, const char *on_error, const char *rate) {
+    char *base = slurp("tests/fixtures/train_grpo.yaml");
+    const char *from = "reward:\n  weights: {correct: 1.0, format: 0.1, close: 1.0}\n";
+    char *p = strstr(base, from);
+    if (!p) {
+        printf("FAIL internal: reward section not found in train_grpo.yaml\n");
+        exit(1);
+    }
+    FILE *f = fopen(path, "wb");
+    fprintf(f, "%.*s  crash:\n    plugin: %s\n    config: {mode: %s}\n"
+               "reward:\n  weights: {correct: 1.0, format: 0.1, close: 1.0, crash: 1.0}\n  on_error: %s\n"
+               "  max_error_rate: %s\n%s",
+            (int)(p - base), base, plugin, mode, on_error, rate, p + strlen(from));
+    fclose(f);
+    free(base);
+}
+
+static void test_grader_faults(void) {
+    const char *build = getenv("RFT_BUILD");
+    char plugin[600];
+    snprintf(plugin, sizeof plugin, "%s/tests/faults/fault.so", build ? build : "build");
+    if (access(plugin, R_OK)) {
+        printf("skip grader fault checks: %s not built\n", plugin);
+        return;
+    }
+    char cfg[600], out[600], met[700];
+    const char *two[] = {"train.max_steps=2", NULL};
+    /* a grader that crashes its worker on every sample, on_error zero, no error limit: training goes on */
+    path_in(cfg, sizeof cfg, "fault_segv.yaml");
+    fault_config(cfg, plugin, "segv", "zero", "1.0");
+    snprintf(out, sizeof out, "%s/fault_segv", dir);
+    char *err;
+    int rc = train(cfg, out, two, NULL, &err);
+    check(rc == 0, "a grader that segfaults on every sample (on_error zero): the run finishes (rc %d) %s", rc,
+          rc ? last_line(err) : "");
+    free(err);
+    snprintf(met, sizeof met, "%s/metrics.jsonl", out);
+    char *text = slurp(met);
+    int steps = 0, good = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        json_t *o = json_loads(line, 0, NULL);
+        if (json_integer_value(json_object_get(o, "step")) > 0) {
+            steps++;
+            json_t *m = json_object_get(o, "rewards/crash/mean");
+            good += json_integer_value(json_object_get(o, "grader_errors/crash")) == 8 && m && json_is_null(m) &&
+                    json_is_number(json_object_get(o, "reward"));
+        }
+        json_decref(o);
+    }
+    free(text);
+    check(steps == 2 && good == 2, "each step logs grader_errors/crash 8 (of 8 samples), rewards/crash/mean null, a reward");
+    /* a grader that returns errors, on_error mask, max_error_rate 0.05: the run stops naming the grader */
+    path_in(cfg, sizeof cfg, "fault_error.yaml");
+    fault_config(cfg, plugin, "error", "mask", "0.05");
+    snprintf(out, sizeof out, "%s/fault_error", dir);
+    rc = train(cfg, out, two, NULL, &err);
+    const char *ll = last_line(err);
+    check(rc == 1 && strstr(ll, "'crash'") && strstr(ll, "max_error_rate"),
+          "grader errors above reward.max_error_rate: exit 1 naming the grader (rc %d): %s", rc, ll);
+    free(err);
+}
+
 /* ---- 4. SIGINT ---- */
 
 static int max_step_logged(const char *met) {
@@ -922,6 +990,7 @@ int main(void) {
     test_eval_sample();
     test_bad_input();
     test_divergence();
+    test_grader_faults();
     test_sigint();
 
     rm_rf(dir);
