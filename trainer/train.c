@@ -340,7 +340,7 @@ static void progress(run *R, json_t *rec, double elapsed) {
     int n = snprintf(line, sizeof line, "step %ld/%ld", step, R->total_steps);
     if (R->cfg->algorithm.name == ALGO_SFT && l) n += snprintf(line + n, sizeof line - n, " | loss %.4f", json_real_value(l));
     else n += snprintf(line + n, sizeof line - n, " | reward %.3f", r);
-    if (v) n += snprintf(line + n, sizeof line - n, " | valid %.3f", json_real_value(v));
+    if (json_is_number(v)) n += snprintf(line + n, sizeof line - n, " | valid %.3f", json_real_value(v)); /* null: all masked */
     n += snprintf(line + n, sizeof line - n, " | %.0f tok/s | ETA %dm%02ds", json_real_value(json_object_get(rec, "tokens_per_s")),
                   (int)eta / 60, (int)eta % 60);
     if (R->tty) fprintf(stderr, "\r%-100s", line);
