@@ -19,7 +19,9 @@
  *      1 and a message, and every checkpoint left loads with finite weights;
  *   4. SIGINT mid-run (cosine schedule with warm-up): exit 1, a checkpoint,
  *      and `--resume` finishes with the metrics and weights of a run that was
- *      never interrupted;
+ *      never interrupted; SIGTERM the same; SIGKILL (a crash, checkpoint
+ *      every step): `--resume` from the newest complete checkpoint replays
+ *      the steps logged after it and ends bitwise equal as well;
  *   5. rft eval --json (documented keys; equals the valid_reward_mean the
  *      trainer logged for the same checkpoint) and rft sample --json (token
  *      ids, finish reasons; an empty prompt exits 2);
@@ -704,6 +706,8 @@ static void test_grader_faults(void) {
 
 /* ---- 4. SIGINT ---- */
 
+#define SIG_STEPS 120
+
 static int max_step_logged(const char *met) {
     char *text = slurp(met);
     int best = -1;
@@ -719,14 +723,14 @@ static void test_sigint(void) {
     char a[600], b[600], ma[700], mb[700], ca[700], cb[700];
     snprintf(a, sizeof a, "%s/sig_straight", dir);
     snprintf(b, sizeof b, "%s/sig_interrupted", dir);
-    /* a decaying schedule with warm-up, 200 steps, checkpoints only at the end */
+    /* a decaying schedule with warm-up, SIG_STEPS steps, checkpoints only at the end */
     char ms[64];
     const char *base[] = {"train.lr_schedule=cosine", "train.warmup_steps=5", "train.checkpoint_interval=0",
                           "train.eval_interval=0", NULL};
     sets s;
     snprintf(s.model, sizeof s.model, "model.path=%s", model_path);
     snprintf(s.out, sizeof s.out, "train.out_dir=%s", b);
-    snprintf(ms, sizeof ms, "train.max_steps=%d", 200);
+    snprintf(ms, sizeof ms, "train.max_steps=%d", SIG_STEPS);
     char *argv[] = {(char *)rft, "train", "tests/fixtures/train_grpo.yaml", "--set", s.model, "--set", s.out,
                     "--set", ms, "--set", (char *)base[0], "--set", (char *)base[1], "--set", (char *)base[2],
                     "--set", (char *)base[3], NULL};
@@ -745,7 +749,7 @@ static void test_sigint(void) {
     char *err = slurp(ep);
     const char *ll = last_line(err);
     int stopped = max_step_logged(mb);
-    check(rc == 1 && strstr(ll, "interrupted") && strstr(ll, "--resume") && stopped >= 2 && stopped < 200,
+    check(rc == 1 && strstr(ll, "interrupted") && strstr(ll, "--resume") && stopped >= 2 && stopped < SIG_STEPS,
           "SIGINT after step 2 is logged: exit 1, stopped at step %d (rc %d): %s", stopped, rc, ll);
     free(err);
     snprintf(cb, sizeof cb, "%s/checkpoints/step-%06d.h5", b, stopped);
@@ -757,17 +761,17 @@ static void test_sigint(void) {
                      "--set", (char *)more[3], "--resume", NULL};
     rc = wait_status(spawn(argv2, op, ep));
     err = slurp(ep);
-    check(rc == 0 && max_step_logged(mb) == 200, "--resume after SIGINT runs to step 200 (rc %d) %s", rc,
+    check(rc == 0 && max_step_logged(mb) == SIG_STEPS, "--resume after SIGINT runs to step %d (rc %d) %s", SIG_STEPS, rc,
           rc ? last_line(err) : "");
     free(err);
     /* the same run, never interrupted */
     snprintf(s.out, sizeof s.out, "train.out_dir=%s", a);
     rc = wait_status(spawn(argv, op, ep));
-    check(rc == 0, "the uninterrupted 200-step run (rc %d)", rc);
+    check(rc == 0, "the uninterrupted %d-step run (rc %d)", SIG_STEPS, rc);
     snprintf(ma, sizeof ma, "%s/metrics.jsonl", a);
-    check(same_metrics(ma, mb, 201), "interrupted + resumed metrics equal the uninterrupted run's (201 records: eval at 0)");
-    snprintf(ca, sizeof ca, "%s/checkpoints/step-000200.h5", a);
-    snprintf(cb, sizeof cb, "%s/checkpoints/step-000200.h5", b);
+    check(same_metrics(ma, mb, SIG_STEPS + 1), "interrupted + resumed metrics equal the uninterrupted run's (%d records: eval at 0)", SIG_STEPS + 1);
+    snprintf(ca, sizeof ca, "%s/checkpoints/step-%06d.h5", a, SIG_STEPS);
+    snprintf(cb, sizeof cb, "%s/checkpoints/step-%06d.h5", b, SIG_STEPS);
     int n = same_checkpoint(ca, cb);
     check(n > 20, "interrupted + resumed final checkpoint bitwise equal to the uninterrupted one (%d datasets)", n);
 
@@ -788,9 +792,44 @@ static void test_sigint(void) {
     ll = last_line(err);
     stopped = max_step_logged(mt);
     snprintf(cb, sizeof cb, "%s/checkpoints/step-%06d.h5", t, stopped);
-    check(rc == 1 && strstr(ll, "interrupted") && stopped >= 1 && stopped < 200 && file_exists(cb),
+    check(rc == 1 && strstr(ll, "interrupted") && stopped >= 1 && stopped < SIG_STEPS && file_exists(cb),
           "SIGTERM: exit 1 and a checkpoint at step %d (rc %d): %s", stopped, rc, ll);
     free(err);
+
+    /* SIGKILL (a crash) with a checkpoint every step: --resume from the newest complete checkpoint replays the
+       logged steps after it and still ends bitwise where the uninterrupted run ended */
+    char k[600], mk[700];
+    snprintf(k, sizeof k, "%s/sig_kill", dir);
+    snprintf(s.out, sizeof s.out, "train.out_dir=%s", k);
+    snprintf(mk, sizeof mk, "%s/metrics.jsonl", k);
+    char *argv3[20] = {(char *)rft, "train", "tests/fixtures/train_grpo.yaml", "--set", s.model, "--set", s.out,
+                     "--set", ms, "--set", (char *)base[0], "--set", (char *)base[1], "--set", "train.checkpoint_interval=1",
+                     "--set", (char *)base[3], NULL};
+    pid = spawn(argv3, op, ep);
+    t0 = now_seconds();
+    while (max_step_logged(mk) < 5 && now_seconds() - t0 < 20) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    rc = wait_status(pid);
+    int killed_at = max_step_logged(mk);
+    check(rc == 128 + SIGKILL && killed_at >= 5 && killed_at < SIG_STEPS, "SIGKILL after step %d", killed_at);
+    argv3[17] = "--resume";
+    argv3[18] = NULL;
+    rc = wait_status(spawn(argv3, op, ep));
+    err = slurp(ep);
+    check(rc == 0 && max_step_logged(mk) == SIG_STEPS, "--resume after SIGKILL runs to step %d (rc %d) %s", SIG_STEPS, rc,
+          rc ? last_line(err) : "");
+    free(err);
+    check(same_metrics(ma, mk, SIG_STEPS + 1), "killed + resumed metrics equal the uninterrupted run's");
+    snprintf(cb, sizeof cb, "%s/checkpoints/step-%06d.h5", k, SIG_STEPS);
+    n = same_checkpoint(ca, cb);
+    check(n > 20, "killed + resumed final checkpoint bitwise equal to the uninterrupted one (%d datasets)", n);
+    char cmd[900];
+    snprintf(cmd, sizeof cmd, "ls %s/checkpoints | grep -q '\\.tmp'", k);
+    if (system(cmd) == 0)
+        printf("note: the killed run's temporary checkpoint file is still in %s/checkpoints (never cleaned up)\n", k);
 }
 
 /* ---- 5. eval and sample ---- */
