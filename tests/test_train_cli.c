@@ -1001,6 +1001,41 @@ static void test_metrics(void) {
           n_s, good);
 }
 
+/* max_steps 0: n_epochs x ceil(rows / batch_size) steps; the epoch of each record; eval_samples -> valid/pass@k */
+static void test_epochs(void) {
+    char out[600], met[700];
+    snprintf(out, sizeof out, "%s/epochs", dir);
+    const char *more[] = {"train.max_steps=0", "train.n_epochs=2", "train.batch_size=4", "train.eval_samples=3"};
+    char *err;
+    int rc = train("tests/fixtures/train_grpo.yaml", out, more, NULL, &err);
+    /* 8 rows, 4 per step: 2 steps per epoch, 4 in all; epoch 1 starts exactly at step 3 */
+    check(rc == 0 && strstr(err, ", 4 steps,") && strstr(err, "step 4/4"),
+          "max_steps 0, n_epochs 2, 8 rows, batch_size 4: 4 steps (rc %d) %s", rc, rc ? last_line(err) : "");
+    free(err);
+    snprintf(met, sizeof met, "%s/metrics.jsonl", out);
+    char *text = slurp(met);
+    const int want_epoch[5] = {-1, 0, 0, 1, 1};
+    int bad = 0, n = 0, passk = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        json_t *o = json_loads(line, 0, NULL);
+        int st = (int)json_integer_value(json_object_get(o, "step"));
+        if (st >= 1 && st <= 4) {
+            n++;
+            json_t *e = json_object_get(o, "epoch");
+            if (!json_is_integer(e) || json_integer_value(e) != want_epoch[st]) {
+                if (bad++ < 3) printf("     step %d: epoch %lld, expected %d\n", st, (long long)json_integer_value(e), want_epoch[st]);
+            }
+        }
+        if (json_object_get(o, "valid_reward_mean"))
+            passk += json_is_number(json_object_get(o, "valid/pass@3")) && json_is_number(json_object_get(o, "valid/pass@1"));
+        json_decref(o);
+    }
+    free(text);
+    check(n == 4 && !bad, "the epoch of each step record is the epoch of its prompts (0 0 1 1)");
+    check(passk == 3, "eval_samples 3: valid/pass@1 and valid/pass@3 in the 3 evaluation records (steps 0, 3, 4; %d)",
+          passk);
+}
+
 int main(void) {
     rft = getenv("RFT_BIN");
     if (!rft || access(rft, X_OK) != 0) {
@@ -1026,6 +1061,7 @@ int main(void) {
     test_resume("grpo", "tests/fixtures/train_grpo.yaml");
     test_resume("sft", "tests/fixtures/train_sft.yaml");
     test_metrics();
+    test_epochs();
     test_eval_sample();
     test_bad_input();
     test_divergence();

@@ -845,7 +845,8 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         double ts = now_seconds();
         json_t *rec = json_object();
         json_object_set_new(rec, "step", json_integer(R.st.step + 1));
-        json_object_set_new(rec, "epoch", json_integer(R.st.epoch));
+        /* the epoch of the step's first prompt (the next epoch starts lazily, in next_row) */
+        json_object_set_new(rec, "epoch", json_integer(R.st.epoch + (R.st.cursor >= R.train.n)));
         int r = c->algorithm.name == ALGO_SFT ? step_sft(&R, rec, err, cap) : step_rl(&R, rec, err, cap);
         if (r < 0) {
             json_decref(rec);
