@@ -267,6 +267,13 @@ static void test_sigint(void) {
     snprintf(cb, sizeof cb, "%s/checkpoints/step-%06d.h5", k, SIG_STEPS);
     n = same_checkpoint(ca, cb);
     check(n > 20, "killed + resumed final checkpoint bitwise equal to the uninterrupted one (%d datasets)", n);
+    /* keep_checkpoints 10: exactly the newest 10 step checkpoints are left */
+    int kept = 0, newest = 1;
+    for (int st = 1; st <= SIG_STEPS; st++) {
+        snprintf(cb, sizeof cb, "%s/checkpoints/step-%06d.h5", k, st);
+        if (file_exists(cb)) kept++, newest &= st > SIG_STEPS - 10;
+    }
+    check(kept == 10 && newest, "keep_checkpoints 10: the newest 10 step checkpoints are kept (%d kept)", kept);
     char cmd[900];
     snprintf(cmd, sizeof cmd, "ls %s/checkpoints | grep -q '\\.tmp'", k);
     if (system(cmd) == 0)
