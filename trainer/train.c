@@ -223,6 +223,26 @@ static int save_checkpoint(run *R, const char *path, int with_optim, char *err, 
     return rc;
 }
 
+/* Removes step-*.h5.tmp.PID files left by a writer that died (its PID no
+   longer runs): what a crash during ckpt_save leaves behind. */
+static void remove_stale_tmp(const char *out_dir) {
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/checkpoints", out_dir);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".h5.tmp.");
+        long pid = t ? strtol(t + 8, NULL, 10) : 0;
+        if (strncmp(e->d_name, "step-", 5) || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* still running (or not ours to judge) */
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
 /* Keeps the newest keep_checkpoints step checkpoints. */
 static void prune_checkpoints(run *R) {
     long steps[4096];
@@ -645,6 +665,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     char sub[1200];
     snprintf(sub, sizeof sub, "%s/checkpoints", c->train.out_dir);
     if (mkdir_p(sub, err, cap)) goto out;
+    remove_stale_tmp(c->train.out_dir);
     long steps[4096];
     int n_ck = list_checkpoints(c->train.out_dir, steps, 4096);
     char start[1200];
