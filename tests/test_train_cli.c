@@ -65,6 +65,13 @@ static void test_resume(const char *name, const char *cfg) {
     int rc = train(cfg, a, NULL, NULL, &err);
     check(rc == 0, "%s: 6 steps uninterrupted (rc %d) %s", name, rc, rc ? last_line(err) : "");
     free(err);
+    char so[600];
+    path_in(so, sizeof so, "train_stdout.txt");
+    char *o = slurp(so);
+    check(strstr(o, "outputs:") && strstr(o, a) && strstr(o, "step-000006.h5") &&
+              (strcmp(name, "grpo") || (strstr(o, "valid_reward_mean: start") && strstr(o, "best.h5"))),
+          "%s: the end summary names the outputs, the final checkpoint (and start/final valid reward)", name);
+    free(o);
     const char *three[] = {"train.max_steps=3", NULL};
     rc = train(cfg, b, three, NULL, &err);
     check(rc == 0, "%s: first 3 steps (rc %d) %s", name, rc, rc ? last_line(err) : "");
