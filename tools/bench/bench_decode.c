@@ -12,10 +12,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "convert.h"
 #include "rollout.h"
 #include "util.h"
+
+/* CPU seconds of all threads of this process (user + system): on a loaded
+   machine it compares variants where wall time cannot */
+static double cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 static double stream_copy_gbs(void) {
     size_t n = (size_t)64 << 20; /* 256 MB per array */
@@ -105,27 +114,28 @@ int main(int argc, char **argv) {
         /* prefill alone (1 new token), then the full run: decode time = difference */
         rollout_config rc1 = rc;
         rc1.max_new_tokens = 1;
-        double t0 = now_seconds();
+        double t0 = now_seconds(), c0 = cpu_seconds();
         if (rollout_generate(&r, pr, B, 1, &rc1, out, err, sizeof err)) {
             fprintf(stderr, "bench_decode: %s\n", err);
             return 1;
         }
-        double tp = now_seconds() - t0;
+        double tp = now_seconds() - t0, cp = cpu_seconds() - c0;
         for (int b = 0; b < B; b++) completion_free(&out[b]);
-        t0 = now_seconds();
+        t0 = now_seconds(), c0 = cpu_seconds();
         if (rollout_generate(&r, pr, B, 1, &rc, out, err, sizeof err)) {
             fprintf(stderr, "bench_decode: %s\n", err);
             return 1;
         }
-        double tt = now_seconds() - t0;
+        double tt = now_seconds() - t0, ct = cpu_seconds() - c0;
         long toks = 0;
         for (int b = 0; b < B; b++) toks += out[b].n_tokens, completion_free(&out[b]);
         double dec = tt - tp, dec_tps = (double)(toks - B) / dec;
         double steps_per_s = (N - 1) / dec;
         printf("{\"impl\": \"rft\", \"params\": %zu, \"batch\": %d, \"prompt\": %d, \"new\": %d, \"threads\": %d, "
                "\"total_s\": %.3f, \"prefill_s\": %.3f, \"tokens_per_s\": %.1f, \"decode_tokens_per_s\": %.1f, "
-               "\"weight_gbs\": %.1f, \"copy_gbs\": %.1f}\n",
-               m.n_params, B, P, N, be->n_threads, tt, tp, toks / tt, dec_tps, wbytes * steps_per_s / 1e9, bw);
+               "\"weight_gbs\": %.1f, \"copy_gbs\": %.1f, \"decode_cpu_ms_per_step\": %.2f, \"decode_cpu_ms_per_token\": %.3f}\n",
+               m.n_params, B, P, N, be->n_threads, tt, tp, toks / tt, dec_tps, wbytes * steps_per_s / 1e9, bw,
+               1e3 * (ct - cp) / (N - 1), 1e3 * (ct - cp) / (double)(toks - B));
         fflush(stdout);
         free(ids), free(pr), free(out);
         rollout_free(&r);
