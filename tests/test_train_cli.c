@@ -372,6 +372,20 @@ static void test_eval_sample(void) {
     expect_bad("rft eval with a missing model", rc, err, "/nonexistent/m.h5", NULL, NULL);
     free(out), free(err);
 
+    /* eval bad input: a config without graders, a bad dataset row */
+    rc = run_rft(&out, &err, "eval", "tests/fixtures/train_sft.yaml", "--set", mset, NULL);
+    expect_bad("rft eval with a config without graders", rc, err, "train_sft.yaml", "graders", NULL);
+    free(out), free(err);
+    char bad[600];
+    path_in(bad, sizeof bad, "eval_bad.jsonl");
+    write_text(bad, "{\"messages\": [{\"role\": \"user\", \"content\": \"1+1\"}], \"answer\": \"2\"}\n"
+                    "{\"messages\": [{\"role\": \"user\", \"content\": \"1+2\"}]}\n");
+    rc = run_rft(&out, &err, "eval", "tests/fixtures/train_grpo.yaml", "--data", bad, "--set", mset, NULL);
+    char loc[700];
+    snprintf(loc, sizeof loc, "%s:2:", bad);
+    expect_bad("rft eval --data with a row lacking {{item.answer}}", rc, err, loc, "answer", NULL);
+    free(out), free(err);
+
     /* sample */
     rc = run_rft(&out, &err, "sample", "--model", model_path, "--prompt", "12+30", "--n", "3", "--max-new-tokens", "6",
                  "--json", "--seed", "5", "--threads", "1", NULL);
