@@ -79,6 +79,11 @@ static void test_resume(const char *name, const char *cfg) {
     rc = train(cfg, b, NULL, "", &err);
     check(rc == 0 && strstr(err, "step 4/6") && !strstr(err, "step 3/6"),
           "%s: --resume continues at step 4 of 6 (rc %d) %s", name, rc, rc ? last_line(err) : "");
+    int n_notes = 0;
+    for (const char *q = err; (q = strstr(q, "note: resuming with")); q++) n_notes++;
+    check(strstr(err, "note: resuming with train.max_steps changed: 3 -> 6") && n_notes == 1,
+          "%s: the resumed run notes the one setting that differs from the checkpoint's (max_steps 3 -> 6; %d notes)",
+          name, n_notes);
     free(err);
     snprintf(ma, sizeof ma, "%s/metrics.jsonl", a);
     snprintf(mb, sizeof mb, "%s/metrics.jsonl", b);

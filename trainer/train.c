@@ -223,6 +223,36 @@ static int save_checkpoint(run *R, const char *path, int with_optim, char *err, 
     return rc;
 }
 
+/* Prints the settings in which the configuration of a resumed run differs
+   from the one stored in its checkpoint (both rendered by config_render, so
+   their lines correspond): the bitwise-resume promise holds only without
+   such differences (max_steps aside, with a constant schedule). */
+static void note_config_changes(const char *old_text, const char *new_text) {
+    char *o = strdup(old_text ? old_text : ""), *n = strdup(new_text ? new_text : "");
+    if (!o || !n) {
+        free(o), free(n);
+        return;
+    }
+    char sec[64] = "", *so = NULL, *sn = NULL;
+    int shown = 0;
+    char *lo = strtok_r(o, "\n", &so), *ln = strtok_r(n, "\n", &sn);
+    for (; lo && ln; lo = strtok_r(NULL, "\n", &so), ln = strtok_r(NULL, "\n", &sn)) {
+        if (ln[0] != ' ' && ln[0] != '#') snprintf(sec, sizeof sec, "%.*s", (int)strcspn(ln, ":"), ln);
+        if (ln[0] == '#' || !strcmp(lo, ln)) continue;
+        const char *ko = strchr(lo, ':'), *kn = strchr(ln, ':');
+        int same_key = ko && kn && ko - lo == kn - ln && !strncmp(lo, ln, kn - ln);
+        if (!same_key) {
+            fprintf(stderr, "rft train: note: the checkpoint was written with a different configuration layout\n");
+            break;
+        }
+        if (shown++ < 12)
+            fprintf(stderr, "rft train: note: resuming with %s%s%.*s changed:%s ->%s\n", ln[0] == ' ' ? sec : "",
+                    ln[0] == ' ' ? "." : "", (int)(kn - ln - (ln[0] == ' ' ? 2 : 0)), ln + (ln[0] == ' ' ? 2 : 0),
+                    ko + 1, kn + 1);
+    }
+    free(o), free(n);
+}
+
 /* Removes step-*.h5.tmp.PID files left by a writer that died (its PID no
    longer runs): what a crash during ckpt_save leaves behind. */
 static void remove_stale_tmp(const char *out_dir) {
@@ -781,6 +811,9 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         memcpy(R.order, R.st.data_order, (size_t)R.train.n * sizeof(int32_t));
         free(R.st.data_order);
         R.st.data_order = NULL;
+        char *now_text = config_render(c);
+        note_config_changes(R.st.config_text, now_text);
+        free(now_text);
         free(R.st.config_text);
         R.st.config_text = NULL;
         char mp[1200];
