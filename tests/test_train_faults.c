@@ -29,8 +29,8 @@ static void test_divergence(void) {
     check(rc == 1 && strstr(ll, "max_bad_steps") && strstr(ll, out),
           "learning_rate 10: the run stops with exit 1 naming train.max_bad_steps and the checkpoints (rc %d): %s", rc, ll);
     int skipped_lines = 0;
-    for (const char *p = err; (p = strstr(p, "update skipped")); p++) skipped_lines++;
-    check(skipped_lines == 3, "3 (train.max_bad_steps) 'update skipped' lines on stderr (%d)", skipped_lines);
+    for (const char *p = err; (p = strstr(p, ": non-finite loss or gradient")); p++) skipped_lines++;
+    check(skipped_lines == 3, "3 (train.max_bad_steps) 'non-finite loss or gradient' lines on stderr (%d)", skipped_lines);
     free(err);
     /* metrics: the last 3 records are marked skipped, and the run did not reach step 20 */
     snprintf(met, sizeof met, "%s/metrics.jsonl", out);
@@ -48,6 +48,9 @@ static void test_divergence(void) {
             }
         }
         int sk = json_is_true(json_object_get(o, "skipped"));
+        /* a skipped RL step says how many of its ppo_epochs x mini_batches = 4 updates were dropped */
+        if (sk && json_integer_value(json_object_get(o, "skipped_updates")) + json_integer_value(json_object_get(o, "applied_updates")) != 4)
+            if (missing++ < 3) printf("     step %d: skipped_updates + applied_updates != 4\n", (int)json_integer_value(json_object_get(o, "step")));
         n_skip += sk;
         tail_skips = sk ? tail_skips + 1 : 0;
         last_step = (int)json_integer_value(json_object_get(o, "step"));
@@ -57,7 +60,7 @@ static void test_divergence(void) {
     check(n_skip >= 3 && tail_skips == 3 && last_step < 20,
           "metrics.jsonl: %d skipped records, the last 3 in a row, stopped at step %d", n_skip, last_step);
     check(!missing, "diverging run: every step record keeps reward, loss, kl, entropy, grad_norm, clip_ratio (null when "
-                    "not finite; %d missing)", missing);
+                    "not finite), skipped steps count skipped/applied updates (%d problems)", missing);
     /* every checkpoint left loads with finite weights */
     int n_ck = 0, good = 0;
     for (int s = 1; s <= 20; s++) {

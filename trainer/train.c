@@ -566,7 +566,7 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
                 if (run_passes(R, s + a, z - a, PASS_TRAIN, &pp, &acc, &l, e == 0 ? &en : NULL, err, cap)) goto done;
                 double gn;
                 if (!isfinite(l) || optimizer_update(R, rec, &gn)) {
-                    bad = 1;
+                    bad++; /* this update is dropped; the step's other updates still apply */
                     model_zero_grads(&R->m);
                     continue;
                 }
@@ -576,6 +576,10 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
     }
     double t3 = now_seconds();
     /* 6. metrics */
+    if (bad) {
+        json_object_set_new(rec, "skipped_updates", json_integer(bad));
+        json_object_set_new(rec, "applied_updates", json_integer(n_updates));
+    }
     double rs = 0, rss = 0;
     int rn = 0;
     for (int i = 0; i < N; i++)
@@ -909,8 +913,14 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         R.st.step++;
         if (r > 0) {
             R.bad_streak++;
-            fprintf(stderr, "%sstep %ld: non-finite loss or gradient, update skipped (%d in a row)\n", R.tty ? "\n" : "",
-                    (long)R.st.step, R.bad_streak);
+            json_t *su = json_object_get(rec, "skipped_updates"), *au = json_object_get(rec, "applied_updates");
+            if (su && au && json_integer_value(au) > 0)
+                fprintf(stderr, "%sstep %ld: non-finite loss or gradient in %lld of %lld updates, those skipped (%d in a row)\n",
+                        R.tty ? "\n" : "", (long)R.st.step, (long long)json_integer_value(su),
+                        (long long)(json_integer_value(su) + json_integer_value(au)), R.bad_streak);
+            else
+                fprintf(stderr, "%sstep %ld: non-finite loss or gradient, update skipped (%d in a row)\n", R.tty ? "\n" : "",
+                        (long)R.st.step, R.bad_streak);
             json_object_set_new(rec, "skipped", json_true());
             if (R.bad_streak >= c->train.max_bad_steps) {
                 log_record(&R, rec);
