@@ -943,7 +943,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         log_record(&R, rec);
         progress(&R, rec, now_seconds() - t_start);
         json_decref(rec);
-        interrupted = g_stop != 0;
+        interrupted = g_stop != 0 && !last; /* a signal during the last step just ends the run */
         if ((c->train.checkpoint_interval > 0 && R.st.step % c->train.checkpoint_interval == 0) || last || interrupted) {
             char p[1200];
             ckpt_name(&R, (long)R.st.step, p, sizeof p);
