@@ -19,7 +19,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "qu
 MAX_NUM = 9           # operands 1..MAX_NUM
 TERMS = "2,3,3,4"     # term counts, drawn uniformly
 N_SFT = 2800          # warm-start demonstrations
-WORKED = 0.0          # of which this fraction work the sum out first ("3+8=11,11-7=4 <answer>4</answer>")
+WORKED = 0.2          # of which this fraction work the sum out first ("3+8=11,11-7=4 <answer>4</answer>")
 UNTAGGED = 0.0        # and this fraction give the bare number ("4"): the graders want the tag, RL learns it
 
 
@@ -75,7 +75,8 @@ def main():
             for e, v, w in rows:
                 text = None
                 if ans:
-                    worked, bare = wrng.random() < a.worked, wrng.random() < a.untagged
+                    worked = wrng.random() < a.worked
+                    bare = a.untagged > 0 and wrng.random() < a.untagged
                     text = (f"{w} " if worked else "") + (f"{v}" if bare else f"<answer>{v}</answer>")
                 f.write(json.dumps(row(e, v, text)) + "\n")
     # a small byte-level BPE over the task's chat-formatted text
