@@ -12,7 +12,10 @@
 # Environment (defaults): CONFIG=configs/quickstart.yaml
 #   POLICY=data/quickstart/policy.h5 TRAIN=data/quickstart/train.jsonl
 #   VALID=data/quickstart/valid.jsonl STEPS=40 EVERY=10 THREADS=1 SEED=0
-#   OUT=out/trl_bench/seed$SEED
+#   ROWS=(all valid rows: the greedy valid evaluation) OUT=out/trl_bench/seed$SEED
+# Several seeds, one table:
+#   for s in 0 1 2; do SEED=$s tools/bench/run_trl_bench.sh build; done
+#   python3 tools/bench/trl_grpo.py summary out/trl_bench/seed0 out/trl_bench/seed1 out/trl_bench/seed2
 # Needs: pip install trl datasets pandas (TRL 1.16 was used), torch CPU.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -34,15 +37,23 @@ export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
+# both sides read one snapshot of the inputs (the originals may change meanwhile)
+SRC="$CONFIG $POLICY $TRAIN $VALID"
+mkdir -p "$OUT/inputs"
+cp "$CONFIG" "$OUT/inputs/config.yaml" && CONFIG=$OUT/inputs/config.yaml
+cp "$POLICY" "$OUT/inputs/policy.h5" && POLICY=$OUT/inputs/policy.h5
+cp "$TRAIN" "$OUT/inputs/train.jsonl" && TRAIN=$OUT/inputs/train.jsonl
+cp "$VALID" "$OUT/inputs/valid.jsonl" && VALID=$OUT/inputs/valid.jsonl
 BG=$(python3 -c "import sys; sys.path.insert(0, 'tools/bench'); import trl_grpo as t; c = t.load_rft_config('$CONFIG'); print(c['batch_size'] * c['group_size'])")
-ROWS=$(python3 -c "import yaml; print((yaml.safe_load(open('$CONFIG')).get('train') or {}).get('eval_max_rows', 0))")
+ROWS=${ROWS:-$(grep -c . "$VALID")}
 
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "rft commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(grep -c ^processor /proc/cpuinfo) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "python: $(python3 -c 'import sys, torch, transformers, trl; print(sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "trl", trl.__version__)')"
-  echo "config: $CONFIG policy: $POLICY steps: $STEPS threads: $THREADS seed: $SEED eval rows: $ROWS"
+  echo "inputs (copied to $OUT/inputs): $SRC"
+  echo "steps: $STEPS threads: $THREADS seed: $SEED eval rows: $ROWS"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
@@ -65,7 +76,7 @@ $PY train --hf "$OUT/hf" --config "$CONFIG" --train "$TRAIN" --order "$OUT/rft/s
     --threads "$THREADS" --seed "$SEED" --save-every "$EVERY" --out "$OUT/trl" --json "$OUT/trl_run.json" \
     > "$OUT/trl_train.log" 2>&1 || { tail -n 20 "$OUT/trl_train.log" >&2; exit 1; }
 
-# 4. evaluate every saved policy with both evaluators (greedy, first ROWS valid rows)
+# 4. evaluate every saved policy with both evaluators (greedy, the first ROWS valid rows)
 mkdir -p "$OUT/rft_hf"
 cp -r "$OUT/hf" "$OUT/rft_hf/step-000000"
 for f in "$OUT"/rft/checkpoints/step-*.h5; do
@@ -80,7 +91,8 @@ for side in rft trl; do
   for d in "$OUT/${side}_hf"/step-* "$OUT/$side"/step-*; do
     [ -e "$d" ] || continue
     s=$(basename "$d" | sed 's/step-0*//; s/^$/0/')
-    "$RFT" eval "$CONFIG" --model "$d" --data "$VALID" --n "$ROWS" --json --set "threads=$THREADS" 2>/dev/null |
+    "$RFT" eval "$CONFIG" --model "$d" --data "$VALID" --n "$ROWS" --json --set "threads=$THREADS" \
+        --set train.eval_samples=0 2>/dev/null |
       python3 -c "import json, sys; d = json.load(sys.stdin); d['tag'] = '$side/$s'; print(json.dumps(d))" >> "$OUT/eval_rft.jsonl"
   done
 done

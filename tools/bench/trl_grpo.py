@@ -312,12 +312,32 @@ def cmd_parity(a):
 
 
 def proc_cpu(pid):
-    """(user, system) CPU seconds of a live process, all threads."""
-    with open(f"/proc/{pid}/stat") as f:
-        s = f.read()
-    fields = s[s.rindex(")") + 2:].split()
+    """(user, system) CPU seconds of a live process, all its threads, plus its
+    live descendants (rft's grader worker processes) and the children it
+    has reaped (cutime, cstime)."""
+    tree = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        x = s[s.rindex(")") + 2:].split()
+        tree[int(d)] = (int(x[1]), int(x[11]), int(x[12]), int(x[13]), int(x[14]))
+    if pid not in tree:
+        raise ProcessLookupError(pid)
+    u, y = tree[pid][1] + tree[pid][3], tree[pid][2] + tree[pid][4]
+    todo = [pid]
+    while todo:
+        q = todo.pop()
+        for c, v in tree.items():
+            if v[0] == q:
+                u, y = u + v[1], y + v[2]
+                todo.append(c)
     tck = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tck, int(fields[12]) / tck
+    return u / tck, y / tck
 
 
 def cmd_rftrun(a):
@@ -442,15 +462,24 @@ def cmd_train(a):
 
     timings = []
     hist = []
+    # TRL times its phases with profiling_context (generate, reward functions,
+    # ...) but only reports them to wandb/mlflow/trackio: collect them per step
+    import trl.extras.profiling as prof
+    phase = {}
+    def keep(self, duration):
+        phase[self.name] = phase.get(self.name, 0.0) + duration
+    prof.ProfilingContext._log_metrics = keep
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
+            phase.clear()
             self.t, self.c = time.perf_counter(), os.times()
 
         def on_step_end(self, args, state, control, **kw):
             c = os.times()
             timings.append({"step": state.global_step, "wall": time.perf_counter() - self.t,
-                            "user": c.user - self.c.user, "sys": c.system - self.c.system})
+                            "user": c.user - self.c.user, "sys": c.system - self.c.system, "phases": dict(phase)})
+            phase.clear()
 
     class Saver(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kw):
@@ -536,6 +565,20 @@ def cmd_report(a):
     P(f"| user CPU | {ru:.3f} | {tu:.3f} | {tu / ru:.2f}x |")
     P(f"| user + system CPU | {rus:.3f} | {tus:.3f} | {tus / rus:.2f}x |")
     P("")
+    def ph(steps, key):
+        v = [x[key] for x in steps if x["step"] > 1 and x.get(key) is not None]
+        return median(v)
+    rs = [dict(step=x["step"], **x["timing"]) for x in rr["steps"]]
+    ts = [dict(step=x["step"], gen=x.get("phases", {}).get("GRPOTrainer.transformers.generate"),
+               rew=x.get("phases", {}).get("GRPOTrainer._calculate_rewards"),
+               rest=x["wall"] - x.get("phases", {}).get("GRPOTrainer.transformers.generate", math.nan)
+               - x.get("phases", {}).get("GRPOTrainer._calculate_rewards", math.nan)) for x in tr["steps"]]
+    P("| wall seconds per phase (median) | rft | TRL |")
+    P("|---|---|---|")
+    P(f"| sampling (rft rollout / TRL transformers.generate) | {ph(rs, 'timing/sampling'):.3f} | {ph(ts, 'gen'):.3f} |")
+    P(f"| grading | {ph(rs, 'timing/grading'):.3f} | {ph(ts, 'rew'):.3f} |")
+    P(f"| rest: advantages, forward, backward, optimizer | {ph(rs, 'timing/training'):.3f} | {ph(ts, 'rest'):.3f} |")
+    P("")
     P(f"Whole training run (incl. start-up, rft's start/end evals): rft {rr['wall_total']:.1f} s wall, "
       f"{rr['user_total']:.1f} s user CPU; TRL trainer.train() {tr['wall_total']:.1f} s wall, "
       f"{tr['user_total']:.1f} s user CPU.")
@@ -565,6 +608,42 @@ def cmd_report(a):
     summ = {"rft": {"wall": rw, "user": ru, "user_sys": rus}, "trl": {"wall": tw, "user": tu, "user_sys": tus},
             "ratio": {"wall": tw / rw, "user": tu / ru, "user_sys": tus / rus}}
     json.dump(summ, open(os.path.join(o, "summary.json"), "w"), indent=1)
+
+
+def cmd_summary(a):
+    """One table over several bench directories (seeds): per-step seconds and
+    the greedy valid reward (rft eval) of both sides at each saved step."""
+    rows = []
+    for o in a.dirs:
+        sm = json.load(open(os.path.join(o, "summary.json")))
+        ev = {}
+        for l in open(os.path.join(o, "eval_rft.jsonl")):
+            if l.strip():
+                d = json.loads(l)
+                ev[d["tag"]] = d["reward_mean"]
+        pe = json.load(open(os.path.join(o, "eval_python.json")))
+        agree = all(abs(ev.get(("rft/" if "/rft_hf/" in k else "trl/") + str(int(k.rsplit("-", 1)[1]))) - v["reward_mean"]) < 1e-9
+                    for k, v in pe.items())
+        rows.append((o, sm, ev, agree))
+    P = print
+    P("| run | rft s/step wall | TRL s/step wall | ratio | rft user CPU | TRL user CPU | ratio | rft user+sys | TRL user+sys | ratio |")
+    P("|---|---|---|---|---|---|---|---|---|---|")
+    for o, sm, ev, agree in rows:
+        r, t, q = sm["rft"], sm["trl"], sm["ratio"]
+        P(f"| {os.path.basename(o.rstrip('/'))} | {r['wall']:.3f} | {t['wall']:.3f} | {q['wall']:.2f}x | {r['user']:.3f} | "
+          f"{t['user']:.3f} | {q['user']:.2f}x | {r['user_sys']:.3f} | {t['user_sys']:.3f} | {q['user_sys']:.2f}x |")
+    P("")
+    steps = sorted({int(k.split("/")[1]) for _, _, ev, _ in rows for k in ev})
+    P("| valid reward (greedy, rft eval) at step | " + " | ".join(str(x) for x in steps) + " |")
+    P("|---|" + "---|" * len(steps))
+    for side in ("rft", "trl"):
+        for o, _, ev, _ in rows:
+            P(f"| {side.upper() if side == 'trl' else side} {os.path.basename(o.rstrip('/'))} | " +
+              " | ".join(f"{ev.get(f'{side}/{x}', float('nan')):.3f}" for x in steps) + " |")
+        m = [sum(ev.get(f"{side}/{x}", float("nan")) for _, _, ev, _ in rows) / len(rows) for x in steps]
+        P(f"| {side.upper() if side == 'trl' else side} mean | " + " | ".join(f"{v:.3f}" for v in m) + " |")
+    P("")
+    P("Python evaluator = rft eval on every model of every run: " + ("yes" if all(x[3] for x in rows) else "NO"))
 
 
 def main():
@@ -605,10 +684,12 @@ def main():
     r.add_argument("cmd", nargs=argparse.REMAINDER)
     q = sp.add_parser("report")
     q.add_argument("--out", required=True, help="the bench directory")
+    m = sp.add_parser("summary")
+    m.add_argument("dirs", nargs="+", help="bench directories (one per seed)")
     a = ap.parse_args()
     if a.sub == "rftrun" and a.cmd and a.cmd[0] == "--":
         a.cmd = a.cmd[1:]
-    {"train": cmd_train, "eval": cmd_eval, "parity": cmd_parity, "rftrun": cmd_rftrun, "report": cmd_report}[a.sub](a)
+    {"train": cmd_train, "eval": cmd_eval, "parity": cmd_parity, "rftrun": cmd_rftrun, "report": cmd_report, "summary": cmd_summary}[a.sub](a)
 
 
 if __name__ == "__main__":
