@@ -302,8 +302,8 @@ static int tt_setup(const char *tag) {
     }
     path_in(model_path, sizeof model_path, "tiny.h5");
     char *out, *err;
-    int rc = run_rft(&out, &err, "init", model_path, "--tokenizer", "data/quickstart/tokenizer.json",
-                     "--tokenizer-config", "data/quickstart/tokenizer_config.json", "--d-model", "32", "--n-layer", "2",
+    int rc = run_rft(&out, &err, "init", model_path, "--tokenizer", "tests/fixtures/tiny_bpe_tokenizer.json",
+                     "--tokenizer-config", "tests/fixtures/tiny_bpe_tokenizer_config.json", "--d-model", "32", "--n-layer", "2",
                      "--n-head", "2", "--d-ff", "64", "--max-seq", "64", "--seed", "1", NULL);
     check(rc == 0, "rft init: a tiny model (rc %d) %s", rc, err);
     free(out), free(err);
