@@ -35,17 +35,20 @@ def main():
         att = torch.ones_like(ids)
         kw = dict(attention_mask=att, do_sample=False, use_cache=True, pad_token_id=0, eos_token_id=None)
         with torch.inference_mode():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             m.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
-            tp = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            tp, cp = time.perf_counter() - t0, time.process_time() - c0
+            t0, c0 = time.perf_counter(), time.process_time()
             out = m.generate(ids, max_new_tokens=a.new, min_new_tokens=a.new, **kw)
-            tt = time.perf_counter() - t0
+            tt, ct = time.perf_counter() - t0, time.process_time() - c0
         toks = (out.shape[1] - a.prompt) * B
         print(json.dumps(dict(impl="transformers", params=n_params, batch=B, prompt=a.prompt, new=a.new,
                               threads=torch.get_num_threads(), total_s=round(tt, 3), prefill_s=round(tp, 3),
                               tokens_per_s=round(toks / tt, 1),
-                              decode_tokens_per_s=round((toks - B) / (tt - tp), 1))), flush=True)
+                              decode_tokens_per_s=round((toks - B) / (tt - tp), 1),
+                              # CPU seconds of all threads (comparable on a loaded machine)
+                              decode_cpu_ms_per_step=round(1e3 * (ct - cp) / (a.new - 1), 2),
+                              decode_cpu_ms_per_token=round(1e3 * (ct - cp) / (toks - B), 3))), flush=True)
 
 
 if __name__ == "__main__":
