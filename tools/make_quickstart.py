@@ -18,6 +18,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "quickstart")
 MAX_NUM = 9           # operands 1..MAX_NUM
 TERMS = "2,3,3,4"     # term counts, drawn uniformly
+N_TRAIN = 1200        # RL prompts
 N_SFT = 2800          # warm-start demonstrations
 WORKED = 0.2          # of which this fraction work the sum out first ("3+8=11,11-7=4 <answer>4</answer>")
 UNTAGGED = 0.0        # and this fraction give the bare number ("4"): the graders want the tag, RL learns it
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("--out", default=OUT, help="output directory (default data/quickstart)")
     ap.add_argument("--max-num", type=int, default=MAX_NUM, help="operands are 1..max-num")
     ap.add_argument("--terms", default=TERMS, help="comma list of term counts, drawn uniformly")
+    ap.add_argument("--n-train", type=int, default=N_TRAIN, help="RL prompts (at least 400)")
     ap.add_argument("--n-sft", type=int, default=N_SFT, help="warm-start demonstrations")
     ap.add_argument("--worked", type=float, default=WORKED,
                     help="fraction of demonstrations that work the sum out step by step before the answer")
@@ -60,14 +62,19 @@ def main():
     out = a.out
     rng = random.Random(1234)
     seen = set()
-    items = []
-    while len(items) < 600 + a.n_sft:
-        e, v, w = expr(rng, rng.choice(terms), a.max_num)
-        if e in seen:
-            continue
-        seen.add(e)
-        items.append((e, v, w))
+    def draw(n):
+        got = []
+        while len(got) < n:
+            e, v, w = expr(rng, rng.choice(terms), a.max_num)
+            if e in seen:
+                continue
+            seen.add(e)
+            got.append((e, v, w))
+        return got
+    items = draw(600 + a.n_sft)
     valid, train, sft = items[:200], items[200:600], items[600:]
+    train += draw(a.n_train - 400)  # more RL prompts, drawn after the rest (valid and sft stay the same)
+    items += train[400:]
     os.makedirs(out, exist_ok=True)
     wrng = random.Random(99)
     for name, rows, ans in (("valid", valid, False), ("train", train, False), ("sft", sft, True)):

@@ -18,7 +18,7 @@ BUILD=${1:-build}
 RFT=$BUILD/rft
 [ -x "$RFT" ] || { echo "make_quickstart.sh: $RFT not found (build first: cmake -S . -B $BUILD && cmake --build $BUILD)" >&2; exit 2; }
 # the task: single-digit operands, 2 to 4 terms ("3+7-2+5" -> <answer>13</answer>)
-python3 tools/make_quickstart.py --max-num 9 --terms 2,3,3,4 --n-sft 2800 --worked 0.2 --untagged 0
+python3 tools/make_quickstart.py --max-num 9 --terms 2,3,3,4 --n-train 1200 --n-sft 2800 --worked 0.2 --untagged 0
 SFT_EPOCHS=12   # 2800 rows / batch_size 32 = 88 steps an epoch: 1056 steps
 SFT_STEPS=792
 mkdir -p out
