@@ -22,4 +22,7 @@ for r in rs:
           f"transformers {p['tokens_per_s']:8.1f} tok/s (decode {p['decode_tokens_per_s']:8.1f}) | "
           f"ratio {r['tokens_per_s'] / p['tokens_per_s']:.2f}"
           + (f" | weights {r['weight_gbs']:.1f} GB/s of {r['copy_gbs']:.1f} GB/s copy" if r['batch'] == 1 else ""))
+    # CPU time of decode (all threads): comparable when other jobs load the machine
+    print(f"           decode CPU ms/token: rft {r['decode_cpu_ms_per_token']:.3f} | transformers "
+          f"{p['decode_cpu_ms_per_token']:.3f} | ratio {p['decode_cpu_ms_per_token'] / r['decode_cpu_ms_per_token']:.2f}")
 PY
