@@ -7,69 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* exp(x) in fp32 for the softmax loops (Cephes polynomial, ~1 ulp over the
-   normal range, 0 below -87.3 and for -inf); unlike libm's it vectorises. */
-static inline float smp_expf(float x) {
-    const float hi = 88.0f, lo = -87.33654f;
-    float xc = x > hi ? hi : (x < lo ? lo : x);
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * (r * r) + r + 1.0f;
-    union { int32_t i; float f; } u;
-    u.i = ((int32_t)n + 127) << 23;
-    y *= u.f;
-    return x < lo ? 0.0f : y;
-}
-
-#define SMP_LANES 16
-#define SMP_BLOCK 512 /* elements summed in fp32 lanes before going to double */
-
-/* lowest id of the largest logit (NaNs never win) */
-static int smp_argmax(const float *x, int V) {
-    float m[SMP_LANES];
-    for (int l = 0; l < SMP_LANES; l++) m[l] = -INFINITY;
-    int i = 0;
-    for (; i + SMP_LANES <= V; i += SMP_LANES)
-        for (int l = 0; l < SMP_LANES; l++) m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
-    float mx = -INFINITY;
-    for (int l = 0; l < SMP_LANES; l++) mx = m[l] > mx ? m[l] : mx;
-    for (; i < V; i++) mx = x[i] > mx ? x[i] : mx;
-    for (int j = 0; j < V; j++)
-        if (x[j] == mx) return j;
-    return 0; /* all NaN or -inf */
-}
-
-/* sum_i exp((x[i] - mx) * invT), each prob[i] = exp(...) stored when prob */
-static double smp_sumexp(const float *x, int V, float mx, float invT, float *prob) {
-    double total = 0;
-    for (int b = 0; b < V; b += SMP_BLOCK) {
-        int e = b + SMP_BLOCK < V ? b + SMP_BLOCK : V, i = b;
-        float acc[SMP_LANES] = {0};
-        for (; i + SMP_LANES <= e; i += SMP_LANES)
-            for (int l = 0; l < SMP_LANES; l++) {
-                float p = smp_expf((x[i + l] - mx) * invT);
-                if (prob) prob[i + l] = p;
-                acc[l] += p;
-            }
-        for (; i < e; i++) {
-            float p = smp_expf((x[i] - mx) * invT);
-            if (prob) prob[i] = p;
-            acc[0] += p;
-        }
-        double bs = 0;
-        for (int l = 0; l < SMP_LANES; l++) bs += acc[l];
-        total += bs;
-    }
-    return total;
-}
-
 int sampler_scratch_init(sampler_scratch *s, int V) {
     s->n_vocab = V;
     s->prob = malloc((size_t)V * sizeof(float));
@@ -98,12 +35,19 @@ static int cmp_prob_desc(const void *a, const void *b) {
  * returns n and the kept mass. */
 static int sampler_filter(const sampler_config *c, const float *logits, int V, sampler_scratch *s, double *mass) {
     float T = c->temperature > 0 ? c->temperature : 1.0f;
-    float mx = logits[smp_argmax(logits, V)];
-    double sum = smp_sumexp(logits, V, mx, 1.0f / T, s->prob);
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < V; i++) {
+        float p = expf((logits[i] - mx) / T);
+        s->prob[i] = p;
+        sum += p;
+    }
     float inv = (float)(1.0 / sum), pmax = 0;
     for (int i = 0; i < V; i++) {
         s->prob[i] *= inv;
-        pmax = s->prob[i] > pmax ? s->prob[i] : pmax;
+        if (s->prob[i] > pmax) pmax = s->prob[i];
     }
     int need_sort = (c->top_k > 0 && c->top_k < V) || (c->top_p > 0 && c->top_p < 1);
     int n = 0;
@@ -124,6 +68,7 @@ static int sampler_filter(const sampler_config *c, const float *logits, int V, s
         int k_need = c->top_k > 0 && c->top_k < n ? c->top_k : 0;
         int p_on = c->top_p > 0 && c->top_p < 1;
         float tau = pmax / 16;
+        int headed = 0;
         for (int tries = 0; tries < 6 && n > 64; tries++, tau /= 16) {
             int h = 0;
             double hm = 0;
@@ -135,7 +80,7 @@ static int sampler_filter(const sampler_config *c, const float *logits, int V, s
             int a = 0;
             for (int k = 0; k < n; k++)
                 if (s->prob[s->idx[k]] >= tau) s->idx[a++] = s->idx[k];
-            n = h;
+            n = h, headed = 1;
             break;
         }
         t_sort_prob = s->prob;
@@ -145,9 +90,10 @@ static int sampler_filter(const sampler_config *c, const float *logits, int V, s
         if (c->top_p > 0 && c->top_p < 1) {
             /* keep the smallest prefix whose mass reaches top_p (HF: remove
                tokens with cumulative mass of the ascending tail <= 1 - top_p);
-               the mass is that of the top-k ids, else of all candidates */
+               the mass is that of the top-k ids, else of all candidates
+               (summed in id order when only the head was sorted) */
             double total = 0, cum = 0;
-            if (cut_k)
+            if (cut_k || !headed)
                 for (int k = 0; k < n; k++) total += s->prob[s->idx[k]];
             else
                 total = kept;
@@ -169,8 +115,14 @@ static int sampler_filter(const sampler_config *c, const float *logits, int V, s
 int32_t sampler_sample(const sampler_config *c, const float *logits, int V, double u, sampler_scratch *s,
                        float *logprob) {
     if (!(c->temperature > 0)) {
-        int best = smp_argmax(logits, V);
-        if (logprob) *logprob = (float)-log(smp_sumexp(logits, V, logits[best], 1.0f, NULL));
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = i;
+        if (logprob) {
+            double sum = 0;
+            for (int i = 0; i < V; i++) sum += exp((double)logits[i] - logits[best]);
+            *logprob = (float)-log(sum);
+        }
         return best;
     }
     double mass;
@@ -191,7 +143,10 @@ int32_t sampler_sample(const sampler_config *c, const float *logits, int V, doub
 void sampler_distribution(const sampler_config *c, const float *logits, int V, sampler_scratch *s, double *prob) {
     for (int i = 0; i < V; i++) prob[i] = 0;
     if (!(c->temperature > 0)) {
-        prob[smp_argmax(logits, V)] = 1;
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = i;
+        prob[best] = 1;
         return;
     }
     double mass;
