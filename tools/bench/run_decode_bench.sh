@@ -1,6 +1,8 @@
 #!/bin/sh
 # tools/bench/run_decode_bench.sh: rollout decode of rft next to transformers'
-# generate() (PyTorch CPU, same shape, threads, prompts and lengths), one run.
+# generate() (PyTorch CPU, same shape, threads, prompts and lengths), one run;
+# both under OMP_WAIT_POLICY=passive (threads that spin while a loaded machine
+# has descheduled their partner would inflate the CPU-time numbers).
 #   tools/bench/run_decode_bench.sh [BUILD_DIR] [THREADS] [SHAPE] [BATCHES]
 set -eu
 B=${1:-build}
@@ -9,7 +11,7 @@ SHAPE=${3:-smollm2}
 BATCHES=${4:-1,16,64}
 cd "$(dirname "$0")/../.."
 r=$(OMP_WAIT_POLICY=passive "$B/bench/bench_decode" --shape "$SHAPE" --batch "$BATCHES" --threads "$TH")
-p=$(python3 tools/bench/bench_decode_hf.py --shape "$SHAPE" --batch "$BATCHES" --threads "$TH")
+p=$(OMP_WAIT_POLICY=passive python3 tools/bench/bench_decode_hf.py --shape "$SHAPE" --batch "$BATCHES" --threads "$TH")
 echo "$r"
 echo "$p"
 python3 - "$r" "$p" <<'PY'
