@@ -4,6 +4,9 @@
 #   tools/bench/run_model_bench.sh [BUILD_DIR] [THREADS]
 # Needs: a built tree (bench_model) and python3 with torch.
 set -eu
+# Both sides wait passively between parallel regions: what the rft program
+# does by default (trainer/main.c); spinning OpenMP threads fight OpenBLAS's.
+export OMP_WAIT_POLICY=passive
 B=${1:-build}
 TH=${2:-$(nproc)}
 cd "$(dirname "$0")/../.."
