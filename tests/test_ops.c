@@ -101,12 +101,15 @@ static double fd_check_at(void *ctx, loss_fn loss, double *x, const size_t *idx,
 /* ================= matmul ================= */
 
 static void test_matmul(backend *be) {
-    int shapes[][3] = {{7, 5, 33}, {1, 13, 4}, {33, 48, 100}, {64, 1, 7}};
-    for (int si = 0; si < 4; si++)
+    /* the last four are single products with few rows: the decode path
+       (row-times-weights kernel for A @ B^T) and its tails */
+    int shapes[][3] = {{7, 5, 33}, {1, 13, 4}, {33, 48, 100}, {64, 1, 7},
+                       {1, 37, 129}, {7, 53, 100}, {64, 29, 70}, {6, 4, 16}};
+    for (int si = 0; si < 8; si++)
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++)
                 for (int acc = 0; acc < 2; acc++) {
-                    int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], batch = si == 2 ? 1 : 3;
+                    int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], batch = si == 2 || si >= 4 ? 1 : 3;
                     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
                     int lda = ac + 3, ldb = bc + 1, ldc = N + 2;
                     long sA = (long)ar * lda + 5, sB = (long)br * ldb + 2, sC = (long)M * ldc + 7;
@@ -132,6 +135,22 @@ static void test_matmul(backend *be) {
                     check(name, relerr(C, ref, sC * batch), 1e-6);
                     free(A); free(Bm); free(C); free(ref);
                 }
+}
+
+/* A row of x @ W^T is bitwise the same computed alone or among other rows
+   (decode: a completion must not depend on the batch around it). */
+static void test_matmul_row_independence(backend *be) {
+    int N = 300, K = 576, M = 7;
+    float *X = randf((size_t)M * K, 1), *W = randf((size_t)N * K, 1);
+    float *all = calloc((size_t)M * N, sizeof(float)), *one = calloc(N, sizeof(float));
+    be->matmul(be, 0, 1, M, N, K, 1.0f, X, K, 0, W, K, 0, 0.0f, all, N, 0, 1);
+    int same = 1;
+    for (int r = 0; r < M; r++) {
+        be->matmul(be, 0, 1, 1, N, K, 1.0f, X + (size_t)r * K, K, 0, W, K, 0, 0.0f, one, N, 0, 1);
+        same &= !memcmp(one, all + (size_t)r * N, N * sizeof(float));
+    }
+    check("matmul x@W^T: each of 7 rows alone == within the batch (bitwise)", same ? 0.0 : 1.0, 0.0);
+    free(X), free(W), free(all), free(one);
 }
 
 /* ================= embedding ================= */
@@ -611,6 +630,7 @@ int main(void) {
     backend *be1 = backend_cpu_create(1), *be2 = backend_cpu_create(2);
     if (!be1 || !be2) { fprintf(stderr, "test_ops: backend_cpu_create failed\n"); return 1; }
     test_matmul(be2);
+    test_matmul_row_independence(be2);
     test_embedding(be1, be2);
     test_rmsnorm(be1, be2);
     test_rope(be1, be2);
