@@ -347,27 +347,9 @@ fail:
 
 int gguf_open(gguf_file *f, const char *path, char *err, size_t cap) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return errf(err, cap, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st)) {
-        int e = errno;
-        close(fd);
-        return errf(err, cap, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return errf(err, cap, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    if (size < 24) {
-        close(fd);
-        return errf(err, cap, "%s: too small to be a GGUF file (%zu bytes)", path, size);
-    }
-    void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (p == MAP_FAILED) return errf(err, cap, "%s: mmap: %s", path, strerror(e));
+    void *p;
+    size_t size;
+    if (file_map(path, 24, "GGUF", &p, &size, err, cap)) return -1;
     if (gguf_parse(f, p, size, path, err, cap)) {
         munmap(p, size);
         return -1;

@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int errf(char *err, size_t cap, const char *fmt, ...) {
     if (err && cap) {
@@ -70,6 +74,33 @@ char *read_file(const char *path, size_t *len, char *err, size_t cap) {
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+int file_map(const char *path, size_t min_size, const char *kind, void **data, size_t *size, char *err, size_t cap) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return errf(err, cap, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st)) {
+        int e = errno;
+        close(fd);
+        return errf(err, cap, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return errf(err, cap, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    if (n < min_size) {
+        close(fd);
+        return errf(err, cap, "%s: too small to be a %s file (%zu bytes)", path, kind, n);
+    }
+    void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED) return errf(err, cap, "%s: mmap: %s", path, strerror(e));
+    *data = p;
+    *size = n;
+    return 0;
 }
 
 double now_seconds(void) {

@@ -22,6 +22,10 @@ void *xcalloc(size_t n, size_t size, char *err, size_t cap);
 /* Reads a whole file into a NUL-terminated buffer; NULL + err naming the path. */
 char *read_file(const char *path, size_t *len, char *err, size_t cap);
 
+/* Maps a whole regular file read-only; files shorter than min_size are an
+   error "path: too small to be a <kind> file (N bytes)". Unmap with munmap. */
+int file_map(const char *path, size_t min_size, const char *kind, void **data, size_t *size, char *err, size_t cap);
+
 /* seconds from a monotonic clock */
 double now_seconds(void);
 
