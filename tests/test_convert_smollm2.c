@@ -25,16 +25,7 @@
 #include "safetensors.h"
 #include "util.h"
 
-static int fails = 0;
-#define CHECK(c, ...)                                                   \
-    do {                                                                \
-        if (!(c)) {                                                     \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);        \
-            fprintf(stderr, __VA_ARGS__);                               \
-            fprintf(stderr, "\n");                                      \
-            fails++;                                                    \
-        }                                                               \
-    } while (0)
+#include "check.h"
 
 int main(void) {
     const char *path = getenv("RFT_SMOLLM2_GGUF");

@@ -14,16 +14,7 @@
 #include "quant.h"
 #include "util.h"
 
-static int fails = 0;
-#define CHECK(c, ...)                                                   \
-    do {                                                                \
-        if (!(c)) {                                                     \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);        \
-            fprintf(stderr, __VA_ARGS__);                               \
-            fprintf(stderr, "\n");                                      \
-            fails++;                                                    \
-        }                                                               \
-    } while (0)
+#include "check.h"
 
 static void test_metadata(const gguf_file *f) {
     char err[512];

@@ -13,16 +13,7 @@
 #include "safetensors.h"
 #include "util.h"
 
-static int fails = 0;
-#define CHECK(c, ...)                                                   \
-    do {                                                                \
-        if (!(c)) {                                                     \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);        \
-            fprintf(stderr, __VA_ARGS__);                               \
-            fprintf(stderr, "\n");                                      \
-            fails++;                                                    \
-        }                                                               \
-    } while (0)
+#include "check.h"
 
 /* tensor `hf` of the safetensors file equals `gg` of the GGUF file bitwise */
 static void same_values(const st_file *sf, const char *hf, const gguf_file *g, const char *gg, int want_dtype) {

@@ -38,16 +38,7 @@
 #define TOL 1e-4
 #define MAX_PROMPTS 8
 
-static int fails = 0;
-#define CHECK(c, ...)                                                   \
-    do {                                                                \
-        if (!(c)) {                                                     \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);        \
-            fprintf(stderr, __VA_ARGS__);                               \
-            fprintf(stderr, "\n");                                      \
-            fails++;                                                    \
-        }                                                               \
-    } while (0)
+#include "check.h"
 
 /* standard base64 -> bytes; returns the byte count or -1 on a bad character */
 static long b64_decode(const char *s, unsigned char *out, size_t cap) {

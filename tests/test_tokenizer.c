@@ -18,9 +18,7 @@
 #include "tokenizer_h5.h"
 #include "util.h"
 
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fails++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); } } while (0)
+#include "check.h"
 
 #define NPRE 5
 static const char *PRES[NPRE] = {"smollm", "gpt2", "llama3", "qwen2", "custom"};

@@ -20,9 +20,7 @@
 #include "tokenizer_h5.h"
 #include "util.h"
 
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fails++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); } } while (0)
+#include "check.h"
 
 static int ids_eq(const tok_ids *a, json_t *ref) {
     if (a->n != json_array_size(ref)) return 0;
