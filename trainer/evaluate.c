@@ -18,6 +18,16 @@ static double pass_at_k(int n, int c, int k) {
     return 1.0 - p;
 }
 
+void rollout_config_from(const rft_config *c, const tokenizer *tok, float temperature, uint64_t seed,
+                         int32_t *stop_ids, const char **stops, rollout_config *out) {
+    for (int i = 0; i < c->sampling.n_stop; i++) stops[i] = c->sampling.stop[i];
+    *out = (rollout_config){.sampler = {.temperature = temperature, .top_k = c->sampling.top_k,
+                                        .top_p = c->sampling.top_p, .min_p = c->sampling.min_p},
+                            .max_new_tokens = c->sampling.max_new_tokens, .stop_ids = stop_ids,
+                            .n_stop_ids = chat_stop_tokens(tok, stop_ids, 8), .stop_strings = stops,
+                            .n_stop_strings = c->sampling.n_stop, .seed = seed};
+}
+
 int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const dataset *d, int max_rows, int k,
              uint64_t seed, eval_result *res, char *err, size_t cap) {
     memset(res, 0, sizeof *res);
@@ -39,14 +49,10 @@ int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const
     for (int i = 0; i < rows; i++)
         pr[i] = (rollout_prompt){.ids = d->rows[i].prompt, .n = d->rows[i].n_prompt, .id = (uint64_t)i};
     int32_t stop[8];
-    int n_stop = chat_stop_tokens(ro->tok, stop, 8);
     const char *stops[CONFIG_MAX_STOP];
-    for (int i = 0; i < cfg->sampling.n_stop; i++) stops[i] = cfg->sampling.stop[i];
-    rollout_config rc_cfg = {
-        .sampler = {.temperature = k > 0 ? cfg->sampling.temperature : 0.0f, .top_p = cfg->sampling.top_p,
-                    .top_k = cfg->sampling.top_k, .min_p = cfg->sampling.min_p},
-        .max_new_tokens = cfg->sampling.max_new_tokens, .stop_ids = stop, .n_stop_ids = n_stop,
-        .stop_strings = stops, .n_stop_strings = cfg->sampling.n_stop, .seed = rng_key(seed, 0xE7A1, 0, 0)};
+    rollout_config rc_cfg;
+    rollout_config_from(cfg, ro->tok, k > 0 ? cfg->sampling.temperature : 0.0f, rng_key(seed, 0xE7A1, 0, 0), stop,
+                        stops, &rc_cfg);
     if (rollout_generate(ro, pr, rows, G, &rc_cfg, cs, err, cap)) goto done;
     long len = 0;
     for (int i = 0; i < N; i++) {

@@ -25,6 +25,13 @@ typedef struct eval_result {
     double seconds;
 } eval_result;
 
+/* Rollout settings from cfg's sampling section for tok's model: the chat
+ * end-of-turn ids and the configured stop strings end a completion; the
+ * sampler takes the given temperature. out points into stop_ids[8] and
+ * stops[CONFIG_MAX_STOP], which the caller keeps alive. */
+void rollout_config_from(const rft_config *cfg, const tokenizer *tok, float temperature, uint64_t seed,
+                         int32_t *stop_ids, const char **stops, rollout_config *out);
+
 /* Evaluates the first max_rows rows of d (0: all). k = 0: greedy, one
  * completion; k > 0: k samples at the configured temperature. Completions are
  * keyed by (seed, row) so repeated evaluations see the same randomness. */

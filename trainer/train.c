@@ -69,9 +69,9 @@ typedef struct run {
     float *ref_params;
     int32_t *order;           /* [train.n] current epoch permutation */
     ckpt_train_state st;
-    int32_t stop[8];
-    int n_stop;
+    int32_t stop[8];                 /* storage of rcfg */
     const char *stops[CONFIG_MAX_STOP];
+    rollout_config rcfg;             /* training rollouts */
     char *config_text;
     int max_tokens;           /* per forward/backward micro-batch */
     /* micro-batch scratch (host) */
@@ -408,7 +408,7 @@ static int next_row(run *R) {
     return R->order[R->st.cursor++];
 }
 
-static int optimizer_update(run *R, json_t *rec, double *gnorm_out) {
+static int optimizer_update(run *R, double *gnorm_out) {
     double gn = optim_step(&R->opt);
     *gnorm_out = gn;
     if (!isfinite(gn)) {
@@ -437,7 +437,7 @@ static int step_sft(run *R, json_t *rec, char *err, size_t cap) {
     pg_params pp = {.norm_tokens = toks};
     int rc = run_passes(R, s, B, PASS_SFT, &pp, NULL, &loss, &ent, err, cap);
     double gn = 0;
-    int bad = rc ? 0 : optimizer_update(R, rec, &gn);
+    int bad = rc ? 0 : optimizer_update(R, &gn);
     double dt = now_seconds() - t0;
     free(s), free(buf);
     if (rc) return -1;
@@ -477,11 +477,7 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
     }
     /* 2. rollouts */
     double t0 = now_seconds();
-    rollout_config rcfg = {.sampler = {.temperature = c->sampling.temperature, .top_k = c->sampling.top_k,
-                                       .top_p = c->sampling.top_p, .min_p = c->sampling.min_p},
-                           .max_new_tokens = c->sampling.max_new_tokens, .stop_ids = R->stop, .n_stop_ids = R->n_stop,
-                           .stop_strings = R->stops, .n_stop_strings = c->sampling.n_stop, .seed = c->train.seed};
-    if (rollout_generate(&R->ro, pr, B, G, &rcfg, cs, err, cap)) goto done;
+    if (rollout_generate(&R->ro, pr, B, G, &R->rcfg, cs, err, cap)) goto done;
     double t1 = now_seconds();
     /* 3. grading */
     long gen_tokens = 0, clipped = 0;
@@ -565,7 +561,7 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
                 double l = 0, en = 0;
                 if (run_passes(R, s + a, z - a, PASS_TRAIN, &pp, &acc, &l, e == 0 ? &en : NULL, err, cap)) goto done;
                 double gn;
-                if (!isfinite(l) || optimizer_update(R, rec, &gn)) {
+                if (!isfinite(l) || optimizer_update(R, &gn)) {
                     bad++; /* this update is dropped; the step's other updates still apply */
                     model_zero_grads(&R->m);
                     continue;
@@ -742,8 +738,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         goto out;
     }
     /* data */
-    R.n_stop = chat_stop_tokens(R.tok, R.stop, 8);
-    for (int i = 0; i < c->sampling.n_stop; i++) R.stops[i] = c->sampling.stop[i];
+    rollout_config_from(c, R.tok, c->sampling.temperature, c->train.seed, R.stop, R.stops, &R.rcfg);
     dataset_opts dop = {.need_answer = c->algorithm.name == ALGO_SFT, .max_prompt_tokens = c->data.max_prompt_tokens,
                         .max_seq = ctx, .graders = c->have_graders ? c->graders.graders : NULL,
                         .n_graders = c->have_graders ? c->graders.n_graders : 0,
