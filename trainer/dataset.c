@@ -132,7 +132,9 @@ static int row_encode(const tokenizer *tok, const dataset_opts *o, json_t *row, 
 }
 
 /* Structural checks of one parsed row. */
-static int row_check(const json_t *row, const dataset_opts *o, const char *path, int line, char *err, size_t cap) {
+/* cfgs[g]: grader g's parsed config (parsed once per file, NULL if absent) */
+static int row_check(const json_t *row, const dataset_opts *o, json_t *const *cfgs, const char *path, int line, char *err,
+                     size_t cap) {
     if (!json_is_object(row)) return errf(err, cap, "%s:%d: a row must be a JSON object", path, line);
     json_t *msgs = json_object_get(row, "messages"), *prompt = json_object_get(row, "prompt");
     if (msgs && prompt) return errf(err, cap, "%s:%d: give either messages or prompt, not both", path, line);
@@ -159,12 +161,9 @@ static int row_check(const json_t *row, const dataset_opts *o, const char *path,
             return errf(err, cap, "%s:%d: messages[%zu].role: the last turn must be from the user (is '%s')", path,
                         line, n - 1, last);
     }
-    for (int g = 0; g < o->n_graders; g++) {
-        json_t *cfg = json_loads(o->graders[g].config_json, 0, NULL);
+    for (int g = 0; g < o->n_graders && g < 64; g++) {
         char missing[256];
-        int bad = cfg && check_templates(cfg, row, missing, sizeof missing);
-        json_decref(cfg);
-        if (bad)
+        if (cfgs[g] && check_templates(cfgs[g], row, missing, sizeof missing))
             return errf(err, cap, "%s:%d: %s: missing, but grader '%s' reads {{item.%s}}", path, line, missing,
                         o->graders[g].name, missing);
     }
@@ -176,6 +175,9 @@ int dataset_load(const char *path, const tokenizer *tok, const dataset_opts *o, 
     snprintf(d->path, sizeof d->path, "%s", path);
     FILE *f = fopen(path, "rb");
     if (!f) return errf(err, cap, "%s: %s", path, strerror(errno));
+    json_t *cfgs[64] = {0};
+    int n_cfg = o->n_graders < 64 ? o->n_graders : 64;
+    for (int g = 0; g < n_cfg; g++) cfgs[g] = json_loads(o->graders[g].config_json, 0, NULL);
     char *line = NULL;
     size_t lcap = 0;
     ssize_t len;
@@ -192,7 +194,7 @@ int dataset_load(const char *path, const tokenizer *tok, const dataset_opts *o, 
             errf(err, cap, "%s:%d: invalid JSON at column %d: %s", path, lineno, je.column, je.text);
             goto fail;
         }
-        if (row_check(row, o, path, lineno, err, cap)) {
+        if (row_check(row, o, cfgs, path, lineno, err, cap)) {
             json_decref(row);
             goto fail;
         }
@@ -223,6 +225,7 @@ int dataset_load(const char *path, const tokenizer *tok, const dataset_opts *o, 
         goto fail;
     }
     fclose(f);
+    for (int g = 0; g < n_cfg; g++) json_decref(cfgs[g]);
     if (d->n == 0) {
         dataset_free(d);
         return errf(err, cap, "%s: no rows", path);
@@ -231,6 +234,7 @@ int dataset_load(const char *path, const tokenizer *tok, const dataset_opts *o, 
 fail:
     free(line);
     fclose(f);
+    for (int g = 0; g < n_cfg; g++) json_decref(cfgs[g]);
     dataset_free(d);
     return -1;
 }
