@@ -56,6 +56,19 @@ struct backend {
                    const float *B, int ldb, long sB,
                    float beta, float *C, int ldc, long sC, int batch);
 
+    /* ---- bf16 weights (rollouts in sampling.dtype: bf16) ----
+     * A bf16 value is a uint16_t holding the upper 16 bits of an fp32
+     * (bfloat16: 8 exponent bits, 7 stored mantissa bits).
+     * cast_bf16: dst[n] = bf16(src[n]), rounded to nearest even; NaN stays a
+     * (quiet) NaN, infinities stay infinite. */
+    void (*cast_bf16)(backend *be, uint16_t *dst, const float *src, size_t n);
+    /* y[M,N] = bf16(x)[M,K] @ W[N,K]^T + beta * y (beta 0 or 1): x rounded to
+     * bf16 (nearest even) on the fly, products exact, fp32 accumulation.
+     * Contiguous: x row stride K, W row stride K, y row stride N. On the CPU
+     * backend every output row depends on its own row of x only (not on M or
+     * the thread count), like the fp32 decode path. */
+    void (*matmul_bf16)(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
+
     /* ---- elementwise ---- */
     void (*add)(backend *be, float *out, const float *a, const float *b, size_t n);  /* out = a + b; out may alias a or b */
     void (*scale)(backend *be, float *x, float s, size_t n);                         /* x *= s */
