@@ -16,7 +16,9 @@
  * becomes `static` (one copy, blocks run in turn). Device memory is host
  * memory filled with 0xff bytes (NaN) by cudaMalloc, so reads of never
  * written memory poison results. cublasSgemm is OpenBLAS's column-major
- * sgemm (with beta == 0, C is not read, as in cuBLAS). */
+ * sgemm (with beta == 0, C is not read, as in cuBLAS); cublasGemmEx (bf16
+ * inputs, fp32 output and compute) is the same sgemm on the inputs widened
+ * exactly to fp32. */
 #ifndef RFT_CUDA_EMU_H
 #define RFT_CUDA_EMU_H
 
@@ -50,6 +52,11 @@ struct int2 { int x, y; };
 static inline int2 make_int2(int x, int y) { return int2{x, y}; }
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
+static inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
 
 /* ---- fibers ---- */
 struct emu_thread {
@@ -315,6 +322,49 @@ static inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
                                          int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
                                          const float *beta, float *C, int ldc) {
     return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+
+/* cublasGemmEx for the one combination kernels/cuda uses: bf16 A and B
+   (uint16_t bits), fp32 C, CUBLAS_COMPUTE_32F. Each bf16 operand widens to
+   fp32 exactly, so OpenBLAS's sgemm on the widened copies gives exact
+   products accumulated in fp32, as the device does (C unread when beta == 0). */
+typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
+typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
+typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
+/* out[n] = the n bf16 values at src, widened to fp32 (exact) */
+static inline void emu_bf16_widen(std::vector<float> &out, const void *src, size_t n) {
+    out.resize(n ? n : 1, 0.0f);
+    const uint16_t *h = (const uint16_t *)src;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)h[i] << 16;
+        memcpy(&out[i], &u, sizeof u);
+    }
+}
+static inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void *alpha, const void *A, cudaDataType_t Atype, int lda,
+                                          const void *B, cudaDataType_t Btype, int ldb, const void *beta, void *C,
+                                          cudaDataType_t Ctype, int ldc, cublasComputeType_t ct, cublasGemmAlgo_t algo) {
+    (void)h;
+    (void)algo;
+    if (Atype != CUDA_R_16BF || Btype != CUDA_R_16BF || Ctype != CUDA_R_32F || ct != CUBLAS_COMPUTE_32F)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ldb < std::max(1, tb == CUBLAS_OP_N ? k : n)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ldc < std::max(1, m)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    /* column-major A is lda x ca with ra rows used, B ldb x cb with rb rows
+       used: widen exactly the elements sgemm reads (the last column ends at
+       its last used row, as the device buffers may) */
+    int ca = ta == CUBLAS_OP_N ? k : m, cb = tb == CUBLAS_OP_N ? n : k;
+    int ra = ta == CUBLAS_OP_N ? m : k, rb = tb == CUBLAS_OP_N ? k : n;
+    std::vector<float> a, b;
+    emu_bf16_widen(a, A, k > 0 ? (size_t)lda * (ca - 1) + ra : 0);
+    emu_bf16_widen(b, B, k > 0 ? (size_t)ldb * (cb - 1) + rb : 0);
+    cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, *(const float *)alpha,
+                a.data(), lda, b.data(), ldb, *(const float *)beta, (float *)C, ldc);
+    return CUBLAS_STATUS_SUCCESS;
 }
 
 /* ---- cub replacement: stable sort of (key, value) pairs by key ---- */

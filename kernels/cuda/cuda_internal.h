@@ -124,6 +124,10 @@ void cuda_adamw(backend *be, float *p, const float *g, float *m, float *v, size_
    deterministic (fixed row chunks, then the chunk sums in order) */
 void cuda_colsum(backend *be, float *out, const float *a, const float *b, const float *rs, int T, int N);
 
+/* cuda_bf16.cu (bf16 bits in uint16_t: round to nearest even, NaN -> quiet NaN) */
+void cuda_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
+void cuda_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
+
 /* cuda_norm_embed.cu */
 void cuda_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);
 void cuda_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "quant.h" /* fp32_to_bf16 / bf16_to_fp32: the reference bf16 rule */
 
 static backend *cpu, *gpu;
 static int n_fail, n_check;
@@ -399,6 +400,168 @@ static void test_adamw(size_t n) {
     t_free(&p); t_free(&m); t_free(&v);
 }
 
+/* ---- bf16 ----
+ * Checked against a plain reference (trainer/quant.c's fp32_to_bf16: round to
+ * nearest even, NaN -> quiet NaN with its sign; products in double) and, once
+ * the CPU backend has the ops, against it too. */
+
+static void report(const char *what, int ok, double rel, double tol, const char *extra) {
+    n_check++;
+    if (!ok) n_fail++;
+    printf("%-4s %-44s rel %.3e (tol %.0e)%s\n", ok ? "ok" : "FAIL", what, rel, tol, extra);
+}
+
+/* n bf16 values fetched from be, compared bit for bit with ref; guard values
+   after them must still hold the poison. Returns the mismatch count. */
+static size_t bf16_mismatches(backend *be, const uint16_t *d, const uint16_t *ref, size_t n, size_t guard,
+                              uint16_t poison, size_t *first) {
+    uint16_t *h = malloc((n + guard) * sizeof(uint16_t));
+    be->copy_d2h(be, h, d, (n + guard) * sizeof(uint16_t));
+    size_t bad = be->sync(be) ? n + guard : 0;
+    *first = (size_t)-1;
+    for (size_t i = 0; i < n + guard && !be->err[0]; i++)
+        if (h[i] != (i < n ? ref[i] : poison)) {
+            if (*first == (size_t)-1) *first = i;
+            bad++;
+        }
+    free(h);
+    return bad;
+}
+
+/* cast_bf16 over special values (signed zeros, infinities, quiet and
+   signalling NaNs, exact ties both ways, overflow to infinity, subnormals),
+   random bit patterns and random values; bitwise, with two poison patterns
+   so an unwritten element cannot match by chance, and a guard after dst */
+static void test_cast_bf16(size_t n) {
+    static const uint32_t special[] = {
+        0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xff812345u,
+        0x7fffffffu, 0x3f808000u, 0x3f818000u, 0x3f808001u, 0x3f807fffu, 0xbf818000u, 0x7f7fffffu, 0xff7fffffu,
+        0x7f7f7fffu, 0x00000001u, 0x00008000u, 0x00018000u, 0x807fffffu, 0x00800000u, 0x7f7f8000u, 0x477fff80u};
+    const size_t ns = sizeof special / sizeof special[0], guard = 8;
+    float *src = malloc(n * sizeof(float));
+    uint16_t *ref = malloc(n * sizeof(uint16_t)), *pois = malloc((n + guard) * sizeof(uint16_t));
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = i < ns ? special[i] : i % 2 ? (uint32_t)rnd_u64() : 0;
+        if (i < ns || i % 2) memcpy(&src[i], &u, 4);
+        else src[i] = rnd_uniform(-70000.0f, 70000.0f) * (i % 4 ? 1.0f : 1e-30f);
+        ref[i] = fp32_to_bf16(src[i]);
+    }
+    backend *bes[2] = {gpu, cpu->cast_bf16 ? cpu : NULL};
+    for (int b = 0; b < 2; b++) {
+        backend *be = bes[b];
+        if (!be) continue;
+        float *ds = be_alloc(be, n * sizeof(float));
+        uint16_t *dd = be_alloc(be, (n + guard) * sizeof(uint16_t));
+        be->copy_h2d(be, ds, src, n * sizeof(float));
+        size_t bad = 0, first = (size_t)-1;
+        static const uint16_t poisons[2] = {0xffffu, 0x0000u};
+        for (int p = 0; p < 2; p++) {
+            for (size_t i = 0; i < n + guard; i++) pois[i] = poisons[p];
+            be->copy_h2d(be, dd, pois, (n + guard) * sizeof(uint16_t));
+            be->cast_bf16(be, dd, ds, n);
+            size_t f;
+            bad += bf16_mismatches(be, dd, ref, n, guard, poisons[p], &f);
+            if (first == (size_t)-1) first = f;
+        }
+        char name[128], extra[640] = "";
+        snprintf(name, sizeof name, "cast_bf16 %s vs reference n=%zu", be->name, n);
+        if (bad && first < n) {
+            uint32_t u;
+            memcpy(&u, &src[first], 4);
+            snprintf(extra, sizeof extra, "  %zu bits differ (first at %zu: 0x%08x -> 0x%04x)", bad, first, u,
+                     ref[first]);
+        } else if (bad) {
+            snprintf(extra, sizeof extra, "  %zu bad (guard overwritten or error: %s)", bad, be->err);
+        }
+        report(name, bad == 0, (double)bad / n, 0, extra);
+        be->free(be, ds);
+        be->free(be, dd);
+    }
+    free(src);
+    free(ref);
+    free(pois);
+}
+
+/* ||out - ref|| / ||ref|| over n values (NaN anywhere: +inf) */
+static double rel_err(const float *out, const double *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(out[i])) return INFINITY;
+        double d = out[i] - ref[i];
+        num += d * d;
+        den += ref[i] * ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* y[M,N] = bf16(x) W^T + beta y on be; y is poisoned (beta 0) or holds y0
+   (beta 1), followed by a poisoned guard that must stay untouched. The result
+   goes to out[M*N]; returns 0, or -1 when the guard changed or be failed. */
+static int run_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *wb, float beta,
+                           const float *y0, float *out) {
+    size_t ny = (size_t)M * N, guard = 16;
+    float *dx = be_alloc(be, (size_t)M * K * sizeof(float)), *dy = be_alloc(be, (ny + guard) * sizeof(float));
+    uint16_t *dw = be_alloc(be, (size_t)N * K * sizeof(uint16_t));
+    be->copy_h2d(be, dx, x, (size_t)M * K * sizeof(float));
+    be->copy_h2d(be, dw, wb, (size_t)N * K * sizeof(uint16_t));
+    poison_dev(be, dy, (ny + guard) * sizeof(float));
+    if (beta != 0) be->copy_h2d(be, dy, y0, ny * sizeof(float));
+    be->matmul_bf16(be, M, N, K, dx, dw, beta, dy);
+    float *h = malloc((ny + guard) * sizeof(float));
+    be->copy_d2h(be, h, dy, (ny + guard) * sizeof(float));
+    int rc = be->sync(be);
+    for (size_t i = ny; i < ny + guard && rc == 0; i++) {
+        uint32_t u;
+        memcpy(&u, &h[i], 4);
+        if (u != 0xffffffffu) rc = -1;
+    }
+    memcpy(out, h, ny * sizeof(float));
+    free(h);
+    be->free(be, dx);
+    be->free(be, dy);
+    be->free(be, dw);
+    return rc;
+}
+
+static void test_matmul_bf16(int M, int N, int K, float beta) {
+    size_t ny = (size_t)M * N;
+    float *x = malloc((size_t)M * K * sizeof(float)), *y0 = malloc(ny * sizeof(float));
+    float *out = malloc(ny * sizeof(float)), *outc = malloc(ny * sizeof(float));
+    uint16_t *wb = malloc((size_t)N * K * sizeof(uint16_t));
+    double *ref = malloc(ny * sizeof(double)), *xr = malloc((size_t)K * sizeof(double));
+    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = rnd_uniform(-2, 2);
+    for (size_t i = 0; i < (size_t)N * K; i++) wb[i] = fp32_to_bf16(rnd_uniform(-1, 1));
+    for (size_t i = 0; i < ny; i++) y0[i] = rnd_uniform(-1, 1);
+    for (int m = 0; m < M; m++) {
+        for (int k = 0; k < K; k++) xr[k] = bf16_to_fp32(fp32_to_bf16(x[(size_t)m * K + k]));
+        for (int n = 0; n < N; n++) {
+            const uint16_t *w = wb + (size_t)n * K;
+            double s = beta != 0 ? y0[(size_t)m * N + n] : 0.0;
+            for (int k = 0; k < K; k++) s += xr[k] * bf16_to_fp32(w[k]);
+            ref[(size_t)m * N + n] = s;
+        }
+    }
+    char name[128], extra[640] = "";
+    int rc = run_matmul_bf16(gpu, M, N, K, x, wb, beta, y0, out);
+    double rel = rc ? INFINITY : rel_err(out, ref, ny);
+    if (rc) snprintf(extra, sizeof extra, "  guard overwritten or error: %s", gpu->err);
+    if (cpu->matmul_bf16) { /* and against the CPU backend's op */
+        int rcc = run_matmul_bf16(cpu, M, N, K, x, wb, beta, y0, outc);
+        double num = 0, den = 0;
+        for (size_t i = 0; i < ny; i++) {
+            double d = (double)out[i] - outc[i];
+            num += d * d;
+            den += (double)outc[i] * outc[i];
+        }
+        double relc = rcc || !(num == num) ? INFINITY : den > 0 ? sqrt(num / den) : sqrt(num);
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "  vs cpu %.3e", relc);
+        if (relc > rel) rel = relc;
+    }
+    snprintf(name, sizeof name, "matmul_bf16 %s %dx%dx%d b%.0f", gpu->name, M, N, K, beta);
+    report(name, rel <= 1e-5, rel, 1e-5, extra);
+    free(x); free(y0); free(out); free(outc); free(wb); free(ref); free(xr);
+}
+
 /* errors are reported, sticky, with file:line */
 static void test_errors(void) {
     char err[256];
@@ -465,6 +628,16 @@ int main(void) {
     test_logprob(37, 32003);
     test_logprob(3, 7);
     test_adamw(100003);
+    test_cast_bf16(1);
+    test_cast_bf16(24);
+    test_cast_bf16(100003);
+    {
+        static const int Ms[] = {1, 7, 64, 300}, Ns[] = {1, 97, 576}, Ks[] = {1, 33, 576, 1536};
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 3; j++)
+                    for (int k = 0; k < 4; k++) test_matmul_bf16(Ms[i], Ns[j], Ks[k], (float)b);
+    }
     test_errors();
 
     /* the matmuls again with TF32 tensor-core math (the backend's default) */
@@ -481,6 +654,7 @@ int main(void) {
         for (int tB = 0; tB < 2; tB++) test_matmul(tA, tB, 67, 45, 129, 0, 1.0f, 0.0f, 1);
     test_matmul(1, 0, 31, 17, 100, 2, 1.0f, 1.0f, 3);
     test_matmul(0, 1, 512, 384, 576, 0, 1.0f, 0.0f, 1);
+    test_matmul_bf16(64, 576, 576, 0.0f); /* bf16 inputs: the math mode changes nothing */
     gpu->destroy(gpu);
     gpu = fp32;
 
