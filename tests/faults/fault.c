@@ -49,11 +49,28 @@ static int fault_create(const char *config_json, const rft_host *host, void **st
     s->host = host;
     json_str(config_json, "mode", s->mode, sizeof s->mode);
     if (json_str(config_json, "helper", msg, sizeof msg)) {
+        /* the child names itself, then says so: create() returns only once
+           the helper is visible as rft_helper (a loaded machine may not run
+           the child for a while) */
+        int fd[2];
+        if (pipe(fd)) {
+            free(s);
+            return RFT_ERROR;
+        }
         s->helper = fork();
         if (s->helper == 0) {
             prctl(PR_SET_NAME, "rft_helper");
+            if (write(fd[1], "r", 1) != 1) _exit(1);
             for (;;) pause();
         }
+        char c;
+        close(fd[1]);
+        if (s->helper < 0 || read(fd[0], &c, 1) != 1) {
+            close(fd[0]);
+            free(s);
+            return RFT_ERROR;
+        }
+        close(fd[0]);
     }
     *state = s;
     return RFT_OK;
