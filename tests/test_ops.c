@@ -153,6 +153,101 @@ static void test_matmul_row_independence(backend *be) {
     free(X), free(W), free(all), free(one);
 }
 
+/* ================= bf16 weights ================= */
+
+/* reference rounding: fp32 -> bf16 (nearest even) via double arithmetic, not
+   the bit trick under test: the two bf16 neighbours of x, pick the closer,
+   ties to the even mantissa */
+static uint16_t bf16_ref(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if (isnan(x)) return (uint16_t)((u >> 16) | 0x40);
+    uint16_t lo = (uint16_t)(u >> 16), hi = (uint16_t)(lo + 1); /* truncation and the next one away from 0 */
+    uint32_t ul = (uint32_t)lo << 16, uh = (uint32_t)hi << 16;
+    float fl, fh;
+    memcpy(&fl, &ul, 4);
+    memcpy(&fh, &uh, 4);
+    if ((u & 0xffff) == 0) return lo;
+    if ((lo & 0x7fff) == 0x7f7f && (u & 0xffff) >= 0x8000) /* rounds past the largest finite: infinity */
+        return (uint16_t)((lo & 0x8000) | 0x7f80);
+    double dl = fabs((double)x - fl), dh = fabs((double)fh - x);
+    if (dl < dh) return lo;
+    if (dh < dl) return hi;
+    return (lo & 1) ? hi : lo;
+}
+static double bf16_val(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void test_bf16(backend *be1, backend *be2) {
+    /* cast: random normals at several scales, exact ties, specials */
+    size_t n = 200003;
+    float *x = randf(n, 1);
+    for (size_t i = 0; i < n; i += 7) x[i] *= 1e-30f;
+    for (size_t i = 3; i < n; i += 11) x[i] *= 1e30f;
+    uint32_t special[] = {0x3f808000u, 0x3f818000u, 0xbf808000u, 0x7f7fffffu, 0xff7fffffu, 0x7f800000u,
+                          0xff800000u, 0x7fc00001u, 0xffa00000u, 0x00000001u, 0x80008000u, 0x00000000u,
+                          0x80000000u, 0x7f7f8000u, 0x3f7fffffu};
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++) memcpy(&x[i], &special[i], 4);
+    uint16_t *h1 = malloc(n * 2), *h2 = malloc(n * 2);
+    be1->cast_bf16(be1, h1, x, n);
+    be2->cast_bf16(be2, h2, x, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t r = bf16_ref(x[i]);
+        if (isnan(x[i]) ? !isnan(bf16_val(h1[i])) : h1[i] != r) {
+            if (bad < 5) printf("  cast_bf16: x %a (0x%08x) -> 0x%04x, want 0x%04x\n", x[i], ((uint32_t *)x)[i], h1[i], r);
+            bad++;
+        }
+    }
+    check("cast_bf16: 200003 values incl. ties, inf, NaN, denormals (bitwise)", (double)bad, 0);
+    check_true("cast_bf16: 1 thread == 2 threads (bitwise)", same(h1, h2, n * 2));
+    free(x), free(h1), free(h2);
+
+    /* matmul: against a double reference over the bf16-rounded operands
+       (products exact; only fp32 accumulation differs) */
+    int shapes[][3] = {{1, 1, 1}, {1, 97, 33}, {7, 576, 576}, {64, 97, 1536}, {13, 5, 31},
+                       {65, 37, 64}, {300, 40, 100}, {6, 4, 32}, {2, 1, 577}};
+    for (int si = 0; si < 9; si++)
+        for (int acc = 0; acc < 2; acc++) {
+            int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+            float *X = randf((size_t)M * K, 1), *Wf = randf((size_t)N * K, 0.05), *Y = randf((size_t)M * N, 1);
+            uint16_t *W = malloc((size_t)N * K * 2);
+            be1->cast_bf16(be1, W, Wf, (size_t)N * K);
+            double *ref = todouble(Y, (size_t)M * N);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int k = 0; k < K; k++) s += bf16_val(bf16_ref(X[(size_t)i * K + k])) * bf16_val(W[(size_t)j * K + k]);
+                    ref[(size_t)i * N + j] = s + (acc ? ref[(size_t)i * N + j] : 0.0);
+                }
+            float *Y2 = copyf(Y, (size_t)M * N);
+            be1->matmul_bf16(be1, M, N, K, X, W, acc ? 1.0f : 0.0f, Y);
+            be2->matmul_bf16(be2, M, N, K, X, W, acc ? 1.0f : 0.0f, Y2);
+            char name[128];
+            snprintf(name, sizeof name, "matmul_bf16 M%d N%d K%d %s", M, N, K, acc ? "beta=1" : "beta=0");
+            check(name, relerr(Y, ref, (size_t)M * N), 1e-6);
+            snprintf(name, sizeof name, "matmul_bf16 M%d N%d K%d: 1 thread == 2 threads (bitwise)", M, N, K);
+            check_true(name, same(Y, Y2, (size_t)M * N * sizeof(float)));
+            /* rows computed alone equal the same rows within the batch */
+            if (!acc) {
+                int ok = 1;
+                float *one = malloc((size_t)N * sizeof(float));
+                for (int r = 0; r < M; r += (M > 8 ? M / 5 : 1)) {
+                    be2->matmul_bf16(be2, 1, N, K, X + (size_t)r * K, W, 0.0f, one);
+                    ok &= same(one, Y2 + (size_t)r * N, (size_t)N * sizeof(float));
+                }
+                snprintf(name, sizeof name, "matmul_bf16 M%d N%d K%d: a row alone == within the batch", M, N, K);
+                check_true(name, ok);
+                free(one);
+            }
+            free(X), free(Wf), free(Y), free(Y2), free(W), free(ref);
+        }
+}
+
 /* ================= embedding ================= */
 
 static void test_embedding(backend *be1, backend *be2) {
@@ -631,6 +726,7 @@ int main(void) {
     if (!be1 || !be2) { fprintf(stderr, "test_ops: backend_cpu_create failed\n"); return 1; }
     test_matmul(be2);
     test_matmul_row_independence(be2);
+    test_bf16(be1, be2);
     test_embedding(be1, be2);
     test_rmsnorm(be1, be2);
     test_rope(be1, be2);

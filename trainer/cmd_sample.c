@@ -1,6 +1,6 @@
 /* trainer/cmd_sample.c: `rft sample --model M --prompt TEXT [--n N]
  * [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--max-new-tokens K]
- * [--seed S] [--raw] [--json] [--threads N]`: completions from any model
+ * [--seed S] [--dtype fp32|bf16] [--raw] [--json] [--threads N]`: completions from any model
  * source (.h5 checkpoint, .gguf, Hugging Face directory) through the rollout
  * engine. The model's chat template is applied unless it is raw or --raw is
  * given. One completion per line (newlines escaped as \n), or with --json
@@ -19,7 +19,7 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: rft sample --model M --prompt TEXT [--n N] [--temperature T] [--top-p P] [--top-k K] "
-                    "[--min-p P] [--max-new-tokens K] [--seed S] [--raw] [--json] [--threads N]\n");
+                    "[--min-p P] [--max-new-tokens K] [--seed S] [--dtype fp32|bf16] [--raw] [--json] [--threads N]\n");
     return RFT_EXIT_BADINPUT;
 }
 
@@ -37,7 +37,7 @@ static int parse_num(const char *flag, const char *s, double lo, double hi, doub
 int cmd_sample(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL;
     double n = 1, temp = 1.0, top_p = 1.0, top_k = 0, min_p = 0, max_new = 128, seed = 0, threads = 0;
-    int json = 0, raw = 0;
+    int json = 0, raw = 0, bf16 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
@@ -46,6 +46,14 @@ int cmd_sample(int argc, char **argv) {
         else if (!strcmp(a, "--raw")) raw = 1;
         else if (!strcmp(a, "--model") && has) model_path = argv[++i];
         else if (!strcmp(a, "--prompt") && has) prompt = argv[++i];
+        else if (!strcmp(a, "--dtype") && has) {
+            const char *d = argv[++i];
+            if (strcmp(d, "fp32") && strcmp(d, "bf16")) {
+                fprintf(stderr, "rft sample: --dtype: '%s' is not fp32 or bf16\n", d);
+                return RFT_EXIT_BADINPUT;
+            }
+            bf16 = !strcmp(d, "bf16");
+        }
         else if (!strcmp(a, "--n")) num = &n, lo = 1, hi = 4096;
         else if (!strcmp(a, "--temperature")) num = &temp, hi = 100;
         else if (!strcmp(a, "--top-p")) num = &top_p, lo = 1e-6, hi = 1;
@@ -114,7 +122,7 @@ int cmd_sample(int argc, char **argv) {
     rollout_config rc_cfg = {.sampler = {.temperature = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p,
                                          .min_p = (float)min_p},
                              .max_new_tokens = (int)max_new, .stop_ids = stop, .n_stop_ids = n_stop,
-                             .seed = (uint64_t)seed};
+                             .seed = (uint64_t)seed, .bf16 = bf16};
     rollout_prompt p = {.ids = ids.ids, .n = (int)ids.n, .id = 0};
     out = calloc(G, sizeof *out);
     if (!out || rollout_generate(&r, &p, 1, G, &rc_cfg, out, err, sizeof err)) {

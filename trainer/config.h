@@ -41,6 +41,7 @@ typedef struct rft_config {
         int top_k;
         char stop[CONFIG_MAX_STOP][64];
         int n_stop;
+        char dtype[8];        /* fp32 | bf16: precision of the rollout matmuls */
     } sampling;
     struct {
         algo_name name;

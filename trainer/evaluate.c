@@ -25,7 +25,8 @@ void rollout_config_from(const rft_config *c, const tokenizer *tok, float temper
                                         .top_p = c->sampling.top_p, .min_p = c->sampling.min_p},
                             .max_new_tokens = c->sampling.max_new_tokens, .stop_ids = stop_ids,
                             .n_stop_ids = chat_stop_tokens(tok, stop_ids, 8), .stop_strings = stops,
-                            .n_stop_strings = c->sampling.n_stop, .seed = seed};
+                            .n_stop_strings = c->sampling.n_stop, .seed = seed,
+                            .bf16 = !strcmp(c->sampling.dtype, "bf16")};
 }
 
 int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const dataset *d, int max_rows, int k,

@@ -236,6 +236,7 @@ int model_create(model *m, const model_config *cfg, backend *be, int max_tokens,
         errf(err, cap, "model: cannot allocate %zu parameters: %s", m->n_params, be->err);
         goto fail;
     }
+    m->cur_params = m->params;
     weights_bind(m, m->params, &m->w);
 
     m->acts_floats = acts_carve(cfg, max_tokens, NULL, NULL);
@@ -265,6 +266,7 @@ void model_free(model *m) {
         if (m->params) m->be->free(m->be, m->params);
         if (m->grads) m->be->free(m->be, m->grads);
         if (m->acts) m->be->free(m->be, m->acts);
+        if (m->wbf16) m->be->free(m->be, m->wbf16);
     }
     act_views *a = m->act_views;
     if (a) {
@@ -360,8 +362,14 @@ static int batch_upload(model *m, const model_batch *b, char *err, size_t cap) {
     return 0;
 }
 
-/* y[T, out] = x[T, in] @ W[out, in]^T (+ beta * y) */
-static void linear(backend *be, float *y, const float *x, const float *W, int T, int out, int in, float beta) {
+/* y[T, out] = x[T, in] @ W[out, in]^T (+ beta * y); between model_bf16_begin
+   and model_bf16_end W's bf16 copy is used (x rounded to bf16, fp32 sums) */
+static void linear(const model *m, float *y, const float *x, const float *W, int T, int out, int in, float beta) {
+    backend *be = m->be;
+    if (m->w16_on) {
+        be->matmul_bf16(be, T, out, in, x, m->wbf16 + (W - m->w16_src), beta, y);
+        return;
+    }
     be->matmul(be, 0, 1, T, out, in, 1.0f, x, in, 0, W, in, 0, beta, y, out, 0, 1);
 }
 
@@ -369,7 +377,7 @@ static void linear(backend *be, float *y, const float *x, const float *W, int T,
 static void lm_head_chunk(model *m, int t0, int n) {
     act_views *a = m->act_views;
     const model_config *c = &m->cfg;
-    linear(m->be, a->logits, a->xnf + (size_t)t0 * c->d_model, m->w.lm_head, n, c->vocab, c->d_model, 0.0f);
+    linear(m, a->logits, a->xnf + (size_t)t0 * c->d_model, m->w.lm_head, n, c->vocab, c->d_model, 0.0f);
 }
 
 /* Block input half: xn1 = norm(x); q, k, v projections (+ bias), RoPE on q, k. */
@@ -378,9 +386,9 @@ static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const fl
     const model_config *c = &m->cfg;
     int D = c->d_model, qd = qdim(c), kvd = kvdim(c);
     be->rmsnorm_forward(be, la->xn1, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
-    linear(be, la->q, la->xn1, w->wq, T, qd, D, 0.0f);
-    linear(be, la->k, la->xn1, w->wk, T, kvd, D, 0.0f);
-    linear(be, la->v, la->xn1, w->wv, T, kvd, D, 0.0f);
+    linear(m, la->q, la->xn1, w->wq, T, qd, D, 0.0f);
+    linear(m, la->k, la->xn1, w->wk, T, kvd, D, 0.0f);
+    linear(m, la->v, la->xn1, w->wv, T, kvd, D, 0.0f);
     if (c->qkv_bias) {
         be->bias_forward(be, la->q, w->bq, T, qd);
         be->bias_forward(be, la->k, w->bk, T, kvd);
@@ -396,10 +404,10 @@ static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const fl
     const model_config *c = &m->cfg;
     int D = c->d_model, F = c->d_ff;
     be->rmsnorm_forward(be, la->xn2, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
-    linear(be, la->gate, la->xn2, w->wgate, T, F, D, 0.0f);
-    linear(be, la->up, la->xn2, w->wup, T, F, D, 0.0f);
+    linear(m, la->gate, la->xn2, w->wgate, T, F, D, 0.0f);
+    linear(m, la->up, la->xn2, w->wup, T, F, D, 0.0f);
     be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
-    linear(be, out, la->h, w->wdown, T, D, F, 1.0f);
+    linear(m, out, la->h, w->wdown, T, D, F, 1.0f);
 }
 
 int model_forward(model *m, const model_batch *b, float *logp, float *entropy, char *err, size_t cap) {
@@ -420,7 +428,7 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
                               c->n_kv_head, c->head_dim, scale);
         /* mid = res[l] + att @ wo^T */
         be->copy_d2d(be, la->mid, a->res[l], (size_t)T * D * sizeof(float));
-        linear(be, la->mid, la->att, w->wo, T, D, qd, 1.0f);
+        linear(m, la->mid, la->att, w->wo, T, D, qd, 1.0f);
         /* res[l+1] = mid + mlp(mid) */
         be->copy_d2d(be, a->res[l + 1], la->mid, (size_t)T * D * sizeof(float));
         block_mlp(m, w, la, la->mid, a->res[l + 1], T);
@@ -530,7 +538,26 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
     return 0;
 }
 
-void model_use_params(model *m, float *params) { weights_bind(m, params ? params : m->params, &m->w); }
+void model_use_params(model *m, float *params) {
+    m->w16_on = 0; /* the bf16 copy belongs to the buffer it was cast from */
+    m->cur_params = params ? params : m->params;
+    weights_bind(m, m->cur_params, &m->w);
+}
+
+int model_bf16_begin(model *m, char *err, size_t cap) {
+    backend *be = m->be;
+    if (!be->cast_bf16 || !be->matmul_bf16) return errf(err, cap, "the %s backend has no bf16 matmul", be->name);
+    if (!m->wbf16) {
+        m->wbf16 = be->alloc(be, m->n_params * sizeof(uint16_t));
+        if (!m->wbf16) return errf(err, cap, "bf16 weights (%zu MB): %s", m->n_params * 2 >> 20, be->err);
+    }
+    m->w16_src = m->cur_params;
+    be->cast_bf16(be, m->wbf16, m->w16_src, m->n_params);
+    m->w16_on = 1;
+    return 0;
+}
+
+void model_bf16_end(model *m) { m->w16_on = 0; }
 
 void model_zero_grads(model *m) {
     if (m->grads) m->be->zero(m->be, m->grads, m->n_params * sizeof(float));
@@ -612,7 +639,7 @@ int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const
         be->kv_write(be, kc, vc, la->k, la->v, a->slot, a->pos, T, kvd, c->max_seq);
         be->attention_cached(be, la->att, la->q, kc, vc, a->slot, a->pos, T, cf->n_head, cf->n_kv_head,
                              cf->head_dim, c->max_seq, scale);
-        linear(be, x, la->att, w->wo, T, D, qd, 1.0f);
+        linear(m, x, la->att, w->wo, T, D, qd, 1.0f);
         block_mlp(m, w, la, x, x, T);
     }
     /* final norm of the requested rows only, gathered into xnf[0:n_out] */

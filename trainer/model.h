@@ -86,6 +86,11 @@ typedef struct model {
     size_t acts_floats;
     void *act_views;           /* private: carved views (see model.c) */
 
+    float *cur_params;         /* the buffer m->w points into (m->params or a model_use_params buffer) */
+    uint16_t *wbf16;           /* device [n_params] bf16 copy of cur_params (NULL until model_bf16_begin) */
+    const float *w16_src;      /* the fp32 buffer wbf16 was cast from */
+    int w16_on;                /* 1 between model_bf16_begin and model_bf16_end */
+
     int have_forward;          /* activations hold the batch of the last forward */
     int fwd_T, fwd_B;
 } model;
@@ -125,6 +130,15 @@ void model_zero_grads(model *m);
 /* Points the model's weight views at another device buffer laid out like
  * m->params (a frozen reference copy, say); NULL returns to m->params. */
 void model_use_params(model *m, float *params);
+
+/* ---- bf16 weights (rollouts with sampling.dtype: bf16) ----
+ * model_bf16_begin casts the weights m->w points at into a bf16 copy (one
+ * device allocation of n_params uint16, made on first use and kept) and makes
+ * every linear layer use it (be->matmul_bf16: inputs rounded to bf16, fp32
+ * accumulation; embedding lookup, norms and attention stay fp32) until
+ * model_bf16_end. Call it again after the weights change. */
+int model_bf16_begin(model *m, char *err, size_t err_cap);
+void model_bf16_end(model *m);
 
 /* ---- inference with a KV cache (rollouts) ---- */
 

@@ -161,6 +161,7 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
         errf(err, cap, "rollout: out of memory");
         goto done;
     }
+    if (cfg->bf16 && model_bf16_begin(m, err, cap)) goto done;
     int next = 0, n_active = 0;
     while (next < n_prompts || n_active > 0) {
         /* ---- admission: prefill prompts while G slots are free, as many
@@ -253,6 +254,7 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
     }
     rc = 0;
 done:
+    model_bf16_end(m);
     if (rc)
         for (int i = 0; i < n_prompts * G; i++) completion_free(&out[i]);
     free(st), free(tk), free(sl), free(ps), free(rows), free(row_slot), free(group_slots);

@@ -26,6 +26,7 @@ typedef struct rollout_config {
     const char *const *stop_strings; /* texts that end a completion (text cut before them) */
     int n_stop_strings;
     uint64_t seed;
+    int bf16;                        /* 1: linear layers use bf16 copies of the weights (model_bf16_begin) */
 } rollout_config;
 
 typedef struct rollout_prompt {

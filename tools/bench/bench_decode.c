@@ -7,7 +7,12 @@
  * batch size.
  *
  *   bench_decode [--shape smollm2|10m] [--model FILE] [--batch 1,16,64]
- *                [--prompt 64] [--new 128] [--threads K]
+ *                [--prompt 64] [--new 128] [--threads K] [--dtype fp32|bf16]
+ *
+ * --dtype bf16 runs the rollouts on bf16 copies of the weights
+ * (sampling.dtype: bf16); each run then includes casting them (once per
+ * rollout_generate call, as in training) and weight traffic is 2 bytes per
+ * parameter.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +52,7 @@ static double stream_copy_gbs(void) {
 
 int main(int argc, char **argv) {
     const char *shape = "smollm2", *model_path = NULL, *batches = "1,16,64";
-    int P = 64, N = 128, threads = 0;
+    int P = 64, N = 128, threads = 0, bf16 = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--shape")) shape = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--model")) model_path = argv[++i];
@@ -55,8 +60,9 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--prompt")) P = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--new")) N = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--dtype")) bf16 = !strcmp(argv[++i], "bf16");
         else {
-            fprintf(stderr, "usage: bench_decode [--shape smollm2|10m] [--model FILE] [--batch 1,16,64] [--prompt 64] [--new 128] [--threads K]\n");
+            fprintf(stderr, "usage: bench_decode [--shape smollm2|10m] [--model FILE] [--batch 1,16,64] [--prompt 64] [--new 128] [--threads K] [--dtype fp32|bf16]\n");
             return 2;
         }
     }
@@ -95,7 +101,7 @@ int main(int argc, char **argv) {
        unless tied, where the LM head reads the whole table) */
     double wbytes = 0;
     for (int i = 0; i < m.n_tensors; i++)
-        if (strcmp(m.tensors[i].name, "model.embed_tokens.weight") || m.cfg.tie_embeddings) wbytes += m.tensors[i].numel * 4.0;
+        if (strcmp(m.tensors[i].name, "model.embed_tokens.weight") || m.cfg.tie_embeddings) wbytes += m.tensors[i].numel * (bf16 ? 2.0 : 4.0);
     for (const char *s = batches; *s;) {
         int B = atoi(s);
         rollout_engine r;
@@ -110,7 +116,7 @@ int main(int argc, char **argv) {
             pr[b] = (rollout_prompt){.ids = ids + (size_t)b * P, .n = P, .id = (uint64_t)b};
         }
         completion *out = calloc(B, sizeof *out);
-        rollout_config rc = {.sampler = {.temperature = 0}, .max_new_tokens = N, .seed = 1};
+        rollout_config rc = {.sampler = {.temperature = 0}, .max_new_tokens = N, .seed = 1, .bf16 = bf16};
         /* prefill alone (1 new token), then the full run: decode time = difference */
         rollout_config rc1 = rc;
         rc1.max_new_tokens = 1;
@@ -131,10 +137,10 @@ int main(int argc, char **argv) {
         for (int b = 0; b < B; b++) toks += out[b].n_tokens, completion_free(&out[b]);
         double dec = tt - tp, dec_tps = (double)(toks - B) / dec;
         double steps_per_s = (N - 1) / dec;
-        printf("{\"impl\": \"rft\", \"params\": %zu, \"batch\": %d, \"prompt\": %d, \"new\": %d, \"threads\": %d, "
+        printf("{\"impl\": \"rft\", \"dtype\": \"%s\", \"params\": %zu, \"batch\": %d, \"prompt\": %d, \"new\": %d, \"threads\": %d, "
                "\"total_s\": %.3f, \"prefill_s\": %.3f, \"tokens_per_s\": %.1f, \"decode_tokens_per_s\": %.1f, "
                "\"weight_gbs\": %.1f, \"copy_gbs\": %.1f, \"decode_cpu_ms_per_step\": %.2f, \"decode_cpu_ms_per_token\": %.3f}\n",
-               m.n_params, B, P, N, be->n_threads, tt, tp, toks / tt, dec_tps, wbytes * steps_per_s / 1e9, bw,
+               bf16 ? "bf16" : "fp32", m.n_params, B, P, N, be->n_threads, tt, tp, toks / tt, dec_tps, wbytes * steps_per_s / 1e9, bw,
                1e3 * (ct - cp) / (N - 1), 1e3 * (ct - cp) / (double)(toks - B));
         fflush(stdout);
         free(ids), free(pr), free(out);

@@ -69,6 +69,21 @@ int main(int argc, char **argv) {
     TIME("matmul dW   [2048,1536]^Tx[2048,576] +=", fl,
          be->matmul(be, 1, 0, F, D, T, 1, H, F, 0, x, D, 0, 1, W, D, 0, 1));
 
+    /* decode-shaped linear: M rows (live sequences) against one MLP weight,
+       fp32 weights next to bf16 weights (sampling.dtype: bf16) */
+    uint16_t *Wh = be->alloc(be, (size_t)F * D * 2);
+    TIME("cast_bf16 [1536,576]", 0, be->cast_bf16(be, Wh, W, (size_t)F * D));
+    int Ms[] = {1, 16, 64, 2048};
+    for (int mi = 0; mi < 4; mi++) {
+        char lab[96];
+        int M = Ms[mi];
+        snprintf(lab, sizeof lab, "linear fp32 [%d,576]x[1536,576]^T", M);
+        TIME(lab, 2.0 * M * D * F, be->matmul(be, 0, 1, M, F, D, 1, x, D, 0, W, D, 0, 0, H, F, 0, 1));
+        snprintf(lab, sizeof lab, "linear bf16 [%d,576]x[1536,576]^T", M);
+        TIME(lab, 2.0 * M * D * F, be->matmul_bf16(be, M, F, D, x, Wh, 0, H));
+    }
+    be->free(be, Wh);
+
     TIME("rmsnorm fwd [2048,576]", 0, be->rmsnorm_forward(be, y, rstd, x, w, T, D, 1e-5f));
     TIME("rmsnorm bwd [2048,576]", 0, be->rmsnorm_backward(be, dx, dw, y, x, w, rstd, T, D));
     TIME("swiglu fwd  [2048,1536]", 0, be->swiglu_forward(be, H, G, U, (size_t)T * F));

@@ -1,0 +1,218 @@
+/* kernels/cpu/cpu_bf16.c: bf16 weights for rollouts. cast_bf16 rounds fp32
+ * to bfloat16 (nearest even); matmul_bf16 is the forward linear
+ * y[M,N] = bf16(x)[M,K] @ W[N,K]^T (+ y) with bf16 weights and fp32
+ * accumulation. With AVX512_BF16 (vdpbf16ps: 32 bf16 products per
+ * instruction, twice the multiply-adds of an fp32 FMA) and half the weight
+ * bytes of fp32, decode steps run up to ~2x faster, whether they are bound by
+ * memory (few rows) or by arithmetic (many rows).
+ *
+ * Bits: every output is one 16-lane vdpbf16ps chain over K in order, reduced
+ * by a fixed tree, so it depends on (its row of x, its row of W, K) only,
+ * never on M, the tiling or the thread count: a completion does not depend on
+ * the batch around it, as in the fp32 decode path (cpu_linalg.c). Without
+ * AVX512_BF16 a portable loop computes the same products (bf16 x bf16 is
+ * exact in fp32) summed in fp32 in K order; its bits differ from the vector
+ * path's but not with M either. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_internal.h"
+
+/* fp32 -> bf16 bits, round to nearest even; NaN -> quiet NaN of the same sign */
+static inline uint16_t bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) num_threads(be->n_threads) if (n > 65536)
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_round(src[i]);
+}
+
+/* Rows of x converted to bf16 at a time: one tile is reused, from L2, for
+   every weight row a thread owns (decode steps are a single tile). */
+#define BF_TILE_M 64
+#define BF_NB 4 /* weight rows per block */
+#define BF_MB 6 /* rows of x per block: 4 x 6 accumulators */
+
+/* K rounded up to the vector width (32 bf16): padded rows of the x tile */
+static int bf_ldx(int K) { return (K + 31) & ~31; }
+
+/* xb[m, ldx] = bf16(x[m, K]), zero padded to ldx */
+static void bf_convert_rows(uint16_t *xb, int ldx, const float *x, int m, int K) {
+    for (int i = 0; i < m; i++) {
+        uint16_t *d = xb + (size_t)i * ldx;
+        const float *s = x + (size_t)i * K;
+        for (int k = 0; k < K; k++) d[k] = bf16_round(s[k]);
+        for (int k = K; k < ldx; k++) d[k] = 0;
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CPU_HAVE_BF16_KERNEL 1
+#define BF_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/* The 4 horizontal sums of a, b, c, d, each by the same fixed tree: lanes
+   i, i+8 then i+4, i+12 are added first, then the four 128-bit lanes' partial
+   sums in pairs. A vector's sum does not depend on its three neighbours. */
+BF_TARGET static inline __m128 bf_reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2))); /* [a 8 | b 8] */
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2))); /* [c 8 | d 8] */
+    __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1))); /* [a 4 | b 4 | c 4 | d 4] */
+    s = _mm512_add_ps(s, _mm512_permute_ps(s, _MM_SHUFFLE(1, 0, 3, 2))); /* lanes 0,1 += 2,3 */
+    s = _mm512_add_ps(s, _mm512_permute_ps(s, _MM_SHUFFLE(2, 3, 0, 1))); /* lane 0 += 1 */
+    /* lane 0 of each 128-bit lane holds a, b, c, d's sums */
+    __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0);
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(idx, s));
+}
+
+/* y[mb, nb] (ldy) = xb[mb, K] W[nb, K]^T (+ y): xb bf16 rows of stride ldx
+   (zero padded), W bf16 rows of stride K (the tail is loaded masked). */
+BF_TARGET __attribute__((always_inline)) static inline void bf_block(int mb, int nb, int K, const uint16_t *xb,
+                                                                      int ldx, const uint16_t *W, float beta,
+                                                                      float *y, int ldy, int prefetch) {
+    __m512 acc[BF_NB][BF_MB];
+    for (int i = 0; i < BF_NB; i++)
+        for (int j = 0; j < BF_MB; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k += 32) {
+        __mmask32 msk = K - k >= 32 ? 0xffffffffu : (__mmask32)((1u << (K - k)) - 1);
+        __m512bh w[BF_NB];
+        for (int i = 0; i < BF_NB; i++)
+            w[i] = (__m512bh)(i < nb ? _mm512_maskz_loadu_epi16(msk, W + (size_t)i * K + k) : _mm512_setzero_si512());
+        if (prefetch) /* the next block's weight rows (streamed from memory) while this one computes */
+            for (int i = 0; i < BF_NB; i++) _mm_prefetch((const char *)(W + (size_t)(BF_NB + i) * K + k), _MM_HINT_T0);
+        for (int j = 0; j < mb; j++) {
+            __m512bh a = (__m512bh)_mm512_loadu_si512(xb + (size_t)j * ldx + k);
+            for (int i = 0; i < nb; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, w[i]);
+        }
+    }
+    for (int j = 0; j < mb; j++) {
+        float s[4];
+        _mm_storeu_ps(s, bf_reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
+        float *c = y + (size_t)j * ldy;
+        for (int i = 0; i < nb; i++) c[i] = beta == 0.0f ? s[i] : s[i] + c[i];
+    }
+}
+
+/* one block of BF_NB weight rows (nb valid) against all m rows of the tile */
+BF_TARGET static void bf_panel(int m, int nb, int K, const uint16_t *xb, int ldx, const uint16_t *W, float beta,
+                               float *y, int ldy) {
+    int r = 0;
+    if (nb == BF_NB) {
+        for (; r + BF_MB <= m; r += BF_MB)
+            bf_block(BF_MB, BF_NB, K, xb + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy, r == 0);
+        switch (m - r) { /* constant mb: each case compiles to its own unrolled loop */
+        case 1: bf_block(1, BF_NB, K, xb + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy, r == 0); break;
+        case 2: bf_block(2, BF_NB, K, xb + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy, r == 0); break;
+        case 3: bf_block(3, BF_NB, K, xb + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy, r == 0); break;
+        case 4: bf_block(4, BF_NB, K, xb + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy, r == 0); break;
+        case 5: bf_block(5, BF_NB, K, xb + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy, r == 0); break;
+        default: break;
+        }
+    } else {
+        for (; r < m; r++) bf_block(1, nb, K, xb + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy, r == 0);
+    }
+}
+
+BF_TARGET static void bf_convert_rows_avx(uint16_t *xb, int ldx, const float *x, int m, int K) {
+    for (int i = 0; i < m; i++) {
+        uint16_t *d = xb + (size_t)i * ldx;
+        const float *s = x + (size_t)i * K;
+        int k = 0;
+        for (; k + 16 <= K; k += 16)
+            _mm256_storeu_si256((__m256i *)(d + k), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + k)));
+        for (; k < K; k++) d[k] = bf16_round(s[k]);
+        for (; k < ldx; k++) d[k] = 0;
+    }
+}
+
+static int bf16_kernel_ok(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512bf16");
+    }
+    return ok;
+}
+#else
+#define CPU_HAVE_BF16_KERNEL 0
+#endif
+
+/* portable: y[m, N] = xb[m, K] W[N, K]^T (+ y), products exact, fp32 sum in K order */
+static void bf_rows_portable(int m, int n0, int n1, int K, const uint16_t *xb, int ldx, const uint16_t *W,
+                             float beta, float *y, int ldy) {
+    for (int i = 0; i < m; i++)
+        for (int n = n0; n < n1; n++) {
+            const uint16_t *a = xb + (size_t)i * ldx, *w = W + (size_t)n * K;
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += bf16_to_f32(a[k]) * bf16_to_f32(w[k]);
+            float *c = y + (size_t)i * ldy + n;
+            *c = beta == 0.0f ? s : s + *c;
+        }
+}
+
+void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (long i = 0; i < (long)M * N; i++) y[i] = beta == 0.0f ? 0.0f : y[i];
+        return;
+    }
+    int ldx = bf_ldx(K), nblk = (N + BF_NB - 1) / BF_NB;
+    int vec = 0;
+#if CPU_HAVE_BF16_KERNEL
+    vec = bf16_kernel_ok();
+#endif
+    int nt = be->n_threads > 0 ? be->n_threads : 1;
+    size_t tile = (size_t)BF_TILE_M * ldx;
+    uint16_t *xb_all = malloc((size_t)nt * tile * sizeof(uint16_t)); /* [threads][BF_TILE_M, ldx] */
+    if (!xb_all) {
+        cpu_error(be, __FILE__, __LINE__, "matmul_bf16: out of memory for %d x %d bf16 tiles", nt, BF_TILE_M);
+        return;
+    }
+    /* every thread converts each tile of x itself (M x K conversions against
+       M x N x K / threads products) and takes a contiguous range of weight
+       rows, streaming its share of W once per tile */
+#pragma omp parallel num_threads(nt) if ((long)N * K * ((M < BF_TILE_M ? M : BF_TILE_M) + 4) > 1000000)
+    {
+        uint16_t *xb = xb_all + (size_t)omp_get_thread_num() * tile;
+        for (int m0 = 0; m0 < M; m0 += BF_TILE_M) {
+            int m = M - m0 < BF_TILE_M ? M - m0 : BF_TILE_M;
+            const float *xt = x + (size_t)m0 * K;
+            float *yt = y + (size_t)m0 * N;
+#if CPU_HAVE_BF16_KERNEL
+            if (vec) {
+                bf_convert_rows_avx(xb, ldx, xt, m, K);
+#pragma omp for schedule(static) nowait
+                for (int b = 0; b < nblk; b++) {
+                    int n0 = b * BF_NB, nb = N - n0 < BF_NB ? N - n0 : BF_NB;
+                    bf_panel(m, nb, K, xb, ldx, W + (size_t)n0 * K, beta, yt + n0, N);
+                }
+                continue;
+            }
+#endif
+            bf_convert_rows(xb, ldx, xt, m, K);
+#pragma omp for schedule(static) nowait
+            for (int b = 0; b < nblk; b++) {
+                int n0 = b * BF_NB, n1 = n0 + BF_NB < N ? n0 + BF_NB : N;
+                bf_rows_portable(m, n0, n1, K, xb, ldx, W, beta, yt, N);
+            }
+        }
+    }
+    free(xb_all);
+    (void)vec;
+}
