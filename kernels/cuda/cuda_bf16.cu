@@ -27,15 +27,11 @@ static __global__ void cast_bf16_kernel(uint16_t *dst, const float *src, size_t 
         dst[i] = bf16_round(src[i]);
 }
 
-static void cast_launch(backend *be, uint16_t *dst, const float *src, size_t n) {
+void cuda_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n) {
+    if (be->err[0] || !n) return;
     LAUNCH(cast_bf16_kernel, cuda_grid(n, BF_THREADS, BF_MAX_BLOCKS), BF_THREADS, 0, CUDA_IMPL(be)->stream, dst, src,
            n);
     CU_LAUNCHED(be, "cast_bf16_kernel");
-}
-
-void cuda_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n) {
-    if (be->err[0] || !n) return;
-    cast_launch(be, dst, src, n);
 }
 
 /* Row-major y[M,N] = xb[M,K] W[N,K]^T, mapped to column-major as cuda_matmul
@@ -51,7 +47,7 @@ void cuda_matmul_bf16(backend *be, int M, int N, int K, const float *x, const ui
     size_t nx = (size_t)M * K;
     uint16_t *xb = (uint16_t *)cuda_scratch(be, (nx ? nx : 1) * sizeof(uint16_t));
     if (!xb) return;
-    if (nx) cast_launch(be, xb, x, nx);
+    cuda_cast_bf16(be, xb, x, nx);
     if (be->err[0]) return;
     const float alpha = 1.0f;
     int ld = K > 0 ? K : 1;
