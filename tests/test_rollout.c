@@ -289,6 +289,34 @@ int main(void) {
     CHECK(rc == -1 && strstr(err, "96 tokens"), "prompt longer than the context rejected: %s", err);
     rollout_free(&r);
 
+    /* greedy log-prob (vectorised exp where available) against a scalar
+       double log-softmax, vocabulary sizes with and without a tail */
+    {
+        int Vs[] = {49152, 49157, 97, 3};
+        double worst = 0;
+        int arg_ok = 1;
+        for (int vi = 0; vi < 4; vi++) {
+            int V = Vs[vi];
+            float *lg = malloc((size_t)V * sizeof(float));
+            for (int i = 0; i < V; i++) lg[i] = (float)(4.0 * rng_normal(77 + vi, i));
+            sampler_scratch sc;
+            sampler_scratch_init(&sc, V);
+            float lp;
+            sampler_config gc = {.temperature = 0};
+            int32_t id = sampler_sample(&gc, lg, V, 0.5, &sc, &lp);
+            int best = 0;
+            for (int i = 1; i < V; i++)
+                if (lg[i] > lg[best]) best = i;
+            double sum = 0;
+            for (int i = 0; i < V; i++) sum += exp((double)lg[i] - lg[best]);
+            double d = fabs((double)lp + log(sum)) / fabs(log(sum));
+            if (d > worst) worst = d;
+            arg_ok &= id == best;
+            sampler_scratch_free(&sc);
+            free(lg);
+        }
+        CHECK(arg_ok && worst < 1e-6, "greedy: argmax id and log-prob (rel err %.1e) for V 49152, 49157, 97, 3", worst);
+    }
     check_distribution("temperature 1", 1.0f, 0, 1.0f, 0.0f);
     check_distribution("temperature 0.7", 0.7f, 0, 1.0f, 0.0f);
     check_distribution("top_k 5", 1.0f, 5, 1.0f, 0.0f);

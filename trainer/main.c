@@ -36,10 +36,12 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    /* Idle OpenMP threads sleep instead of spinning: rft shares the cores
-       with its grader workers, and spinning threads starve them (a user's
-       own OMP_WAIT_POLICY wins). */
-    setenv("OMP_WAIT_POLICY", "passive", 0);
+    /* OpenMP's default wait policy (spin a little, then sleep) is kept: every
+       worker thread of rft is an OpenMP thread (OpenBLAS runs single-threaded
+       inside rft's regions, kernels/cpu/cpu_linalg.c), so short spins cost no
+       one a core, and sleeping between the hundreds of parallel regions of a
+       decode step would cost a futex wake-up each (1.5x slower decode here).
+       Idle threads fall asleep within milliseconds, before grading starts. */
     /* DESIGN.md platform notes: run OpenBLAS with the kernels this CPU supports */
     cpu_openblas_reexec(argv);
     if (argc < 2) {

@@ -20,6 +20,46 @@ void sampler_scratch_free(sampler_scratch *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* sum_i exp(logits[i] - mx) in double, the greedy log-prob's normaliser.
+ * With AVX-512 and glibc's libmvec, 8 lanes at a time through
+ * _ZGVeN8v_exp (the vector exp of the x86_64 vector function ABI, <= 4 ulp
+ * in double) summed lane-wise in order, then the lanes in a fixed order: a
+ * ~10x cheaper pass over the vocabulary than scalar libm exp (a decode step
+ * at batch 64 spent ~25 ms of CPU here), equal to it to ~1e-15 relative. The
+ * sum depends on the row only. */
+#if defined(RFT_HAVE_MVEC) && defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__m512d _ZGVeN8v_exp(__m512d x);
+__attribute__((target("avx512f"))) static double sum_exp_avx512(const float *logits, int V, float mx) {
+    __m512d acc = _mm512_setzero_pd(), m = _mm512_set1_pd(mx);
+    int i = 0;
+    for (; i + 8 <= V; i += 8)
+        acc = _mm512_add_pd(acc, _ZGVeN8v_exp(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(logits + i)), m)));
+    double lane[8], sum = 0;
+    _mm512_storeu_pd(lane, acc);
+    for (int k = 0; k < 8; k++) sum += lane[k];
+    for (; i < V; i++) sum += exp((double)logits[i] - mx);
+    return sum;
+}
+static int have_avx512(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        ok = __builtin_cpu_supports("avx512f");
+    }
+    return ok;
+}
+#endif
+
+static double sum_exp(const float *logits, int V, float mx) {
+#if defined(RFT_HAVE_MVEC) && defined(__x86_64__) && defined(__GNUC__)
+    if (have_avx512()) return sum_exp_avx512(logits, V, mx);
+#endif
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
+    return sum;
+}
+
 static __thread const float *t_sort_prob;
 
 static int cmp_prob_desc(const void *a, const void *b) {
@@ -118,11 +158,7 @@ int32_t sampler_sample(const sampler_config *c, const float *logits, int V, doub
         int best = 0;
         for (int i = 1; i < V; i++)
             if (logits[i] > logits[best]) best = i;
-        if (logprob) {
-            double sum = 0;
-            for (int i = 0; i < V; i++) sum += exp((double)logits[i] - logits[best]);
-            *logprob = (float)-log(sum);
-        }
+        if (logprob) *logprob = (float)-log(sum_exp(logits, V, logits[best]));
         return best;
     }
     double mass;

@@ -41,11 +41,43 @@ static void cpu_zero(backend *be, void *p, size_t bytes) {
     if (bytes) memset(p, 0, bytes);
 }
 static int cpu_sync(backend *be) { return be->err[0] ? -1 : 0; }
-static void cpu_destroy(backend *be) { free(be); }
+/* the backend's scratch buffer (be->impl): grown on demand, kept until
+   destroy, so per-call temporaries of ops cost no malloc / page faults */
+typedef struct cpu_state {
+    void *scratch;
+    size_t cap;
+} cpu_state;
+
+void *cpu_scratch(backend *be, size_t bytes) {
+    cpu_state *st = be->impl;
+    if (bytes > st->cap) {
+        free(st->scratch);
+        st->cap = 0;
+        if (posix_memalign(&st->scratch, 64, bytes) != 0) {
+            st->scratch = NULL;
+            cpu_error(be, __FILE__, __LINE__, "out of memory allocating %zu bytes of scratch", bytes);
+            return NULL;
+        }
+        st->cap = bytes;
+    }
+    return st->scratch;
+}
+
+static void cpu_destroy(backend *be) {
+    cpu_state *st = be->impl;
+    if (st) free(st->scratch);
+    free(st);
+    free(be);
+}
 
 backend *backend_cpu_create(int n_threads) {
     backend *be = calloc(1, sizeof *be);
     if (!be) return NULL;
+    be->impl = calloc(1, sizeof(cpu_state));
+    if (!be->impl) {
+        free(be);
+        return NULL;
+    }
     if (n_threads <= 0) n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n_threads <= 0) n_threads = 1;
     be->name = "cpu";

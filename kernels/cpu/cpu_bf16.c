@@ -179,11 +179,8 @@ void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uin
 #endif
     int nt = be->n_threads > 0 ? be->n_threads : 1;
     size_t tile = (size_t)BF_TILE_M * ldx;
-    uint16_t *xb_all = malloc((size_t)nt * tile * sizeof(uint16_t)); /* [threads][BF_TILE_M, ldx] */
-    if (!xb_all) {
-        cpu_error(be, __FILE__, __LINE__, "matmul_bf16: out of memory for %d x %d bf16 tiles", nt, BF_TILE_M);
-        return;
-    }
+    uint16_t *xb_all = cpu_scratch(be, (size_t)nt * tile * sizeof(uint16_t)); /* [threads][BF_TILE_M, ldx] */
+    if (!xb_all) return;
     /* every thread converts each tile of x itself (M x K conversions against
        M x N x K / threads products) and takes a contiguous range of weight
        rows, streaming its share of W once per tile */
@@ -213,6 +210,5 @@ void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uin
             }
         }
     }
-    free(xb_all);
     (void)vec;
 }

@@ -10,6 +10,8 @@
 /* cpu_linalg.c */
 void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                 long sA, const float *B, int ldb, long sB, float beta, float *C, int ldc, long sC, int batch);
+/* per-backend scratch of at least bytes (64-byte aligned), valid until the next call; NULL + be->err on OOM */
+void *cpu_scratch(backend *be, size_t bytes);
 void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
 void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
 void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n);

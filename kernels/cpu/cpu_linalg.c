@@ -1,4 +1,5 @@
-/* kernels/cpu/cpu_linalg.c: matmul through OpenBLAS (cblas_sgemm), a
+/* kernels/cpu/cpu_linalg.c: matmul through OpenBLAS (cblas_sgemm, one
+ * block per OpenMP thread), a
  * small-M kernel for the forward linear y[M,N] = x[M,K] W[N,K]^T of decode
  * steps (AVX-512, no packing: each weight row is read once for all M rows),
  * and the elementwise ops add, scale, bias forward/backward (OpenMP). */
@@ -101,6 +102,43 @@ static int nt_small_ok(void) {
 #define CPU_HAVE_NT_SMALL 0
 #endif
 
+/* One product C = alpha op(A) op(B) + beta C with its columns (or rows, when
+   there are more of them) split across the OpenMP threads, each calling
+   single-threaded sgemm (or sgemv for one row) on its block. OpenBLAS never
+   starts threads of its own: every worker of the program is an OpenMP
+   thread, so OpenMP threads may spin between regions (the cheap way to wait
+   on a VM, where a futex wake-up costs ~0.1-0.3 ms) without stealing cores
+   from BLAS threads. Each element of C is computed by the same kernel
+   sequence over K whatever the split. */
+static void sgemm_split(backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                        const float *B, int ldb, float beta, float *C, int ldc) {
+    int nt = be->n_threads > 0 ? be->n_threads : 1;
+    if ((double)M * N * K < 1e6) nt = 1; /* fork/join would cost more than it saves */
+    int by_n = N >= M, dim = by_n ? N : M;
+    int chunk = ((dim + nt - 1) / nt + 15) & ~15; /* whole 16-wide column / row panels */
+    cpu_blas_threads(1);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int i = 0; i < nt; i++) {
+        int lo = i * chunk, hi = lo + chunk < dim ? lo + chunk : dim;
+        if (lo >= hi) continue;
+        const float *a = A, *b = B;
+        float *c = C;
+        int m = M, n = N;
+        if (by_n) {
+            b = tb ? B + (size_t)lo * ldb : B + lo; /* columns lo..hi of op(B) */
+            c = C + lo, n = hi - lo;
+        } else {
+            a = ta ? A + lo : A + (size_t)lo * lda; /* rows lo..hi of op(A) */
+            c = C + (size_t)lo * ldc, m = hi - lo;
+        }
+        if (m == 1 && !ta && tb) /* one row times a weight matrix: sgemv streams it once, sgemm would pack it */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, n, K, alpha, b, ldb, a, 1, beta, c, 1);
+        else
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, alpha,
+                        a, lda, b, ldb, beta, c, ldc);
+    }
+}
+
 void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                 long sA, const float *B, int ldb, long sB, float beta, float *C, int ldc, long sC, int batch) {
     if (M <= 0 || N <= 0) return;
@@ -112,22 +150,23 @@ void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float 
         return;
     }
 #endif
-    cpu_blas_threads(be->n_threads);
-    if (M == 1 && !transA && transB && batch == 1 && K > 0) {
-        /* one row times a weight matrix without AVX-512: sgemv streams the
-           weights once; sgemm would first copy (pack) all of them */
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
-        return;
-    }
-    for (int i = 0; i < batch; i++) {
-        if (K <= 0) { /* C = beta * C */
+    if (K <= 0) { /* C = beta * C */
+        for (int i = 0; i < batch; i++)
             for (int r = 0; r < M; r++)
                 for (int c = 0; c < N; c++) C[i * sC + (long)r * ldc + c] *= beta;
-            continue;
-        }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K,
-                    alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
+        return;
     }
+    if (batch >= be->n_threads && batch > 1) {
+        /* enough independent products (attention heads, say): one per thread */
+        cpu_blas_threads(1);
+#pragma omp parallel for schedule(static) num_threads(be->n_threads)
+        for (int i = 0; i < batch; i++)
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N,
+                        K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
+        return;
+    }
+    for (int i = 0; i < batch; i++)
+        sgemm_split(be, transA, transB, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
 }
 
 void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n) {

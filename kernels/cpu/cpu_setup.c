@@ -18,8 +18,9 @@
 extern char *openblas_get_corename(void);
 extern void openblas_set_num_threads(int);
 
-/* OpenBLAS's thread count is process-wide: every op that calls BLAS states the
-   count it wants (its backend's n_threads, or 1 inside OpenMP regions). */
+/* OpenBLAS's thread count is process-wide. rft calls BLAS only with one
+   thread (inside its own OpenMP regions, cpu_linalg.c): OpenBLAS threads
+   would compete for cores with OpenMP threads that spin while they wait. */
 static int cpu_blas_nthreads = -1;
 void cpu_blas_threads(int n) {
     if (n != cpu_blas_nthreads) {
@@ -28,7 +29,10 @@ void cpu_blas_threads(int n) {
     }
 }
 
-void cpu_openblas_setup(int n_threads) { cpu_blas_threads(n_threads); }
+void cpu_openblas_setup(int n_threads) {
+    (void)n_threads;
+    cpu_blas_threads(1);
+}
 
 /* OpenBLAS core names whose kernels predate AVX2 */
 static const char *const cpu_old_cores[] = {

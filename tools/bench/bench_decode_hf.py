@@ -23,12 +23,15 @@ def main():
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = LlamaConfig(max_position_embeddings=2048, rope_theta=10000.0, rms_norm_eps=1e-5, **SHAPES[a.shape])
     m = LlamaForCausalLM(cfg).eval()
+    if a.dtype == "bf16":
+        m = m.to(torch.bfloat16)
     n_params = sum(p.numel() for p in m.parameters())
     for B in [int(x) for x in a.batch.split(",")]:
         ids = torch.randint(0, cfg.vocab_size, (B, a.prompt))
@@ -42,7 +45,7 @@ def main():
             out = m.generate(ids, max_new_tokens=a.new, min_new_tokens=a.new, **kw)
             tt, ct = time.perf_counter() - t0, time.process_time() - c0
         toks = (out.shape[1] - a.prompt) * B
-        print(json.dumps(dict(impl="transformers", params=n_params, batch=B, prompt=a.prompt, new=a.new,
+        print(json.dumps(dict(impl="transformers", dtype=a.dtype, params=n_params, batch=B, prompt=a.prompt, new=a.new,
                               threads=torch.get_num_threads(), total_s=round(tt, 3), prefill_s=round(tp, 3),
                               tokens_per_s=round(toks / tt, 1),
                               decode_tokens_per_s=round((toks - B) / (tt - tp), 1),

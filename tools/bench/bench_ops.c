@@ -83,6 +83,25 @@ int main(int argc, char **argv) {
         TIME(lab, 2.0 * M * D * F, be->matmul_bf16(be, M, F, D, x, Wh, 0, H));
     }
     be->free(be, Wh);
+    /* memory-bound: one row against the LM head [49152, 576] (113 MB fp32,
+       57 MB bf16: more than the last-level cache), GB/s of weights read */
+    {
+        float *L = rnd(be, (size_t)V * D, 0.05, 40), *lo = be->alloc(be, (size_t)V * 16 * 4);
+        uint16_t *Lh = be->alloc(be, (size_t)V * D * 2);
+        be->cast_bf16(be, Lh, L, (size_t)V * D);
+        for (int M = 1; M <= 16; M *= 16) {
+            char lab[96];
+            double t0 = now_seconds();
+            for (int r = 0; r < 10; r++) be->matmul(be, 0, 1, M, V, D, 1, x, D, 0, L, D, 0, 0, lo, V, 0, 1);
+            double t1 = now_seconds();
+            for (int r = 0; r < 10; r++) be->matmul_bf16(be, M, V, D, x, Lh, 0, lo);
+            double t2 = now_seconds();
+            snprintf(lab, sizeof lab, "lm head [%d,576]x[49152,576]^T", M);
+            printf("%-44s fp32 %6.2f ms (%5.1f GB/s)   bf16 %6.2f ms (%5.1f GB/s)\n", lab, (t1 - t0) * 100,
+                   V * D * 4.0 * 10 / (t1 - t0) * 1e-9, (t2 - t1) * 100, V * D * 2.0 * 10 / (t2 - t1) * 1e-9);
+        }
+        be->free(be, L), be->free(be, lo), be->free(be, Lh);
+    }
 
     TIME("rmsnorm fwd [2048,576]", 0, be->rmsnorm_forward(be, y, rstd, x, w, T, D, 1e-5f));
     TIME("rmsnorm bwd [2048,576]", 0, be->rmsnorm_backward(be, dx, dw, y, x, w, rstd, T, D));
