@@ -36,12 +36,16 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    /* OpenMP's default wait policy (spin a little, then sleep) is kept: every
-       worker thread of rft is an OpenMP thread (OpenBLAS runs single-threaded
-       inside rft's regions, kernels/cpu/cpu_linalg.c), so short spins cost no
-       one a core, and sleeping between the hundreds of parallel regions of a
-       decode step would cost a futex wake-up each (1.5x slower decode here).
-       Idle threads fall asleep within milliseconds, before grading starts. */
+    /* Idle OpenMP threads spin briefly, then sleep. Every worker thread of
+       rft is an OpenMP thread (OpenBLAS runs single-threaded inside rft's
+       regions, kernels/cpu/cpu_linalg.c), so a short spin takes no core from
+       anyone, while sleeping at once between the hundreds of parallel regions
+       of a decode step costs a futex wake-up each (decode 1.5-2x slower on
+       these VMs with OMP_WAIT_POLICY=passive). The spin is kept short (libgomp
+       spins 300000 rounds by default): on a machine loaded by other jobs,
+       long spins burn the time slices of threads waiting for a descheduled
+       partner. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. */
+    if (!getenv("OMP_WAIT_POLICY")) setenv("GOMP_SPINCOUNT", "10000", 0);
     /* DESIGN.md platform notes: run OpenBLAS with the kernels this CPU supports */
     cpu_openblas_reexec(argv);
     if (argc < 2) {
