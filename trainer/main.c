@@ -1,6 +1,7 @@
 /* trainer/main.c: the rft program: dispatches to the subcommands in cli.h. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "cli.h"
@@ -45,9 +46,15 @@ int main(int argc, char **argv) {
        spins 300000 rounds by default): on a machine loaded by other jobs,
        long spins burn the time slices of threads waiting for a descheduled
        partner. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. */
-    if (!getenv("OMP_WAIT_POLICY")) setenv("GOMP_SPINCOUNT", "10000", 0);
-    /* DESIGN.md platform notes: run OpenBLAS with the kernels this CPU supports */
+    int set_spin = !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT");
+    if (set_spin) setenv("GOMP_SPINCOUNT", "10000", 1);
+    /* DESIGN.md platform notes: run OpenBLAS with the kernels this CPU
+       supports (re-executes when it must, carrying the environment) */
     cpu_openblas_reexec(argv);
+    if (set_spin) { /* libgomp reads its settings when it loads: run again with them */
+        fflush(NULL);
+        execv("/proc/self/exe", argv); /* on failure go on with libgomp's defaults */
+    }
     if (argc < 2) {
         usage(stderr);
         return RFT_EXIT_BADINPUT;
