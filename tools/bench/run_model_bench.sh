@@ -4,9 +4,10 @@
 #   tools/bench/run_model_bench.sh [BUILD_DIR] [THREADS]
 # Needs: a built tree (bench_model) and python3 with torch.
 set -eu
-# Both sides wait passively between parallel regions: what the rft program
-# does by default (trainer/main.c); spinning OpenMP threads fight OpenBLAS's.
-export OMP_WAIT_POLICY=passive
+# Both sides use rft's default OpenMP setting (a short spin, trainer/main.c),
+# which PyTorch's libgomp reads too.
+unset OMP_WAIT_POLICY
+export GOMP_SPINCOUNT=10000
 B=${1:-build}
 TH=${2:-$(nproc)}
 cd "$(dirname "$0")/../.."
