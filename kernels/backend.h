@@ -140,6 +140,27 @@ struct backend {
     void (*logprob_backward)(backend *be, float *logits, const float *dlogp, const float *dentropy,
                              const int32_t *targets, int T, int V);
 
+    /* ---- token sampling (rollouts) ----
+     * ids[n] (int32), logp[n] (fp32) <- rows of logits[n, V]; u[n] (double,
+     * uniform in [0, 1)) is read only when temperature > 0 (may be NULL
+     * otherwise). For each row r:
+     *   temperature <= 0 (greedy): ids[r] = argmax (lowest id on ties),
+     *     logp[r] = log-softmax (temperature 1) at that id;
+     *   temperature > 0: p = softmax(logits[r] / temperature) (fp32 terms,
+     *     double sums); ids[r] = the first id, in id order, whose cumulative
+     *     probability exceeds u[r] * (total mass), logp[r] = log p[ids[r]].
+     * This is trainer/sampler.c's sampler_sample with top_k = 0, top_p = 1,
+     * min_p = 0, up to summation order (a draw within ~1e-15 of a step of the
+     * CDF may pick the neighbouring id). Plain temperature sampling only:
+     * top-k / top-p need a sort of each row on the device (future work), so
+     * the rollout keeps the host sampler when a filter is on. Deterministic:
+     * the result depends on the row and u[r] only. NaN logits: unspecified.
+     * NULL on the CPU backend: its device memory is host memory, and the
+     * host sampler (trainer/sampler.c) is its implementation and the
+     * reference this op is tested against. Callers check for NULL. */
+    void (*sample)(backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temperature,
+                   const double *u);
+
     /* ---- optimizer ---- */
     /* returns sum of x[i]^2 over n elements, accumulated in double (blocks) */
     double (*sumsq)(backend *be, const float *x, size_t n);

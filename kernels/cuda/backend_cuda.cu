@@ -227,6 +227,7 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->swiglu_backward = cuda_swiglu_backward;
     be->logprob_forward = cuda_logprob_forward;
     be->logprob_backward = cuda_logprob_backward;
+    be->sample = cuda_sample;
     be->sumsq = cuda_sumsq;
     be->adamw = cuda_adamw;
     return be;

@@ -140,6 +140,11 @@ template <class T> static inline T __shfl_down_sync(unsigned mask, T v, int d) {
     (void)mask;
     return emu_shfl(v, emu_lane_down, d);
 }
+static inline int emu_lane_up(int lane, int d) { return lane - d >= 0 ? lane - d : lane; }
+template <class T> static inline T __shfl_up_sync(unsigned mask, T v, int d) {
+    (void)mask;
+    return emu_shfl(v, emu_lane_up, d);
+}
 
 /* A fiber is made once per thread slot and reused for every block: it parks
    (returns to the scheduler) and runs the kernel body each time it is resumed,

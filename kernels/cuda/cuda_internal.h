@@ -157,6 +157,10 @@ void cuda_logprob_forward(backend *be, float *logp, float *entropy, float *lse_o
 void cuda_logprob_backward(backend *be, float *logits, const float *dlogp, const float *dentropy,
                            const int32_t *targets, int T, int V);
 
+/* cuda_sample.cu */
+void cuda_sample(backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temperature,
+                 const double *u);
+
 /* cuda_embed_sort.cu: token positions 0..T-1 stably sorted by ids[T] on the
    stream: *keys = sorted ids [T], *vals = their positions [T], both in the
    scratch buffer (valid until the next scratch use). 0, or -1 + be->err */

@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "quant.h" /* fp32_to_bf16 / bf16_to_fp32: the reference bf16 rule */
+#include "sampler.h" /* the host sampler: the reference for sample */
 
 static backend *cpu, *gpu;
 static int n_fail, n_check;
@@ -562,6 +563,170 @@ static void test_matmul_bf16(int M, int N, int K, float beta) {
     free(x); free(y0); free(out); free(outc); free(wb); free(ref); free(xr);
 }
 
+/* logits z[n, V] and u[n] uploaded, ids[n] and logp[n] allocated: the sample op's device buffers */
+typedef struct { float *z, *lp; double *u; int32_t *id; } smp_dev;
+static smp_dev smp_up(const float *z, const double *u, int n, int V) {
+    smp_dev d = {be_alloc(gpu, (size_t)n * V * sizeof(float)), be_alloc(gpu, (size_t)n * sizeof(float)),
+                 be_alloc(gpu, (size_t)n * sizeof(double)), be_alloc(gpu, (size_t)n * sizeof(int32_t))};
+    gpu->copy_h2d(gpu, d.z, z, (size_t)n * V * sizeof(float));
+    gpu->copy_h2d(gpu, d.u, u, (size_t)n * sizeof(double));
+    return d;
+}
+static void smp_free(smp_dev *d) {
+    gpu->free(gpu, d->z);
+    gpu->free(gpu, d->lp);
+    gpu->free(gpu, d->u);
+    gpu->free(gpu, d->id);
+}
+
+/* sample: ids and log-probs against the host sampler (trainer/sampler.c) on
+   the same logits and u. Greedy: ids equal (ties included: even rows get
+   their maximum copied to two other ids, the lowest must win), logp within
+   1e-6 relative (to max(|logp|, 1e-6): a peaked row's logp is ~-1e-12). Sampled (temperature 1 and 0.7): every id must be a valid
+   inverse-CDF answer for its u under the host's distribution up to 1e-12
+   (cumulative mass before it <= u < mass through it), logp of ids equal to
+   the host's within 1e-5, and over all random-u rows of all shapes >= 99%
+   of ids equal to the host's (test_sample_rate; a u within ~1e-15 of a CDF
+   step may pick the neighbour: summation order). Rows 0 and n-1 use u = 0
+   and u = 1 - 2^-53 (counted apart: near 1 the step is the tail's). */
+static int smp_same, smp_rows, smp_edge_same, smp_edge_rows;
+static void test_sample(int n, int V) {
+    char name[96];
+    float *z = malloc((size_t)n * V * sizeof(float));
+    double *u = malloc((size_t)n * sizeof(double)), *pd = malloc((size_t)V * sizeof(double));
+    for (int r = 0; r < n; r++) {
+        float sc = 1.0f + 2.0f * (r % 4); /* flat to peaked rows */
+        float *row = z + (size_t)r * V;
+        int best = 0;
+        for (int j = 0; j < V; j++) {
+            row[j] = sc * rnd_uniform(-4.0f, 4.0f);
+            if (row[j] > row[best]) best = j;
+        }
+        if (V >= 3 && r % 2 == 0) row[rnd_int(V)] = row[best], row[rnd_int(V)] = row[best];
+        u[r] = (double)(rnd_u64() >> 11) * 0x1.0p-53;
+    }
+    u[0] = 0.0;
+    if (n > 1) u[n - 1] = 0x1.fffffffffffffp-1;
+    smp_dev d = smp_up(z, u, n, V);
+    float *zg = d.z, *lpg = d.lp;
+    double *ug = d.u;
+    int32_t *idg = d.id;
+    int32_t *id_h = malloc((size_t)n * sizeof(int32_t));
+    float *lp_h = malloc((size_t)n * sizeof(float));
+    sampler_scratch sc;
+    if (sampler_scratch_init(&sc, V)) {
+        fprintf(stderr, "FATAL: out of memory\n");
+        exit(1);
+    }
+    static const float temps[] = {0.0f, 1.0f, 0.7f};
+    for (int k = 0; k < 3; k++) {
+        float temp = temps[k];
+        sampler_config c = {.temperature = temp, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f};
+        poison_dev(gpu, idg, (size_t)n * sizeof(int32_t));
+        poison_dev(gpu, lpg, (size_t)n * sizeof(float));
+        gpu->sample(gpu, idg, lpg, zg, n, V, temp, temp > 0 ? ug : NULL);
+        gpu->copy_d2h(gpu, id_h, idg, (size_t)n * sizeof(int32_t));
+        gpu->copy_d2h(gpu, lp_h, lpg, (size_t)n * sizeof(float));
+        int sg = gpu->sync(gpu), same = 0, invalid = 0, first_diff = -1;
+        double max_rel = 0;
+        for (int r = 0; r < n; r++) {
+            float lc;
+            const float *row = z + (size_t)r * V;
+            int32_t ic = sampler_sample(&c, row, V, u[r], &sc, &lc), ig = id_h[r];
+            int edge = r == 0 || r == n - 1;
+            if (temp > 0) {
+                if (edge) smp_edge_rows++, smp_edge_same += ic == ig;
+                else smp_rows++, smp_same += ic == ig;
+                /* valid inverse-CDF answer under the host's distribution */
+                sampler_distribution(&c, row, V, &sc, pd);
+                double before = 0;
+                for (int j = 0; j < ig && j < V; j++) before += pd[j];
+                if (ig < 0 || ig >= V || !(pd[ig] > 0) || before > u[r] + 1e-12 || u[r] >= before + pd[ig] + 1e-12)
+                    invalid++;
+            }
+            if (ic != ig) {
+                if (first_diff < 0) first_diff = r;
+                continue;
+            }
+            same++;
+            double rel = fabs((double)lp_h[r] - lc) / fmax(fabs((double)lc), 1e-6);
+            if (!(rel <= max_rel)) max_rel = isfinite(rel) ? rel : INFINITY;
+        }
+        double tol = temp > 0 ? 1e-5 : 1e-6;
+        int ok = sg == 0 && max_rel <= tol && invalid == 0 && (temp > 0 || same == n);
+        n_check++;
+        if (!ok) n_fail++;
+        snprintf(name, sizeof name, "sample T%.1f n%d V%d", temp, n, V);
+        printf("%-4s %-44s ids equal %d/%d, logp rel %.3e (tol %.0e)", ok ? "ok" : "FAIL", name, same, n, max_rel,
+               tol);
+        if (invalid) printf("  %d ids outside their u's CDF step", invalid);
+        if (first_diff >= 0) printf("  first differing row %d", first_diff);
+        if (sg) printf("  cuda error: %s", gpu->err);
+        printf("\n");
+    }
+    sampler_scratch_free(&sc);
+    smp_free(&d);
+    free(z); free(u); free(pd); free(id_h); free(lp_h);
+}
+
+static void test_sample_rate(void) {
+    double rate = smp_rows ? (double)smp_same / smp_rows : 0;
+    int ok = smp_rows > 0 && rate >= 0.99;
+    n_check++;
+    if (!ok) n_fail++;
+    printf("%-4s %-44s %d/%d random-u rows (%.2f%%, need 99%%); u = 0, 1-2^-53 rows: %d/%d\n", ok ? "ok" : "FAIL",
+           "sample ids equal to the host sampler's", smp_same, smp_rows, 100 * rate, smp_edge_same, smp_edge_rows);
+}
+
+/* sample draws follow softmax(z / T): N rows of the same logits (V = 8,
+   T = 0.7), each with its own u from a fixed stream, chi-square of the id
+   counts against the host sampler's distribution; df 7, fails above 24.32
+   (p = 0.001; deterministic: the u stream is fixed). */
+static void test_sample_chi2(int N) {
+    enum { V = 8 };
+    static const float row[V] = {0.0f, 1.0f, -1.0f, 2.0f, 0.5f, -1.5f, 1.5f, 0.0f};
+    const float temp = 0.7f;
+    float *z = malloc((size_t)N * V * sizeof(float));
+    double *u = malloc((size_t)N * sizeof(double));
+    uint64_t keep = rng_state;
+    rng_state = 0x5A3D1E;
+    for (int r = 0; r < N; r++) {
+        memcpy(z + (size_t)r * V, row, sizeof row);
+        u[r] = (double)(rnd_u64() >> 11) * 0x1.0p-53;
+    }
+    rng_state = keep;
+    smp_dev d = smp_up(z, u, N, V);
+    float *zg = d.z, *lpg = d.lp;
+    double *ug = d.u;
+    int32_t *idg = d.id;
+    gpu->sample(gpu, idg, lpg, zg, N, V, temp, ug);
+    int32_t *id = malloc((size_t)N * sizeof(int32_t));
+    gpu->copy_d2h(gpu, id, idg, (size_t)N * sizeof(int32_t));
+    int sg = gpu->sync(gpu), bad = 0;
+    sampler_config c = {.temperature = temp, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f};
+    sampler_scratch sc;
+    double p[V], chi2 = 0;
+    long cnt[V] = {0};
+    if (sampler_scratch_init(&sc, V)) exit(1);
+    sampler_distribution(&c, row, V, &sc, p);
+    for (int r = 0; r < N; r++) {
+        if (id[r] < 0 || id[r] >= V) bad++;
+        else cnt[id[r]]++;
+    }
+    for (int j = 0; j < V; j++) chi2 += (cnt[j] - N * p[j]) * (cnt[j] - N * p[j]) / (N * p[j]);
+    int ok = sg == 0 && bad == 0 && chi2 <= 24.32;
+    n_check++;
+    if (!ok) n_fail++;
+    printf("%-4s %-44s chi2 %.2f (df 7, limit 24.32), %d ids out of range\n", ok ? "ok" : "FAIL",
+           "sample distribution V8 T0.7", chi2, bad);
+    if (!ok) {
+        for (int j = 0; j < V; j++) printf("     id %d: %ld drawn, %.1f expected\n", j, cnt[j], N * p[j]);
+    }
+    sampler_scratch_free(&sc);
+    smp_free(&d);
+    free(z); free(u); free(id);
+}
+
 /* errors are reported, sticky, with file:line */
 static void test_errors(void) {
     char err[256];
@@ -627,6 +792,13 @@ int main(void) {
     { int l[] = {17}; test_kvcache(1, l, 3, 1, 24, 20); }
     test_logprob(37, 32003);
     test_logprob(3, 7);
+    {
+        static const int Vs[] = {49152, 97, 3}, ns[] = {1, 7, 64};
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) test_sample(ns[j], Vs[i]);
+        test_sample_rate();
+        test_sample_chi2(getenv("RFT_TEST_QUICK") ? 4000 : 100000);
+    }
     test_adamw(100003);
     test_cast_bf16(1);
     test_cast_bf16(24);

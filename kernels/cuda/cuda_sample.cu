@@ -1,0 +1,202 @@
+/* kernels/cuda/cuda_sample.cu: on-device token sampling for rollouts
+ * (backend.h `sample`): greedy argmax + log-prob, or a draw from the
+ * temperature softmax by inverse CDF in id order, so the [n, V] logits of a
+ * decode step never travel to the host. One block per row, SAMPLE_THREADS
+ * threads (fewer for V < 512: the warps that cover V); every reduction and the scan run in a fixed order (double for
+ * sums), no atomics: the result depends on the row and u only.
+ *
+ * The arithmetic follows trainer/sampler.c (the reference) step by step:
+ * greedy: logp = -log(sum_i exp((double)z_i - z_best)); sampled:
+ * p_i = expf((z_i - max) / T) (fp32), sum in double, prob_i = p_i * (float)(1
+ * / sum) (fp32), mass = sum prob_i (double), target = u * mass, pick = the
+ * first id whose cumulative prob exceeds target (else the last id with
+ * prob > 0), logp = log(prob_pick / mass). Only the summation order differs
+ * (and expf may differ by an ulp), so a draw within ~1e-15 of a CDF step
+ * can land on the neighbouring id.
+ *
+ * Sampled mode, cumulative search: thread t owns the contiguous ids
+ * [t*C, (t+1)*C) (C = ceil(V / threads)) and sums its prob_i in id order
+ * (S_t); a block exclusive scan gives P_t; the owner is the lowest t with
+ * 0 <= target - P_t < S_t, and it walks its ids again in the same order,
+ * so the walk's running sum ends at exactly S_t and always finds the id. */
+#include <limits.h>
+#include <math.h>
+
+#include "cuda_internal.h"
+
+#define SAMPLE_THREADS 512 /* fewer (a multiple of 32 covering V) for small V */
+#define SAMPLE_WARPS (SAMPLE_THREADS / 32)
+#define N_WARPS ((int)blockDim.x / 32)
+
+/* sum of v over the block, the same value in every thread (warps in order) */
+static __device__ double sample_block_sum(double v, double *red) {
+    v = warp_sum_d(v);
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    __syncthreads(); /* red may still be read by a previous reduction */
+    if (l == 0) red[w] = v;
+    __syncthreads();
+    double s = 0.0;
+    for (int i = 0; i < N_WARPS; i++) s += red[i];
+    return s;
+}
+
+/* better (value, id): larger value, then lower id; NaN never wins */
+static __device__ __forceinline__ void sample_argmax_merge(float *v, int *id, float ov, int oid) {
+    if (oid < 0) return;
+    if (*id < 0 || ov > *v || (ov == *v && oid < *id)) {
+        *v = ov;
+        *id = oid;
+    }
+}
+
+/* (max, lowest id attaining it) of z[V] over the block, same in every
+   thread; id = -1 when every element is NaN */
+static __device__ void sample_block_argmax(const float *z, int V, float *best_v, int *best_id, float *redv,
+                                           int *redi) {
+    float v = -INFINITY;
+    int id = -1;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float x = z[j];
+        if (x == x && (id < 0 || x > v)) v = x, id = j; /* strided ids rise: ties keep the lowest */
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(FULL_MASK, v, o);
+        int oid = __shfl_xor_sync(FULL_MASK, id, o);
+        sample_argmax_merge(&v, &id, ov, oid);
+    }
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    __syncthreads();
+    if (l == 0) redv[w] = v, redi[w] = id;
+    __syncthreads();
+    v = -INFINITY;
+    id = -1;
+    for (int i = 0; i < N_WARPS; i++) sample_argmax_merge(&v, &id, redv[i], redi[i]);
+    *best_v = v;
+    *best_id = id;
+}
+
+/* exclusive prefix sum of v over the threads of the block (in thread order)
+   and the block total */
+static __device__ double sample_block_exscan(double v, double *red, double *total) {
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    double inc = v;
+    for (int d = 1; d < 32; d <<= 1) {
+        double o = __shfl_up_sync(FULL_MASK, inc, d);
+        if (l >= d) inc += o;
+    }
+    double ex = __shfl_up_sync(FULL_MASK, inc, 1);
+    if (l == 0) ex = 0.0;
+    __syncthreads();
+    if (l == 31) red[w] = inc;
+    __syncthreads();
+    double base = 0.0, all = 0.0;
+    for (int i = 0; i < N_WARPS; i++) {
+        if (i == w) base = all;
+        all += red[i];
+    }
+    *total = all;
+    return base + ex;
+}
+
+/* (min of a, max of b) over the block, the same in every thread */
+static __device__ void sample_block_min_max(int a, int b, int *amin, int *bmax, int *red) {
+    for (int o = 16; o > 0; o >>= 1) {
+        a = min(a, __shfl_xor_sync(FULL_MASK, a, o));
+        b = max(b, __shfl_xor_sync(FULL_MASK, b, o));
+    }
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    __syncthreads();
+    if (l == 0) red[2 * w] = a, red[2 * w + 1] = b;
+    __syncthreads();
+    a = INT_MAX;
+    b = -1;
+    for (int i = 0; i < N_WARPS; i++) a = min(a, red[2 * i]), b = max(b, red[2 * i + 1]);
+    *amin = a;
+    *bmax = b;
+}
+
+/* ids[n], logp[n] <- rows of logits[n, V]; u[n] read when temperature > 0 */
+static __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *ids, float *logp,
+                                                                       const float *logits, int V,
+                                                                       float temperature, const double *u) {
+    __shared__ double red[SAMPLE_WARPS];
+    __shared__ float redv[SAMPLE_WARPS];
+    __shared__ int redi[2 * SAMPLE_WARPS];
+    __shared__ int pick;
+    const int r = blockIdx.x;
+    const float *z = logits + (size_t)r * V;
+    float mx;
+    int best;
+    sample_block_argmax(z, V, &mx, &best, redv, redi);
+    if (best < 0) { /* an all-NaN row: id 0, as the host's argmax */
+        if (threadIdx.x == 0) ids[r] = 0, logp[r] = NAN;
+        return;
+    }
+    if (!(temperature > 0.0f)) {
+        double s = 0.0;
+        for (int j = threadIdx.x; j < V; j += blockDim.x) s += exp((double)z[j] - (double)mx);
+        s = sample_block_sum(s, red);
+        if (threadIdx.x == 0) {
+            ids[r] = best;
+            logp[r] = (float)-log(s);
+        }
+        return;
+    }
+    const float T = temperature;
+    double s = 0.0;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) s += (double)expf((z[j] - mx) / T);
+    s = sample_block_sum(s, red);
+    const float inv = (float)(1.0 / s);
+    /* this thread's contiguous ids, summed in id order */
+    const int C = (V + (int)blockDim.x - 1) / (int)blockDim.x;
+    const int j0 = min(V, (int)threadIdx.x * C), j1 = min(V, j0 + C);
+    double st = 0.0;
+    int last_pos = -1;
+    for (int j = j0; j < j1; j++) {
+        float p = expf((z[j] - mx) / T) * inv;
+        if (p > 0.0f) st += (double)p, last_pos = j;
+    }
+    double mass;
+    const double pt = sample_block_exscan(st, red, &mass);
+    const double target = u[r] * mass, rem = target - pt;
+    /* owner: the lowest thread with 0 <= rem < S_t; with none (target
+       rounded up to the mass), the last id with prob > 0 */
+    int owner, last;
+    sample_block_min_max(rem >= 0.0 && rem < st ? (int)threadIdx.x : INT_MAX, last_pos, &owner, &last, redi);
+    if (owner == INT_MAX) {
+        if (threadIdx.x == 0) pick = last >= 0 ? last : best;
+    } else if ((int)threadIdx.x == owner) {
+        double cum = 0.0;
+        int id = j1 - 1;
+        for (int j = j0; j < j1; j++) {
+            float p = expf((z[j] - mx) / T) * inv;
+            if (p > 0.0f) {
+                cum += (double)p;
+                if (rem < cum) {
+                    id = j;
+                    break;
+                }
+            }
+        }
+        pick = id;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float p = expf((z[pick] - mx) / T) * inv;
+        ids[r] = pick;
+        logp[r] = (float)log((double)p / mass);
+    }
+}
+
+void cuda_sample(backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temperature,
+                 const double *u) {
+    if (be->err[0] || n <= 0 || V <= 0) return;
+    if (temperature > 0.0f && !u) {
+        CU_ERR(be, "sample: temperature %g needs u", (double)temperature);
+        return;
+    }
+    cuda_impl *im = CUDA_IMPL(be);
+    int threads = V >= SAMPLE_THREADS ? SAMPLE_THREADS : (V + 31) / 32 * 32;
+    LAUNCH(sample_kernel, n, threads, 0, im->stream, ids, logp, logits, V, temperature, u);
+    CU_LAUNCHED(be, "sample_kernel");
+}
