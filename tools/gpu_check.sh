@@ -223,9 +223,12 @@ if tr or tp:
     row("  backward ms", g(tr, "bwd_ms"), g(tp, "bwd_ms"), "", "{:.1f}")
     row("  AdamW (+clip) ms", g(tr, "adamw_ms"), g(tp, "adamw_ms"), "", "{:.1f}")
 for r in [x for x in rft if x.get("bench") == "decode"]:
-    p = next((x for x in pt if x.get("bench") == "decode" and x.get("batch") == r["batch"]), {})
-    row(f"decode batch {r['batch']} tok/s (vs HF generate)", r["tokens_per_s"], p.get("tokens_per_s"), "", "{:.0f}")
-    row(f"  batch {r['batch']} weights+KV+logits GB/s", r["gb_per_s"], None, "", "{:.0f}")
+    dt = r.get("dtype", "fp32")
+    p = next((x for x in pt if x.get("bench") == "decode" and x.get("batch") == r["batch"]
+              and x.get("dtype", "fp32") == dt), {})
+    row(f"decode {dt} batch {r['batch']} tok/s (vs HF generate {dt})", r["tokens_per_s"], p.get("tokens_per_s"),
+        "", "{:.0f}")
+    row(f"  weights+KV+logits GB/s", r["gb_per_s"], None, "", "{:.0f}")
 if not rft:
     print("(no rft benchmark results: see bench_rft.err)")
 PY

@@ -6,9 +6,10 @@
  *     weights and activations, TF32 matmuls) at seqs x seqlen tokens per
  *     step, the AdamW step, achieved TFLOP/s (3x forward FLOPs: matmuls +
  *     causal attention) and MFU against the measured 4096^3 TF32 rate;
- *   - decode tokens/s through the KV cache (model_step_cached, logits to the
- *     host as the rollout engine reads them) at several batch sizes, with the
- *     bytes of weights + cache read per step over the step time.
+ *   - bf16 matmul TFLOP/s through be->matmul_bf16 (x cast on the fly);
+ *   - decode tokens/s of the rollout engine (rollout_generate, greedy) at
+ *     several batch sizes, fp32 and bf16 weights, with the bytes of weights +
+ *     cache + logits per step over the step time.
  * Timing: be->sync before and after, host monotonic clock, median of reps
  * after warm-up. Exit 77 when there is no CUDA device.
  *
@@ -22,6 +23,7 @@
 
 #include "model.h"
 #include "optim.h"
+#include "rollout.h"
 #include "util.h"
 
 static int cmp_double(const void *a, const void *b) {
@@ -148,9 +150,14 @@ static void bench_train(backend *be, int seqs, int seqlen, int steps, double pea
     free(tok), free(tgt), free(cu), free(w), free(tf), free(tb), free(to);
 }
 
-static void bench_decode(backend *be, int batch, int prompt, int gen) {
+/* Rollout engine (rollout_generate, greedy, no stop) on the SmolLM2 shape:
+   batch prompts of `prompt` random tokens, gen new tokens each, fp32 or bf16
+   weights (sampling.dtype). A prefill-only run (1 new token) and the full run:
+   decode step = (full - prefill) / (gen - 1). Bytes per step: weights + the
+   cache read at the mean context + the logits. */
+static void bench_decode(backend *be, int batch, int prompt, int gen, int bf16) {
     model_config cfg;
-    int max_seq = prompt + gen + 1;
+    int max_seq = prompt + gen;
     smollm2(&cfg, max_seq);
     char err[512];
     model m;
@@ -160,59 +167,84 @@ static void bench_decode(backend *be, int batch, int prompt, int gen) {
         exit(1);
     }
     model_init_weights(&m, 99);
-    kv_cache kc;
-    if (kv_cache_create(&kc, &m, batch, max_seq, err, sizeof err)) {
+    rollout_engine r;
+    if (rollout_create(&r, &m, NULL, batch, max_seq, err, sizeof err)) {
         fprintf(stderr, "bench_gpu: %s\n", err);
         exit(1);
     }
     int V = cfg.vocab;
-    int32_t *tok = malloc(cap * sizeof(int32_t)), *slot = malloc(cap * sizeof(int32_t));
-    int32_t *pos = malloc(cap * sizeof(int32_t)), *rows = malloc(batch * sizeof(int32_t));
-    float *logits = malloc((size_t)batch * V * sizeof(float));
-    for (int s = 0, t = 0; s < batch; s++)
-        for (int p = 0; p < prompt; p++, t++) {
-            tok[t] = (int32_t)(rng_u64(5, t) % V);
-            slot[t] = s;
-            pos[t] = p;
+    int32_t *ids = malloc((size_t)batch * prompt * sizeof(int32_t));
+    rollout_prompt *pr = malloc((size_t)batch * sizeof *pr);
+    completion *out = calloc((size_t)batch, sizeof *out);
+    for (int b = 0; b < batch; b++) {
+        for (int t = 0; t < prompt; t++) ids[(size_t)b * prompt + t] = (int32_t)(rng_u64(5 + b, t) % V);
+        pr[b] = (rollout_prompt){.ids = ids + (size_t)b * prompt, .n = prompt, .id = (uint64_t)b};
+    }
+    rollout_config rc = {.sampler = {.temperature = 0}, .max_new_tokens = gen, .seed = 1, .bf16 = bf16};
+    rollout_config rc1 = rc;
+    rc1.max_new_tokens = 1;
+    double tp = 1e30, tt = 1e30;
+    for (int rep = 0; rep < 3; rep++) { /* the first run warms up (allocations, cuBLAS heuristics) */
+        for (int pass = 0; pass < 2; pass++) {
+            be->sync(be);
+            double t0 = now_seconds();
+            if (rollout_generate(&r, pr, batch, 1, pass ? &rc : &rc1, out, err, sizeof err)) {
+                fprintf(stderr, "bench_gpu: decode: %s\n", err);
+                exit(1);
+            }
+            double dt = now_seconds() - t0;
+            for (int b = 0; b < batch; b++) completion_free(&out[b]);
+            if (rep == 0) continue;
+            if (pass) tt = dt < tt ? dt : tt;
+            else tp = dt < tp ? dt : tp;
         }
-    for (int s = 0; s < batch; s++) rows[s] = (s + 1) * prompt - 1;
-    double t0 = now_seconds();
-    if (model_step_cached(&m, &kc, batch * prompt, tok, slot, pos, batch, rows, logits, err, sizeof err)) {
-        fprintf(stderr, "bench_gpu: prefill: %s\n", err);
+    }
+    double step = (tt - tp) / (gen - 1);
+    double ctx = prompt + gen / 2.0;
+    double bytes = (double)m.n_params * (bf16 ? 2 : 4) +
+                   2.0 * cfg.n_layer * batch * ctx * cfg.n_kv_head * cfg.head_dim * 4 + (double)batch * V * 4;
+    printf("{\"bench\": \"decode\", \"impl\": \"rft-cuda\", \"dtype\": \"%s\", \"batch\": %d, \"prompt\": %d, "
+           "\"gen\": %d, \"prefill_s\": %.4f, \"total_s\": %.4f, \"step_ms\": %.3f, \"tokens_per_s\": %.0f, "
+           "\"total_tokens_per_s\": %.0f, \"gb_per_s\": %.1f}\n",
+           bf16 ? "bf16" : "fp32", batch, prompt, gen, tp, tt, step * 1e3, batch / step, batch * gen / tt,
+           bytes / step / 1e9);
+    fflush(stdout);
+    rollout_free(&r);
+    model_free(&m);
+    free(ids), free(pr), free(out);
+}
+
+/* y[M,N] = bf16(x)[M,K] W[N,K]^T through be->matmul_bf16 (x cast on the fly,
+   as the model's linear layers do with sampling.dtype: bf16) */
+static double bench_matmul_bf16(backend *be, const char *label, int M, int N, int K) {
+    float *X = dev_random(be, (size_t)M * K, 1, 1), *Wf = dev_random(be, (size_t)N * K, 1, 2);
+    uint16_t *W = be->alloc(be, (size_t)N * K * 2);
+    float *Y = be->alloc(be, (size_t)M * N * sizeof(float));
+    if (!X || !Wf || !W || !Y) {
+        fprintf(stderr, "bench_gpu: %s\n", be->err);
         exit(1);
     }
-    double t_prefill = now_seconds() - t0;
-    for (int s = 0; s < batch; s++) rows[s] = s;
-    double *ts = malloc(gen * sizeof(double));
-    for (int g = 0; g < gen; g++) {
-        for (int s = 0; s < batch; s++) { /* greedy: argmax of the last logits */
-            const float *z = logits + (size_t)s * V;
-            int best = 0;
-            for (int j = 1; j < V; j++)
-                if (z[j] > z[best]) best = j;
-            tok[s] = best;
-            slot[s] = s;
-            pos[s] = prompt + g;
-        }
+    be->cast_bf16(be, W, Wf, (size_t)N * K);
+    enum { REPS = 9, INNER = 5 };
+    double t[REPS];
+    for (int w = 0; w < 2; w++) be->matmul_bf16(be, M, N, K, X, W, 0.0f, Y);
+    for (int r = 0; r < REPS; r++) {
         be->sync(be);
-        double a = now_seconds();
-        if (model_step_cached(&m, &kc, batch, tok, slot, pos, batch, rows, logits, err, sizeof err)) {
-            fprintf(stderr, "bench_gpu: decode: %s\n", err);
-            exit(1);
-        }
-        ts[g] = now_seconds() - a;
+        double t0 = now_seconds();
+        for (int i = 0; i < INNER; i++) be->matmul_bf16(be, M, N, K, X, W, 0.0f, Y);
+        be->sync(be);
+        t[r] = (now_seconds() - t0) / INNER;
     }
-    double step = median(ts, gen);
-    double ctx = prompt + gen / 2.0;
-    double bytes = (double)m.n_params * 4 + 2.0 * cfg.n_layer * batch * ctx * cfg.n_kv_head * cfg.head_dim * 4 +
-                   (double)batch * V * 4;
-    printf("{\"bench\": \"decode\", \"impl\": \"rft-cuda\", \"batch\": %d, \"prompt\": %d, \"gen\": %d, "
-           "\"prefill_tokens_per_s\": %.0f, \"step_ms\": %.3f, \"tokens_per_s\": %.0f, \"gb_per_s\": %.1f}\n",
-           batch, prompt, gen, batch * prompt / t_prefill, step * 1e3, batch / step, bytes / step / 1e9);
+    if (be->sync(be)) {
+        fprintf(stderr, "bench_gpu: %s\n", be->err);
+        exit(1);
+    }
+    double s = median(t, REPS), tf = 2.0 * M * N * K / s / 1e12;
+    printf("{\"bench\": \"matmul\", \"label\": \"%s\", \"M\": %d, \"N\": %d, \"K\": %d, \"ms\": %.4f, \"tflops\": %.2f}\n",
+           label, M, N, K, s * 1e3, tf);
     fflush(stdout);
-    kv_cache_free(&kc, be);
-    model_free(&m);
-    free(tok), free(slot), free(pos), free(rows), free(logits), free(ts);
+    be->free(be, X), be->free(be, Wf), be->free(be, W), be->free(be, Y);
+    return tf;
 }
 
 int main(int argc, char **argv) {
@@ -262,11 +294,14 @@ int main(int argc, char **argv) {
         bench_matmul(be, "tf32 dW=dy^T@x [1536,T]x[T,576]", 1, 0, 1536, 576, T);
         bench_matmul(be, "tf32 dx=dy@W [T,1536]x[1536,576]", 0, 0, T, 576, 1536);
         bench_matmul(be, "tf32 lm_head [4096,576]x[49152,576]", 0, 1, 4096, 49152, 576);
+        bench_matmul_bf16(be, "bf16 4096^3", 4096, 4096, 4096);
+        bench_matmul_bf16(be, "bf16 x@W^T [T,576]x[1536,576]", T, 1536, 576);
+        bench_matmul_bf16(be, "bf16 lm_head [4096,576]x[49152,576]", 4096, 49152, 576);
     }
     if (!skip_train) bench_train(be, seqs, seqlen, steps, peak);
     for (const char *p = decode; p && *p;) {
         int bsz = atoi(p);
-        if (bsz > 0) bench_decode(be, bsz, prompt, gen);
+        if (bsz > 0) bench_decode(be, bsz, prompt, gen, 0), bench_decode(be, bsz, prompt, gen, 1);
         p = strchr(p, ',');
         if (p) p++;
     }

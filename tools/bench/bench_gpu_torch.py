@@ -38,9 +38,9 @@ def timed(fn, reps, warm=2):
     return statistics.median(ts)
 
 
-def bench_matmul(label, M, N, K, tA, tB):
-    a = torch.rand((K, M) if tA else (M, K), device="cuda") * 2 - 1
-    b = torch.rand((N, K) if tB else (K, N), device="cuda") * 2 - 1
+def bench_matmul(label, M, N, K, tA, tB, dtype=torch.float32):
+    a = (torch.rand((K, M) if tA else (M, K), device="cuda") * 2 - 1).to(dtype)
+    b = (torch.rand((N, K) if tB else (K, N), device="cuda") * 2 - 1).to(dtype)
     A = a.t() if tA else a
     B = b.t() if tB else b
     inner = 5
@@ -150,11 +150,12 @@ def bench_train(seqs, seqlen, steps, peak):
     torch.cuda.empty_cache()
 
 
-def bench_decode(batch, prompt, gen):
+def bench_decode(batch, prompt, gen, dtype):
     try:
         from transformers import LlamaConfig, LlamaForCausalLM
     except Exception as e:  # noqa: BLE001
-        out(dict(bench="decode", impl="transformers", batch=batch, skipped=f"transformers not importable: {e}"))
+        out(dict(bench="decode", impl="transformers", dtype=dtype, batch=batch,
+                 skipped=f"transformers not importable: {e}"))
         return
     cfg = LlamaConfig(vocab_size=S["vocab"], hidden_size=S["d"], intermediate_size=S["ff"],
                       num_hidden_layers=S["L"], num_attention_heads=S["H"], num_key_value_heads=S["KV"],
@@ -162,6 +163,8 @@ def bench_decode(batch, prompt, gen):
                       max_position_embeddings=prompt + gen + 8)
     torch.manual_seed(0)
     m = LlamaForCausalLM(cfg).cuda().eval()
+    if dtype == "bf16":
+        m = m.to(torch.bfloat16)
     ids = torch.randint(0, S["vocab"], (batch, prompt), device="cuda")
     mask = torch.ones_like(ids)
     kw = dict(attention_mask=mask, do_sample=False, pad_token_id=0, eos_token_id=None)
@@ -169,7 +172,7 @@ def bench_decode(batch, prompt, gen):
         tp = timed(lambda: m.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw), 3, warm=1)
         tg = timed(lambda: m.generate(ids, max_new_tokens=gen + 1, min_new_tokens=gen + 1, **kw), 3, warm=1)
     step = (tg - tp) / gen
-    out(dict(bench="decode", impl="transformers", batch=batch, prompt=prompt, gen=gen,
+    out(dict(bench="decode", impl="transformers", dtype=dtype, batch=batch, prompt=prompt, gen=gen,
              step_ms=round(step * 1e3, 3), tokens_per_s=round(batch / step)))
     del m
     torch.cuda.empty_cache()
@@ -197,9 +200,13 @@ def main():
     bench_matmul("tf32 dW=dy^T@x [1536,T]x[T,576]", 1536, 576, T, 1, 0)
     bench_matmul("tf32 dx=dy@W [T,1536]x[1536,576]", T, 576, 1536, 0, 0)
     bench_matmul("tf32 lm_head [4096,576]x[49152,576]", 4096, 49152, 576, 0, 1)
+    bench_matmul("bf16 4096^3", 4096, 4096, 4096, 0, 0, torch.bfloat16)
+    bench_matmul("bf16 x@W^T [T,576]x[1536,576]", T, 1536, 576, 0, 1, torch.bfloat16)
+    bench_matmul("bf16 lm_head [4096,576]x[49152,576]", 4096, 49152, 576, 0, 1, torch.bfloat16)
     bench_train(a.seqs, a.seqlen, a.steps, peak)
     for b in [int(x) for x in a.decode.split(",") if x]:
-        bench_decode(b, a.prompt, a.gen)
+        bench_decode(b, a.prompt, a.gen, "fp32")
+        bench_decode(b, a.prompt, a.gen, "bf16")
 
 
 if __name__ == "__main__":
