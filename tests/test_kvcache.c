@@ -1,7 +1,8 @@
 /* tests/test_kvcache.c: logits computed through the KV cache (chunked
  * prefill, then one token per step, ragged sequences interleaved in one
  * batch, slots copied for shared prompts) equal a full packed forward over
- * the whole sequences, on the CPU backend (fp32, 1e-5 relative). */
+ * the whole sequences, on the CPU backend (fp32, 1e-5 relative);
+ * model_step_cached_fn's per-chunk device logits equal model_step_cached's. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,51 @@ static void run(const model_config *cfg, const char *label) {
     be->destroy(be);
 }
 
+/* model_step_cached_fn hands over the LM head's chunks in order: a vocab
+   large enough for several chunks (70000: 59 rows each), 128 output rows in
+   reverse order; the chunks, copied out, equal model_step_cached's logits
+   bit for bit and tile [0, 128) */
+typedef struct { backend *be; float *out; int V, next, n_chunks, bad; } chunk_rec;
+static void record_chunk(void *ctx, const float *logits, int row0, int k) {
+    chunk_rec *r = ctx;
+    if (row0 != r->next || k <= 0) r->bad++;
+    r->be->copy_d2h(r->be, r->out + (size_t)row0 * r->V, logits, (size_t)k * r->V * sizeof(float));
+    r->next = row0 + k;
+    r->n_chunks++;
+}
+static void run_chunks(void) {
+    enum { N = 128 };
+    char err[512], what[128];
+    model_config c = {.vocab = 70000, .d_model = 16, .n_layer = 1, .n_head = 2, .n_kv_head = 1, .head_dim = 8,
+                      .d_ff = 24, .rope_theta = 10000.0f, .rms_eps = 1e-5f, .tie_embeddings = 1, .max_seq = 4};
+    backend *be = backend_cpu_create(2);
+    model m;
+    kv_cache kv;
+    if (model_create(&m, &c, be, N, err, sizeof err) || kv_cache_create(&kv, &m, N, 2, err, sizeof err)) {
+        printf("FAIL model_create: %s\n", err);
+        failures++;
+        return;
+    }
+    model_init_weights(&m, 9);
+    int32_t tok[N], sl[N], ps[N], rows[N];
+    for (int t = 0; t < N; t++) tok[t] = (int32_t)(rng_u64(5, t) % c.vocab), sl[t] = t, ps[t] = 0, rows[t] = N - 1 - t;
+    float *ref = malloc((size_t)N * c.vocab * sizeof(float)), *got = malloc((size_t)N * c.vocab * sizeof(float));
+    chunk_rec rec = {be, got, c.vocab, 0, 0, 0};
+    if (model_step_cached(&m, &kv, N, tok, sl, ps, N, rows, ref, err, sizeof err) ||
+        model_step_cached_fn(&m, &kv, N, tok, sl, ps, N, rows, record_chunk, &rec, err, sizeof err)) {
+        printf("FAIL step: %s\n", err);
+        failures++;
+    } else {
+        snprintf(what, sizeof what, "step_cached_fn: %d chunks in order, = step_cached", rec.n_chunks);
+        check(what, rec.bad || rec.next != N || rec.n_chunks < 2 ? 1 : rel_err(got, ref, (size_t)N * c.vocab), 0.0);
+    }
+    free(ref);
+    free(got);
+    kv_cache_free(&kv, be);
+    model_free(&m);
+    be->destroy(be);
+}
+
 int main(void) {
     model_config c = {.vocab = 97, .d_model = 48, .n_layer = 2, .n_head = 6, .n_kv_head = 2, .head_dim = 8,
                       .d_ff = 80, .rope_theta = 10000.0f, .rms_eps = 1e-5f, .tie_embeddings = 1, .qkv_bias = 0,
@@ -121,6 +167,7 @@ int main(void) {
     run(&c, "gqa tied");
     c.n_kv_head = 6, c.tie_embeddings = 0, c.qkv_bias = 1, c.head_dim = 16, c.n_head = 3, c.n_kv_head = 3;
     run(&c, "mha untied bias");
+    run_chunks();
     printf("%s\n", failures ? "FAILED" : "all passed");
     return failures ? 1 : 0;
 }

@@ -606,8 +606,9 @@ void kv_cache_copy_slot(kv_cache *c, backend *be, int dst, int src, int n_pos) {
         }
 }
 
-int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const int32_t *slot, const int32_t *pos,
-                      int n_out, const int32_t *out_rows, float *logits, char *err, size_t cap) {
+int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, const int32_t *slot,
+                         const int32_t *pos, int n_out, const int32_t *out_rows, model_logits_fn fn, void *ctx,
+                         char *err, size_t cap) {
     backend *be = m->be;
     const model_config *cf = &m->cfg;
     act_views *a = m->act_views;
@@ -623,7 +624,7 @@ int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const
     }
     for (int i = 0; i < n_out; i++)
         if (out_rows[i] < 0 || out_rows[i] >= T) return errf(err, cap, "model_step_cached: output row %d out of range", out_rows[i]);
-    int D = cf->d_model, qd = qdim(cf), kvd = kvdim(cf), V = cf->vocab;
+    int D = cf->d_model, qd = qdim(cf), kvd = kvdim(cf);
     float scale = 1.0f / sqrtf((float)cf->head_dim);
     be->copy_h2d(be, a->tokens, tokens, (size_t)T * sizeof(int32_t));
     be->copy_h2d(be, a->slot, slot, (size_t)T * sizeof(int32_t));
@@ -649,8 +650,20 @@ int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const
     for (int s = 0; s < n_out; s += a->chunk) {
         int k = n_out - s < a->chunk ? n_out - s : a->chunk;
         lm_head_chunk(m, s, k);
-        be->copy_d2h(be, logits + (size_t)s * V, a->logits, (size_t)k * V * sizeof(float));
+        fn(ctx, a->logits, s, k);
     }
     if (be->sync(be)) return errf(err, cap, "model_step_cached: %s", be->err);
     return 0;
+}
+
+typedef struct logits_d2h { backend *be; float *out; int V; } logits_d2h;
+static void logits_to_host(void *ctx, const float *logits, int row0, int k) {
+    logits_d2h *h = ctx;
+    h->be->copy_d2h(h->be, h->out + (size_t)row0 * h->V, logits, (size_t)k * h->V * sizeof(float));
+}
+
+int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const int32_t *slot, const int32_t *pos,
+                      int n_out, const int32_t *out_rows, float *logits, char *err, size_t cap) {
+    logits_d2h h = {m->be, logits, m->cfg.vocab};
+    return model_step_cached_fn(m, c, T, tokens, slot, pos, n_out, out_rows, logits_to_host, &h, err, cap);
 }

@@ -165,6 +165,18 @@ void kv_cache_copy_slot(kv_cache *c, backend *be, int dst, int src, int n_pos);
 int model_step_cached(model *m, kv_cache *c, int T, const int32_t *tokens, const int32_t *slot, const int32_t *pos,
                       int n_out, const int32_t *out_rows, float *logits, char *err, size_t err_cap);
 
+/* model_step_cached without the copy to the host: as the LM head produces
+ * the logits of output rows [row0, row0 + k) (chunks of up to the model's
+ * LM-head chunk), fn(ctx, logits, row0, k) gets them as a DEVICE buffer
+ * logits[k, V], valid during the call only (the next chunk overwrites it);
+ * fn may queue backend ops on it (the rollout samples there with
+ * be->sample). Rows come in order, row0 = 0, k, 2k, ... The backend is
+ * synchronised (and its errors reported) before this returns. */
+typedef void (*model_logits_fn)(void *ctx, const float *logits, int row0, int k);
+int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, const int32_t *slot,
+                         const int32_t *pos, int n_out, const int32_t *out_rows, model_logits_fn fn, void *ctx,
+                         char *err, size_t err_cap);
+
 /* FLOPs of one forward over T tokens packed as the given batch (matmuls +
  * attention), for benchmarks. */
 double model_forward_flops(const model_config *c, const model_batch *b);

@@ -2,7 +2,16 @@
  * prompts into free slots (prefill once per prompt, copy its KV to the group's
  * other slots, draw every sample's first token from the shared logits), then
  * one decode step for every live sequence; finished sequences free their
- * slots for the next prompts. */
+ * slots for the next prompts.
+ *
+ * Decode-step sampling runs on the device when the backend has `sample`
+ * (CUDA) and the sampler is plain temperature or greedy (no top-k / top-p /
+ * min-p: those need a per-row sort, still host-only): the step's logits stay
+ * on the device, each row's u (the same draw from the completion's stream)
+ * goes up, ids and log-probs come back (n * 16 bytes instead of n * V * 4).
+ * The CPU backend has no `sample` and samples on the host as before; the
+ * first token of each group sample (G draws from one prefill row, once per
+ * prompt) is always drawn on the host. */
 #include "rollout.h"
 
 #include <omp.h>
@@ -124,6 +133,28 @@ static int completion_push(rollout_engine *r, const rollout_config *cfg, complet
     return 0;
 }
 
+/* plain temperature or greedy sampling: what be->sample does */
+static int sampler_plain(const sampler_config *c, int V) {
+    return !(c->top_k > 0 && c->top_k < V) && !(c->top_p > 0 && c->top_p < 1) && !(c->min_p > 0);
+}
+
+/* device buffers of on-device sampling, rows [0, S) */
+typedef struct dev_sample {
+    backend *be;
+    int V;
+    float temperature;
+    double *u;      /* device [S] */
+    int32_t *ids;   /* device [S] */
+    float *logp;    /* device [S] */
+} dev_sample;
+
+/* model_logits_fn: sample the chunk's rows where they are */
+static void sample_chunk(void *ctx, const float *logits, int row0, int k) {
+    dev_sample *d = ctx;
+    d->be->sample(d->be, d->ids + row0, d->logp + row0, logits, k, d->V, d->temperature,
+                  d->temperature > 0 ? d->u + row0 : NULL);
+}
+
 int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_prompts, int G,
                      const rollout_config *cfg, completion *out, char *err, size_t cap) {
     model *m = r->m;
@@ -156,10 +187,22 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
     int32_t *tk = malloc((size_t)m->max_tokens * sizeof(int32_t)), *sl = malloc((size_t)m->max_tokens * sizeof(int32_t));
     int32_t *ps = malloc((size_t)m->max_tokens * sizeof(int32_t)), *rows = malloc((size_t)m->max_tokens * sizeof(int32_t));
     int32_t *row_slot = malloc((size_t)S * sizeof(int32_t)), *group_slots = malloc((size_t)S * sizeof(int32_t));
+    double *u = malloc((size_t)S * sizeof(double));
+    dev_sample dv = {0};
     int rc = -1;
-    if (!st || !tk || !sl || !ps || !rows || !row_slot || !group_slots) {
+    if (!u || !st || !tk || !sl || !ps || !rows || !row_slot || !group_slots) {
         errf(err, cap, "rollout: out of memory");
         goto done;
+    }
+    if (m->be->sample && sampler_plain(&cfg->sampler, V)) {
+        dv = (dev_sample){.be = m->be, .V = V, .temperature = cfg->sampler.temperature};
+        dv.u = m->be->alloc(m->be, (size_t)S * (sizeof(double) + sizeof(int32_t) + sizeof(float)));
+        if (!dv.u) {
+            errf(err, cap, "rollout: %s", m->be->err);
+            goto done;
+        }
+        dv.ids = (int32_t *)(dv.u + S);
+        dv.logp = (float *)(dv.ids + S);
     }
     if (cfg->bf16 && model_bf16_begin(m, err, cap)) goto done;
     int next = 0, n_active = 0;
@@ -231,16 +274,31 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
             row_slot[T] = s;
             T++;
         }
-        if (model_step_cached(m, &r->kv, T, tk, sl, ps, T, rows, r->logits, err, cap)) goto done;
         int32_t *ids = tk; /* reuse: sampled ids per row */
         float *lps = (float *)ps;
+        if (dv.u) { /* on the device: u up, ids and log-probs back */
+            for (int i = 0; i < T && dv.temperature > 0; i++) { /* the host path's draws */
+                const completion *c = &out[st[row_slot[i]].out];
+                u[i] = rng_uniform(rng_key(cfg->seed, prompts[c->prompt].id, (uint64_t)c->sample, 0x5EED), c->n_tokens);
+            }
+            if (dv.temperature > 0) m->be->copy_h2d(m->be, dv.u, u, (size_t)T * sizeof(double));
+            if (model_step_cached_fn(m, &r->kv, T, tk, sl, ps, T, rows, sample_chunk, &dv, err, cap)) goto done;
+            m->be->copy_d2h(m->be, ids, dv.ids, (size_t)T * sizeof(int32_t));
+            m->be->copy_d2h(m->be, lps, dv.logp, (size_t)T * sizeof(float));
+            if (m->be->sync(m->be)) {
+                errf(err, cap, "rollout: %s", m->be->err);
+                goto done;
+            }
+        } else {
+            if (model_step_cached(m, &r->kv, T, tk, sl, ps, T, rows, r->logits, err, cap)) goto done;
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int i = 0; i < T; i++) {
-            slot_state *s = &st[row_slot[i]];
-            completion *c = &out[s->out];
-            uint64_t key = rng_key(cfg->seed, prompts[s->prompt].id, (uint64_t)c->sample, 0x5EED);
-            ids[i] = sampler_sample(&cfg->sampler, r->logits + (size_t)i * V, V, rng_uniform(key, c->n_tokens),
-                                    &r->scratch[omp_get_thread_num()], &lps[i]);
+            for (int i = 0; i < T; i++) {
+                slot_state *s = &st[row_slot[i]];
+                completion *c = &out[s->out];
+                uint64_t key = rng_key(cfg->seed, prompts[s->prompt].id, (uint64_t)c->sample, 0x5EED);
+                ids[i] = sampler_sample(&cfg->sampler, r->logits + (size_t)i * V, V, rng_uniform(key, c->n_tokens),
+                                        &r->scratch[omp_get_thread_num()], &lps[i]);
+            }
         }
         for (int i = 0; i < T; i++) {
             slot_state *s = &st[row_slot[i]];
@@ -255,6 +313,8 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
     rc = 0;
 done:
     model_bf16_end(m);
+    if (dv.u) m->be->free(m->be, dv.u);
+    free(u);
     if (rc)
         for (int i = 0; i < n_prompts * G; i++) completion_free(&out[i]);
     free(st), free(tk), free(sl), free(ps), free(rows), free(row_slot), free(group_slots);

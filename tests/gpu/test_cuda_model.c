@@ -5,7 +5,9 @@
  * gradient of a backward with per-token and entropy weights, then ten AdamW
  * steps (warm-up, clipping, weight decay) from identical weights: gradient
  * norms per step and the final parameters; greedy rollouts through the KV
- * cache (3 prompts, 32 tokens each) must pick identical tokens. TF32 is
+ * cache (3 prompts, 32 tokens each) must pick identical tokens; rollouts
+ * (greedy, temperature 1 and 0.7) with on-device sampling equal those of the
+ * host sampler and of the CPU backend. TF32 is
  * turned off (RFT_CUDA_TF32=0) so both sides compute in fp32; tolerance 1e-4
  * relative. RFT_TEST_QUICK=1 (the CPU emulation) runs 3 optimizer steps.
  * Exit 77 (SKIPPED) when there is no CUDA device or CUDA is not built. */
@@ -16,6 +18,7 @@
 
 #include "../../trainer/model.h"
 #include "../../trainer/optim.h"
+#include "../../trainer/rollout.h"
 
 static int n_fail, n_check;
 
@@ -266,6 +269,106 @@ static int run_greedy(const char *label, const model_config *cfg, backend *cpu, 
     return 0;
 }
 
+/* rollout_generate on three engines: the CPU backend, the CUDA backend with
+   on-device sampling (be->sample), and the CUDA backend with be->sample
+   hidden (the host sampler on the same device logits). 3 prompts x group G,
+   32 new tokens each. Device vs host sampling on one backend: identical
+   tokens, log-probs within 1e-5 relative. CUDA vs CPU: identical tokens
+   (greedy must; sampled ones may differ only where a u falls within the
+   ~1e-6 logit difference of a CDF step, not expected here), log-probs within
+   5e-4 relative to max(|logp|, 1). */
+/* be->sample, counting the rows it samples (the rollout must use it) */
+static void (*real_sample)(backend *, int32_t *, float *, const float *, int, int, float, const double *);
+static long n_sampled_rows;
+static void counting_sample(backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temp,
+                            const double *u) {
+    n_sampled_rows += n;
+    real_sample(be, ids, logp, logits, n, V, temp, u);
+}
+
+static int run_rollout(const char *label, const model_config *cfg, float temperature, int G, backend *cpu,
+                       backend *gpu) {
+    enum { P = 3, GEN = 32 };
+    const int plen[P] = {5, 12, 1};
+    char err[512], what[128];
+    int32_t ids[P][12];
+    rollout_prompt pr[P];
+    for (int s = 0; s < P; s++) {
+        for (int p = 0; p < plen[s]; p++) ids[s][p] = (int32_t)((7 + 31 * s + 17 * p) % cfg->vocab);
+        pr[s] = (rollout_prompt){ids[s], plen[s], (uint64_t)(100 + s)};
+    }
+    rollout_config rc = {.sampler = {.temperature = temperature, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f},
+                         .max_new_tokens = GEN, .seed = 5};
+    model mc, mg;
+    rollout_engine ec, eg;
+    int S = P * G, max_seq = 12 + GEN + 1;
+    if (model_create(&mc, cfg, cpu, 32, err, sizeof err) || model_create(&mg, cfg, gpu, 32, err, sizeof err)) {
+        fprintf(stderr, "FATAL: %s\n", err);
+        return -1;
+    }
+    model_init_weights(&mc, 11);
+    model_init_weights(&mg, 11);
+    cpu->scale(cpu, mc.params, 4.0f, mc.n_params); /* sharp logits, as run_greedy */
+    gpu->scale(gpu, mg.params, 4.0f, mg.n_params);
+    if (rollout_create(&ec, &mc, NULL, S, max_seq, err, sizeof err) ||
+        rollout_create(&eg, &mg, NULL, S, max_seq, err, sizeof err)) {
+        fprintf(stderr, "FATAL: %s\n", err);
+        return -1;
+    }
+    completion oc[P * 4], od[P * 4], oh[P * 4];
+    real_sample = gpu->sample;
+    gpu->sample = counting_sample;
+    n_sampled_rows = 0;
+    int fail = rollout_generate(&ec, pr, P, G, &rc, oc, err, sizeof err) ||
+               rollout_generate(&eg, pr, P, G, &rc, od, err, sizeof err);
+    long dev_rows = n_sampled_rows;
+    gpu->sample = NULL; /* the same engine, sampling on the host */
+    fail = fail || rollout_generate(&eg, pr, P, G, &rc, oh, err, sizeof err);
+    gpu->sample = real_sample;
+    if (fail) {
+        fprintf(stderr, "FATAL: rollout: %s\n", err);
+        return -1;
+    }
+    for (int k = 0; k < 2; k++) {
+        const completion *ref = k == 0 ? oh : oc;
+        /* vs cpu: the logits differ by fp32 summation order, ~1e-6 of their
+           size (tens, with the sharpened weights), so logp by ~1e-4 */
+        double tol = k == 0 ? 1e-5 : 5e-4, floor = k == 0 ? 1e-6 : 1.0;
+        int diff = 0, n_tok = 0, distinct = 0;
+        double max_rel = 0;
+        for (int i = 0; i < P * G; i++) {
+            const completion *a = &od[i], *b = &ref[i];
+            if (a->n_tokens != b->n_tokens) diff++;
+            for (int t = 0; t < a->n_tokens && t < b->n_tokens; t++) {
+                n_tok++;
+                if (a->tokens[t] != b->tokens[t]) {
+                    diff++;
+                    break; /* the rest follows another path */
+                }
+                double r = fabs((double)a->logprobs[t] - b->logprobs[t]) / fmax(fabs((double)b->logprobs[t]), floor);
+                if (!(r <= max_rel)) max_rel = isfinite(r) ? r : INFINITY;
+                int seen = 0;
+                for (int j = 0; j < t; j++) seen |= a->tokens[j] == a->tokens[t];
+                distinct += !seen;
+            }
+        }
+        /* every token but each completion's first (drawn from the prefill row on the host) */
+        int ok = diff == 0 && max_rel <= tol && n_tok == P * G * GEN && distinct >= 4 &&
+                 dev_rows == (long)P * G * (GEN - 1);
+        n_check++;
+        if (!ok) n_fail++;
+        snprintf(what, sizeof what, "%s: device sampling vs %s", label, k == 0 ? "host (cuda logits)" : "cpu backend");
+        printf("%-4s %-52s %d of %d completions differ, logp rel %.3e (tol %.0e), %d tokens, %ld on the device\n",
+               ok ? "ok" : "FAIL", what, diff, P * G, max_rel, tol, n_tok, dev_rows);
+    }
+    for (int i = 0; i < P * G; i++) completion_free(&oc[i]), completion_free(&od[i]), completion_free(&oh[i]);
+    rollout_free(&ec);
+    rollout_free(&eg);
+    model_free(&mc);
+    model_free(&mg);
+    return 0;
+}
+
 int main(void) {
     char err[512];
     setenv("RFT_CUDA_TF32", "0", 1);
@@ -284,6 +387,9 @@ int main(void) {
                       .max_seq = 256};
     if (run_config("gqa+bias+tied", &a, cpu, gpu) || run_config("mha untied", &b, cpu, gpu)) n_fail++;
     if (run_greedy("greedy 3x32 tokens gqa+bias+tied", &a, cpu, gpu)) n_fail++;
+    if (run_rollout("rollout greedy 3x32", &a, 0.0f, 1, cpu, gpu)) n_fail++;
+    if (run_rollout("rollout T1 3x2x32", &a, 1.0f, 2, cpu, gpu)) n_fail++;
+    if (run_rollout("rollout T0.7 3x2x32 mha", &b, 0.7f, 2, cpu, gpu)) n_fail++;
     printf("%d of %d checks failed\n", n_fail, n_check);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
