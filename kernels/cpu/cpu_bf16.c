@@ -153,29 +153,58 @@ static int bf16_kernel_ok(void) {
 #define CPU_HAVE_BF16_KERNEL 0
 #endif
 
-/* portable: y[m, N] = xb[m, K] W[N, K]^T (+ y), products exact, fp32 sum in K order */
+int cpu_has_bf16_kernel(void) {
+#if CPU_HAVE_BF16_KERNEL
+    return bf16_kernel_ok();
+#else
+    return 0;
+#endif
+}
+
+/* portable: one output = 16 fp32 lanes over K (lane j takes k = j mod 16),
+   then a fixed tree; the products are exact (bf16 x bf16 fits fp32). Plain C
+   the compiler vectorises (AVX2 / NEON): no AVX512_BF16 needed. */
+static float bf_dot_portable(const uint16_t *a, const uint16_t *w, int K) {
+    float acc[16] = {0};
+    int k = 0;
+    for (; k + 16 <= K; k += 16)
+        for (int j = 0; j < 16; j++) acc[j] += bf16_to_f32(a[k + j]) * bf16_to_f32(w[k + j]);
+    for (int j = 0; k + j < K; j++) acc[j] += bf16_to_f32(a[k + j]) * bf16_to_f32(w[k + j]);
+    for (int h = 8; h >= 1; h /= 2)
+        for (int j = 0; j < h; j++) acc[j] += acc[j + h];
+    return acc[0];
+}
+
 static void bf_rows_portable(int m, int n0, int n1, int K, const uint16_t *xb, int ldx, const uint16_t *W,
                              float beta, float *y, int ldy) {
     for (int i = 0; i < m; i++)
         for (int n = n0; n < n1; n++) {
-            const uint16_t *a = xb + (size_t)i * ldx, *w = W + (size_t)n * K;
-            float s = 0.0f;
-            for (int k = 0; k < K; k++) s += bf16_to_f32(a[k]) * bf16_to_f32(w[k]);
+            float s = bf_dot_portable(xb + (size_t)i * ldx, W + (size_t)n * K, K);
             float *c = y + (size_t)i * ldy + n;
             *c = beta == 0.0f ? s : s + *c;
         }
 }
 
 void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y) {
+    int vec = 0;
+#if CPU_HAVE_BF16_KERNEL
+    vec = bf16_kernel_ok();
+#endif
+    cpu_matmul_bf16_path(be, M, N, K, x, W, beta, y, vec);
+}
+
+void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y,
+                          int vec) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (long i = 0; i < (long)M * N; i++) y[i] = beta == 0.0f ? 0.0f : y[i];
         return;
     }
     int ldx = bf_ldx(K), nblk = (N + BF_NB - 1) / BF_NB;
-    int vec = 0;
 #if CPU_HAVE_BF16_KERNEL
-    vec = bf16_kernel_ok();
+    vec = vec && bf16_kernel_ok();
+#else
+    vec = 0;
 #endif
     int nt = be->n_threads > 0 ? be->n_threads : 1;
     size_t tile = (size_t)BF_TILE_M * ldx;

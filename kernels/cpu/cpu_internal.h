@@ -14,6 +14,9 @@ void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float 
 void *cpu_scratch(backend *be, size_t bytes);
 void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
 void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
+/* vec 0: the portable path (what CPUs without AVX512_BF16 run; tests call it directly) */
+void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y,
+                          int vec);
 void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n);
 void cpu_scale(backend *be, float *x, float s, size_t n);
 void cpu_bias_forward(backend *be, float *x, const float *bias, int T, int N);
