@@ -127,7 +127,12 @@ int cmd_eval(int argc, char **argv) {
     if (!model_path) model_path = c.model.path;
     if (!data) data = c.data.valid[0] ? c.data.valid : c.data.train;
     if (k < 0) k = c.train.eval_samples;
-    backend *be = backend_cpu_create(c.threads);
+    backend *be = backend_for_device(c.device, c.threads, err, sizeof err);
+    if (!be) {
+        fprintf(stderr, "rft eval: %s: %s\n", path, err);
+        config_free(&c);
+        return RFT_EXIT_BADINPUT;
+    }
     grader_runner *gr = grader_runner_create(c.graders.graders, c.graders.n_graders, c.graders.workers, err, sizeof err);
     int rc = RFT_EXIT_BADINPUT;
     eval_result res[2];

@@ -1,6 +1,6 @@
 /* trainer/cmd_sample.c: `rft sample --model M --prompt TEXT [--n N]
  * [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--max-new-tokens K]
- * [--seed S] [--dtype fp32|bf16] [--raw] [--json] [--threads N]`: completions from any model
+ * [--seed S] [--dtype fp32|bf16] [--device cpu|cuda] [--raw] [--json] [--threads N]`: completions from any model
  * source (.h5 checkpoint, .gguf, Hugging Face directory) through the rollout
  * engine. The model's chat template is applied unless it is raw or --raw is
  * given. One completion per line (newlines escaped as \n), or with --json
@@ -14,13 +14,14 @@
 #include "chat_template.h"
 #include "cli.h"
 #include "convert.h"
+#include "evaluate.h"
 #include "rollout.h"
 #include "util.h"
 #include "../kernels/cpu/cpu_setup.h"
 
 static int usage(void) {
     fprintf(stderr, "usage: rft sample --model M --prompt TEXT [--n N] [--temperature T] [--top-p P] [--top-k K] "
-                    "[--min-p P] [--max-new-tokens K] [--seed S] [--dtype fp32|bf16] [--raw] [--json] [--threads N]\n");
+                    "[--min-p P] [--max-new-tokens K] [--seed S] [--dtype fp32|bf16] [--device cpu|cuda] [--raw] [--json] [--threads N]\n");
     return RFT_EXIT_BADINPUT;
 }
 
@@ -36,7 +37,7 @@ static int parse_num(const char *flag, const char *s, double lo, double hi, doub
 }
 
 int cmd_sample(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL;
+    const char *model_path = NULL, *prompt = NULL, *device = "cpu";
     double n = 1, temp = 1.0, top_p = 1.0, top_k = 0, min_p = 0, max_new = 128, seed = 0, threads = 0;
     int json = 0, raw = 0, bf16 = 0;
     for (int i = 1; i < argc; i++) {
@@ -47,7 +48,13 @@ int cmd_sample(int argc, char **argv) {
         else if (!strcmp(a, "--raw")) raw = 1;
         else if (!strcmp(a, "--model") && has) model_path = argv[++i];
         else if (!strcmp(a, "--prompt") && has) prompt = argv[++i];
-        else if (!strcmp(a, "--dtype") && has) {
+        else if (!strcmp(a, "--device") && has) {
+            device = argv[++i];
+            if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+                fprintf(stderr, "rft sample: --device: '%s' is not cpu or cuda\n", device);
+                return RFT_EXIT_BADINPUT;
+            }
+        } else if (!strcmp(a, "--dtype") && has) {
             const char *d = argv[++i];
             if (strcmp(d, "fp32") && strcmp(d, "bf16")) {
                 fprintf(stderr, "rft sample: --dtype: '%s' is not fp32 or bf16\n", d);
@@ -83,10 +90,10 @@ int cmd_sample(int argc, char **argv) {
     int G = (int)n;
     int slots = G < 64 ? G : 64;
     int max_tokens = 512 > slots ? 512 : slots;
-    backend *be = backend_cpu_create((int)threads);
+    backend *be = backend_for_device(device, (int)threads, err, sizeof err);
     if (!be) {
-        fprintf(stderr, "rft sample: out of memory\n");
-        return RFT_EXIT_RUNTIME;
+        fprintf(stderr, "rft sample: %s\n", err);
+        return RFT_EXIT_BADINPUT;
     }
     model m;
     tokenizer *tok = NULL;

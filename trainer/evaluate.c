@@ -10,6 +10,18 @@
 #include "reward.h"
 #include "util.h"
 
+backend *backend_for_device(const char *device, int threads, char *err, size_t cap) {
+    if (!strcmp(device, "cuda")) {
+        char e2[512];
+        backend *be = backend_cuda_create(0, e2, sizeof e2);
+        if (!be) errf(err, cap, "device: cuda: %s", e2);
+        return be;
+    }
+    backend *be = backend_cpu_create(threads);
+    if (!be) errf(err, cap, "out of memory creating the CPU backend");
+    return be;
+}
+
 /* 1 - C(n-c, k) / C(n, k): chance that k of n samples include a pass */
 static double pass_at_k(int n, int c, int k) {
     if (n - c < k) return 1.0;

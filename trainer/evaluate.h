@@ -29,6 +29,10 @@ typedef struct eval_result {
  * end-of-turn ids and the configured stop strings end a completion; the
  * sampler takes the given temperature. out points into stop_ids[8] and
  * stops[CONFIG_MAX_STOP], which the caller keeps alive. */
+/* The compute backend a config's `device` names: "cuda" (GPU 0; NULL with a
+ * message in err when there is none) or "cpu" with `threads` threads. */
+backend *backend_for_device(const char *device, int threads, char *err, size_t err_cap);
+
 void rollout_config_from(const rft_config *cfg, const tokenizer *tok, float temperature, uint64_t seed,
                          int32_t *stop_ids, const char **stops, rollout_config *out);
 

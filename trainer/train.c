@@ -677,14 +677,10 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     R.st.seed = c->train.seed;
     int status = RFT_EXIT_BADINPUT;
     char e2[1024];
-    if (!strcmp(c->device, "cuda")) {
-        R.be = backend_cuda_create(0, e2, sizeof e2);
-        if (!R.be) {
-            errf(err, cap, "%s: device: cuda: %s", c->path, e2);
-            return RFT_EXIT_BADINPUT;
-        }
-    } else {
-        R.be = backend_cpu_create(c->threads);
+    R.be = backend_for_device(c->device, c->threads, e2, sizeof e2);
+    if (!R.be) {
+        errf(err, cap, "%s: %s", c->path, e2);
+        return RFT_EXIT_BADINPUT;
     }
     if (strcmp(c->model.dtype, "fp32") != 0) {
         errf(err, cap, "%s: model.dtype: %s is not available on this backend yet (use fp32)", c->path, c->model.dtype);
