@@ -225,15 +225,18 @@ static void test_bf16(backend *be1, backend *be2) {
                     for (int k = 0; k < K; k++) s += bf16_val(bf16_ref(X[(size_t)i * K + k])) * bf16_val(W[(size_t)j * K + k]);
                     ref[(size_t)i * N + j] = s + (acc ? ref[(size_t)i * N + j] : 0.0);
                 }
-            float *Y2 = copyf(Y, (size_t)M * N), *Y3 = copyf(Y, (size_t)M * N);
+            float *Y2 = copyf(Y, (size_t)M * N), *Y3 = copyf(Y, (size_t)M * N), *Y4 = copyf(Y, (size_t)M * N);
             be1->matmul_bf16(be1, M, N, K, X, W, acc ? 1.0f : 0.0f, Y);
             cpu_matmul_bf16_path(be2, M, N, K, X, W, acc ? 1.0f : 0.0f, Y3, 0);
+            cpu_matmul_bf16_path(be2, M, N, K, X, W, acc ? 1.0f : 0.0f, Y4, 1);
             be2->matmul_bf16(be2, M, N, K, X, W, acc ? 1.0f : 0.0f, Y2);
             char name[128];
             snprintf(name, sizeof name, "matmul_bf16 M%d N%d K%d %s", M, N, K, acc ? "beta=1" : "beta=0");
             check(name, relerr(Y, ref, (size_t)M * N), 1e-6);
             snprintf(name, sizeof name, "matmul_bf16 M%d N%d K%d portable path %s", M, N, K, acc ? "beta=1" : "beta=0");
             check(name, relerr(Y3, ref, (size_t)M * N), 1e-6);
+            snprintf(name, sizeof name, "matmul_bf16 M%d N%d K%d AVX2 path %s", M, N, K, acc ? "beta=1" : "beta=0");
+            check(name, relerr(Y4, ref, (size_t)M * N), 1e-6);
             snprintf(name, sizeof name, "matmul_bf16 M%d N%d K%d: 1 thread == 2 threads (bitwise)", M, N, K);
             check_true(name, same(Y, Y2, (size_t)M * N * sizeof(float)));
             /* rows computed alone equal the same rows within the batch */
@@ -245,12 +248,14 @@ static void test_bf16(backend *be1, backend *be2) {
                     ok &= same(one, Y2 + (size_t)r * N, (size_t)N * sizeof(float));
                     cpu_matmul_bf16_path(be2, 1, N, K, X + (size_t)r * K, W, 0.0f, one, 0);
                     ok &= same(one, Y3 + (size_t)r * N, (size_t)N * sizeof(float));
+                    cpu_matmul_bf16_path(be2, 1, N, K, X + (size_t)r * K, W, 0.0f, one, 1);
+                    ok &= same(one, Y4 + (size_t)r * N, (size_t)N * sizeof(float));
                 }
-                snprintf(name, sizeof name, "matmul_bf16 M%d N%d K%d: a row alone == within the batch", M, N, K);
+                snprintf(name, sizeof name, "matmul_bf16 M%d N%d K%d: a row alone == within the batch (3 paths)", M, N, K);
                 check_true(name, ok);
                 free(one);
             }
-            free(X), free(Wf), free(Y), free(Y2), free(Y3), free(W), free(ref);
+            free(X), free(Wf), free(Y), free(Y2), free(Y3), free(Y4), free(W), free(ref);
         }
 }
 

@@ -132,8 +132,8 @@ int cmd_sample(int argc, char **argv) {
                              .max_new_tokens = (int)max_new, .stop_ids = stop, .n_stop_ids = n_stop,
                              .seed = (uint64_t)seed, .bf16 = bf16};
     if (bf16 && !strcmp(be->name, "cpu") && !cpu_has_bf16_kernel())
-        fprintf(stderr, "rft sample: note: this CPU has no AVX512_BF16: --dtype bf16 runs a portable loop, slower "
-                        "than fp32\n");
+        fprintf(stderr, "rft sample: note: this CPU has neither AVX512_BF16 nor AVX2: --dtype bf16 runs a portable "
+                        "loop, slower than fp32\n");
     rollout_prompt p = {.ids = ids.ids, .n = (int)ids.n, .id = 0};
     out = calloc(G, sizeof *out);
     if (!out || rollout_generate(&r, &p, 1, G, &rc_cfg, out, err, sizeof err)) {

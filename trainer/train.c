@@ -873,8 +873,8 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
             R.m.n_params, R.be->name, R.be->n_threads);
     if (!strcmp(R.be->name, "cpu") && cpu_openblas_note()) fprintf(stderr, "rft train: %s\n", cpu_openblas_note());
     if (!strcmp(R.be->name, "cpu") && !strcmp(c->sampling.dtype, "bf16") && !cpu_has_bf16_kernel())
-        fprintf(stderr, "rft train: note: this CPU has no AVX512_BF16: sampling.dtype bf16 runs a portable loop, "
-                        "slower than fp32 rollouts\n");
+        fprintf(stderr, "rft train: note: this CPU has neither AVX512_BF16 nor AVX2: sampling.dtype bf16 runs a "
+                        "portable loop, slower than fp32 rollouts\n");
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);

@@ -153,13 +153,107 @@ static int bf16_kernel_ok(void) {
 #define CPU_HAVE_BF16_KERNEL 0
 #endif
 
-int cpu_has_bf16_kernel(void) {
-#if CPU_HAVE_BF16_KERNEL
-    return bf16_kernel_ok();
-#else
-    return 0;
-#endif
+int cpu_bf16_best_path(void);
+
+/* AVX2 + FMA (CPUs without AVX512_BF16): W rows widened to fp32 on the fly
+   (zero-extend, shift left 16: exact), x rows pre-rounded to bf16 and kept
+   as fp32, blocks of 3 weight rows x 4 rows of x (12 accumulators + 3 weight
+   registers + 1 x register = the 16 ymm registers). Half the weight bytes of
+   fp32 at about fp32 FMA speed. Each output is one 8-lane FMA chain over K
+   and a fixed tree: independent of M and the threads, as elsewhere. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CPU_HAVE_BF16_AVX2 1
+#define A2_NB 3
+#define A2_MB 4
+#define A2_TARGET __attribute__((target("avx2,fma")))
+
+A2_TARGET static inline __m256 a2_widen(const uint16_t *w) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w)), 16));
 }
+
+A2_TARGET static inline float a2_sum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+A2_TARGET __attribute__((always_inline)) static inline void a2_block(int mb, int nb, int K, const float *xf, int ldx,
+                                                                      const uint16_t *W, float beta, float *y,
+                                                                      int ldy) {
+    __m256 acc[A2_NB][A2_MB];
+    for (int i = 0; i < A2_NB; i++)
+        for (int j = 0; j < A2_MB; j++) acc[i][j] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 w[A2_NB];
+        for (int i = 0; i < nb; i++) w[i] = a2_widen(W + (size_t)i * K + k);
+        for (int j = 0; j < mb; j++) {
+            __m256 a = _mm256_loadu_ps(xf + (size_t)j * ldx + k);
+            for (int i = 0; i < nb; i++) acc[i][j] = _mm256_fmadd_ps(w[i], a, acc[i][j]);
+        }
+    }
+    if (k < K) { /* tail: weights copied zero-padded (x rows are zero-padded already) */
+        __m256 w[A2_NB];
+        for (int i = 0; i < nb; i++) {
+            uint16_t t[8] = {0};
+            memcpy(t, W + (size_t)i * K + k, (size_t)(K - k) * sizeof(uint16_t));
+            w[i] = a2_widen(t);
+        }
+        for (int j = 0; j < mb; j++) {
+            __m256 a = _mm256_loadu_ps(xf + (size_t)j * ldx + k);
+            for (int i = 0; i < nb; i++) acc[i][j] = _mm256_fmadd_ps(w[i], a, acc[i][j]);
+        }
+    }
+    for (int j = 0; j < mb; j++)
+        for (int i = 0; i < nb; i++) {
+            float s = a2_sum(acc[i][j]), *c = y + (size_t)j * ldy + i;
+            *c = beta == 0.0f ? s : s + *c;
+        }
+}
+
+A2_TARGET static void a2_panel(int m, int nb, int K, const float *xf, int ldx, const uint16_t *W, float beta, float *y,
+                               int ldy) {
+    int r = 0;
+    if (nb == A2_NB) {
+        for (; r + A2_MB <= m; r += A2_MB) a2_block(A2_MB, A2_NB, K, xf + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy);
+        switch (m - r) {
+        case 1: a2_block(1, A2_NB, K, xf + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy); break;
+        case 2: a2_block(2, A2_NB, K, xf + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy); break;
+        case 3: a2_block(3, A2_NB, K, xf + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy); break;
+        default: break;
+        }
+    } else {
+        for (; r < m; r++) a2_block(1, nb, K, xf + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy);
+    }
+}
+
+static int a2_ok(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return ok;
+}
+#else
+#define CPU_HAVE_BF16_AVX2 0
+#endif
+
+/* xf[m, ldx] = bf16-rounded x[m, K] as fp32, zero padded to ldx */
+static void bf_round_rows_f32(float *xf, int ldx, const float *x, int m, int K) {
+    for (int i = 0; i < m; i++) {
+        float *d = xf + (size_t)i * ldx;
+        const float *s = x + (size_t)i * K;
+        for (int k = 0; k < K; k++) {
+            uint32_t u = (uint32_t)bf16_round(s[k]) << 16;
+            memcpy(&d[k], &u, 4);
+        }
+        for (int k = K; k < ldx; k++) d[k] = 0.0f;
+    }
+}
+
+int cpu_has_bf16_kernel(void) { return cpu_bf16_best_path() > 0; }
 
 /* portable: one output = 16 fp32 lanes over K (lane j takes k = j mod 16),
    then a fixed tree; the products are exact (bf16 x bf16 fits fp32). Plain C
@@ -185,48 +279,63 @@ static void bf_rows_portable(int m, int n0, int n1, int K, const uint16_t *xb, i
         }
 }
 
-void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y) {
-    int vec = 0;
+int cpu_bf16_best_path(void) {
 #if CPU_HAVE_BF16_KERNEL
-    vec = bf16_kernel_ok();
+    if (bf16_kernel_ok()) return 2;
 #endif
-    cpu_matmul_bf16_path(be, M, N, K, x, W, beta, y, vec);
+#if CPU_HAVE_BF16_AVX2
+    if (a2_ok()) return 1;
+#endif
+    return 0;
+}
+
+void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y) {
+    cpu_matmul_bf16_path(be, M, N, K, x, W, beta, y, cpu_bf16_best_path());
 }
 
 void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y,
-                          int vec) {
+                          int path) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (long i = 0; i < (long)M * N; i++) y[i] = beta == 0.0f ? 0.0f : y[i];
         return;
     }
-    int ldx = bf_ldx(K), nblk = (N + BF_NB - 1) / BF_NB;
-#if CPU_HAVE_BF16_KERNEL
-    vec = vec && bf16_kernel_ok();
-#else
-    vec = 0;
-#endif
+    if (path > cpu_bf16_best_path()) path = cpu_bf16_best_path();
+    int ldx = bf_ldx(K), nb_rows = path == 1 ? 3 : BF_NB, nblk = (N + nb_rows - 1) / nb_rows;
     int nt = be->n_threads > 0 ? be->n_threads : 1;
-    size_t tile = (size_t)BF_TILE_M * ldx;
-    uint16_t *xb_all = cpu_scratch(be, (size_t)nt * tile * sizeof(uint16_t)); /* [threads][BF_TILE_M, ldx] */
-    if (!xb_all) return;
+    size_t tile = (size_t)BF_TILE_M * ldx * sizeof(float); /* bytes per thread: bf16 rows, or fp32 rows (AVX2) */
+    char *tiles = cpu_scratch(be, (size_t)nt * tile); /* [threads][BF_TILE_M, ldx] */
+    if (!tiles) return;
     /* every thread converts each tile of x itself (M x K conversions against
        M x N x K / threads products) and takes a contiguous range of weight
        rows, streaming its share of W once per tile */
 #pragma omp parallel num_threads(nt) if ((long)N * K * ((M < BF_TILE_M ? M : BF_TILE_M) + 4) > 1000000)
     {
-        uint16_t *xb = xb_all + (size_t)omp_get_thread_num() * tile;
+        char *buf = tiles + (size_t)omp_get_thread_num() * tile;
+        uint16_t *xb = (uint16_t *)buf;
         for (int m0 = 0; m0 < M; m0 += BF_TILE_M) {
             int m = M - m0 < BF_TILE_M ? M - m0 : BF_TILE_M;
             const float *xt = x + (size_t)m0 * K;
             float *yt = y + (size_t)m0 * N;
 #if CPU_HAVE_BF16_KERNEL
-            if (vec) {
+            if (path == 2) {
                 bf_convert_rows_avx(xb, ldx, xt, m, K);
 #pragma omp for schedule(static) nowait
                 for (int b = 0; b < nblk; b++) {
                     int n0 = b * BF_NB, nb = N - n0 < BF_NB ? N - n0 : BF_NB;
                     bf_panel(m, nb, K, xb, ldx, W + (size_t)n0 * K, beta, yt + n0, N);
+                }
+                continue;
+            }
+#endif
+#if CPU_HAVE_BF16_AVX2
+            if (path == 1) {
+                float *xf = (float *)buf;
+                bf_round_rows_f32(xf, ldx, xt, m, K);
+#pragma omp for schedule(static) nowait
+                for (int b = 0; b < nblk; b++) {
+                    int n0 = b * A2_NB, nb = N - n0 < A2_NB ? N - n0 : A2_NB;
+                    a2_panel(m, nb, K, xf, ldx, W + (size_t)n0 * K, beta, yt + n0, N);
                 }
                 continue;
             }
@@ -239,5 +348,4 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
             }
         }
     }
-    (void)vec;
 }

@@ -14,9 +14,11 @@ void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float 
 void *cpu_scratch(backend *be, size_t bytes);
 void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
 void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
-/* vec 0: the portable path (what CPUs without AVX512_BF16 run; tests call it directly) */
+/* path 2: AVX512_BF16, 1: AVX2 + FMA, 0: portable C; a path this CPU lacks
+   falls back to the best it has (tests call each path directly) */
 void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y,
-                          int vec);
+                          int path);
+int cpu_bf16_best_path(void);
 void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n);
 void cpu_scale(backend *be, float *x, float s, size_t n);
 void cpu_bias_forward(backend *be, float *x, const float *bias, int T, int N);

@@ -25,9 +25,9 @@ int cpu_openblas_reexec(char **argv);
  * OPENBLAS_CORETYPE to override)". */
 const char *cpu_openblas_note(void);
 
-/* 1 when matmul_bf16 runs the AVX512_BF16 kernel; 0 when it falls back to a
- * portable loop (~5x slower than the fp32 decode path: sampling.dtype bf16
- * does not pay on such a CPU). */
+/* 1 when matmul_bf16 runs a vector kernel (AVX512_BF16, or AVX2 + FMA); 0
+ * when it falls back to a portable loop (~5x slower than the fp32 decode
+ * path: sampling.dtype bf16 does not pay on such a CPU). */
 int cpu_has_bf16_kernel(void);
 
 #endif
