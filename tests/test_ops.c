@@ -576,6 +576,84 @@ static void test_attention(backend *be1, backend *be2) {
     test_attention_case(be1, be2, 3, l6, 2, 1, 8, 40);  /* several backward chunks per sequence */
 }
 
+/* ================= cached attention (rollout decode) ================= */
+
+/* attention_cached of a ragged batch against a double reference, both
+   paths; each token's output alone == within the batch and with 1 or 2
+   threads (bitwise) */
+static void test_attention_cached_case(backend *be1, backend *be2, int Hq, int Hkv, int hd) {
+    enum { S = 4, MAXS = 161, T = 9 };
+    int kvd = Hkv * hd, n_of[T] = {1, 15, 16, 17, 33, 130, 161, 64, 2};
+    int32_t slot[T], pos[T];
+    for (int t = 0; t < T; t++) slot[t] = t % S, pos[t] = n_of[t] - 1;
+    float *kc = randf((size_t)S * MAXS * kvd, 1.0), *vc = randf((size_t)S * MAXS * kvd, 1.0);
+    float *q = randf((size_t)T * Hq * hd, 1.5), scale = 1.0f / sqrtf((float)hd);
+    size_t no = (size_t)T * Hq * hd;
+    double *ref = malloc(no * sizeof(double)), *sc = malloc(MAXS * sizeof(double));
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < Hq; h++) {
+            int g = h / (Hq / Hkv), n = pos[t] + 1;
+            const float *qr = q + ((size_t)t * Hq + h) * hd;
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j < n; j++) {
+                const float *kr = kc + ((size_t)slot[t] * MAXS + j) * kvd + g * hd;
+                double d = 0;
+                for (int e = 0; e < hd; e++) d += (double)qr[e] * kr[e];
+                sc[j] = d * scale, mx = sc[j] > mx ? sc[j] : mx;
+            }
+            for (int j = 0; j < n; j++) sc[j] = exp(sc[j] - mx), sum += sc[j];
+            for (int e = 0; e < hd; e++) {
+                double a = 0;
+                for (int j = 0; j < n; j++) a += sc[j] * vc[((size_t)slot[t] * MAXS + j) * kvd + g * hd + e];
+                ref[((size_t)t * Hq + h) * hd + e] = a / sum;
+            }
+        }
+    float *o = malloc(no * 4), *o1 = malloc(no * 4), *op = malloc(no * 4), *alone = malloc(no * 4);
+    be2->attention_cached(be2, o, q, kc, vc, slot, pos, T, Hq, Hkv, hd, MAXS, scale);
+    be1->attention_cached(be1, o1, q, kc, vc, slot, pos, T, Hq, Hkv, hd, MAXS, scale);
+    cpu_attention_cached_path(be2, op, q, kc, vc, slot, pos, T, Hq, Hkv, hd, MAXS, scale, 0);
+    for (int t = 0; t < T; t++)
+        be2->attention_cached(be2, alone + (size_t)t * Hq * hd, q + (size_t)t * Hq * hd, kc, vc, slot + t, pos + t, 1,
+                              Hq, Hkv, hd, MAXS, scale);
+    char name[128];
+    snprintf(name, sizeof name, "attention_cached Hq%d Hkv%d hd%d n 1..161", Hq, Hkv, hd);
+    check(name, relerr(o, ref, no), 1e-6);
+    snprintf(name, sizeof name, "attention_cached Hq%d Hkv%d hd%d portable path", Hq, Hkv, hd);
+    check(name, relerr(op, ref, no), 1e-6);
+    snprintf(name, sizeof name, "attention_cached Hq%d Hkv%d hd%d: alone == in batch, 1 == 2 threads", Hq, Hkv, hd);
+    check_true(name, same(o, o1, no * 4) && same(o, alone, no * 4));
+    free(kc); free(vc); free(q); free(ref); free(sc); free(o); free(o1); free(op); free(alone);
+}
+
+static void test_attention_cached(backend *be1, backend *be2) {
+    test_attention_cached_case(be1, be2, 9, 3, 64); /* SmolLM2-135M */
+    test_attention_cached_case(be1, be2, 4, 2, 16);
+    test_attention_cached_case(be1, be2, 8, 1, 128);
+    test_attention_cached_case(be1, be2, 6, 6, 48);
+    test_attention_cached_case(be1, be2, 4, 2, 40); /* not a multiple of 16: portable only */
+    /* the softmax's exp: every 251st float of [-87.34, 88.38] against the exact value */
+    size_t n = 0, cap = 40000000;
+    float *x = malloc(cap * 4), *y = malloc(cap * 4);
+    for (uint32_t u = 0x80000000u; u < 0xC2AEAC50u && n < cap; u += 251) memcpy(&x[n++], &u, 4); /* -0 .. -87.336 */
+    for (uint32_t u = 0x00000000u; u < 0x42B0C0A5u && n < cap; u += 251) memcpy(&x[n++], &u, 4); /* 0 .. 88.376 */
+    cpu_kv_exp(y, x, n);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = exp((double)x[i]), ulp = (double)nextafterf((float)e, INFINITY) - (float)e;
+        double u = fabs(y[i] - e) / ulp;
+        worst = u > worst || u != u ? u : worst;
+    }
+    float sp[5] = {-INFINITY, NAN, -100.0f, 0.0f, -1e-30f}, ys[5];
+    cpu_kv_exp(ys, sp, 5);
+    char name[128];
+    snprintf(name, sizeof name, "attention_cached exp: %zu floats in [-87.34, 88.38], ulps", n);
+    check(name, worst, 2.0);
+    check_true("attention_cached exp: -inf -> 0, NaN -> NaN, -100 -> 0, 0 -> 1, -1e-30 -> 1",
+               ys[0] == 0 && ys[1] != ys[1] && ys[2] == 0 && ys[3] == 1 && ys[4] == 1);
+    free(x);
+    free(y);
+}
+
 /* ================= logprob ================= */
 
 typedef struct { int T, V; const int32_t *tg; double *z, *a, *b; } lp_ctx;
@@ -743,6 +821,7 @@ int main(void) {
     test_rope(be1, be2);
     test_swiglu(be1, be2);
     test_attention(be1, be2);
+    test_attention_cached(be1, be2);
     test_logprob(be1, be2);
     test_optim(be1, be2);
     test_openblas_pick();

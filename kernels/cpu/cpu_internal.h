@@ -53,6 +53,11 @@ void cpu_kv_write(backend *be, float *kc, float *vc, const float *k, const float
 void cpu_attention_cached(backend *be, float *out, const float *q, const float *kc, const float *vc,
                           const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
                           float scale);
+/* path 1: AVX-512 where the CPU and shape allow, 0: portable C (tests call each) */
+void cpu_attention_cached_path(backend *be, float *out, const float *q, const float *kc, const float *vc,
+                               const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                               float scale, int path);
+void cpu_kv_exp(float *y, const float *x, size_t n); /* the softmax's exp, <= 2 ulp (tests) */
 
 /* cpu_logprob.c */
 void cpu_logprob_forward(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,

@@ -19,14 +19,72 @@ void cpu_kv_write(backend *be, float *kc, float *vc, const float *k, const float
 
 /* Attention of the query heads of one kv group (G heads, hd = 16 * NV) of one
  * token over its n cached positions (hd a multiple of 16, at most 128), AVX-512: each K and V row is read once
- * for all G heads. Scores: one 16-lane dot product per (head, position),
- * reduced by a fixed tree; exact softmax; values accumulated in position
- * order. The bits of a head's output depend only on its query and the cache,
- * never on T, the batch around it or the thread count. */
+ * for all G heads. Scores: per (head, position) a 16-lane dot product; the
+ * products of 16 positions j0..j0+15 (j0 a multiple of 16) are reduced
+ * together by kv_reduce16, whose tree for lane i is the same whatever the
+ * other lanes hold (missing positions past n are zero rows). Exact softmax:
+ * max-subtracted, exp by kv_exp16 (<= 2 ulp), sum in 16 lanes in position
+ * order then one fixed tree; values accumulated in position order. The bits
+ * of a head's output depend only on its query and the cache, never on T,
+ * the batch around it or the thread count. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define KV_HAVE_AVX512 1
 #define KV_MAX_GROUP 8
+#define KV_TARGET __attribute__((target("avx512f")))
+#define KV_AHEAD 8 /* rows prefetched ahead: K/V rows of 30 layers' caches come from memory */
+#define KV_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+
+/* [a | b] halves summed: lanes 0-7 = a's 8 + 8, lanes 8-15 = b's */
+KV_TARGET static inline __m512 kv_fold256(__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+/* the 16 horizontal sums of d[0..15]: lane i = sum of d[i]'s lanes, by a
+ * fixed tree (halves, quarters, pairs, neighbours) */
+KV_TARGET static inline __m512 kv_reduce16(const __m512 d[16]) {
+    __m512 a[8], b[4], c[2];
+    /* a[i] = [d[2i] 8 | d[2i+1] 8] */
+    for (int i = 0; i < 8; i++) a[i] = kv_fold256(d[2 * i], d[2 * i + 1]);
+    /* b[i] = 128-bit lanes [d[4i] 4, d[4i+1] 4, d[4i+2] 4, d[4i+3] 4] */
+    for (int i = 0; i < 4; i++)
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* c[i]: in each 128-bit lane k (d[8i + ...]) pairs: [x0+x2, x1+x3, y0+y2, y1+y3] of
+       x = b[2i]'s lane k, y = b[2i+1]'s lane k */
+    for (int i = 0; i < 2; i++)
+        c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* e: in 128-bit lane k: [sum x(b0), sum x(b1), sum x(b2), sum x(b3)] of d[4j + k] */
+    __m512 e = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* e lane 4k + j holds d[4j + k]'s sum: transpose the 4 x 4 index */
+    __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    return _mm512_permutexvar_ps(idx, e);
+}
+
+/* exp(x) in 16 lanes, <= 2 ulp against the exact value for x >= -87.3 (the
+ * normal range); 0 below that, NaN stays NaN. x = k ln2 + r, |r| <= ln2 / 2,
+ * exp(r) by a degree-6 polynomial (Horner, FMA), times 2^k. */
+KV_TARGET static inline __m512 kv_exp16(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.3762589f);
+    __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    x = _mm512_min_ps(hi, _mm512_max_ps(lo, x)); /* NaN passes through (second operand) */
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x); /* ln2 hi: exact k * hi */
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);     /* ln2 lo */
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    p = _mm512_scalef_ps(p, k);
+    return _mm512_maskz_mov_ps((__mmask16)~under, p);
+}
 
 __attribute__((target("avx512f"), always_inline)) static inline void kv_group_attend(
     int NV, int G, int n, const float *q, const float *K, const float *V, int kvd, float scale, float *sc,
@@ -34,36 +92,55 @@ __attribute__((target("avx512f"), always_inline)) static inline void kv_group_at
     __m512 qv[KV_MAX_GROUP][8], acc[KV_MAX_GROUP][8];
     for (int h = 0; h < G; h++)
         for (int v = 0; v < NV; v++) qv[h][v] = _mm512_loadu_ps(q + (size_t)h * NV * 16 + v * 16);
-    float mx[KV_MAX_GROUP];
-    for (int h = 0; h < G; h++) mx[h] = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        const float *kr = K + (size_t)j * kvd;
-        __m512 kv[8];
-        for (int v = 0; v < NV; v++) kv[v] = _mm512_loadu_ps(kr + v * 16);
+    int np = (n + 15) & ~15; /* scores of head h: sc[h * np ..], padded to 16 */
+    __m512 mx[KV_MAX_GROUP];
+    for (int h = 0; h < G; h++) mx[h] = _mm512_set1_ps(-INFINITY);
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int j0 = 0; j0 < n; j0 += 16) {
+        int m = n - j0 < 16 ? n - j0 : 16;
+        __m512 d[KV_MAX_GROUP][16];
+        for (int i = 0; i < 16; i++) {
+            if (i >= m) { /* past n: zero products (lane masked out below) */
+                for (int h = 0; h < G; h++) d[h][i] = _mm512_setzero_ps();
+                continue;
+            }
+            const float *kr = K + (size_t)(j0 + i) * kvd;
+            for (int v = 0; v < NV; v++) KV_PREFETCH(kr + (size_t)KV_AHEAD * kvd + v * 16);
+            __m512 kv[8];
+            for (int v = 0; v < NV; v++) kv[v] = _mm512_loadu_ps(kr + v * 16);
+            for (int h = 0; h < G; h++) {
+                __m512 s = _mm512_mul_ps(qv[h][0], kv[0]);
+                for (int v = 1; v < NV; v++) s = _mm512_fmadd_ps(qv[h][v], kv[v], s);
+                d[h][i] = s;
+            }
+        }
+        __mmask16 valid = (__mmask16)(m == 16 ? 0xffff : (1u << m) - 1);
         for (int h = 0; h < G; h++) {
-            __m512 d = _mm512_mul_ps(qv[h][0], kv[0]);
-            for (int v = 1; v < NV; v++) d = _mm512_fmadd_ps(qv[h][v], kv[v], d);
-            float s = _mm512_reduce_add_ps(d) * scale;
-            sc[(size_t)h * n + j] = s;
-            mx[h] = s > mx[h] ? s : mx[h];
+            __m512 s = _mm512_mul_ps(kv_reduce16(d[h]), vscale);
+            s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, s);
+            _mm512_storeu_ps(sc + (size_t)h * np + j0, s);
+            mx[h] = _mm512_max_ps(s, mx[h]);
         }
     }
     float inv[KV_MAX_GROUP];
     for (int h = 0; h < G; h++) {
-        float *sh = sc + (size_t)h * n, sum = 0;
-        for (int j = 0; j < n; j++) {
-            sh[j] = expf(sh[j] - mx[h]);
-            sum += sh[j];
+        float *sh = sc + (size_t)h * np;
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx[h])), sum = _mm512_setzero_ps();
+        for (int j0 = 0; j0 < np; j0 += 16) {
+            __m512 e = kv_exp16(_mm512_sub_ps(_mm512_loadu_ps(sh + j0), m)); /* -inf past n: 0 */
+            _mm512_storeu_ps(sh + j0, e);
+            sum = _mm512_add_ps(sum, e);
         }
-        inv[h] = 1.0f / sum;
+        inv[h] = 1.0f / _mm512_reduce_add_ps(sum);
         for (int v = 0; v < NV; v++) acc[h][v] = _mm512_setzero_ps();
     }
     for (int j = 0; j < n; j++) {
         const float *vr = V + (size_t)j * kvd;
+        for (int v = 0; v < NV; v++) KV_PREFETCH(vr + (size_t)KV_AHEAD * kvd + v * 16);
         __m512 vv[8];
         for (int v = 0; v < NV; v++) vv[v] = _mm512_loadu_ps(vr + v * 16);
         for (int h = 0; h < G; h++) {
-            __m512 p = _mm512_set1_ps(sc[(size_t)h * n + j]);
+            __m512 p = _mm512_set1_ps(sc[(size_t)h * np + j]);
             for (int v = 0; v < NV; v++) acc[h][v] = _mm512_fmadd_ps(p, vv[v], acc[h][v]);
         }
     }
@@ -98,6 +175,15 @@ static int kv_avx512_ok(int hd, int group) {
     }
     return ok && hd % 16 == 0 && hd <= 128 && group <= KV_MAX_GROUP; /* hd = 16 * NV, NV <= 8 */
 }
+
+KV_TARGET static void kv_exp_avx512(float *y, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, kv_exp16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, kv_exp16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
 #else
 #define KV_HAVE_AVX512 0
 #endif
@@ -130,22 +216,35 @@ static void kv_head_attend(int hd, int n, const float *restrict qr, const float 
     for (int e = 0; e < hd; e++) o[e] = acc[e] * inv;
 }
 
+/* exp of n floats by the kernel the softmax uses (kv_exp16 where the CPU has
+ * AVX-512, expf otherwise); for tests */
+void cpu_kv_exp(float *y, const float *x, size_t n) {
+    size_t i = 0;
+#if KV_HAVE_AVX512
+    if (kv_avx512_ok(16, 1)) kv_exp_avx512(y, x, n), i = n;
+#endif
+    for (; i < n; i++) y[i] = expf(x[i]);
+}
+
 /* Work items are (token, kv group) pairs: the group's query heads share
- * every K/V row read. */
-void cpu_attention_cached(backend *be, float *out, const float *q, const float *kc, const float *vc,
-                          const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
-                          float scale) {
+ * every K/V row read. path 1: AVX-512 (where the CPU and shape allow), 0:
+ * portable C. */
+void cpu_attention_cached_path(backend *be, float *out, const float *q, const float *kc, const float *vc,
+                               const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                               float scale, int path) {
     int kvd = Hkv * hd, group = Hq / Hkv;
     int fast = 0;
 #if KV_HAVE_AVX512
-    fast = kv_avx512_ok(hd, group);
+    fast = path > 0 && kv_avx512_ok(hd, group);
+#else
+    (void)path, (void)fast;
 #endif
     /* a decode step's total work: about T * Hq * n * hd * 4 flops */
     long work = 0;
     for (int t = 0; t < T && work < 400000; t++) work += (long)(pos[t] + 1) * Hq * hd;
 #pragma omp parallel num_threads(be->n_threads) if (T * Hkv > 1 && work >= 400000)
     {
-        float *sc = malloc((size_t)max_seq * group * sizeof(float));
+        float *sc = malloc((size_t)(max_seq + 15) * group * sizeof(float)); /* padded to 16 per head */
         float *acc = malloc((size_t)hd * sizeof(float));
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int t = 0; t < T; t++) {
@@ -170,4 +269,10 @@ void cpu_attention_cached(backend *be, float *out, const float *q, const float *
         free(sc);
         free(acc);
     }
+}
+
+void cpu_attention_cached(backend *be, float *out, const float *q, const float *kc, const float *vc,
+                          const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                          float scale) {
+    cpu_attention_cached_path(be, out, q, kc, vc, slot, pos, T, Hq, Hkv, hd, max_seq, scale, 1);
 }
