@@ -122,6 +122,18 @@ struct backend {
                              const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
                              float scale);
 
+    /* bf16 cache (rollouts with sampling.dtype: bf16; half the bytes of the
+     * cache reads that dominate long decodes): the same two ops with kc, vc
+     * holding bf16 values [S, max_seq, Hkv*hd]. kv_write_bf16 rounds k and v
+     * to nearest even (as cast_bf16); attention_cached_bf16 widens the cached
+     * rows to fp32 and computes exactly as attention_cached would on those
+     * values (q, scores, softmax and output in fp32). */
+    void (*kv_write_bf16)(backend *be, uint16_t *kc, uint16_t *vc, const float *k, const float *v,
+                          const int32_t *slot, const int32_t *pos, int T, int kvd, int max_seq);
+    void (*attention_cached_bf16)(backend *be, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                                  const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd,
+                                  int max_seq, float scale);
+
     /* ---- SwiGLU ---- out[T,F] = silu(gate) * up */
     void (*swiglu_forward)(backend *be, float *out, const float *gate, const float *up, size_t n);
     /* dgate, dup written */
