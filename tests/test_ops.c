@@ -622,6 +622,39 @@ static void test_attention_cached_case(backend *be1, backend *be2, int Hq, int H
     check(name, relerr(op, ref, no), 1e-6);
     snprintf(name, sizeof name, "attention_cached Hq%d Hkv%d hd%d: alone == in batch, 1 == 2 threads", Hq, Hkv, hd);
     check_true(name, same(o, o1, no * 4) && same(o, alone, no * 4));
+
+    /* bf16 cache: kv_write_bf16 stores the cast_bf16 bits; attention over it
+       equals (bitwise, both paths) attention over an fp32 cache holding the
+       same rounded values */
+    {
+        size_t nc = (size_t)S * MAXS * kvd;
+        uint16_t *kh = calloc(nc, 2), *vh = calloc(nc, 2), *kw = malloc(nc * 2), *vw = malloc(nc * 2);
+        float *kr = malloc(nc * 4), *vr = malloc(nc * 4);
+        int32_t *wslot = malloc((size_t)S * MAXS * 4), *wpos = malloc((size_t)S * MAXS * 4);
+        for (int r = 0; r < S * MAXS; r++) wslot[r] = r / MAXS, wpos[r] = r % MAXS;
+        be2->kv_write_bf16(be2, kh, vh, kc, vc, wslot, wpos, S * MAXS, kvd, MAXS); /* every row, in order */
+        be2->cast_bf16(be2, kw, kc, nc);
+        be2->cast_bf16(be2, vw, vc, nc);
+        for (size_t i = 0; i < nc; i++) {
+            uint32_t a = (uint32_t)kh[i] << 16, b = (uint32_t)vh[i] << 16;
+            memcpy(&kr[i], &a, 4), memcpy(&vr[i], &b, 4);
+        }
+        float *ob = malloc(no * 4), *obp = malloc(no * 4), *orf = malloc(no * 4), *orp = malloc(no * 4);
+        be2->attention_cached_bf16(be2, ob, q, kh, vh, slot, pos, T, Hq, Hkv, hd, MAXS, scale);
+        cpu_attention_cached_bf16_path(be2, obp, q, kh, vh, slot, pos, T, Hq, Hkv, hd, MAXS, scale, 0);
+        be2->attention_cached(be2, orf, q, kr, vr, slot, pos, T, Hq, Hkv, hd, MAXS, scale);
+        cpu_attention_cached_path(be2, orp, q, kr, vr, slot, pos, T, Hq, Hkv, hd, MAXS, scale, 0);
+        snprintf(name, sizeof name, "attention_cached_bf16 Hq%d Hkv%d hd%d: cache bits == cast_bf16, output == fp32 "
+                                    "cache of the same values (both paths)", Hq, Hkv, hd);
+        if (!same(kh, kw, nc * 2) || !same(vh, vw, nc * 2)) printf("  cache bits differ from cast_bf16\n");
+        if (!same(ob, orf, no * 4)) printf("  AVX-512 path: bf16 cache != fp32 cache of the same values\n");
+        if (!same(obp, orp, no * 4)) printf("  portable path: bf16 cache != fp32 cache of the same values\n");
+        check_true(name, same(kh, kw, nc * 2) && same(vh, vw, nc * 2) && same(ob, orf, no * 4) && same(obp, orp, no * 4));
+        snprintf(name, sizeof name, "attention_cached_bf16 Hq%d Hkv%d hd%d vs fp32 cache (bf16 rounding)", Hq, Hkv, hd);
+        check(name, relerr(ob, ref, no), 1e-2);
+        free(kh); free(vh); free(kw); free(vw); free(kr); free(vr); free(wslot); free(wpos);
+        free(ob); free(obp); free(orf); free(orp);
+    }
     free(kc); free(vc); free(q); free(ref); free(sc); free(o); free(o1); free(op); free(alone);
 }
 

@@ -113,6 +113,8 @@ backend *backend_cpu_create(int n_threads) {
     be->logprob_backward = cpu_logprob_backward;
     be->kv_write = cpu_kv_write;
     be->attention_cached = cpu_attention_cached;
+    be->kv_write_bf16 = cpu_kv_write_bf16;
+    be->attention_cached_bf16 = cpu_attention_cached_bf16;
     be->sumsq = cpu_sumsq;
     be->adamw = cpu_adamw;
     return be;

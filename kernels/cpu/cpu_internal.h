@@ -54,6 +54,14 @@ void cpu_attention_cached(backend *be, float *out, const float *q, const float *
                           const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
                           float scale);
 /* path 1: AVX-512 where the CPU and shape allow, 0: portable C (tests call each) */
+void cpu_kv_write_bf16(backend *be, uint16_t *kc, uint16_t *vc, const float *k, const float *v, const int32_t *slot,
+                       const int32_t *pos, int T, int kvd, int max_seq);
+void cpu_attention_cached_bf16(backend *be, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                               const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                               float scale);
+void cpu_attention_cached_bf16_path(backend *be, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                                    const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd,
+                                    int max_seq, float scale, int path);
 void cpu_attention_cached_path(backend *be, float *out, const float *q, const float *kc, const float *vc,
                                const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
                                float scale, int path);

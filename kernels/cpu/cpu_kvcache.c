@@ -1,6 +1,7 @@
 /* kernels/cpu/cpu_kvcache.c: the rollout engine's KV-cache ops: writing
  * keys/values into cache slots and attention of queries over a slot's cached
- * prefix (prefill and decode alike). */
+ * prefix (prefill and decode alike), with an fp32 or a bf16 cache (one kernel
+ * body; bf16 rows are widened exactly on load). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,33 @@ void cpu_kv_write(backend *be, float *kc, float *vc, const float *k, const float
         size_t row = ((size_t)slot[t] * max_seq + pos[t]) * kvd;
         memcpy(kc + row, k + (size_t)t * kvd, kvd * sizeof(float));
         memcpy(vc + row, v + (size_t)t * kvd, kvd * sizeof(float));
+    }
+}
+
+/* fp32 -> bf16 bits, nearest even (cpu_bf16.c's rule) */
+static inline uint16_t kv_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float kv_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void cpu_kv_write_bf16(backend *be, uint16_t *kc, uint16_t *vc, const float *k, const float *v, const int32_t *slot,
+                       const int32_t *pos, int T, int kvd, int max_seq) {
+    (void)be;
+    for (int t = 0; t < T; t++) {
+        size_t row = ((size_t)slot[t] * max_seq + pos[t]) * kvd;
+        for (int e = 0; e < kvd; e++) {
+            kc[row + e] = kv_bf16(k[(size_t)t * kvd + e]);
+            vc[row + e] = kv_bf16(v[(size_t)t * kvd + e]);
+        }
     }
 }
 
@@ -88,9 +116,19 @@ KV_TARGET static inline __m512 kv_exp16(__m512 x) {
     return _mm512_maskz_mov_ps((__mmask16)~under, p);
 }
 
+/* 16 cache values of row r from element e: fp32, or bf16 widened (exact) */
+KV_TARGET __attribute__((always_inline)) static inline __m512 kv_load16(const void *r, int e, int bf) {
+    if (bf)
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)r + e))), 16));
+    return _mm512_loadu_ps((const float *)r + e);
+}
+
+/* K, V: the group's first cache row, fp32 (bf 0) or bf16 (bf 1) elements */
 __attribute__((target("avx512f"), always_inline)) static inline void kv_group_attend(
-    int NV, int G, int n, const float *q, const float *K, const float *V, int kvd, float scale, float *sc,
-    float *out) {
+    int NV, int G, int n, const float *q, const void *K, const void *V, int kvd, float scale, float *sc,
+    float *out, int bf) {
+    size_t es = bf ? 2 : 4; /* bytes per cache element */
     __m512 qv[KV_MAX_GROUP][8], acc[KV_MAX_GROUP][8];
     for (int h = 0; h < G; h++)
         for (int v = 0; v < NV; v++) qv[h][v] = _mm512_loadu_ps(q + (size_t)h * NV * 16 + v * 16);
@@ -106,10 +144,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void kv_group_at
                 for (int h = 0; h < G; h++) d[h][i] = _mm512_setzero_ps();
                 continue;
             }
-            const float *kr = K + (size_t)(j0 + i) * kvd;
-            for (int v = 0; v < NV; v++) KV_PREFETCH(kr + (size_t)KV_AHEAD * kvd + v * 16);
+            const char *kr = (const char *)K + (size_t)(j0 + i) * kvd * es;
+            for (int v = 0; v < NV; v++) KV_PREFETCH(kr + ((size_t)KV_AHEAD * kvd + v * 16) * es);
             __m512 kv[8];
-            for (int v = 0; v < NV; v++) kv[v] = _mm512_loadu_ps(kr + v * 16);
+            for (int v = 0; v < NV; v++) kv[v] = kv_load16(kr, v * 16, bf);
             for (int h = 0; h < G; h++) {
                 __m512 s = _mm512_mul_ps(qv[h][0], kv[0]);
                 for (int v = 1; v < NV; v++) s = _mm512_fmadd_ps(qv[h][v], kv[v], s);
@@ -137,10 +175,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void kv_group_at
         for (int v = 0; v < NV; v++) acc[h][v] = _mm512_setzero_ps();
     }
     for (int j = 0; j < n; j++) {
-        const float *vr = V + (size_t)j * kvd;
-        for (int v = 0; v < NV; v++) KV_PREFETCH(vr + (size_t)KV_AHEAD * kvd + v * 16);
+        const char *vr = (const char *)V + (size_t)j * kvd * es;
+        for (int v = 0; v < NV; v++) KV_PREFETCH(vr + ((size_t)KV_AHEAD * kvd + v * 16) * es);
         __m512 vv[8];
-        for (int v = 0; v < NV; v++) vv[v] = _mm512_loadu_ps(vr + v * 16);
+        for (int v = 0; v < NV; v++) vv[v] = kv_load16(vr, v * 16, bf);
         for (int h = 0; h < G; h++) {
             __m512 p = _mm512_set1_ps(sc[(size_t)h * np + j]);
             for (int v = 0; v < NV; v++) acc[h][v] = _mm512_fmadd_ps(p, vv[v], acc[h][v]);
@@ -152,22 +190,21 @@ __attribute__((target("avx512f"), always_inline)) static inline void kv_group_at
     }
 }
 
-/* constant NV per call site, so the head vectors live in registers */
-__attribute__((target("avx512f"))) static void kv_group_attend_any(int NV, int G, int n, const float *q, const float *K,
-                                                                    const float *V, int kvd, float scale, float *sc,
-                                                                    float *out) {
+/* constant NV and element type per call site, so the head vectors live in registers */
+#define KV_CASE(nv)                                                                                       \
+    case nv:                                                                                              \
+        if (bf) kv_group_attend(nv, G, n, q, K, V, kvd, scale, sc, out, 1);                               \
+        else kv_group_attend(nv, G, n, q, K, V, kvd, scale, sc, out, 0);                                  \
+        break;
+__attribute__((target("avx512f"))) static void kv_group_attend_any(int NV, int G, int n, const float *q, const void *K,
+                                                                    const void *V, int kvd, float scale, float *sc,
+                                                                    float *out, int bf) {
     switch (NV) {
-    case 1: kv_group_attend(1, G, n, q, K, V, kvd, scale, sc, out); break;
-    case 2: kv_group_attend(2, G, n, q, K, V, kvd, scale, sc, out); break;
-    case 3: kv_group_attend(3, G, n, q, K, V, kvd, scale, sc, out); break;
-    case 4: kv_group_attend(4, G, n, q, K, V, kvd, scale, sc, out); break;
-    case 5: kv_group_attend(5, G, n, q, K, V, kvd, scale, sc, out); break;
-    case 6: kv_group_attend(6, G, n, q, K, V, kvd, scale, sc, out); break;
-    case 7: kv_group_attend(7, G, n, q, K, V, kvd, scale, sc, out); break;
-    case 8: kv_group_attend(8, G, n, q, K, V, kvd, scale, sc, out); break;
+        KV_CASE(1) KV_CASE(2) KV_CASE(3) KV_CASE(4) KV_CASE(5) KV_CASE(6) KV_CASE(7) KV_CASE(8)
     default: break;
     }
 }
+#undef KV_CASE
 
 static int kv_avx512_ok(int hd, int group) {
     static int ok = -1;
@@ -233,9 +270,10 @@ void cpu_kv_exp(float *y, const float *x, size_t n) {
  * enough tokens to share among the threads; a group's query heads share
  * every K/V row read. path 1: AVX-512 (where the CPU and shape allow), 0:
  * portable C. */
-void cpu_attention_cached_path(backend *be, float *out, const float *q, const float *kc, const float *vc,
-                               const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
-                               float scale, int path) {
+static void attention_cached_any(backend *be, float *out, const float *q, const void *kc, const void *vc,
+                                 const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                                 float scale, int path, int bf) {
+    size_t es = bf ? 2 : 4;
     int kvd = Hkv * hd, group = Hq / Hkv;
     int fast = 0;
 #if KV_HAVE_AVX512
@@ -251,30 +289,63 @@ void cpu_attention_cached_path(backend *be, float *out, const float *q, const fl
     {
         float *sc = malloc((size_t)(max_seq + 15) * group * sizeof(float)); /* padded to 16 per head */
         float *acc = malloc((size_t)hd * sizeof(float));
+        /* portable path over a bf16 cache: the group's rows widened to fp32
+           ([max_seq, hd] keys, then values), then the fp32 code as is */
+        float *wide = bf && !fast ? malloc((size_t)2 * max_seq * hd * sizeof(float)) : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int it = 0; it < T * (Hkv / gper); it++) {
             int t = it / (Hkv / gper), g0 = it % (Hkv / gper) * gper;
             for (int g = g0; g < g0 + gper; g++) {
                 if (!sc || !acc) continue;
-                const float *K = kc + (size_t)slot[t] * max_seq * kvd + (size_t)g * hd;
-                const float *V = vc + (size_t)slot[t] * max_seq * kvd + (size_t)g * hd;
+                const char *K = (const char *)kc + ((size_t)slot[t] * max_seq * kvd + (size_t)g * hd) * es;
+                const char *V = (const char *)vc + ((size_t)slot[t] * max_seq * kvd + (size_t)g * hd) * es;
                 const float *qg = q + ((size_t)t * Hq + (size_t)g * group) * hd;
                 float *og = out + ((size_t)t * Hq + (size_t)g * group) * hd;
                 int n = pos[t] + 1;
 #if KV_HAVE_AVX512
                 if (fast) {
-                    kv_group_attend_any(hd / 16, group, n, qg, K, V, kvd, scale, sc, og);
+                    kv_group_attend_any(hd / 16, group, n, qg, K, V, kvd, scale, sc, og, bf);
                     continue;
                 }
 #endif
+                const float *Kf = (const float *)K, *Vf = (const float *)V;
+                int ld = kvd;
+                if (bf) {
+                    if (!wide) continue;
+                    for (int j = 0; j < n; j++)
+                        for (int e = 0; e < hd; e++) {
+                            wide[(size_t)j * hd + e] = kv_f32(((const uint16_t *)K)[(size_t)j * kvd + e]);
+                            wide[((size_t)max_seq + j) * hd + e] = kv_f32(((const uint16_t *)V)[(size_t)j * kvd + e]);
+                        }
+                    Kf = wide, Vf = wide + (size_t)max_seq * hd, ld = hd;
+                }
                 for (int i = 0; i < group; i++)
-                    kv_head_attend(hd, n, qg + (size_t)i * hd, K, V, kvd, scale, sc, acc, og + (size_t)i * hd);
+                    kv_head_attend(hd, n, qg + (size_t)i * hd, Kf, Vf, ld, scale, sc, acc, og + (size_t)i * hd);
             }
         }
-        if (!sc || !acc) CPU_ERR(be, "out of memory in attention_cached");
+        if (!sc || !acc || (bf && !fast && !wide)) CPU_ERR(be, "out of memory in attention_cached");
         free(sc);
         free(acc);
+        free(wide);
     }
+}
+
+void cpu_attention_cached_path(backend *be, float *out, const float *q, const float *kc, const float *vc,
+                               const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                               float scale, int path) {
+    attention_cached_any(be, out, q, kc, vc, slot, pos, T, Hq, Hkv, hd, max_seq, scale, path, 0);
+}
+
+void cpu_attention_cached_bf16_path(backend *be, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                                    const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd,
+                                    int max_seq, float scale, int path) {
+    attention_cached_any(be, out, q, kc, vc, slot, pos, T, Hq, Hkv, hd, max_seq, scale, path, 1);
+}
+
+void cpu_attention_cached_bf16(backend *be, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                               const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                               float scale) {
+    attention_cached_any(be, out, q, kc, vc, slot, pos, T, Hq, Hkv, hd, max_seq, scale, 1, 1);
 }
 
 void cpu_attention_cached(backend *be, float *out, const float *q, const float *kc, const float *vc,
