@@ -223,6 +223,8 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->attention_backward = cuda_attention_backward;
     be->kv_write = cuda_kv_write;
     be->attention_cached = cuda_attention_cached;
+    be->kv_write_bf16 = cuda_kv_write_bf16;
+    be->attention_cached_bf16 = cuda_attention_cached_bf16;
     be->swiglu_forward = cuda_swiglu_forward;
     be->swiglu_backward = cuda_swiglu_backward;
     be->logprob_forward = cuda_logprob_forward;

@@ -8,18 +8,12 @@
  * round to nearest even (x + 0x7fff + lsb, top 16 bits; overflow rounds to
  * infinity, infinities stay infinite), NaN -> top 16 bits with the quiet
  * bit set (sign and upper payload kept). __float2bfloat16_rn would give the
- * canonical NaN 0x7fff instead. */
+ * canonical NaN 0x7fff instead. The rule is bf16_round in cuda_internal.h
+ * (shared with kv_write_bf16). */
 #include "cuda_internal.h"
 
 #define BF_THREADS 256
 #define BF_MAX_BLOCKS 65535
-
-static __device__ __forceinline__ uint16_t bf16_round(float f) {
-    uint32_t x = __float_as_uint(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return (uint16_t)(x >> 16);
-}
 
 /* dst[n] = bf16(src[n]) */
 static __global__ void cast_bf16_kernel(uint16_t *dst, const float *src, size_t n) {

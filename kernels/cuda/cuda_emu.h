@@ -57,6 +57,11 @@ static inline unsigned __float_as_uint(float f) {
     memcpy(&u, &f, sizeof u);
     return u;
 }
+static inline float __uint_as_float(unsigned u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 /* ---- fibers ---- */
 struct emu_thread {

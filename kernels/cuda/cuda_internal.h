@@ -105,6 +105,17 @@ static __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
     return v;
 }
+/* fp32 -> bf16 bits, round to nearest even (x + 0x7fff + lsb, top 16 bits;
+   overflow rounds to infinity), NaN -> top 16 bits with the quiet bit set
+   (sign and upper payload kept): trainer/quant.c's fp32_to_bf16, bit for bit */
+static __device__ __forceinline__ uint16_t bf16_round(float f) {
+    uint32_t x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (uint16_t)(x >> 16);
+}
+/* bf16 bits -> fp32 (exact) */
+static __device__ __forceinline__ float bf16_widen(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
 
 /* ---- ops (backend.h semantics) ---- */
 /* cuda_elementwise.cu */
@@ -150,6 +161,11 @@ void cuda_kv_write(backend *be, float *kc, float *vc, const float *k, const floa
 void cuda_attention_cached(backend *be, float *out, const float *q, const float *kc, const float *vc,
                            const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
                            float scale);
+void cuda_kv_write_bf16(backend *be, uint16_t *kc, uint16_t *vc, const float *k, const float *v, const int32_t *slot,
+                        const int32_t *pos, int T, int kvd, int max_seq);
+void cuda_attention_cached_bf16(backend *be, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                                const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq,
+                                float scale);
 
 /* cuda_logprob.cu */
 void cuda_logprob_forward(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,

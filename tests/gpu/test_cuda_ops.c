@@ -433,12 +433,15 @@ static size_t bf16_mismatches(backend *be, const uint16_t *d, const uint16_t *re
    signalling NaNs, exact ties both ways, overflow to infinity, subnormals),
    random bit patterns and random values; bitwise, with two poison patterns
    so an unwritten element cannot match by chance, and a guard after dst */
+static const uint32_t bf16_special[] = {
+    0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xff812345u,
+    0x7fffffffu, 0x3f808000u, 0x3f818000u, 0x3f808001u, 0x3f807fffu, 0xbf818000u, 0x7f7fffffu, 0xff7fffffu,
+    0x7f7f7fffu, 0x00000001u, 0x00008000u, 0x00018000u, 0x807fffffu, 0x00800000u, 0x7f7f8000u, 0x477fff80u};
+#define N_BF16_SPECIAL (sizeof bf16_special / sizeof bf16_special[0])
+
 static void test_cast_bf16(size_t n) {
-    static const uint32_t special[] = {
-        0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xff812345u,
-        0x7fffffffu, 0x3f808000u, 0x3f818000u, 0x3f808001u, 0x3f807fffu, 0xbf818000u, 0x7f7fffffu, 0xff7fffffu,
-        0x7f7f7fffu, 0x00000001u, 0x00008000u, 0x00018000u, 0x807fffffu, 0x00800000u, 0x7f7f8000u, 0x477fff80u};
-    const size_t ns = sizeof special / sizeof special[0], guard = 8;
+    const uint32_t *special = bf16_special;
+    const size_t ns = N_BF16_SPECIAL, guard = 8;
     float *src = malloc(n * sizeof(float));
     uint16_t *ref = malloc(n * sizeof(uint16_t)), *pois = malloc((n + guard) * sizeof(uint16_t));
     for (size_t i = 0; i < n; i++) {
@@ -724,6 +727,192 @@ static void test_sample_chi2(int N) {
 }
 
 /* errors are reported, sticky, with file:line */
+/* ---- bf16 KV cache (kv_write_bf16, attention_cached_bf16) ----
+ * A poisoned bf16 cache (0xffff: a NaN, so a read of a never-written
+ * position shows as NaN in the output) gets a prefill of every slot (many
+ * tokens per slot) and then one decode token per slot (T = S). After each
+ * write the whole cache is compared bit for bit with the reference
+ * (fp32_to_bf16 of each written k, v; every other entry still the poison);
+ * the outputs (poisoned before) against a double reference computed on the
+ * bf16-rounded K/V (fp32 math on identical inputs: 1e-5), and against the
+ * CPU backend's ops when it has them. */
+
+/* one backend's run; cache bit mismatches in bad[phase], outputs [T+S, Hq, hd]
+   in out. Returns be->sync's result. */
+static int kvb_run(backend *be, int S, int T, int Hq, int Hkv, int hd, int max_seq, const int32_t *slot,
+                   const int32_t *pos, const float *k, const float *v, const float *q, const uint16_t *ref0,
+                   const uint16_t *ref1, float *out, size_t bad[2]) {
+    int kvd = Hkv * hd, N = T + S;
+    size_t nc = (size_t)S * max_seq * kvd, nq = (size_t)N * Hq * hd, first;
+    float scale = 1.0f / sqrtf((float)hd);
+    uint16_t *kc = be_alloc(be, nc * 2), *vc = be_alloc(be, nc * 2);
+    int32_t *ds = i_up(be, slot, N), *dp = i_up(be, pos, N);
+    float *dk = be_alloc(be, (size_t)N * kvd * 4), *dv = be_alloc(be, (size_t)N * kvd * 4);
+    float *dq = be_alloc(be, nq * 4), *dout = be_alloc(be, nq * 4);
+    poison_dev(be, kc, nc * 2);
+    poison_dev(be, vc, nc * 2);
+    poison_dev(be, dout, nq * 4);
+    be->copy_h2d(be, dk, k, (size_t)N * kvd * 4);
+    be->copy_h2d(be, dv, v, (size_t)N * kvd * 4);
+    be->copy_h2d(be, dq, q, nq * 4);
+    for (int ph = 0; ph < 2; ph++) {
+        int t0 = ph ? T : 0, nt = ph ? S : T;
+        be->kv_write_bf16(be, kc, vc, dk + (size_t)t0 * kvd, dv + (size_t)t0 * kvd, ds + t0, dp + t0, nt, kvd,
+                          max_seq);
+        bad[ph] = bf16_mismatches(be, kc, ph ? ref1 : ref0, nc, 0, 0xffff, &first) +
+                  bf16_mismatches(be, vc, ph ? ref1 + nc : ref0 + nc, nc, 0, 0xffff, &first);
+        size_t qo = (size_t)t0 * Hq * hd;
+        be->attention_cached_bf16(be, dout + qo, dq + qo, kc, vc, ds + t0, dp + t0, nt, Hq, Hkv, hd, max_seq, scale);
+    }
+    be->copy_d2h(be, out, dout, nq * 4);
+    int rc = be->sync(be);
+    be->free(be, kc); be->free(be, vc); be->free(be, ds); be->free(be, dp);
+    be->free(be, dk); be->free(be, dv); be->free(be, dq); be->free(be, dout);
+    return rc;
+}
+
+/* ||a - b|| / ||b|| over n values (NaN anywhere: infinity) */
+static double rel_err(const float *a, const double *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
+        num += (a[i] - b[i]) * (a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void test_kvcache_bf16(int S, const int *lens, int Hq, int Hkv, int hd, int max_seq) {
+    int kvd = Hkv * hd, T = 0, G = Hq / Hkv;
+    for (int s = 0; s < S; s++) T += lens[s];
+    int N = T + S;
+    size_t nc = (size_t)S * max_seq * kvd, nq = (size_t)N * Hq * hd;
+    int32_t *slot = malloc(N * sizeof(int32_t)), *pos = malloc(N * sizeof(int32_t));
+    for (int s = 0, t = 0; s < S; s++)
+        for (int p = 0; p < lens[s]; p++, t++) { slot[t] = s; pos[t] = p; }
+    for (int s = 0; s < S; s++) { slot[T + s] = s; pos[T + s] = lens[s]; } /* decode step */
+    float *k = malloc((size_t)N * kvd * 4), *v = malloc((size_t)N * kvd * 4), *q = malloc(nq * 4);
+    for (size_t i = 0; i < (size_t)N * kvd; i++) {
+        k[i] = rnd_uniform(-2, 2);
+        v[i] = rnd_uniform(-1, 1);
+        if (i % 7 == 3) { /* exact ties between two bf16 values, rounding both ways */
+            uint32_t u = ((uint32_t)fp32_to_bf16(k[i]) << 16) | 0x8000u;
+            memcpy(&k[i], &u, 4);
+        }
+    }
+    for (size_t i = 0; i < nq; i++) q[i] = rnd_uniform(-2, 2);
+    /* reference caches (k then v, [2][nc]) after the prefill and after the decode write */
+    uint16_t *ref0 = malloc(2 * nc * 2), *ref1 = malloc(2 * nc * 2);
+    for (size_t i = 0; i < 2 * nc; i++) ref0[i] = 0xffff;
+    for (int t = 0; t < N; t++) {
+        if (t == T) memcpy(ref1, ref0, 2 * nc * 2);
+        uint16_t *r = t < T ? ref0 : ref1;
+        size_t row = ((size_t)slot[t] * max_seq + pos[t]) * kvd;
+        for (int e = 0; e < kvd; e++) {
+            r[row + e] = fp32_to_bf16(k[(size_t)t * kvd + e]);
+            r[nc + row + e] = fp32_to_bf16(v[(size_t)t * kvd + e]);
+        }
+    }
+    /* reference attention in double on the widened cache (positions 0..pos[t]) */
+    double *ref = malloc(nq * sizeof(double)), *w = malloc((size_t)max_seq * sizeof(double));
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < Hq; h++) {
+            const float *qr = q + ((size_t)t * Hq + h) * hd;
+            size_t base = (size_t)slot[t] * max_seq * kvd + (size_t)(h / G) * hd;
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j <= pos[t]; j++) {
+                double a = 0;
+                for (int d = 0; d < hd; d++) a += (double)qr[d] * bf16_to_fp32(ref1[base + (size_t)j * kvd + d]);
+                w[j] = a / sqrt((double)hd);
+                if (w[j] > mx) mx = w[j];
+            }
+            for (int j = 0; j <= pos[t]; j++) sum += (w[j] = exp(w[j] - mx));
+            for (int d = 0; d < hd; d++) {
+                double o = 0;
+                for (int j = 0; j <= pos[t]; j++) o += w[j] * bf16_to_fp32(ref1[nc + base + (size_t)j * kvd + d]);
+                ref[((size_t)t * Hq + h) * hd + d] = o / sum;
+            }
+        }
+    float *out[2] = {malloc(nq * 4), malloc(nq * 4)};
+    backend *bes[2] = {gpu, cpu->kv_write_bf16 && cpu->attention_cached_bf16 ? cpu : NULL};
+    for (int b = 0; b < 2; b++) {
+        backend *be = bes[b];
+        if (!be) continue;
+        size_t bad[2];
+        int rc = kvb_run(be, S, T, Hq, Hkv, hd, max_seq, slot, pos, k, v, q, ref0, ref1, out[b], bad);
+        char name[160], extra[640] = "";
+        if (rc) snprintf(extra, sizeof extra, "  error: %s", be->err);
+        snprintf(name, sizeof name, "kv_write_bf16 %s S%d T%d+%d kvd%d ms%d", be->name, S, T, S, kvd, max_seq);
+        report(name, !rc && !bad[0] && !bad[1], (double)(bad[0] + bad[1]) / (4 * nc), 0, extra);
+        size_t np = (size_t)T * Hq * hd;
+        double e0 = rc ? INFINITY : rel_err(out[b], ref, np), e1 = rc ? INFINITY : rel_err(out[b] + np, ref + np, nq - np);
+        snprintf(name, sizeof name, "attention_cached_bf16 %s prefill Hq%d Hkv%d hd%d", be->name, Hq, Hkv, hd);
+        report(name, e0 <= 1e-5, e0, 1e-5, extra);
+        snprintf(name, sizeof name, "attention_cached_bf16 %s decode S%d", be->name, S);
+        report(name, e1 <= 1e-5, e1, 1e-5, extra);
+    }
+    if (bes[1]) { /* the two backends against each other */
+        double *oc = malloc(nq * sizeof(double));
+        for (size_t i = 0; i < nq; i++) oc[i] = out[1][i];
+        double e = rel_err(out[0], oc, nq);
+        char name[160];
+        snprintf(name, sizeof name, "attention_cached_bf16 %s vs %s", gpu->name, cpu->name);
+        report(name, e <= 1e-5, e, 1e-5, "");
+        free(oc);
+    }
+    free(slot); free(pos); free(k); free(v); free(q); free(ref0); free(ref1); free(ref); free(w);
+    free(out[0]); free(out[1]);
+}
+
+/* kv_write_bf16 over the special values of cast_bf16 (NaNs keep their sign
+   and become quiet, infinities, overflow, ties, subnormals), bit for bit,
+   under two poison patterns */
+static void test_kv_write_bf16_special(void) {
+    enum { S = 2, MS = 3, T = 3, KVD = N_BF16_SPECIAL };
+    static const int32_t slot[T] = {1, 0, 1}, pos[T] = {2, 0, 0};
+    float k[T * KVD], v[T * KVD];
+    uint16_t ref[2][2 * S * MS * KVD];
+    for (int t = 0; t < T; t++)
+        for (int e = 0; e < KVD; e++) {
+            memcpy(&k[t * KVD + e], &bf16_special[(e + 5 * t) % KVD], 4);
+            memcpy(&v[t * KVD + e], &bf16_special[(KVD - 1 - e + 7 * t) % KVD], 4);
+        }
+    static const uint16_t poisons[2] = {0xffffu, 0x0000u};
+    const size_t nc = (size_t)S * MS * KVD;
+    for (int p = 0; p < 2; p++) {
+        for (size_t i = 0; i < 2 * nc; i++) ref[p][i] = poisons[p];
+        for (int t = 0; t < T; t++)
+            for (int e = 0; e < KVD; e++) {
+                size_t r = ((size_t)slot[t] * MS + pos[t]) * KVD + e;
+                ref[p][r] = fp32_to_bf16(k[t * KVD + e]);
+                ref[p][nc + r] = fp32_to_bf16(v[t * KVD + e]);
+            }
+    }
+    backend *bes[2] = {gpu, cpu->kv_write_bf16 ? cpu : NULL};
+    for (int b = 0; b < 2; b++) {
+        backend *be = bes[b];
+        if (!be) continue;
+        uint16_t *kc = be_alloc(be, nc * 2), *vc = be_alloc(be, nc * 2), pois[2 * S * MS * KVD];
+        int32_t *ds = i_up(be, slot, T), *dp = i_up(be, pos, T);
+        float *dk = be_alloc(be, sizeof k), *dv = be_alloc(be, sizeof v);
+        be->copy_h2d(be, dk, k, sizeof k);
+        be->copy_h2d(be, dv, v, sizeof v);
+        size_t bad = 0, first;
+        for (int p = 0; p < 2; p++) {
+            for (size_t i = 0; i < nc; i++) pois[i] = poisons[p];
+            be->copy_h2d(be, kc, pois, nc * 2);
+            be->copy_h2d(be, vc, pois, nc * 2);
+            be->kv_write_bf16(be, kc, vc, dk, dv, ds, dp, T, KVD, MS);
+            bad += bf16_mismatches(be, kc, ref[p], nc, 0, poisons[p], &first);
+            bad += bf16_mismatches(be, vc, ref[p] + nc, nc, 0, poisons[p], &first);
+        }
+        char name[128];
+        snprintf(name, sizeof name, "kv_write_bf16 %s special values", be->name);
+        report(name, bad == 0, (double)bad / (4 * nc), 0, "");
+        be->free(be, kc); be->free(be, vc); be->free(be, ds); be->free(be, dp); be->free(be, dk); be->free(be, dv);
+    }
+}
+
 static void test_errors(void) {
     char err[256];
     backend *be = backend_cuda_create(0, err, sizeof err);
@@ -805,6 +994,15 @@ int main(void) {
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 3; j++)
                     for (int k = 0; k < 4; k++) test_matmul_bf16(Ms[i], Ns[j], Ks[k], (float)b);
+    }
+    test_kv_write_bf16_special();
+    { int l[] = {1, 33, 200}; test_kvcache_bf16(3, l, 6, 2, 64, 257); }  /* GQA 3, odd max_seq */
+    { int l[] = {70, 5}; test_kvcache_bf16(2, l, 2, 2, 128, 81); }       /* GQA 1, hd 128 */
+    { int l[] = {17}; test_kvcache_bf16(1, l, 3, 1, 128, 19); }          /* GQA 3, hd 128 */
+    {
+        int l[9];
+        for (int s = 0; s < 9; s++) l[s] = 1 + rnd_int(40);
+        test_kvcache_bf16(9, l, 4, 4, 64, 45); /* many slots: decode T = 9 */
     }
     test_errors();
 
