@@ -593,16 +593,19 @@ void kv_cache_free(kv_cache *c, backend *be) {
     memset(c, 0, sizeof *c);
 }
 
-static float *kv_layer(const kv_cache *c, int l, int which) {
-    return c->buf + (size_t)(2 * l + which) * c->n_slots * c->max_seq * c->kvd;
+static size_t kv_elem_bytes(const kv_cache *c) { return c->bf16 ? sizeof(uint16_t) : sizeof(float); }
+
+/* layer l's keys (which 0) or values (1): [n_slots, max_seq, kvd] elements */
+static void *kv_layer(const kv_cache *c, int l, int which) {
+    return (char *)c->buf + (size_t)(2 * l + which) * c->n_slots * c->max_seq * c->kvd * kv_elem_bytes(c);
 }
 
 void kv_cache_copy_slot(kv_cache *c, backend *be, int dst, int src, int n_pos) {
-    size_t slot = (size_t)c->max_seq * c->kvd;
+    size_t slot = (size_t)c->max_seq * c->kvd * kv_elem_bytes(c);
     for (int l = 0; l < c->n_layer; l++)
         for (int w = 0; w < 2; w++) {
-            float *base = kv_layer(c, l, w);
-            be->copy_d2d(be, base + dst * slot, base + src * slot, (size_t)n_pos * c->kvd * sizeof(float));
+            char *base = kv_layer(c, l, w);
+            be->copy_d2d(be, base + dst * slot, base + src * slot, (size_t)n_pos * c->kvd * kv_elem_bytes(c));
         }
 }
 
@@ -636,10 +639,16 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
     for (int l = 0; l < cf->n_layer; l++) {
         layer_weights *w = &m->w.layers[l];
         block_qkv(m, w, la, x, a->pos, T);
-        float *kc = kv_layer(c, l, 0), *vc = kv_layer(c, l, 1);
-        be->kv_write(be, kc, vc, la->k, la->v, a->slot, a->pos, T, kvd, c->max_seq);
-        be->attention_cached(be, la->att, la->q, kc, vc, a->slot, a->pos, T, cf->n_head, cf->n_kv_head,
-                             cf->head_dim, c->max_seq, scale);
+        void *kc = kv_layer(c, l, 0), *vc = kv_layer(c, l, 1);
+        if (c->bf16) {
+            be->kv_write_bf16(be, kc, vc, la->k, la->v, a->slot, a->pos, T, kvd, c->max_seq);
+            be->attention_cached_bf16(be, la->att, la->q, kc, vc, a->slot, a->pos, T, cf->n_head, cf->n_kv_head,
+                                      cf->head_dim, c->max_seq, scale);
+        } else {
+            be->kv_write(be, kc, vc, la->k, la->v, a->slot, a->pos, T, kvd, c->max_seq);
+            be->attention_cached(be, la->att, la->q, kc, vc, a->slot, a->pos, T, cf->n_head, cf->n_kv_head,
+                                 cf->head_dim, c->max_seq, scale);
+        }
         linear(m, x, la->att, w->wo, T, D, qd, 1.0f);
         block_mlp(m, w, la, x, x, T);
     }

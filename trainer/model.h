@@ -147,6 +147,8 @@ void model_bf16_end(model *m);
  * values at buf + (2l+1) * ... (slot_floats = max_seq * Hkv*hd). */
 typedef struct kv_cache {
     int n_slots, max_seq, n_layer, kvd;
+    int bf16;                  /* 1: entries are bf16 (kv_write_bf16 / attention_cached_bf16), laid out
+                                  the same with 2-byte elements in the first half of buf */
     float *buf;
 } kv_cache;
 

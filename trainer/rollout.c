@@ -205,6 +205,9 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
         dv.logp = (float *)(dv.ids + S);
     }
     if (cfg->bf16 && model_bf16_begin(m, err, cap)) goto done;
+    /* bf16 rollouts keep a bf16 KV cache too where the backend has the ops
+       (the buffer is sized for fp32; bf16 uses its first half) */
+    r->kv.bf16 = cfg->bf16 && m->be->kv_write_bf16 && m->be->attention_cached_bf16;
     int next = 0, n_active = 0;
     while (next < n_prompts || n_active > 0) {
         /* ---- admission: prefill prompts while G slots are free, as many
