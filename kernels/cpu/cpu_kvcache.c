@@ -18,29 +18,14 @@ void cpu_kv_write(backend *be, float *kc, float *vc, const float *k, const float
     }
 }
 
-/* fp32 -> bf16 bits, nearest even (cpu_bf16.c's rule) */
-static inline uint16_t kv_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-static inline float kv_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 void cpu_kv_write_bf16(backend *be, uint16_t *kc, uint16_t *vc, const float *k, const float *v, const int32_t *slot,
                        const int32_t *pos, int T, int kvd, int max_seq) {
     (void)be;
     for (int t = 0; t < T; t++) {
         size_t row = ((size_t)slot[t] * max_seq + pos[t]) * kvd;
         for (int e = 0; e < kvd; e++) {
-            kc[row + e] = kv_bf16(k[(size_t)t * kvd + e]);
-            vc[row + e] = kv_bf16(v[(size_t)t * kvd + e]);
+            kc[row + e] = cpu_bf16_round(k[(size_t)t * kvd + e]);
+            vc[row + e] = cpu_bf16_round(v[(size_t)t * kvd + e]);
         }
     }
 }
@@ -314,8 +299,8 @@ static void attention_cached_any(backend *be, float *out, const float *q, const 
                     if (!wide) continue;
                     for (int j = 0; j < n; j++)
                         for (int e = 0; e < hd; e++) {
-                            wide[(size_t)j * hd + e] = kv_f32(((const uint16_t *)K)[(size_t)j * kvd + e]);
-                            wide[((size_t)max_seq + j) * hd + e] = kv_f32(((const uint16_t *)V)[(size_t)j * kvd + e]);
+                            wide[(size_t)j * hd + e] = cpu_bf16_to_f32(((const uint16_t *)K)[(size_t)j * kvd + e]);
+                            wide[((size_t)max_seq + j) * hd + e] = cpu_bf16_to_f32(((const uint16_t *)V)[(size_t)j * kvd + e]);
                         }
                     Kf = wide, Vf = wide + (size_t)max_seq * hd, ld = hd;
                 }
