@@ -419,6 +419,23 @@ static void test_eval_sample(void) {
     rc = run_rft(&out, &err, "sample", "--model", model_path, "--prompt", "", "--json", NULL);
     expect_bad("rft sample with an empty prompt", rc, err, "prompt", NULL, NULL);
     free(out), free(err);
+    /* bf16 rollouts: greedy completions of a trained model mostly agree with fp32 */
+    char *o32 = NULL, *o16 = NULL, *e32 = NULL, *e16 = NULL;
+    int r32 = run_rft(&o32, &e32, "sample", "--model", best, "--prompt", "12+30", "--n", "1", "--temperature", "0",
+                      "--max-new-tokens", "8", "--json", NULL);
+    int r16 = run_rft(&o16, &e16, "sample", "--model", best, "--prompt", "12+30", "--n", "1", "--temperature", "0",
+                      "--max-new-tokens", "8", "--json", "--dtype", "bf16", NULL);
+    json_t *j32 = r32 ? NULL : json_loads(o32, 0, NULL), *j16 = r16 ? NULL : json_loads(o16, 0, NULL);
+    json_t *t32 = json_object_get(j32, "tokens"), *t16 = json_object_get(j16, "tokens");
+    check(r32 == 0 && r16 == 0 && json_array_size(t16) >= 1 &&
+              json_integer_value(json_array_get(t16, 0)) == json_integer_value(json_array_get(t32, 0)),
+          "rft sample --dtype bf16: runs, first greedy token equals fp32's (rc %d/%d) %s%s", r32, r16, r32 ? e32 : "",
+          r16 ? e16 : "");
+    json_decref(j32), json_decref(j16);
+    free(o32), free(o16), free(e32), free(e16);
+    rc = run_rft(&out, &err, "sample", "--model", model_path, "--prompt", "hi", "--dtype", "fp16", NULL);
+    expect_bad("rft sample --dtype fp16", rc, err, "--dtype", NULL, NULL);
+    free(out), free(err);
 }
 
 /* ---- 4. metrics ---- */
