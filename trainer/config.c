@@ -54,7 +54,7 @@ static const field FIELDS[] = {
     {"sampling.top_p", F_FLOAT, O(sampling.top_p), 0, 1e-6, 1, NULL, "1.0", "nucleus sampling; 1 = off"},
     {"sampling.top_k", F_INT, O(sampling.top_k), 0, 0, 1 << 24, NULL, "0", "0 = off"},
     {"sampling.min_p", F_FLOAT, O(sampling.min_p), 0, 0, 1, NULL, "0.0", "0 = off"},
-    {"sampling.dtype", F_STR, O(sampling.dtype), S(sampling.dtype), 0, 0, DTYPES, "fp32", "rollout matmuls: fp32 | bf16 (weights and inputs rounded to bf16, fp32 sums; ~1.5-2x faster decode; the loss still uses fp32 log-probs)"},
+    {"sampling.dtype", F_STR, O(sampling.dtype), S(sampling.dtype), 0, 0, DTYPES, "fp32", "rollout precision: fp32 | bf16 (bf16 weights, matmul inputs and KV cache, fp32 sums; ~1.5-2x faster decode; the loss still uses fp32 log-probs)"},
     {"sampling.stop", F_STRLIST, O(sampling.stop), S(sampling.stop[0]), 0, CONFIG_MAX_STOP, NULL, "[]", "stop strings (the end-of-turn token always stops)"},
     {"algorithm.name", F_ENUM, O(algorithm.name), 0, 0, 0, ALGOS, "grpo", "grpo | dr_grpo | dapo | gspo | rloo | reinforce_pp | sft"},
     {"algorithm.scale_rewards", F_ENUM, O(algorithm.scale_rewards), 0, 0, 0, SCALES, DEF_BY_ALGO, "group | batch | none (auto: by algorithm, see docs/algorithms.md)"},
