@@ -142,7 +142,7 @@ static void weights_bind(const model *m, float *base, model_weights *w) {
 
 /* Carves the activation views out of one allocation; with base == NULL only
  * counts the floats needed. */
-static size_t acts_carve(const model_config *c, int T, float *base, act_views *a) {
+static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, float *base, act_views *a) {
     size_t off = 0;
     int D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c), L = c->n_layer;
 #define TAKE(ptr, n)                                 \
@@ -170,7 +170,7 @@ static size_t acts_carve(const model_config *c, int T, float *base, act_views *a
         LT(h, (size_t)T * F);
 #undef LT
     }
-    int chunk = (1 << 22) / c->vocab; /* ~16 MB of logits per chunk */
+    int chunk = (int)(chunk_bytes / sizeof(float) / (size_t)c->vocab); /* the backend's preferred logits chunk */
     if (chunk < 16) chunk = 16;
     if (chunk > T) chunk = T;
     if (a) a->chunk = chunk;
@@ -239,14 +239,15 @@ int model_create(model *m, const model_config *cfg, backend *be, int max_tokens,
     m->cur_params = m->params;
     weights_bind(m, m->params, &m->w);
 
-    m->acts_floats = acts_carve(cfg, max_tokens, NULL, NULL);
+    size_t chunk_bytes = be->lm_chunk_bytes ? be->lm_chunk_bytes : (size_t)16 << 20;
+    m->acts_floats = acts_carve(cfg, max_tokens, chunk_bytes, NULL, NULL);
     m->acts = be->alloc(be, m->acts_floats * sizeof(float));
     if (!m->acts) {
         errf(err, cap, "model: cannot allocate %.1f MB of activations for %d tokens: %s",
              m->acts_floats * 4.0 / 1e6, max_tokens, be->err);
         goto fail;
     }
-    acts_carve(cfg, max_tokens, m->acts, a);
+    acts_carve(cfg, max_tokens, chunk_bytes, m->acts, a);
     return 0;
 fail:
     model_free(m);

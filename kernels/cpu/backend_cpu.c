@@ -82,6 +82,7 @@ backend *backend_cpu_create(int n_threads) {
     if (n_threads <= 0) n_threads = 1;
     be->name = "cpu";
     be->n_threads = n_threads;
+    be->lm_chunk_bytes = (size_t)16 << 20;
     omp_set_num_threads(n_threads);
     cpu_openblas_setup(n_threads);
     be->alloc = cpu_alloc;

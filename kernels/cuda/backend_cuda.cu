@@ -178,6 +178,7 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     }
     be->name = "cuda";
     be->n_threads = 1;
+    be->lm_chunk_bytes = (size_t)256 << 20;
     be->impl = im;
     im->device = device;
     const char *tf = getenv("RFT_CUDA_TF32");
