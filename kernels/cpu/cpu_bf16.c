@@ -73,18 +73,29 @@ BF_TARGET __attribute__((always_inline)) static inline void bf_block(int mb, int
     __m512 acc[BF_NB][BF_MB];
     for (int i = 0; i < BF_NB; i++)
         for (int j = 0; j < BF_MB; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k += 32) {
-        __mmask32 msk = K - k >= 32 ? 0xffffffffu : (__mmask32)((1u << (K - k)) - 1);
-        __m512bh w[BF_NB];
-        for (int i = 0; i < BF_NB; i++)
-            w[i] = (__m512bh)(i < nb ? _mm512_maskz_loadu_epi16(msk, W + (size_t)i * K + k) : _mm512_setzero_si512());
-        if (prefetch) /* the next block's weight rows (streamed from memory) while this one computes */
-            for (int i = 0; i < BF_NB; i++) _mm_prefetch((const char *)(W + (size_t)(BF_NB + i) * K + k), _MM_HINT_T0);
-        for (int j = 0; j < mb; j++) {
-            __m512bh a = (__m512bh)_mm512_loadu_si512(xb + (size_t)j * ldx + k);
-            for (int i = 0; i < nb; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, w[i]);
-        }
+    /* the same step for whole 32-element chunks (unmasked loads) and the tail */
+#define BF_STEP(LOADW)                                                                                     \
+    do {                                                                                                   \
+        __m512bh w[BF_NB];                                                                                 \
+        for (int i = 0; i < BF_NB; i++) w[i] = (__m512bh)(i < nb ? LOADW(W + (size_t)i * K + k) : _mm512_setzero_si512()); \
+        if (prefetch) /* the next block's weight rows (streamed from memory) while this one computes */    \
+            for (int i = 0; i < BF_NB; i++) _mm_prefetch((const char *)(W + (size_t)(BF_NB + i) * K + k), _MM_HINT_T0); \
+        for (int j = 0; j < mb; j++) {                                                                     \
+            __m512bh a = (__m512bh)_mm512_loadu_si512(xb + (size_t)j * ldx + k);                            \
+            for (int i = 0; i < nb; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, w[i]);                  \
+        }                                                                                                  \
+    } while (0)
+#define BF_LOAD_FULL(p) _mm512_loadu_si512(p)
+#define BF_LOAD_TAIL(p) _mm512_maskz_loadu_epi16(msk, p)
+    int k = 0;
+    for (; k + 32 <= K; k += 32) BF_STEP(BF_LOAD_FULL);
+    if (k < K) {
+        __mmask32 msk = (__mmask32)((1u << (K - k)) - 1);
+        BF_STEP(BF_LOAD_TAIL);
     }
+#undef BF_STEP
+#undef BF_LOAD_FULL
+#undef BF_LOAD_TAIL
     for (int j = 0; j < mb; j++) {
         float s[4];
         _mm_storeu_ps(s, bf_reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
