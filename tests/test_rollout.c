@@ -299,6 +299,11 @@ int main(void) {
             int V = Vs[vi];
             float *lg = malloc((size_t)V * sizeof(float));
             for (int i = 0; i < V; i++) lg[i] = (float)(4.0 * rng_normal(77 + vi, i));
+            if (V > 100) { /* a tie for the maximum: the lower id wins; -0 == +0 */
+                float mx = lg[0];
+                for (int i = 1; i < V; i++) mx = lg[i] > mx ? lg[i] : mx;
+                lg[V / 3] = mx + 1.0f, lg[V - 2] = mx + 1.0f, lg[V / 2] = -0.0f, lg[V / 2 + 1] = 0.0f;
+            }
             sampler_scratch sc;
             sampler_scratch_init(&sc, V);
             float lp;
@@ -315,7 +320,18 @@ int main(void) {
             sampler_scratch_free(&sc);
             free(lg);
         }
-        CHECK(arg_ok && worst < 1e-6, "greedy: argmax id and log-prob (rel err %.1e) for V 49152, 49157, 97, 3", worst);
+        /* a row with a NaN: the scalar rule (NaN never compares greater) */
+        float nanrow[40];
+        for (int i = 0; i < 40; i++) nanrow[i] = (float)i * 0.1f;
+        nanrow[7] = NAN, nanrow[33] = 100.0f;
+        sampler_scratch sc2;
+        sampler_scratch_init(&sc2, 40);
+        sampler_config g0 = {.temperature = 0};
+        arg_ok &= sampler_sample(&g0, nanrow, 40, 0.5, &sc2, NULL) == 33;
+        sampler_scratch_free(&sc2);
+        CHECK(arg_ok && worst < 1e-6,
+              "greedy: argmax id (ties to the lower id, a NaN row) and log-prob (rel err %.1e) for V 49152, 49157, 97, 3",
+              worst);
     }
     check_distribution("temperature 1", 1.0f, 0, 1.0f, 0.0f);
     check_distribution("temperature 0.7", 0.7f, 0, 1.0f, 0.0f);

@@ -6,6 +6,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 int sampler_scratch_init(sampler_scratch *s, int V) {
     s->n_vocab = V;
@@ -28,7 +31,6 @@ void sampler_scratch_free(sampler_scratch *s) {
  * at batch 64 spent ~25 ms of CPU here), equal to it to ~1e-15 relative. The
  * sum depends on the row only. */
 #if defined(RFT_HAVE_MVEC) && defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 __m512d _ZGVeN8v_exp(__m512d x);
 __attribute__((target("avx512f"))) static double sum_exp_avx512(const float *logits, int V, float mx) {
     __m512d acc = _mm512_setzero_pd(), m = _mm512_set1_pd(mx);
@@ -50,6 +52,55 @@ static int have_avx512(void) {
     return ok;
 }
 #endif
+
+/* First index of the largest logit (the scalar rule: logits[i] > logits[best]
+   over i in order, so ties go to the lowest id). AVX-512: the maximum by
+   vector max, then the first lane equal to it; a row with a NaN takes the
+   scalar loop, whose NaN behaviour the vector max does not share. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static int argmax_avx512(const float *x, int V) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    int i = 0;
+    for (; i + 16 <= V; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, v);
+    }
+    float mx = _mm512_reduce_max_ps(m);
+    for (int j = i; j < V; j++) {
+        if (x[j] != x[j]) nan = 1;
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    if (nan) return -1;
+    __m512 mv = _mm512_set1_ps(mx);
+    for (i = 0; i + 16 <= V; i += 16) {
+        __mmask16 eq = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), mv, _CMP_EQ_OQ);
+        if (eq) return i + __builtin_ctz(eq);
+    }
+    for (; i < V; i++)
+        if (x[i] == mx) return i;
+    return -1;
+}
+#endif
+
+static int argmax(const float *logits, int V) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static int avx512 = -1;
+    if (avx512 < 0) {
+        __builtin_cpu_init();
+        avx512 = __builtin_cpu_supports("avx512f");
+    }
+    if (avx512) {
+        int b = argmax_avx512(logits, V);
+        if (b >= 0) return b;
+    }
+#endif
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
 
 static double sum_exp(const float *logits, int V, float mx) {
 #if defined(RFT_HAVE_MVEC) && defined(__x86_64__) && defined(__GNUC__)
@@ -155,9 +206,7 @@ static int sampler_filter(const sampler_config *c, const float *logits, int V, s
 int32_t sampler_sample(const sampler_config *c, const float *logits, int V, double u, sampler_scratch *s,
                        float *logprob) {
     if (!(c->temperature > 0)) {
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (logits[i] > logits[best]) best = i;
+        int best = argmax(logits, V);
         if (logprob) *logprob = (float)-log(sum_exp(logits, V, logits[best]));
         return best;
     }
@@ -179,10 +228,7 @@ int32_t sampler_sample(const sampler_config *c, const float *logits, int V, doub
 void sampler_distribution(const sampler_config *c, const float *logits, int V, sampler_scratch *s, double *prob) {
     for (int i = 0; i < V; i++) prob[i] = 0;
     if (!(c->temperature > 0)) {
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (logits[i] > logits[best]) best = i;
-        prob[best] = 1;
+        prob[argmax(logits, V)] = 1;
         return;
     }
     double mass;
