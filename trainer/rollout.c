@@ -133,6 +133,12 @@ static int completion_push(rollout_engine *r, const rollout_config *cfg, complet
     return 0;
 }
 
+/* the uniform number for position pos of sample `sample` of prompt p: each
+   completion draws from its own stream keyed by (seed, prompt id, sample) */
+static double draw_u(const rollout_config *cfg, const rollout_prompt *p, int sample, int pos) {
+    return rng_uniform(rng_key(cfg->seed, p->id, (uint64_t)sample, 0x5EED), pos);
+}
+
 /* plain temperature or greedy sampling: what be->sample does */
 static int sampler_plain(const sampler_config *c, int V) {
     return !(c->top_k > 0 && c->top_k < V) && !(c->top_p > 0 && c->top_p < 1) && !(c->min_p > 0);
@@ -188,9 +194,10 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
     int32_t *ps = malloc((size_t)m->max_tokens * sizeof(int32_t)), *rows = malloc((size_t)m->max_tokens * sizeof(int32_t));
     int32_t *row_slot = malloc((size_t)S * sizeof(int32_t)), *group_slots = malloc((size_t)S * sizeof(int32_t));
     double *u = malloc((size_t)S * sizeof(double));
+    int32_t *back = malloc((size_t)2 * S * sizeof(int32_t)); /* ids, then logp bits, from the device */
     dev_sample dv = {0};
     int rc = -1;
-    if (!u || !st || !tk || !sl || !ps || !rows || !row_slot || !group_slots) {
+    if (!u || !back || !st || !tk || !sl || !ps || !rows || !row_slot || !group_slots) {
         errf(err, cap, "rollout: out of memory");
         goto done;
     }
@@ -252,9 +259,8 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
                     int s = gs[k];
                     st[s] = (slot_state){.active = 1, .out = pi * G + k, .prompt = pi, .n_prompt = p->n, .text_cap = 1};
                     completion *c = &out[st[s].out];
-                    uint64_t key = rng_key(cfg->seed, p->id, (uint64_t)k, 0x5EED);
                     float lp;
-                    int32_t id = sampler_sample(&cfg->sampler, r->logits + (size_t)b * V, V, rng_uniform(key, 0),
+                    int32_t id = sampler_sample(&cfg->sampler, r->logits + (size_t)b * V, V, draw_u(cfg, p, k, 0),
                                                 &r->scratch[0], &lp);
                     if (completion_push(r, cfg, c, &st[s], id, lp))
                         st[s].active = 0;
@@ -282,12 +288,14 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
         if (dv.u) { /* on the device: u up, ids and log-probs back */
             for (int i = 0; i < T && dv.temperature > 0; i++) { /* the host path's draws */
                 const completion *c = &out[st[row_slot[i]].out];
-                u[i] = rng_uniform(rng_key(cfg->seed, prompts[c->prompt].id, (uint64_t)c->sample, 0x5EED), c->n_tokens);
+                u[i] = draw_u(cfg, &prompts[c->prompt], c->sample, c->n_tokens);
             }
             if (dv.temperature > 0) m->be->copy_h2d(m->be, dv.u, u, (size_t)T * sizeof(double));
             if (model_step_cached_fn(m, &r->kv, T, tk, sl, ps, T, rows, sample_chunk, &dv, err, cap)) goto done;
-            m->be->copy_d2h(m->be, ids, dv.ids, (size_t)T * sizeof(int32_t));
-            m->be->copy_d2h(m->be, lps, dv.logp, (size_t)T * sizeof(float));
+            /* ids [S] and logp [S] are adjacent on the device: one copy back */
+            m->be->copy_d2h(m->be, back, dv.ids, (size_t)2 * S * sizeof(int32_t));
+            memcpy(ids, back, (size_t)T * sizeof(int32_t));
+            memcpy(lps, back + S, (size_t)T * sizeof(float));
             if (m->be->sync(m->be)) {
                 errf(err, cap, "rollout: %s", m->be->err);
                 goto done;
@@ -298,8 +306,8 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
             for (int i = 0; i < T; i++) {
                 slot_state *s = &st[row_slot[i]];
                 completion *c = &out[s->out];
-                uint64_t key = rng_key(cfg->seed, prompts[s->prompt].id, (uint64_t)c->sample, 0x5EED);
-                ids[i] = sampler_sample(&cfg->sampler, r->logits + (size_t)i * V, V, rng_uniform(key, c->n_tokens),
+                ids[i] = sampler_sample(&cfg->sampler, r->logits + (size_t)i * V, V,
+                                        draw_u(cfg, &prompts[s->prompt], c->sample, c->n_tokens),
                                         &r->scratch[omp_get_thread_num()], &lps[i]);
             }
         }
@@ -317,7 +325,7 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
 done:
     model_bf16_end(m);
     if (dv.u) m->be->free(m->be, dv.u);
-    free(u);
+    free(u), free(back);
     if (rc)
         for (int i = 0; i < n_prompts * G; i++) completion_free(&out[i]);
     free(st), free(tk), free(sl), free(ps), free(rows), free(row_slot), free(group_slots);
