@@ -23,6 +23,17 @@ void sampler_scratch_free(sampler_scratch *s) {
     memset(s, 0, sizeof *s);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+static int have_avx512(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        ok = __builtin_cpu_supports("avx512f");
+    }
+    return ok;
+}
+#endif
+
 /* sum_i exp(logits[i] - mx) in double, the greedy log-prob's normaliser.
  * With AVX-512 and glibc's libmvec, 8 lanes at a time through
  * _ZGVeN8v_exp (the vector exp of the x86_64 vector function ABI, <= 4 ulp
@@ -42,14 +53,6 @@ __attribute__((target("avx512f"))) static double sum_exp_avx512(const float *log
     for (int k = 0; k < 8; k++) sum += lane[k];
     for (; i < V; i++) sum += exp((double)logits[i] - mx);
     return sum;
-}
-static int have_avx512(void) {
-    static int ok = -1;
-    if (ok < 0) {
-        __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx512f");
-    }
-    return ok;
 }
 #endif
 
@@ -86,12 +89,7 @@ __attribute__((target("avx512f"))) static int argmax_avx512(const float *x, int 
 
 static int argmax(const float *logits, int V) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    static int avx512 = -1;
-    if (avx512 < 0) {
-        __builtin_cpu_init();
-        avx512 = __builtin_cpu_supports("avx512f");
-    }
-    if (avx512) {
+    if (have_avx512()) {
         int b = argmax_avx512(logits, V);
         if (b >= 0) return b;
     }
