@@ -44,25 +44,31 @@ static float *dev_random(backend *be, size_t n, float sd, uint64_t key) {
     return d;
 }
 
-/* C[M,N] = op(A) op(B), median TFLOP/s over reps */
-static double bench_matmul(backend *be, const char *label, int tA, int tB, int M, int N, int K) {
+/* C[M,N] = op(A) op(B) through be->matmul, or with bf16 (tA 0, tB 1 only)
+   C = bf16(A) W^T through be->matmul_bf16 with W = bf16(B) cast once (x cast
+   on the fly, as the model's linear layers do with sampling.dtype: bf16);
+   median TFLOP/s over reps */
+static double bench_matmul(backend *be, const char *label, int tA, int tB, int M, int N, int K, int bf16) {
     float *A = dev_random(be, (size_t)M * K, 1, 1), *B = dev_random(be, (size_t)K * N, 1, 2);
     float *C = be->alloc(be, (size_t)M * N * sizeof(float));
-    if (!A || !B || !C) {
+    uint16_t *W = bf16 ? be->alloc(be, (size_t)N * K * sizeof(uint16_t)) : NULL;
+    if (!A || !B || !C || (bf16 && !W)) {
         fprintf(stderr, "bench_gpu: %s\n", be->err);
         exit(1);
     }
+    if (bf16) be->cast_bf16(be, W, B, (size_t)N * K);
     int lda = tA ? M : K, ldb = tB ? K : N;
     enum { REPS = 9, INNER = 5 };
     double t[REPS];
-    for (int w = 0; w < 2; w++) be->matmul(be, tA, tB, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, N, 0, 1);
-    for (int r = 0; r < REPS; r++) {
+    for (int r = -2; r < REPS; r++) { /* two warm-up rounds */
         be->sync(be);
         double t0 = now_seconds();
-        for (int i = 0; i < INNER; i++)
-            be->matmul(be, tA, tB, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, N, 0, 1);
+        for (int i = 0; i < INNER; i++) {
+            if (bf16) be->matmul_bf16(be, M, N, K, A, W, 0.0f, C);
+            else be->matmul(be, tA, tB, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, N, 0, 1);
+        }
         be->sync(be);
-        t[r] = (now_seconds() - t0) / INNER;
+        if (r >= 0) t[r] = (now_seconds() - t0) / INNER;
     }
     if (be->sync(be)) {
         fprintf(stderr, "bench_gpu: %s\n", be->err);
@@ -72,9 +78,8 @@ static double bench_matmul(backend *be, const char *label, int tA, int tB, int M
     printf("{\"bench\": \"matmul\", \"label\": \"%s\", \"M\": %d, \"N\": %d, \"K\": %d, \"ms\": %.4f, \"tflops\": %.2f}\n",
            label, M, N, K, s * 1e3, tf);
     fflush(stdout);
-    be->free(be, A);
-    be->free(be, B);
-    be->free(be, C);
+    be->free(be, A), be->free(be, B), be->free(be, C);
+    if (W) be->free(be, W);
     return tf;
 }
 
@@ -214,39 +219,6 @@ static void bench_decode(backend *be, int batch, int prompt, int gen, int bf16) 
     free(ids), free(pr), free(out);
 }
 
-/* y[M,N] = bf16(x)[M,K] W[N,K]^T through be->matmul_bf16 (x cast on the fly,
-   as the model's linear layers do with sampling.dtype: bf16) */
-static double bench_matmul_bf16(backend *be, const char *label, int M, int N, int K) {
-    float *X = dev_random(be, (size_t)M * K, 1, 1), *Wf = dev_random(be, (size_t)N * K, 1, 2);
-    uint16_t *W = be->alloc(be, (size_t)N * K * 2);
-    float *Y = be->alloc(be, (size_t)M * N * sizeof(float));
-    if (!X || !Wf || !W || !Y) {
-        fprintf(stderr, "bench_gpu: %s\n", be->err);
-        exit(1);
-    }
-    be->cast_bf16(be, W, Wf, (size_t)N * K);
-    enum { REPS = 9, INNER = 5 };
-    double t[REPS];
-    for (int w = 0; w < 2; w++) be->matmul_bf16(be, M, N, K, X, W, 0.0f, Y);
-    for (int r = 0; r < REPS; r++) {
-        be->sync(be);
-        double t0 = now_seconds();
-        for (int i = 0; i < INNER; i++) be->matmul_bf16(be, M, N, K, X, W, 0.0f, Y);
-        be->sync(be);
-        t[r] = (now_seconds() - t0) / INNER;
-    }
-    if (be->sync(be)) {
-        fprintf(stderr, "bench_gpu: %s\n", be->err);
-        exit(1);
-    }
-    double s = median(t, REPS), tf = 2.0 * M * N * K / s / 1e12;
-    printf("{\"bench\": \"matmul\", \"label\": \"%s\", \"M\": %d, \"N\": %d, \"K\": %d, \"ms\": %.4f, \"tflops\": %.2f}\n",
-           label, M, N, K, s * 1e3, tf);
-    fflush(stdout);
-    be->free(be, X), be->free(be, Wf), be->free(be, W), be->free(be, Y);
-    return tf;
-}
-
 int main(int argc, char **argv) {
     int seqs = 16, seqlen = 1024, steps = 5, prompt = 64, gen = 32, skip_mm = 0, skip_train = 0;
     const char *decode = "1,64,256";
@@ -278,7 +250,7 @@ int main(int argc, char **argv) {
             printf("SKIPPED: %s\n", err);
             return 77;
         }
-        bench_matmul(be32, "fp32 4096^3", 0, 0, 4096, 4096, 4096);
+        bench_matmul(be32, "fp32 4096^3", 0, 0, 4096, 4096, 4096, 0);
         be32->destroy(be32);
     }
     setenv("RFT_CUDA_TF32", "1", 1);
@@ -288,15 +260,15 @@ int main(int argc, char **argv) {
         return 77;
     }
     if (!skip_mm) {
-        peak = bench_matmul(be, "tf32 4096^3", 0, 0, 4096, 4096, 4096);
+        peak = bench_matmul(be, "tf32 4096^3", 0, 0, 4096, 4096, 4096, 0);
         int T = seqs * seqlen;
-        bench_matmul(be, "tf32 x@W^T [T,576]x[1536,576]", 0, 1, T, 1536, 576);
-        bench_matmul(be, "tf32 dW=dy^T@x [1536,T]x[T,576]", 1, 0, 1536, 576, T);
-        bench_matmul(be, "tf32 dx=dy@W [T,1536]x[1536,576]", 0, 0, T, 576, 1536);
-        bench_matmul(be, "tf32 lm_head [4096,576]x[49152,576]", 0, 1, 4096, 49152, 576);
-        bench_matmul_bf16(be, "bf16 4096^3", 4096, 4096, 4096);
-        bench_matmul_bf16(be, "bf16 x@W^T [T,576]x[1536,576]", T, 1536, 576);
-        bench_matmul_bf16(be, "bf16 lm_head [4096,576]x[49152,576]", 4096, 49152, 576);
+        bench_matmul(be, "tf32 x@W^T [T,576]x[1536,576]", 0, 1, T, 1536, 576, 0);
+        bench_matmul(be, "tf32 dW=dy^T@x [1536,T]x[T,576]", 1, 0, 1536, 576, T, 0);
+        bench_matmul(be, "tf32 dx=dy@W [T,1536]x[1536,576]", 0, 0, T, 576, 1536, 0);
+        bench_matmul(be, "tf32 lm_head [4096,576]x[49152,576]", 0, 1, 4096, 49152, 576, 0);
+        bench_matmul(be, "bf16 4096^3", 0, 1, 4096, 4096, 4096, 1);
+        bench_matmul(be, "bf16 x@W^T [T,576]x[1536,576]", 0, 1, T, 1536, 576, 1);
+        bench_matmul(be, "bf16 lm_head [4096,576]x[49152,576]", 0, 1, 4096, 49152, 576, 1);
     }
     if (!skip_train) bench_train(be, seqs, seqlen, steps, peak);
     for (const char *p = decode; p && *p;) {
