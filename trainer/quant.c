@@ -125,21 +125,6 @@ void fp16_to_fp32_row(const void *src, float *out, size_t n) {
     for (; i < n; i++) out[i] = fp16_to_fp32((uint16_t)(s[2 * i] | s[2 * i + 1] << 8));
 }
 
-float bf16_to_fp32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t fp32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);  /* quiet nan */
-    x += 0x7fff + ((x >> 16) & 1);
-    return (uint16_t)(x >> 16);
-}
-
 /* ---- block dequantisation (one block each) ---- */
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../kernels/bf16.h"
+
 /* ggml_type numbers (ggml.h / gguf-py GGMLQuantizationType) */
 enum {
     GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3,
@@ -35,7 +37,6 @@ float fp16_to_fp32(uint16_t h);
 /* n little-endian halves at src -> out[n] (F16C when compiled in) */
 void fp16_to_fp32_row(const void *src, float *out, size_t n);
 uint16_t fp32_to_fp16(float f);
-float bf16_to_fp32(uint16_t h);
-uint16_t fp32_to_bf16(float f);
+/* fp32_to_bf16, bf16_to_fp32: kernels/bf16.h */
 
 #endif

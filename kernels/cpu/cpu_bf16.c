@@ -21,7 +21,7 @@
 
 void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) num_threads(be->n_threads) if (n > 65536)
-    for (size_t i = 0; i < n; i++) dst[i] = cpu_bf16_round(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = fp32_to_bf16(src[i]);
 }
 
 /* Rows of x converted to bf16 at a time: one tile is reused, from L2, for
@@ -38,7 +38,7 @@ static void bf_convert_rows(uint16_t *xb, int ldx, const float *x, int m, int K)
     for (int i = 0; i < m; i++) {
         uint16_t *d = xb + (size_t)i * ldx;
         const float *s = x + (size_t)i * K;
-        for (int k = 0; k < K; k++) d[k] = cpu_bf16_round(s[k]);
+        for (int k = 0; k < K; k++) d[k] = fp32_to_bf16(s[k]);
         for (int k = K; k < ldx; k++) d[k] = 0;
     }
 }
@@ -131,7 +131,7 @@ BF_TARGET static void bf_convert_rows_avx(uint16_t *xb, int ldx, const float *x,
         int k = 0;
         for (; k + 16 <= K; k += 16)
             _mm256_storeu_si256((__m256i *)(d + k), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + k)));
-        for (; k < K; k++) d[k] = cpu_bf16_round(s[k]);
+        for (; k < K; k++) d[k] = fp32_to_bf16(s[k]);
         for (; k < ldx; k++) d[k] = 0;
     }
 }
@@ -242,7 +242,7 @@ static void bf_round_rows_f32(float *xf, int ldx, const float *x, int m, int K) 
         float *d = xf + (size_t)i * ldx;
         const float *s = x + (size_t)i * K;
         for (int k = 0; k < K; k++) {
-            uint32_t u = (uint32_t)cpu_bf16_round(s[k]) << 16;
+            uint32_t u = (uint32_t)fp32_to_bf16(s[k]) << 16;
             memcpy(&d[k], &u, 4);
         }
         for (int k = K; k < ldx; k++) d[k] = 0.0f;
@@ -258,8 +258,8 @@ static float bf_dot_portable(const uint16_t *a, const uint16_t *w, int K) {
     float acc[16] = {0};
     int k = 0;
     for (; k + 16 <= K; k += 16)
-        for (int j = 0; j < 16; j++) acc[j] += cpu_bf16_to_f32(a[k + j]) * cpu_bf16_to_f32(w[k + j]);
-    for (int j = 0; k + j < K; j++) acc[j] += cpu_bf16_to_f32(a[k + j]) * cpu_bf16_to_f32(w[k + j]);
+        for (int j = 0; j < 16; j++) acc[j] += bf16_to_fp32(a[k + j]) * bf16_to_fp32(w[k + j]);
+    for (int j = 0; k + j < K; j++) acc[j] += bf16_to_fp32(a[k + j]) * bf16_to_fp32(w[k + j]);
     for (int h = 8; h >= 1; h /= 2)
         for (int j = 0; j < h; j++) acc[j] += acc[j + h];
     return acc[0];

@@ -7,27 +7,11 @@
 #include <string.h>
 
 #include "../backend.h"
+#include "../bf16.h"
 
 /* cpu_linalg.c */
 void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                 long sA, const float *B, int ldb, long sB, float beta, float *C, int ldc, long sC, int batch);
-/* fp32 -> bf16 bits, round to nearest even; NaN -> quiet NaN of the same
-   sign (cast_bf16, kv_write_bf16 and the matmul input rounding share it) */
-static inline uint16_t cpu_bf16_round(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-/* bf16 bits -> fp32 (exact) */
-static inline float cpu_bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* per-backend scratch of at least bytes (64-byte aligned), valid until the next call; NULL + be->err on OOM */
 void *cpu_scratch(backend *be, size_t bytes);
 void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);

@@ -24,8 +24,8 @@ void cpu_kv_write_bf16(backend *be, uint16_t *kc, uint16_t *vc, const float *k, 
     for (int t = 0; t < T; t++) {
         size_t row = ((size_t)slot[t] * max_seq + pos[t]) * kvd;
         for (int e = 0; e < kvd; e++) {
-            kc[row + e] = cpu_bf16_round(k[(size_t)t * kvd + e]);
-            vc[row + e] = cpu_bf16_round(v[(size_t)t * kvd + e]);
+            kc[row + e] = fp32_to_bf16(k[(size_t)t * kvd + e]);
+            vc[row + e] = fp32_to_bf16(v[(size_t)t * kvd + e]);
         }
     }
 }
@@ -299,8 +299,8 @@ static void attention_cached_any(backend *be, float *out, const float *q, const 
                     if (!wide) continue;
                     for (int j = 0; j < n; j++)
                         for (int e = 0; e < hd; e++) {
-                            wide[(size_t)j * hd + e] = cpu_bf16_to_f32(((const uint16_t *)K)[(size_t)j * kvd + e]);
-                            wide[((size_t)max_seq + j) * hd + e] = cpu_bf16_to_f32(((const uint16_t *)V)[(size_t)j * kvd + e]);
+                            wide[(size_t)j * hd + e] = bf16_to_fp32(((const uint16_t *)K)[(size_t)j * kvd + e]);
+                            wide[((size_t)max_seq + j) * hd + e] = bf16_to_fp32(((const uint16_t *)V)[(size_t)j * kvd + e]);
                         }
                     Kf = wide, Vf = wide + (size_t)max_seq * hd, ld = hd;
                 }

@@ -8,7 +8,7 @@
  * round to nearest even (x + 0x7fff + lsb, top 16 bits; overflow rounds to
  * infinity, infinities stay infinite), NaN -> top 16 bits with the quiet
  * bit set (sign and upper payload kept). __float2bfloat16_rn would give the
- * canonical NaN 0x7fff instead. The rule is bf16_round in cuda_internal.h
+ * canonical NaN 0x7fff instead. The rule is fp32_to_bf16 in kernels/bf16.h
  * (shared with kv_write_bf16). */
 #include "cuda_internal.h"
 
@@ -18,7 +18,7 @@
 /* dst[n] = bf16(src[n]) */
 static __global__ void cast_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = bf16_round(src[i]);
+        dst[i] = fp32_to_bf16(src[i]);
 }
 
 void cuda_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n) {

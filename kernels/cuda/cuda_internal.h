@@ -23,6 +23,7 @@
 
 extern "C" {
 #include "../backend.h"
+#include "../bf16.h"
 }
 
 typedef struct cuda_impl {
@@ -105,18 +106,6 @@ static __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
     return v;
 }
-/* fp32 -> bf16 bits, round to nearest even (x + 0x7fff + lsb, top 16 bits;
-   overflow rounds to infinity), NaN -> top 16 bits with the quiet bit set
-   (sign and upper payload kept): trainer/quant.c's fp32_to_bf16, bit for bit */
-static __device__ __forceinline__ uint16_t bf16_round(float f) {
-    uint32_t x = __float_as_uint(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return (uint16_t)(x >> 16);
-}
-/* bf16 bits -> fp32 (exact) */
-static __device__ __forceinline__ float bf16_widen(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
-
 /* ---- ops (backend.h semantics) ---- */
 /* cuda_elementwise.cu */
 void cuda_add(backend *be, float *out, const float *a, const float *b, size_t n);

@@ -4,7 +4,7 @@
  * prefill and decode alike), and their bf16-cache twins kv_write_bf16 /
  * attention_cached_bf16. Both kernels are templates on the cache element
  * type C (float, or uint16_t bf16 bits): cache_store rounds to nearest even
- * (bf16_round, the rule of cast_bf16) and cache_load widens exactly, so the
+ * (fp32_to_bf16, the rule of cast_bf16) and cache_load widens exactly, so the
  * bf16 op computes, in fp32, exactly what the fp32 op computes on the
  * bf16-rounded values.
  *
@@ -20,9 +20,9 @@
 
 /* cache element <-> fp32 */
 static __device__ __forceinline__ float cache_load(const float *p) { return *p; }
-static __device__ __forceinline__ float cache_load(const uint16_t *p) { return bf16_widen(*p); }
+static __device__ __forceinline__ float cache_load(const uint16_t *p) { return bf16_to_fp32(*p); }
 static __device__ __forceinline__ void cache_store(float *p, float x) { *p = x; }
-static __device__ __forceinline__ void cache_store(uint16_t *p, float x) { *p = bf16_round(x); }
+static __device__ __forceinline__ void cache_store(uint16_t *p, float x) { *p = fp32_to_bf16(x); }
 
 /* kc, vc [S, max_seq, kvd] (C = float or bf16 bits); k, v [T, kvd] */
 template <typename C>

@@ -517,7 +517,7 @@ static int run_matmul_bf16(backend *be, int M, int N, int K, const float *x, con
 
 static void test_matmul_bf16(int M, int N, int K, float beta) {
     size_t ny = (size_t)M * N;
-    float *x = malloc((size_t)M * K * sizeof(float)), *y0 = malloc(ny * sizeof(float));
+    float *x = malloc((size_t)M * K * sizeof(float)), *y0 = calloc(ny ? ny : 1, sizeof(float));
     float *out = malloc(ny * sizeof(float)), *outc = malloc(ny * sizeof(float));
     uint16_t *wb = malloc((size_t)N * K * sizeof(uint16_t));
     double *ref = malloc(ny * sizeof(double)), *mag = malloc(ny * sizeof(double)), *xr = malloc((size_t)K * sizeof(double));
