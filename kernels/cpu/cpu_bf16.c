@@ -34,7 +34,8 @@ void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n) {
 static int bf_ldx(int K) { return (K + 31) & ~31; }
 
 /* xb[m, ldx] = bf16(x[m, K]), zero padded to ldx */
-static void bf_convert_rows(uint16_t *xb, int ldx, const float *x, int m, int K) {
+static void bf_convert_rows(void *tile, int ldx, const float *x, int m, int K) {
+    uint16_t *xb = tile;
     for (int i = 0; i < m; i++) {
         uint16_t *d = xb + (size_t)i * ldx;
         const float *s = x + (size_t)i * K;
@@ -105,8 +106,9 @@ BF_TARGET __attribute__((always_inline)) static inline void bf_block(int mb, int
 }
 
 /* one block of BF_NB weight rows (nb valid) against all m rows of the tile */
-BF_TARGET static void bf_panel(int m, int nb, int K, const uint16_t *xb, int ldx, const uint16_t *W, float beta,
+BF_TARGET static void bf_panel(int m, int nb, int K, const void *tile, int ldx, const uint16_t *W, float beta,
                                float *y, int ldy) {
+    const uint16_t *xb = tile;
     int r = 0;
     if (nb == BF_NB) {
         for (; r + BF_MB <= m; r += BF_MB)
@@ -124,7 +126,8 @@ BF_TARGET static void bf_panel(int m, int nb, int K, const uint16_t *xb, int ldx
     }
 }
 
-BF_TARGET static void bf_convert_rows_avx(uint16_t *xb, int ldx, const float *x, int m, int K) {
+BF_TARGET static void bf_convert_rows_avx(void *tile, int ldx, const float *x, int m, int K) {
+    uint16_t *xb = tile;
     for (int i = 0; i < m; i++) {
         uint16_t *d = xb + (size_t)i * ldx;
         const float *s = x + (size_t)i * K;
@@ -208,8 +211,9 @@ A2_TARGET __attribute__((always_inline)) static inline void a2_block(int mb, int
         }
 }
 
-A2_TARGET static void a2_panel(int m, int nb, int K, const float *xf, int ldx, const uint16_t *W, float beta, float *y,
+A2_TARGET static void a2_panel(int m, int nb, int K, const void *tile, int ldx, const uint16_t *W, float beta, float *y,
                                int ldy) {
+    const float *xf = tile;
     int r = 0;
     if (nb == A2_NB) {
         for (; r + A2_MB <= m; r += A2_MB) a2_block(A2_MB, A2_NB, K, xf + (size_t)r * ldx, ldx, W, beta, y + (size_t)r * ldy, ldy);
@@ -237,7 +241,8 @@ static int a2_ok(void) {
 #endif
 
 /* xf[m, ldx] = bf16-rounded x[m, K] as fp32, zero padded to ldx */
-static void bf_round_rows_f32(float *xf, int ldx, const float *x, int m, int K) {
+static void bf_round_rows_f32(void *tile, int ldx, const float *x, int m, int K) {
+    float *xf = tile;
     for (int i = 0; i < m; i++) {
         float *d = xf + (size_t)i * ldx;
         const float *s = x + (size_t)i * K;
@@ -265,15 +270,24 @@ static float bf_dot_portable(const uint16_t *a, const uint16_t *w, int K) {
     return acc[0];
 }
 
-static void bf_rows_portable(int m, int n0, int n1, int K, const uint16_t *xb, int ldx, const uint16_t *W,
-                             float beta, float *y, int ldy) {
+static void bf_panel_portable(int m, int nb, int K, const void *tile, int ldx, const uint16_t *W, float beta,
+                              float *y, int ldy) {
+    const uint16_t *xb = tile;
     for (int i = 0; i < m; i++)
-        for (int n = n0; n < n1; n++) {
+        for (int n = 0; n < nb; n++) {
             float s = bf_dot_portable(xb + (size_t)i * ldx, W + (size_t)n * K, K);
             float *c = y + (size_t)i * ldy + n;
             *c = beta == 0.0f ? s : s + *c;
         }
 }
+
+/* a path of matmul_bf16: how a tile of x is stored (bf16, or bf16-rounded
+   fp32) and the kernel over a panel of nb weight rows */
+typedef struct bf_path {
+    int nb; /* weight rows per panel */
+    void (*tile)(void *tile, int ldx, const float *x, int m, int K);
+    void (*panel)(int m, int nb, int K, const void *tile, int ldx, const uint16_t *W, float beta, float *y, int ldy);
+} bf_path;
 
 int cpu_bf16_best_path(void) {
 #if CPU_HAVE_BF16_KERNEL
@@ -297,7 +311,14 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
         return;
     }
     if (path > cpu_bf16_best_path()) path = cpu_bf16_best_path();
-    int ldx = bf_ldx(K), nb_rows = path == 1 ? 3 : BF_NB, nblk = (N + nb_rows - 1) / nb_rows;
+    bf_path P = {BF_NB, bf_convert_rows, bf_panel_portable};
+#if CPU_HAVE_BF16_KERNEL
+    if (path == 2) P = (bf_path){BF_NB, bf_convert_rows_avx, bf_panel};
+#endif
+#if CPU_HAVE_BF16_AVX2
+    if (path == 1) P = (bf_path){A2_NB, bf_round_rows_f32, a2_panel};
+#endif
+    int ldx = bf_ldx(K), nblk = (N + P.nb - 1) / P.nb;
     int nt = be->n_threads > 0 ? be->n_threads : 1;
     size_t tile = (size_t)BF_TILE_M * ldx * sizeof(float); /* bytes per thread: bf16 rows, or fp32 rows (AVX2) */
     char *tiles = cpu_scratch(be, (size_t)nt * tile); /* [threads][BF_TILE_M, ldx] */
@@ -307,40 +328,15 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
        rows, streaming its share of W once per tile */
 #pragma omp parallel num_threads(nt) if ((long)N * K * ((M < BF_TILE_M ? M : BF_TILE_M) + 4) > 1000000)
     {
-        char *buf = tiles + (size_t)omp_get_thread_num() * tile;
-        uint16_t *xb = (uint16_t *)buf;
+        void *buf = tiles + (size_t)omp_get_thread_num() * tile;
         for (int m0 = 0; m0 < M; m0 += BF_TILE_M) {
             int m = M - m0 < BF_TILE_M ? M - m0 : BF_TILE_M;
-            const float *xt = x + (size_t)m0 * K;
             float *yt = y + (size_t)m0 * N;
-#if CPU_HAVE_BF16_KERNEL
-            if (path == 2) {
-                bf_convert_rows_avx(xb, ldx, xt, m, K);
-#pragma omp for schedule(static) nowait
-                for (int b = 0; b < nblk; b++) {
-                    int n0 = b * BF_NB, nb = N - n0 < BF_NB ? N - n0 : BF_NB;
-                    bf_panel(m, nb, K, xb, ldx, W + (size_t)n0 * K, beta, yt + n0, N);
-                }
-                continue;
-            }
-#endif
-#if CPU_HAVE_BF16_AVX2
-            if (path == 1) {
-                float *xf = (float *)buf;
-                bf_round_rows_f32(xf, ldx, xt, m, K);
-#pragma omp for schedule(static) nowait
-                for (int b = 0; b < nblk; b++) {
-                    int n0 = b * A2_NB, nb = N - n0 < A2_NB ? N - n0 : A2_NB;
-                    a2_panel(m, nb, K, xf, ldx, W + (size_t)n0 * K, beta, yt + n0, N);
-                }
-                continue;
-            }
-#endif
-            bf_convert_rows(xb, ldx, xt, m, K);
+            P.tile(buf, ldx, x + (size_t)m0 * K, m, K);
 #pragma omp for schedule(static) nowait
             for (int b = 0; b < nblk; b++) {
-                int n0 = b * BF_NB, n1 = n0 + BF_NB < N ? n0 + BF_NB : N;
-                bf_rows_portable(m, n0, n1, K, xb, ldx, W, beta, yt, N);
+                int n0 = b * P.nb, nb = N - n0 < P.nb ? N - n0 : P.nb;
+                P.panel(m, nb, K, buf, ldx, W + (size_t)n0 * K, beta, yt + n0, N);
             }
         }
     }
