@@ -13,16 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int failures = 0;
-#define CHECK(c, ...)                                                                                                  \
-    do {                                                                                                               \
-        if (!(c)) {                                                                                                    \
-            failures++;                                                                                                \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                                            \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-        }                                                                                                              \
-    } while (0)
+#include "check.h"
 
 static char dir[] = "/tmp/rft_test_grade_XXXXXX";
 static const char *rft, *build;
@@ -229,8 +220,8 @@ int main(void) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
-    if (failures) {
-        fprintf(stderr, "%d failures\n", failures);
+    if (fails) {
+        fprintf(stderr, "%d failures\n", fails);
         return 1;
     }
     printf("ok\n");

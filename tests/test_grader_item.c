@@ -12,16 +12,7 @@
 #include "grader_config.h"
 #include "grader_item.h"
 
-static int failures = 0;
-#define CHECK(c, ...)                                                                                                  \
-    do {                                                                                                               \
-        if (!(c)) {                                                                                                    \
-            failures++;                                                                                                \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                                            \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-        }                                                                                                              \
-    } while (0)
+#include "check.h"
 
 static void expect_get(const rft_host *h, rft_item *it, const char *path, const char *want) {
     size_t len = 12345;
@@ -226,8 +217,8 @@ int main(void) {
     unlink(path);
     rmdir(tmpdir);
     json_decref(row);
-    if (failures) {
-        fprintf(stderr, "%d failures\n", failures);
+    if (fails) {
+        fprintf(stderr, "%d failures\n", fails);
         return 1;
     }
     printf("ok\n");

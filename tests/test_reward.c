@@ -9,16 +9,7 @@
 
 #include "reward.h"
 
-static int failures = 0;
-#define CHECK(c, ...)                                                                                                  \
-    do {                                                                                                               \
-        if (!(c)) {                                                                                                    \
-            failures++;                                                                                                \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                                            \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-        }                                                                                                              \
-    } while (0)
+#include "check.h"
 
 static const char *names[] = {"correct", "format", "len_penalty", "x2"};
 
@@ -226,8 +217,8 @@ int main(void) {
           "formula error rate: %s", err);
     reward_spec_free(&s);
 
-    if (failures) {
-        fprintf(stderr, "%d failures\n", failures);
+    if (fails) {
+        fprintf(stderr, "%d failures\n", fails);
         return 1;
     }
     printf("ok\n");
