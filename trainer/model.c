@@ -368,7 +368,7 @@ static int batch_upload(model *m, const model_batch *b, char *err, size_t cap) {
 static void linear(const model *m, float *y, const float *x, const float *W, int T, int out, int in, float beta) {
     backend *be = m->be;
     if (m->w16_on) {
-        be->matmul_bf16(be, T, out, in, x, m->wbf16 + (W - m->w16_src), beta, y);
+        be->matmul_bf16(be, T, out, in, x, m->wbf16 + (W - m->cur_params), beta, y);
         return;
     }
     be->matmul(be, 0, 1, T, out, in, 1.0f, x, in, 0, W, in, 0, beta, y, out, 0, 1);
@@ -540,7 +540,7 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
 }
 
 void model_use_params(model *m, float *params) {
-    m->w16_on = 0; /* the bf16 copy belongs to the buffer it was cast from */
+    m->w16_on = 0; /* the bf16 copy was cast from the buffer in use until now */
     m->cur_params = params ? params : m->params;
     weights_bind(m, m->cur_params, &m->w);
 }
@@ -552,8 +552,7 @@ int model_bf16_begin(model *m, char *err, size_t cap) {
         m->wbf16 = be->alloc(be, m->n_params * sizeof(uint16_t));
         if (!m->wbf16) return errf(err, cap, "bf16 weights (%zu MB): %s", m->n_params * 2 >> 20, be->err);
     }
-    m->w16_src = m->cur_params;
-    be->cast_bf16(be, m->wbf16, m->w16_src, m->n_params);
+    be->cast_bf16(be, m->wbf16, m->cur_params, m->n_params);
     m->w16_on = 1;
     return 0;
 }

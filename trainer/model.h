@@ -88,8 +88,7 @@ typedef struct model {
 
     float *cur_params;         /* the buffer m->w points into (m->params or a model_use_params buffer) */
     uint16_t *wbf16;           /* device [n_params] bf16 copy of cur_params (NULL until model_bf16_begin) */
-    const float *w16_src;      /* the fp32 buffer wbf16 was cast from */
-    int w16_on;                /* 1 between model_bf16_begin and model_bf16_end */
+    int w16_on;                /* 1 between model_bf16_begin and model_bf16_end (wbf16 then mirrors cur_params) */
 
     int have_forward;          /* activations hold the batch of the last forward */
     int fwd_T, fwd_B;
