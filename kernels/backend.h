@@ -70,6 +70,12 @@ struct backend {
      * backend every output row depends on its own row of x only (not on M or
      * the thread count), like the fp32 decode path. */
     void (*matmul_bf16)(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
+    /* ---- bf16 mixed-precision training (model.dtype: bf16) ----
+     * C[M,N] = op(A)[M,K] @ op(B)[K,N] + beta * C (beta 0 or 1), A and B bf16
+     * as stored (cast_bf16 made them), C fp32: products exact, fp32
+     * accumulation (tensor cores on a GPU). op, lda/ldb/ldc as in matmul. */
+    void (*gemm_bf16)(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
+                      const uint16_t *B, int ldb, float beta, float *C, int ldc);
 
     /* ---- elementwise ---- */
     void (*add)(backend *be, float *out, const float *a, const float *b, size_t n);  /* out = a + b; out may alias a or b */

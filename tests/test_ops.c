@@ -259,6 +259,51 @@ static void test_bf16(backend *be1, backend *be2) {
         }
 }
 
+/* gemm_bf16 (model.dtype: bf16 training): C = op(A) op(B) + beta C with bf16
+   A and B in every transpose combination, padded row strides, beta 0 and 1,
+   K = 0, against a double reference over the bf16 values. The error of each
+   output is bounded by fp32 accumulation alone: ~K * 2^-24 of sum_k |a_k b_k|
+   (+ |beta c|); a wrong or missing term is O(1) of that sum. */
+static void test_gemm_bf16(backend *be1, backend *be2) {
+    int shapes[][3] = {{7, 5, 33}, {1, 13, 4}, {33, 48, 100}, {64, 1, 7}, {5, 9, 0}, {70, 130, 576}};
+    for (int si = 0; si < 6; si++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int acc = 0; acc < 2; acc++) {
+                    int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+                    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+                    int lda = ac + 3, ldb = bc + 1, ldc = N + 2;
+                    size_t na = (size_t)ar * lda + 1, nb = (size_t)br * ldb + 1, nc = (size_t)M * ldc;
+                    uint16_t *A = malloc(na * 2), *B = malloc(nb * 2);
+                    for (size_t i = 0; i < na; i++) A[i] = bf16_ref((float)randn());
+                    for (size_t i = 0; i < nb; i++) B[i] = bf16_ref((float)randn());
+                    float *C0 = randf(nc, 1), *C1 = copyf(C0, nc), *C2 = copyf(C0, nc);
+                    if (!acc) /* beta 0: C is not read (NaN stays out of the result) */
+                        for (size_t i = 0; i < nc; i++) C1[i] = C2[i] = NAN;
+                    double err = 0;
+                    be1->gemm_bf16(be1, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C1, ldc);
+                    be2->gemm_bf16(be2, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C2, ldc);
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < N; j++) {
+                            double s = acc ? C0[(size_t)i * ldc + j] : 0.0, mag = fabs(s);
+                            for (int k = 0; k < K; k++) {
+                                double a = bf16_val(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+                                double b = bf16_val(tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+                                s += a * b, mag += fabs(a * b);
+                            }
+                            for (int v = 0; v < 2; v++) {
+                                double e = fabs((v ? C2 : C1)[(size_t)i * ldc + j] - s) / (mag > 0 ? mag : 1);
+                                err = isnan(e) ? INFINITY : e > err ? e : err;
+                            }
+                        }
+                    char name[128];
+                    snprintf(name, sizeof name, "gemm_bf16 M%d N%d K%d tA%d tB%d %s (1 and 2 threads)", M, N, K, ta,
+                             tb, acc ? "beta=1" : "beta=0");
+                    check(name, err, 2.0 * (K + 1) * 0x1p-24);
+                    free(A), free(B), free(C0), free(C1), free(C2);
+                }
+}
+
 /* ================= embedding ================= */
 
 static void test_embedding(backend *be1, backend *be2) {
@@ -849,6 +894,7 @@ int main(void) {
     test_matmul(be2);
     test_matmul_row_independence(be2);
     test_bf16(be1, be2);
+    test_gemm_bf16(be1, be2);
     test_embedding(be1, be2);
     test_rmsnorm(be1, be2);
     test_rope(be1, be2);

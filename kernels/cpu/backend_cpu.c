@@ -96,6 +96,7 @@ backend *backend_cpu_create(int n_threads) {
     be->matmul = cpu_matmul;
     be->cast_bf16 = cpu_cast_bf16;
     be->matmul_bf16 = cpu_matmul_bf16;
+    be->gemm_bf16 = cpu_gemm_bf16;
     be->add = cpu_add;
     be->scale = cpu_scale;
     be->bias_forward = cpu_bias_forward;

@@ -1,5 +1,7 @@
-/* kernels/cpu/cpu_bf16.c: bf16 weights for rollouts. cast_bf16 rounds fp32
- * to bfloat16 (nearest even); matmul_bf16 is the forward linear
+/* kernels/cpu/cpu_bf16.c: bf16 weights for rollouts and bf16 mixed-precision
+ * training. cast_bf16 rounds fp32 to bfloat16 (nearest even); gemm_bf16 (the
+ * training products, at the end of this file) is the reference of the GPU's
+ * tensor-core GEMM; matmul_bf16 is the forward linear
  * y[M,N] = bf16(x)[M,K] @ W[N,K]^T (+ y) with bf16 weights and fp32
  * accumulation. With AVX512_BF16 (vdpbf16ps: 32 bf16 products per
  * instruction, twice the multiply-adds of an fp32 FMA) and half the weight
@@ -340,4 +342,35 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
             }
         }
     }
+}
+
+/* a[rows, cols] (row stride ld) widened exactly to fp32 into w[rows, cols] */
+static void bf_widen(float *w, const uint16_t *a, int rows, int cols, int ld, int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt) if ((long)rows * cols > 65536)
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) w[(size_t)r * cols + c] = bf16_to_fp32(a[(size_t)r * ld + c]);
+}
+
+/* Mixed-precision training (model.dtype: bf16): C = op(A) op(B) + beta C with
+   bf16 A and B. The reference: both operands widened exactly to fp32 (a
+   bf16 x bf16 product is exact in fp32), then the fp32 matmul, so the only
+   difference from a GPU's tensor cores is the order of the fp32 sums. */
+void cpu_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
+                   const uint16_t *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* C = beta C, C not read when beta == 0 (as in BLAS) */
+        for (int r = 0; r < M; r++)
+            for (int c = 0; c < N; c++) C[(size_t)r * ldc + c] = beta == 0.0f ? 0.0f : C[(size_t)r * ldc + c];
+        return;
+    }
+    int ar = transA ? K : M, ac = transA ? M : K; /* A as stored [ar, ac] */
+    int br = transB ? N : K, bc = transB ? K : N; /* B as stored [br, bc] */
+    size_t na = (size_t)ar * ac, nb = (size_t)br * bc;
+    float *wa = cpu_scratch(be, (na + nb + 16) * sizeof(float)); /* [ar, ac] then [br, bc] */
+    if (!wa) return;
+    float *wb = wa + ((na + 15) & ~(size_t)15);
+    int nt = be->n_threads > 0 ? be->n_threads : 1;
+    bf_widen(wa, A, ar, ac, lda, nt);
+    bf_widen(wb, B, br, bc, ldb, nt);
+    cpu_matmul(be, transA, transB, M, N, K, 1.0f, wa, ac > 0 ? ac : 1, 0, wb, bc > 0 ? bc : 1, 0, beta, C, ldc, 0, 1);
 }

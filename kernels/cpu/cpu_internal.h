@@ -16,6 +16,8 @@ void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float 
 void *cpu_scratch(backend *be, size_t bytes);
 void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
 void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
+void cpu_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
+                   const uint16_t *B, int ldb, float beta, float *C, int ldc);
 /* path 2: AVX512_BF16, 1: AVX2 + FMA, 0: portable C; a path this CPU lacks
    falls back to the best it has (tests call each path directly) */
 void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y,

@@ -210,6 +210,7 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->matmul = cuda_matmul;
     be->cast_bf16 = cuda_cast_bf16;
     be->matmul_bf16 = cuda_matmul_bf16;
+    be->gemm_bf16 = cuda_gemm_bf16;
     be->add = cuda_add;
     be->scale = cuda_scale;
     be->bias_forward = cuda_bias_forward;

@@ -127,6 +127,8 @@ void cuda_colsum(backend *be, float *out, const float *a, const float *b, const 
 /* cuda_bf16.cu (bf16 bits in uint16_t: round to nearest even, NaN -> quiet NaN) */
 void cuda_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
 void cuda_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
+void cuda_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
+                    const uint16_t *B, int ldb, float beta, float *C, int ldc);
 
 /* cuda_norm_embed.cu */
 void cuda_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);

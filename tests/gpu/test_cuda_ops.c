@@ -562,6 +562,41 @@ static void test_matmul_bf16(int M, int N, int K, float beta) {
     free(x); free(y0); free(out); free(outc); free(wb); free(ref); free(mag); free(xr);
 }
 
+/* gemm_bf16 (model.dtype: bf16): C = op(A) op(B) + beta C, bf16 A and B as
+   stored (random bf16 bit patterns of normal values), padded row strides;
+   against the CPU backend's op (exact products, fp32 sums on both: only the
+   order of the sums differs). */
+static void test_gemm_bf16(int tA, int tB, int M, int N, int K, int pad, float beta) {
+    int rA = tA ? K : M, cA = tA ? M : K, rB = tB ? N : K, cB = tB ? K : N;
+    int lda = cA + pad, ldb = cB + pad, ldc = N + pad;
+    size_t na = (size_t)rA * lda + 1, nb = (size_t)rB * ldb + 1, nc = (size_t)M * ldc;
+    uint16_t *ha = malloc(na * 2), *hb = malloc(nb * 2);
+    for (size_t i = 0; i < na; i++) ha[i] = fp32_to_bf16(rnd_uniform(-1, 1));
+    for (size_t i = 0; i < nb; i++) hb[i] = fp32_to_bf16(rnd_uniform(-1, 1));
+    uint16_t *ac = be_alloc(cpu, na * 2), *ag = be_alloc(gpu, na * 2), *bc = be_alloc(cpu, nb * 2),
+             *bg = be_alloc(gpu, nb * 2);
+    cpu->copy_h2d(cpu, ac, ha, na * 2);
+    gpu->copy_h2d(gpu, ag, ha, na * 2);
+    cpu->copy_h2d(cpu, bc, hb, nb * 2);
+    gpu->copy_h2d(gpu, bg, hb, nb * 2);
+    ten C = beta != 0 ? t_rand(nc, -1, 1) : t_out(nc);
+    cpu->gemm_bf16(cpu, tA, tB, M, N, K, ac, lda, bc, ldb, beta, C.c, ldc);
+    gpu->gemm_bf16(gpu, tA, tB, M, N, K, ag, lda, bg, ldb, beta, C.g, ldc);
+    char name[128];
+    snprintf(name, sizeof name, "gemm_bf16 %c%c %dx%dx%d pad%d b%.0f", tA ? 'T' : 'N', tB ? 'T' : 'N', M, N, K, pad,
+             beta);
+    ten R = t_out((size_t)M * N); /* the rows of C (a beta-0 output's padding stays poisoned) */
+    for (int r = 0; r < M; r++) {
+        cpu->copy_d2d(cpu, R.c + (size_t)r * N, C.c + (size_t)r * ldc, N * sizeof(float));
+        gpu->copy_d2d(gpu, R.g + (size_t)r * N, C.g + (size_t)r * ldc, N * sizeof(float));
+    }
+    check(name, &R, R.n, 1e-5);
+    t_free(&R);
+    t_free(&C);
+    cpu->free(cpu, ac), gpu->free(gpu, ag), cpu->free(cpu, bc), gpu->free(gpu, bg);
+    free(ha), free(hb);
+}
+
 /* logits z[n, V] and u[n] uploaded, ids[n] and logp[n] allocated: the sample op's device buffers */
 typedef struct { float *z, *lp; double *u; int32_t *id; } smp_dev;
 static smp_dev smp_up(const float *z, const double *u, int n, int V) {
@@ -995,6 +1030,16 @@ int main(void) {
                 for (int j = 0; j < 3; j++)
                     for (int k = 0; k < 4; k++) test_matmul_bf16(Ms[i], Ns[j], Ks[k], (float)b);
     }
+    for (int tA = 0; tA < 2; tA++)
+        for (int tB = 0; tB < 2; tB++) {
+            test_gemm_bf16(tA, tB, 67, 45, 129, 0, 0.0f);
+            test_gemm_bf16(tA, tB, 31, 17, 100, 3, 1.0f);
+            test_gemm_bf16(tA, tB, 1, 576, 1536, 0, 1.0f);
+        }
+    test_gemm_bf16(0, 1, 512, 1536, 576, 0, 0.0f); /* the SmolLM2 shapes of model.dtype bf16 */
+    test_gemm_bf16(1, 0, 576, 1536, 512, 0, 1.0f);
+    test_gemm_bf16(0, 0, 512, 576, 1536, 0, 0.0f);
+    test_gemm_bf16(0, 1, 5, 9, 0, 0, 0.0f);         /* K = 0: C = 0 */
     test_kv_write_bf16_special();
     { int l[] = {1, 33, 200}; test_kvcache_bf16(3, l, 6, 2, 64, 257); }  /* GQA 3, odd max_seq */
     { int l[] = {70, 5}; test_kvcache_bf16(2, l, 2, 2, 128, 81); }       /* GQA 1, hd 128 */
