@@ -284,6 +284,42 @@ static void run_fixture(const char *path) {
         free(g);
     }
 
+    /* ---- bf16 mixed precision (model.dtype: bf16): forward and gradients
+       against the PyTorch reference that rounds the same operands (every
+       linear layer's x, W and output gradient to bf16); the distance to the
+       fp32 reference is printed to show what the check tells apart ---- */
+    {
+        double *ml = read_f64(fid, "/ref/bf16/logp", T), *me = read_f64(fid, "/ref/bf16/entropy", T);
+        if (!ml || !me) {
+            free(ml), free(me);
+            goto fixture_bad;
+        }
+        if (model_set_mixed(&m, 1, err, sizeof err) || model_forward(&m, &b, logp, ent, err, sizeof err)) {
+            fail(err);
+            free(ml), free(me);
+            goto out;
+        }
+        printf("     bf16: log-probs differ from the fp32 reference by %.2e\n", relerr(logp, ref_logp, T));
+        check("bf16: target log-probs", relerr(logp, ml, T), 1e-5);
+        check("bf16: entropies", relerr(ent, me, T), 1e-5);
+        free(ml), free(me);
+        model_zero_grads(&m);
+        if (model_backward(&m, &b, wf, NULL, err, sizeof err)) {
+            fail(err);
+            goto out;
+        }
+        check_grads(&m, fid, "bf16/grad", 1.0, "bf16: d(-sum w logp)");
+        if (H5Lexists(fid, "/ref/bf16/grad_ent", H5P_DEFAULT) > 0) {
+            model_zero_grads(&m);
+            if (model_backward(&m, &b, zero, wentf, err, sizeof err)) {
+                fail(err);
+                goto out;
+            }
+            check_grads(&m, fid, "bf16/grad_ent", 1.0, "bf16: d(-sum went H)");
+        }
+        model_set_mixed(&m, 0, err, sizeof err);
+    }
+
     /* ---- ten AdamW steps on the fixed batch ---- */
     {
         double lr, b1, b2, eps, wd, clip, steps_d, final_loss;

@@ -23,6 +23,13 @@ in float64:
                      the first steps, the tied one every step): loss before
                      each step, global gradient norm before
                      clipping, and the loss after the last step.
+  bf16/              the same forward and gradients (logp, entropy,
+                     grad/, grad_ent/) in rft's bf16 mixed precision
+                     (model.dtype: bf16): every linear layer and the LM head
+                     take bf16 operands (x and W rounded to bf16 in the
+                     forward, the output gradient rounded before dx = dy W
+                     and dW = dy^T x; float64 sums of the exact products),
+                     everything else as above.
 
 The model here is written out by hand over the packed batch (block-diagonal
 causal mask) in float64, with RoPE's inv_freq, angles and cos/sin in float32
@@ -160,8 +167,33 @@ def rmsnorm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def forward(P, c, b):
-    """Packed-batch forward. P: name -> tensor. Returns logits [T, V]."""
+def bf16(t):
+    """t rounded as rft rounds its fp32 activations: to float32, then to
+    bfloat16 (nearest even), back to t's dtype."""
+    return t.float().bfloat16().to(t.dtype)
+
+
+class BF16Linear(torch.autograd.Function):
+    """y = bf16(x) @ bf16(W)^T; backward dx = bf16(dy) @ bf16(W),
+    dW = bf16(dy)^T @ bf16(x): rft's gemm_bf16 products (model.dtype bf16)."""
+
+    @staticmethod
+    def forward(ctx, x, W):
+        xb, Wb = bf16(x), bf16(W)
+        ctx.save_for_backward(xb, Wb)
+        return xb @ Wb.T
+
+    @staticmethod
+    def backward(ctx, dy):
+        xb, Wb = ctx.saved_tensors
+        dyb = bf16(dy)
+        return dyb @ Wb, dyb.T @ xb
+
+
+def forward(P, c, b, mixed=False):
+    """Packed-batch forward. P: name -> tensor. Returns logits [T, V].
+    mixed: every linear layer through BF16Linear (model.dtype bf16)."""
+    lin = BF16Linear.apply if mixed else (lambda x, W: x @ W.T)
     tokens = torch.as_tensor(b["tokens"]).long()
     T = tokens.shape[0]
     D, Hq, Hkv, hd = c["d_model"], c["n_head"], c["n_kv_head"], c["head_dim"]
@@ -179,9 +211,9 @@ def forward(P, c, b):
     for l in range(c["n_layer"]):
         p = f"model.layers.{l}."
         h = rmsnorm(x, P[p + "input_layernorm.weight"], eps)
-        q = h @ P[p + "self_attn.q_proj.weight"].T
-        k = h @ P[p + "self_attn.k_proj.weight"].T
-        v = h @ P[p + "self_attn.v_proj.weight"].T
+        q = lin(h, P[p + "self_attn.q_proj.weight"])
+        k = lin(h, P[p + "self_attn.k_proj.weight"])
+        v = lin(h, P[p + "self_attn.v_proj.weight"])
         if c["qkv_bias"]:
             q = q + P[p + "self_attn.q_proj.bias"]
             k = k + P[p + "self_attn.k_proj.bias"]
@@ -194,14 +226,14 @@ def forward(P, c, b):
         sc = torch.einsum("thd,shd->hts", q, k) * hd ** -0.5
         sc = sc.masked_fill(~mask[None], float("-inf"))
         att = torch.einsum("hts,shd->thd", torch.softmax(sc, dim=-1), v).reshape(T, Hq * hd)
-        x = x + att @ P[p + "self_attn.o_proj.weight"].T
+        x = x + lin(att, P[p + "self_attn.o_proj.weight"])
         h = rmsnorm(x, P[p + "post_attention_layernorm.weight"], eps)
-        g = h @ P[p + "mlp.gate_proj.weight"].T
-        u = h @ P[p + "mlp.up_proj.weight"].T
-        x = x + (torch.nn.functional.silu(g) * u) @ P[p + "mlp.down_proj.weight"].T
+        g = lin(h, P[p + "mlp.gate_proj.weight"])
+        u = lin(h, P[p + "mlp.up_proj.weight"])
+        x = x + lin(torch.nn.functional.silu(g) * u, P[p + "mlp.down_proj.weight"])
     x = rmsnorm(x, P["model.norm.weight"], eps)
     head = P["model.embed_tokens.weight"] if c["tie_embeddings"] else P["lm_head.weight"]
-    return x @ head.T
+    return lin(x, head)
 
 
 def logp_entropy(logits, targets):
@@ -240,6 +272,20 @@ def compute(c, W, b, dtype, want_ent, clip):
         _, ent = logp_entropy(logits, b["targets"])
         out["grad_ent"] = grads_of(P, -(went * ent).sum())
     out["adam"] = adam_run(c, W, b, dtype, clip)
+    out["bf16"] = compute_mixed(c, W, b, dtype, want_ent)
+    return out
+
+
+def compute_mixed(c, W, b, dtype, want_ent):
+    """logp, entropy and gradients in bf16 mixed precision."""
+    P = leaves(W, dtype)
+    w = torch.as_tensor(b["w"], dtype=dtype)
+    went = torch.as_tensor(b["went"], dtype=dtype)
+    lp, ent = logp_entropy(forward(P, c, b, mixed=True), b["targets"])
+    out = dict(logp=lp.detach(), entropy=ent.detach(), grad=grads_of(P, -(w * lp).sum()))
+    if want_ent:
+        _, ent = logp_entropy(forward(P, c, b, mixed=True), b["targets"])
+        out["grad_ent"] = grads_of(P, -(went * ent).sum())
     return out
 
 
@@ -360,6 +406,13 @@ def write(path, c, W, b, ref, grad_ent, clip):
         a["losses"] = ref["adam"]["losses"]
         a["grad_norms"] = ref["adam"]["grad_norms"]
         a.attrs["final_loss"] = np.float64(ref["adam"]["final_loss"])
+        m = r.create_group("bf16")
+        for k in ("logp", "entropy"):
+            m[k] = ref["bf16"][k].numpy().astype(np.float64)
+        for k in ("grad", "grad_ent") if grad_ent else ("grad",):
+            gm = m.create_group(k)
+            for name, _ in tensor_table(c):
+                gm[name] = ref["bf16"][k][name].numpy().astype(np.float32)
 
 
 def main():
@@ -388,6 +441,11 @@ def main():
         print(f"  adam losses {np.array2string(bl, precision=5)}")
         print(f"  adam grad norms {np.array2string(bn, precision=4)}  final loss {ref['adam']['final_loss']:.6f}")
         print(f"  clipped at {spec['grad_clip']}: steps {[i + 1 for i in range(len(bn)) if bn[i] > spec['grad_clip']]}")
+        mb, mf = ref["bf16"], f32["bf16"]
+        print(f"  bf16 mixed vs fp32 (float64): logp {rel(mb['logp'], ref['logp']):.2e}, worst gradient "
+              f"{max(rel(mb['grad'][n], ref['grad'][n]) for n in W):.2e}")
+        print(f"  bf16 mixed, float32 vs float64 sums: logp {rel(mf['logp'], mb['logp']):.2e}, worst gradient "
+              f"{max(rel(mf['grad'][n], mb['grad'][n]) for n in W):.2e}")
         print(f"  adam float32 vs float64: worst loss rel {np.max(np.abs(al - bl) / np.abs(bl)):.2e}, "
               f"worst norm rel {np.max(np.abs(an - bn) / bn):.2e}")
         path = os.path.join(outdir, name + ".h5")

@@ -22,9 +22,14 @@
  *   mid       [T, D]   residual stream after attention
  *   xn2       [T, D]   MLP RMSNorm output,            rstd2 [T]
  *   gate, up  [T, F]   MLP projections;  h [T, F] = silu(gate) * up
+ * model.dtype bf16 (model_set_mixed) adds bf16 copies, carved out of m->acts16
+ * (NULL otherwise): the inputs of the linear layers, rounded once in the
+ * forward and kept for the backward's weight gradients:
+ *   xn1_16 [T, D], att16 [T, qd], xn2_16 [T, D], h16 [T, F]
  */
 typedef struct layer_acts {
     float *xn1, *rstd1, *q, *k, *v, *att, *lse, *mid, *xn2, *rstd2, *gate, *up, *h;
+    uint16_t *xn1_16, *att16, *xn2_16, *h16;
 } layer_acts;
 
 typedef struct act_views {
@@ -44,6 +49,9 @@ typedef struct act_views {
     int32_t *tokens, *targets, *pos, *slot; /* [T] */
     int32_t *cu_seqlens;  /* [T+1] */
     int chunk;            /* tokens per LM-head chunk */
+    /* model.dtype bf16 only (m->acts16) */
+    uint16_t *xnf16;      /* [T, D] LM-head input */
+    uint16_t *dy16;       /* [max(T * max(D, qd, kvd, F), chunk * V)] an output gradient, rounded for its two products */
 } act_views;
 
 static int qdim(const model_config *c) { return c->n_head * c->head_dim; }
@@ -208,6 +216,34 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, float
     return off;
 }
 
+/* Carves the bf16 views (model.dtype bf16) out of one allocation of uint16;
+ * with base == NULL only counts them. Needs a->chunk set. */
+static size_t acts16_carve(const model_config *c, int T, int chunk, uint16_t *base, act_views *a) {
+    size_t off = 0;
+    int D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c);
+#define TAKE16(ptr, n)                               \
+    do {                                             \
+        uint16_t *p_ = base ? base + off : NULL;     \
+        if (a) ptr = p_;                             \
+        off += ((size_t)(n) + 31) & ~(size_t)31;     \
+    } while (0)
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_acts *la = a ? &a->layer[l] : NULL;
+        TAKE16(la->xn1_16, (size_t)T * D);
+        TAKE16(la->att16, (size_t)T * qd);
+        TAKE16(la->xn2_16, (size_t)T * D);
+        TAKE16(la->h16, (size_t)T * F);
+    }
+    TAKE16(a->xnf16, (size_t)T * D);
+    int w = D > qd ? D : qd;
+    if (kvd > w) w = kvd;
+    if (F > w) w = F;
+    size_t dy = (size_t)T * w, lm = (size_t)chunk * c->vocab;
+    TAKE16(a->dy16, dy > lm ? dy : lm);
+#undef TAKE16
+    return off;
+}
+
 int model_create(model *m, const model_config *cfg, backend *be, int max_tokens, char *err, size_t cap) {
     memset(m, 0, sizeof *m);
     if (config_check(cfg, err, cap)) return -1;
@@ -268,6 +304,7 @@ void model_free(model *m) {
         if (m->grads) m->be->free(m->be, m->grads);
         if (m->acts) m->be->free(m->be, m->acts);
         if (m->wbf16) m->be->free(m->be, m->wbf16);
+        if (m->acts16) m->be->free(m->be, m->acts16);
     }
     act_views *a = m->act_views;
     if (a) {
@@ -363,33 +400,69 @@ static int batch_upload(model *m, const model_batch *b, char *err, size_t cap) {
     return 0;
 }
 
-/* y[T, out] = x[T, in] @ W[out, in]^T (+ beta * y); between model_bf16_begin
-   and model_bf16_end W's bf16 copy is used (x rounded to bf16, fp32 sums) */
-static void linear(const model *m, float *y, const float *x, const float *W, int T, int out, int in, float beta) {
+/* the bf16 copy of weight tensor W (a view into cur_params) */
+static const uint16_t *w16(const model *m, const float *W) { return m->wbf16 + (W - m->cur_params); }
+
+/* x16[n] = bf16(x[n]) when x16 != NULL (model.dtype bf16); returns x16 */
+static const uint16_t *round16(const model *m, uint16_t *x16, const float *x, size_t n) {
+    if (x16) m->be->cast_bf16(m->be, x16, x, n);
+    return x16;
+}
+
+/* y[T, out] = x[T, in] @ W[out, in]^T (+ beta * y).
+ * x16 != NULL (model.dtype bf16): x16 holds x rounded to bf16 and W's bf16
+ * copy is used (gemm_bf16: exact products, fp32 sums). Otherwise, between
+ * model_bf16_begin and model_bf16_end (bf16 rollouts), matmul_bf16 rounds x
+ * on the fly; else fp32. */
+static void linear(const model *m, float *y, const float *x, const uint16_t *x16, const float *W, int T, int out,
+                   int in, float beta) {
     backend *be = m->be;
-    if (m->w16_on) {
-        be->matmul_bf16(be, T, out, in, x, m->wbf16 + (W - m->cur_params), beta, y);
+    if (x16)
+        be->gemm_bf16(be, 0, 1, T, out, in, x16, in, w16(m, W), in, beta, y, out);
+    else if (m->w16_on)
+        be->matmul_bf16(be, T, out, in, x, w16(m, W), beta, y);
+    else
+        be->matmul(be, 0, 1, T, out, in, 1.0f, x, in, 0, W, in, 0, beta, y, out, 0, 1);
+}
+
+/* Backward of y[T, out] = x[T, in] @ W[out, in]^T for dy[T, out]:
+ * dW += dy^T @ x; dx (= when beta 0, += when 1) dy @ W. With x16 (the
+ * forward's bf16 copy of x, model.dtype bf16) dy is rounded once into the
+ * shared dy16 buffer (ops run in order, so the next call may overwrite it)
+ * and both products take bf16 operands. */
+static void linear_back(const model *m, float *dW, float *dx, const float *dy, const float *x, const uint16_t *x16,
+                        const float *W, int T, int out, int in, float beta) {
+    backend *be = m->be;
+    if (x16) {
+        const uint16_t *dy16 = round16(m, ((act_views *)m->act_views)->dy16, dy, (size_t)T * out);
+        be->gemm_bf16(be, 1, 0, out, in, T, dy16, out, x16, in, 1.0f, dW, in);
+        be->gemm_bf16(be, 0, 0, T, in, out, dy16, out, w16(m, W), in, beta, dx, in);
         return;
     }
-    be->matmul(be, 0, 1, T, out, in, 1.0f, x, in, 0, W, in, 0, beta, y, out, 0, 1);
+    be->matmul(be, 1, 0, out, in, T, 1.0f, dy, out, 0, x, in, 0, 1.0f, dW, in, 0, 1);
+    be->matmul(be, 0, 0, T, in, out, 1.0f, dy, out, 0, W, in, 0, beta, dx, in, 0, 1);
 }
 
-/* logits chunk [n, V] = xnf[t0 : t0+n] @ lm_head^T */
-static void lm_head_chunk(model *m, int t0, int n) {
+/* logits chunk [n, V] = xnf[t0 : t0+n] @ lm_head^T (mix: from xnf16) */
+static void lm_head_chunk(model *m, int t0, int n, int mix) {
     act_views *a = m->act_views;
     const model_config *c = &m->cfg;
-    linear(m, a->logits, a->xnf + (size_t)t0 * c->d_model, m->w.lm_head, n, c->vocab, c->d_model, 0.0f);
+    size_t o = (size_t)t0 * c->d_model;
+    linear(m, a->logits, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head, n, c->vocab, c->d_model, 0.0f);
 }
 
-/* Block input half: xn1 = norm(x); q, k, v projections (+ bias), RoPE on q, k. */
-static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const float *x, const int32_t *pos, int T) {
+/* Block input half: xn1 = norm(x); q, k, v projections (+ bias), RoPE on q, k.
+   mix (model.dtype bf16): xn1 rounded once into xn1_16 for the three products. */
+static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const float *x, const int32_t *pos, int T,
+                      int mix) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int D = c->d_model, qd = qdim(c), kvd = kvdim(c);
     be->rmsnorm_forward(be, la->xn1, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
-    linear(m, la->q, la->xn1, w->wq, T, qd, D, 0.0f);
-    linear(m, la->k, la->xn1, w->wk, T, kvd, D, 0.0f);
-    linear(m, la->v, la->xn1, w->wv, T, kvd, D, 0.0f);
+    const uint16_t *x16 = round16(m, mix ? la->xn1_16 : NULL, la->xn1, (size_t)T * D);
+    linear(m, la->q, la->xn1, x16, w->wq, T, qd, D, 0.0f);
+    linear(m, la->k, la->xn1, x16, w->wk, T, kvd, D, 0.0f);
+    linear(m, la->v, la->xn1, x16, w->wv, T, kvd, D, 0.0f);
     if (c->qkv_bias) {
         be->bias_forward(be, la->q, w->bq, T, qd);
         be->bias_forward(be, la->k, w->bk, T, kvd);
@@ -399,16 +472,25 @@ static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const fl
     be->rope_forward(be, la->k, pos, T, c->n_kv_head, c->head_dim, c->rope_theta);
 }
 
+/* out += att @ wo^T (mix: att rounded into att16) */
+static void block_out(model *m, const layer_weights *w, layer_acts *la, float *out, int T, int mix) {
+    const model_config *c = &m->cfg;
+    const uint16_t *a16 = round16(m, mix ? la->att16 : NULL, la->att, (size_t)T * qdim(c));
+    linear(m, out, la->att, a16, w->wo, T, c->d_model, qdim(c), 1.0f);
+}
+
 /* MLP half: xn2 = norm(x); h = silu(xn2 wgate^T) * (xn2 wup^T); out += h wdown^T. */
-static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const float *x, float *out, int T) {
+static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const float *x, float *out, int T, int mix) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int D = c->d_model, F = c->d_ff;
     be->rmsnorm_forward(be, la->xn2, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
-    linear(m, la->gate, la->xn2, w->wgate, T, F, D, 0.0f);
-    linear(m, la->up, la->xn2, w->wup, T, F, D, 0.0f);
+    const uint16_t *x16 = round16(m, mix ? la->xn2_16 : NULL, la->xn2, (size_t)T * D);
+    linear(m, la->gate, la->xn2, x16, w->wgate, T, F, D, 0.0f);
+    linear(m, la->up, la->xn2, x16, w->wup, T, F, D, 0.0f);
     be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
-    linear(m, out, la->h, w->wdown, T, D, F, 1.0f);
+    const uint16_t *h16 = round16(m, mix ? la->h16 : NULL, la->h, (size_t)T * F);
+    linear(m, out, la->h, h16, w->wdown, T, D, F, 1.0f);
 }
 
 int model_forward(model *m, const model_batch *b, float *logp, float *entropy, char *err, size_t cap) {
@@ -417,27 +499,31 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
     act_views *a = m->act_views;
     m->have_forward = 0;
     if (batch_upload(m, b, err, cap)) return -1;
-    int T = b->T, B = b->n_seq, D = c->d_model, qd = qdim(c);
+    int T = b->T, B = b->n_seq, D = c->d_model, mix = m->mixed;
     float scale = 1.0f / sqrtf((float)c->head_dim);
 
+    /* model.dtype bf16: the weights' bf16 copy, cast from the master weights
+       at every forward (they change with each optimizer step) */
+    if (mix) be->cast_bf16(be, m->wbf16, m->cur_params, m->n_params);
     be->embedding_forward(be, a->res[0], m->w.embed, a->tokens, T, D);
     for (int l = 0; l < c->n_layer; l++) {
         layer_weights *w = &m->w.layers[l];
         layer_acts *la = &a->layer[l];
-        block_qkv(m, w, la, a->res[l], a->pos, T);
+        block_qkv(m, w, la, a->res[l], a->pos, T, mix);
         be->attention_forward(be, la->att, la->lse, la->q, la->k, la->v, a->cu_seqlens, B, T, c->n_head,
                               c->n_kv_head, c->head_dim, scale);
         /* mid = res[l] + att @ wo^T */
         be->copy_d2d(be, la->mid, a->res[l], (size_t)T * D * sizeof(float));
-        linear(m, la->mid, la->att, w->wo, T, D, qd, 1.0f);
+        block_out(m, w, la, la->mid, T, mix);
         /* res[l+1] = mid + mlp(mid) */
         be->copy_d2d(be, a->res[l + 1], la->mid, (size_t)T * D * sizeof(float));
-        block_mlp(m, w, la, la->mid, a->res[l + 1], T);
+        block_mlp(m, w, la, la->mid, a->res[l + 1], T, mix);
     }
     be->rmsnorm_forward(be, a->xnf, a->rstdf, a->res[c->n_layer], m->w.final_norm, T, D, c->rms_eps);
+    round16(m, mix ? a->xnf16 : NULL, a->xnf, (size_t)T * D);
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
         int n = T - t0 < a->chunk ? T - t0 : a->chunk;
-        lm_head_chunk(m, t0, n);
+        lm_head_chunk(m, t0, n, mix);
         be->logprob_forward(be, a->logp + t0, a->ent + t0, NULL, a->logits, a->targets + t0, n, c->vocab);
     }
     if (logp) be->copy_d2h(be, logp, a->logp, (size_t)T * sizeof(float));
@@ -456,20 +542,11 @@ int model_logits(model *m, int t0, int n, float *out, char *err, size_t cap) {
     int V = m->cfg.vocab;
     for (int s = 0; s < n; s += a->chunk) {
         int k = n - s < a->chunk ? n - s : a->chunk;
-        lm_head_chunk(m, t0 + s, k);
+        lm_head_chunk(m, t0 + s, k, m->mixed);
         m->be->copy_d2h(m->be, out + (size_t)s * V, a->logits, (size_t)k * V * sizeof(float));
     }
     if (m->be->sync(m->be)) return errf(err, cap, "model_logits: %s", m->be->err);
     return 0;
-}
-
-/* dW[out, in] += dy[T, out]^T @ x[T, in] */
-static void linear_dw(backend *be, float *dW, const float *dy, const float *x, int T, int out, int in) {
-    be->matmul(be, 1, 0, out, in, T, 1.0f, dy, out, 0, x, in, 0, 1.0f, dW, in, 0, 1);
-}
-/* dx[T, in] (= or +=) dy[T, out] @ W[out, in] */
-static void linear_dx(backend *be, float *dx, const float *dy, const float *W, int T, int out, int in, float beta) {
-    be->matmul(be, 0, 0, T, in, out, 1.0f, dy, out, 0, W, in, 0, beta, dx, in, 0, 1);
 }
 
 int model_backward(model *m, const model_batch *b, const float *w, const float *went, char *err, size_t cap) {
@@ -480,6 +557,7 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
     if (!m->have_forward || b->T != m->fwd_T || b->n_seq != m->fwd_B)
         return errf(err, cap, "model_backward: call model_forward on the same batch first");
     int T = b->T, B = b->n_seq, D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c), V = c->vocab;
+    int mix = m->mixed; /* the forward filled the bf16 copies (x16 views) */
     float scale = 1.0f / sqrtf((float)c->head_dim);
     model_weights *g = &m->g;
 
@@ -493,29 +571,27 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
     /* LM head, chunk by chunk: logits -> dlogits in place */
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
         int n = T - t0 < a->chunk ? T - t0 : a->chunk;
-        lm_head_chunk(m, t0, n);
+        size_t o = (size_t)t0 * D;
+        lm_head_chunk(m, t0, n, mix);
         be->logprob_backward(be, a->logits, a->dlogp + t0, went ? a->dent + t0 : NULL, a->targets + t0, n, V);
-        linear_dx(be, a->dx + (size_t)t0 * D, a->logits, m->w.lm_head, n, V, D, 0.0f);
-        linear_dw(be, g->lm_head, a->logits, a->xnf + (size_t)t0 * D, n, V, D);
+        linear_back(m, g->lm_head, a->dx + o, a->logits, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head, n,
+                    V, D, 0.0f);
     }
     be->rmsnorm_backward(be, a->dres, g->final_norm, a->dx, a->res[c->n_layer], m->w.final_norm, a->rstdf, T, D);
 
     for (int l = c->n_layer - 1; l >= 0; l--) {
         layer_weights *wl = &m->w.layers[l], *gl = &g->layers[l];
         layer_acts *la = &a->layer[l];
+        const uint16_t *xn1_16 = mix ? la->xn1_16 : NULL, *xn2_16 = mix ? la->xn2_16 : NULL;
         /* res[l+1] = mid + h @ wdown^T */
-        linear_dw(be, gl->wdown, a->dres, la->h, T, D, F);
-        linear_dx(be, a->dh, a->dres, wl->wdown, T, D, F, 0.0f);
+        linear_back(m, gl->wdown, a->dh, a->dres, la->h, mix ? la->h16 : NULL, wl->wdown, T, D, F, 0.0f);
         be->swiglu_backward(be, a->dgate, a->dup, a->dh, la->gate, la->up, (size_t)T * F);
-        linear_dw(be, gl->wgate, a->dgate, la->xn2, T, F, D);
-        linear_dw(be, gl->wup, a->dup, la->xn2, T, F, D);
-        linear_dx(be, a->dx, a->dgate, wl->wgate, T, F, D, 0.0f);
-        linear_dx(be, a->dx, a->dup, wl->wup, T, F, D, 1.0f);
+        linear_back(m, gl->wgate, a->dx, a->dgate, la->xn2, xn2_16, wl->wgate, T, F, D, 0.0f);
+        linear_back(m, gl->wup, a->dx, a->dup, la->xn2, xn2_16, wl->wup, T, F, D, 1.0f);
         be->rmsnorm_backward(be, a->dtmp, gl->mlp_norm, a->dx, la->mid, wl->mlp_norm, la->rstd2, T, D);
         be->add(be, a->dres, a->dres, a->dtmp, (size_t)T * D); /* now d(mid) */
         /* mid = res[l] + att @ wo^T */
-        linear_dw(be, gl->wo, a->dres, la->att, T, D, qd);
-        linear_dx(be, a->datt, a->dres, wl->wo, T, D, qd, 0.0f);
+        linear_back(m, gl->wo, a->datt, a->dres, la->att, mix ? la->att16 : NULL, wl->wo, T, D, qd, 0.0f);
         be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, la->q, la->k, la->v, la->att, la->lse,
                                a->cu_seqlens, B, T, c->n_head, c->n_kv_head, c->head_dim, scale);
         be->rope_backward(be, a->dq, a->pos, T, c->n_head, c->head_dim, c->rope_theta);
@@ -525,12 +601,9 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
             be->bias_backward(be, gl->bk, a->dk, T, kvd);
             be->bias_backward(be, gl->bv, a->dv, T, kvd);
         }
-        linear_dw(be, gl->wq, a->dq, la->xn1, T, qd, D);
-        linear_dw(be, gl->wk, a->dk, la->xn1, T, kvd, D);
-        linear_dw(be, gl->wv, a->dv, la->xn1, T, kvd, D);
-        linear_dx(be, a->dx, a->dq, wl->wq, T, qd, D, 0.0f);
-        linear_dx(be, a->dx, a->dk, wl->wk, T, kvd, D, 1.0f);
-        linear_dx(be, a->dx, a->dv, wl->wv, T, kvd, D, 1.0f);
+        linear_back(m, gl->wq, a->dx, a->dq, la->xn1, xn1_16, wl->wq, T, qd, D, 0.0f);
+        linear_back(m, gl->wk, a->dx, a->dk, la->xn1, xn1_16, wl->wk, T, kvd, D, 1.0f);
+        linear_back(m, gl->wv, a->dx, a->dv, la->xn1, xn1_16, wl->wv, T, kvd, D, 1.0f);
         be->rmsnorm_backward(be, a->dtmp, gl->attn_norm, a->dx, a->res[l], wl->attn_norm, la->rstd1, T, D);
         be->add(be, a->dres, a->dres, a->dtmp, (size_t)T * D); /* now d(res[l]) */
     }
@@ -558,6 +631,29 @@ int model_bf16_begin(model *m, char *err, size_t cap) {
 }
 
 void model_bf16_end(model *m) { m->w16_on = 0; }
+
+int model_set_mixed(model *m, int on, char *err, size_t cap) {
+    backend *be = m->be;
+    m->have_forward = 0; /* a pending backward would read copies of the other kind */
+    m->mixed = 0;
+    if (!on) return 0;
+    if (!be->cast_bf16 || !be->gemm_bf16) return errf(err, cap, "the %s backend has no bf16 GEMM", be->name);
+    if (!m->wbf16) {
+        m->wbf16 = be->alloc(be, m->n_params * sizeof(uint16_t));
+        if (!m->wbf16) return errf(err, cap, "bf16 weights (%zu MB): %s", m->n_params * 2 >> 20, be->err);
+    }
+    if (!m->acts16) {
+        act_views *a = m->act_views;
+        size_t n = acts16_carve(&m->cfg, m->max_tokens, a->chunk, NULL, NULL);
+        m->acts16 = be->alloc(be, n * sizeof(uint16_t));
+        if (!m->acts16)
+            return errf(err, cap, "bf16 activations (%.1f MB for %d tokens): %s", n * 2.0 / 1e6, m->max_tokens,
+                        be->err);
+        acts16_carve(&m->cfg, m->max_tokens, a->chunk, m->acts16, a);
+    }
+    m->mixed = 1;
+    return 0;
+}
 
 void model_zero_grads(model *m) {
     if (m->grads) m->be->zero(m->be, m->grads, m->n_params * sizeof(float));
@@ -627,7 +723,7 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
     }
     for (int i = 0; i < n_out; i++)
         if (out_rows[i] < 0 || out_rows[i] >= T) return errf(err, cap, "model_step_cached: output row %d out of range", out_rows[i]);
-    int D = cf->d_model, qd = qdim(cf), kvd = kvdim(cf);
+    int D = cf->d_model, kvd = kvdim(cf);
     float scale = 1.0f / sqrtf((float)cf->head_dim);
     be->copy_h2d(be, a->tokens, tokens, (size_t)T * sizeof(int32_t));
     be->copy_h2d(be, a->slot, slot, (size_t)T * sizeof(int32_t));
@@ -638,7 +734,7 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
     be->embedding_forward(be, x, m->w.embed, a->tokens, T, D);
     for (int l = 0; l < cf->n_layer; l++) {
         layer_weights *w = &m->w.layers[l];
-        block_qkv(m, w, la, x, a->pos, T);
+        block_qkv(m, w, la, x, a->pos, T, 0);
         void *kc = kv_layer(c, l, 0), *vc = kv_layer(c, l, 1);
         if (c->bf16) {
             be->kv_write_bf16(be, kc, vc, la->k, la->v, a->slot, a->pos, T, kvd, c->max_seq);
@@ -649,8 +745,8 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
             be->attention_cached(be, la->att, la->q, kc, vc, a->slot, a->pos, T, cf->n_head, cf->n_kv_head,
                                  cf->head_dim, c->max_seq, scale);
         }
-        linear(m, x, la->att, w->wo, T, D, qd, 1.0f);
-        block_mlp(m, w, la, x, x, T);
+        block_out(m, w, la, x, T, 0);
+        block_mlp(m, w, la, x, x, T, 0);
     }
     /* final norm of the requested rows only, gathered into xnf[0:n_out] */
     for (int i = 0; i < n_out; i++)
@@ -658,7 +754,7 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
     be->rmsnorm_forward(be, a->xnf, a->rstdf, a->dtmp, m->w.final_norm, n_out, D, cf->rms_eps);
     for (int s = 0; s < n_out; s += a->chunk) {
         int k = n_out - s < a->chunk ? n_out - s : a->chunk;
-        lm_head_chunk(m, s, k);
+        lm_head_chunk(m, s, k, 0);
         fn(ctx, a->logits, s, k);
     }
     if (be->sync(be)) return errf(err, cap, "model_step_cached: %s", be->err);

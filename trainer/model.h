@@ -89,6 +89,8 @@ typedef struct model {
     float *cur_params;         /* the buffer m->w points into (m->params or a model_use_params buffer) */
     uint16_t *wbf16;           /* device [n_params] bf16 copy of cur_params (NULL until model_bf16_begin) */
     int w16_on;                /* 1 between model_bf16_begin and model_bf16_end (wbf16 then mirrors cur_params) */
+    int mixed;                 /* model.dtype bf16: forward/backward products in bf16 (model_set_mixed) */
+    uint16_t *acts16;          /* device bf16 activation copies (NULL unless mixed was ever on) */
 
     int have_forward;          /* activations hold the batch of the last forward */
     int fwd_T, fwd_B;
@@ -138,6 +140,20 @@ void model_use_params(model *m, float *params);
  * model_bf16_end. Call it again after the weights change. */
 int model_bf16_begin(model *m, char *err, size_t err_cap);
 void model_bf16_end(model *m);
+
+/* ---- bf16 mixed precision (model.dtype: bf16) ----
+ * on != 0: model_forward, model_backward and model_logits run every linear
+ * layer and the LM head with bf16 operands (be->gemm_bf16: exact products,
+ * fp32 accumulation; tensor cores on a GPU): the weights' bf16 copy is cast
+ * from the fp32 master weights at each forward, each linear layer's input is
+ * rounded once and kept for the weight gradient, each output gradient is
+ * rounded before its two products. Master weights, gradients, optimizer
+ * state, embeddings, norms, RoPE, attention, softmax and log-probs stay fp32
+ * (as PyTorch's bf16 autocast keeps them). Allocates the bf16 weights and
+ * activations on first use (~2 bytes x (D + qd + D + F) per token per layer).
+ * on == 0 returns to fp32. Rollouts (model_step_cached) are not affected:
+ * sampling.dtype chooses their precision. */
+int model_set_mixed(model *m, int on, char *err, size_t err_cap);
 
 /* ---- inference with a KV cache (rollouts) ---- */
 
