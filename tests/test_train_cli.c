@@ -20,7 +20,9 @@
  *   4. the DESIGN.md metric names in an RL run's metrics.jsonl, samples.jsonl
  *      records with prompt, completion, reward, sub_rewards; the step count
  *      from n_epochs, each record's epoch, pass@k during training;
- *   5. utf8_sanitize, which keeps completions that end inside a UTF-8
+ *   5. model.dtype bf16: resume is bitwise too, the run differs from fp32's,
+ *      an fp32 checkpoint resumes in bf16;
+ *   6. utf8_sanitize, which keeps completions that end inside a UTF-8
  *      character in samples.jsonl and `rft sample --json`.
  * Exit 1 on any failure, 77 when $RFT_BIN is missing. */
 #define _GNU_SOURCE
@@ -100,6 +102,37 @@ static void test_resume(const char *name, const char *cfg) {
     /* control: the comparison sees a difference between step 5 and step 6 */
     snprintf(cb, sizeof cb, "%s/checkpoints/step-000006.h5", b);
     check(same_checkpoint_q(ca, cb, 1) < 0, "%s: control: step 5 and step 6 checkpoints differ", name);
+}
+
+/* model.dtype bf16: resume is bitwise in bf16 too; the run differs from the
+   fp32 one (control: the setting took effect); an fp32 run resumes in bf16
+   (checkpoints hold fp32 master weights whatever the precision) */
+static void test_bf16_training(void) {
+    char *base = slurp("tests/fixtures/train_grpo.yaml"), cfg[512];
+    const char *from = "  path: MODEL\n";
+    char *p = strstr(base, from);
+    check(p != NULL, "bf16: the base config has a model.path line");
+    if (!p) return;
+    size_t n = strlen(base) + 64;
+    char *text = malloc(n);
+    snprintf(text, n, "%.*s%s  dtype: bf16\n%s", (int)(p - base), base, from, p + strlen(from));
+    path_in(cfg, sizeof cfg, "train_grpo_bf16.yaml");
+    write_text(cfg, text);
+    free(text), free(base);
+    test_resume("grpo_bf16", cfg);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s/grpo_straight/checkpoints/step-000006.h5", dir);
+    snprintf(b, sizeof b, "%s/grpo_bf16_straight/checkpoints/step-000006.h5", dir);
+    check(same_checkpoint_q(a, b, 1) < 0, "bf16: the bf16 run's step-6 checkpoint differs from the fp32 run's");
+    char out[600], *err = NULL;
+    snprintf(out, sizeof out, "%s/fp32_then_bf16", dir);
+    const char *three[] = {"train.max_steps=3", NULL};
+    int rc = train("tests/fixtures/train_grpo.yaml", out, three, NULL, &err);
+    free(err);
+    rc = rc ? rc : train(cfg, out, NULL, "", &err);
+    check(rc == 0 && strstr(err, "step 4/6"), "bf16: an fp32 run's checkpoint resumes in bf16 (rc %d) %s", rc,
+          rc ? last_line(err) : "");
+    free(err);
 }
 
 /* ---- 2. bad input ---- */
@@ -597,6 +630,7 @@ int main(void) {
     test_utf8();
     test_resume("grpo", "tests/fixtures/train_grpo.yaml");
     test_resume("sft", "tests/fixtures/train_sft.yaml");
+    test_bf16_training();
     test_metrics();
     test_effective_config();
     test_epochs();

@@ -682,10 +682,6 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         errf(err, cap, "%s: %s", c->path, e2);
         return RFT_EXIT_BADINPUT;
     }
-    if (strcmp(c->model.dtype, "fp32") != 0) {
-        errf(err, cap, "%s: model.dtype: %s is not available on this backend yet (use fp32)", c->path, c->model.dtype);
-        goto out;
-    }
     /* output directory and the checkpoint to start from */
     if (mkdir_p(c->train.out_dir, err, cap)) goto out;
     char sub[1200];
@@ -725,6 +721,13 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     }
     R.have_model = 1;
     R.max_tokens = cap_tokens;
+    /* model.dtype bf16: the training forward/backward (policy, old and
+       reference log-probs alike) on bf16 products, fp32 master weights */
+    if (!strcmp(c->model.dtype, "bf16") && model_set_mixed(&R.m, 1, e2, sizeof e2)) {
+        errf(err, cap, "%s: model.dtype: %s", c->path, e2);
+        status = RFT_EXIT_RUNTIME;
+        goto out;
+    }
     if (!R.tok) {
         errf(err, cap, "%s: the model has no tokenizer", start);
         goto out;
