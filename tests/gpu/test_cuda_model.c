@@ -9,7 +9,9 @@
  * (greedy, temperature 1 and 0.7) with on-device sampling equal those of the
  * host sampler and of the CPU backend. TF32 is
  * turned off (RFT_CUDA_TF32=0) so both sides compute in fp32; tolerance 1e-4
- * relative. RFT_TEST_QUICK=1 (the CPU emulation) runs 3 optimizer steps.
+ * relative. The forward, backward and AdamW checks run again in bf16 mixed
+ * precision (model.dtype bf16) on both sides, within 1e-2 (parameter change
+ * 5e-2; see run_config). RFT_TEST_QUICK=1 (the CPU emulation) runs 3 optimizer steps.
  * Exit 77 (SKIPPED) when there is no CUDA device or CUDA is not built. */
 #include <math.h>
 #include <stdio.h>
@@ -56,8 +58,17 @@ static float *fetch(backend *be, const float *p, size_t n) {
     return h;
 }
 
-static int run_config(const char *label, const model_config *cfg, backend *cpu, backend *gpu) {
+/* mixed: model.dtype bf16 on both backends (gemm_bf16 products). The fp32
+   differences of the two (~3e-8 relative here) now and then put an
+   activation or gradient on the other side of a bf16 rounding boundary (a
+   2^-8 step), and each such flip perturbs everything downstream: the CPU
+   emulation measures 4e-5 on log-probs and 1.3e-3 on gradients (vs 3e-8 and
+   3e-7 in fp32), hence the issue's bf16 tolerance of 1e-2 (5e-2 for the
+   parameter change, where Adam turns tiny noisy gradients into steps of
+   ~lr) */
+static int run_config(const char *label, const model_config *cfg, int mixed, backend *cpu, backend *gpu) {
     char err[512];
+    const double tol = mixed ? 1e-2 : 1e-4, tol_change = mixed ? 5e-2 : 1e-3;
     enum { B = 4 };
     const int lens[B] = {40, 1, 70, 9};
     int32_t cu[B + 1] = {0};
@@ -87,6 +98,10 @@ static int run_config(const char *label, const model_config *cfg, backend *cpu, 
         fprintf(stderr, "FATAL: cuda model: %s\n", err);
         return -1;
     }
+    if (model_set_mixed(&mc, mixed, err, sizeof err) || model_set_mixed(&mg, mixed, err, sizeof err)) {
+        fprintf(stderr, "FATAL: model_set_mixed: %s\n", err);
+        return -1;
+    }
     model_init_weights(&mc, 7);
     model_init_weights(&mg, 7);
     size_t P = mc.n_params;
@@ -97,9 +112,9 @@ static int run_config(const char *label, const model_config *cfg, backend *cpu, 
     if (model_forward(&mc, &batch, lpc, enc, err, sizeof err)) { fprintf(stderr, "FATAL: cpu forward: %s\n", err); return -1; }
     if (model_forward(&mg, &batch, lpg, eng, err, sizeof err)) { fprintf(stderr, "FATAL: cuda forward: %s\n", err); return -1; }
     snprintf(what, sizeof what, "%s forward logp T%d", label, T);
-    compare(what, lpg, lpc, T, 1e-4);
+    compare(what, lpg, lpc, T, tol);
     snprintf(what, sizeof what, "%s forward entropy", label);
-    compare(what, eng, enc, T, 1e-4);
+    compare(what, eng, enc, T, tol);
 
     model_zero_grads(&mc);
     model_zero_grads(&mg);
@@ -107,14 +122,14 @@ static int run_config(const char *label, const model_config *cfg, backend *cpu, 
     if (model_backward(&mg, &batch, w, went, err, sizeof err)) { fprintf(stderr, "FATAL: cuda backward: %s\n", err); return -1; }
     float *gc = fetch(cpu, mc.grads, P), *gg = fetch(gpu, mg.grads, P);
     snprintf(what, sizeof what, "%s backward, all %zu gradients", label, P);
-    compare(what, gg, gc, P, 1e-4);
+    compare(what, gg, gc, P, tol);
     for (int i = 0; i < mc.n_tensors; i++) { /* per tensor, so a wrong one is named */
         const model_tensor *e = &mc.tensors[i];
         size_t nf;
         double r = rel_err(gg + e->offset, gc + e->offset, e->numel, &nf);
-        if (r > 1e-4 || nf) {
+        if (r > tol || nf) {
             snprintf(what, sizeof what, "%s   grad %s", label, e->name);
-            report(what, r, nf, 1e-4);
+            report(what, r, nf, tol);
         }
     }
     free(gc);
@@ -149,10 +164,10 @@ static int run_config(const char *label, const model_config *cfg, backend *cpu, 
         if (r > max_norm_rel) max_norm_rel = r;
     }
     snprintf(what, sizeof what, "%s %d AdamW steps: grad norm per step", label, n_steps);
-    report(what, max_norm_rel, 0, 1e-4);
+    report(what, max_norm_rel, 0, tol);
     float *pc = fetch(cpu, mc.params, P), *pg = fetch(gpu, mg.params, P);
     snprintf(what, sizeof what, "%s %d AdamW steps: parameters", label, n_steps);
-    compare(what, pg, pc, P, 1e-4);
+    compare(what, pg, pc, P, tol);
     /* the update itself (params moved by ~lr): compare what changed, not just the sum */
     model mi;
     if (model_create(&mi, cfg, cpu, 1, err, sizeof err)) { fprintf(stderr, "FATAL: %s\n", err); return -1; }
@@ -163,7 +178,7 @@ static int run_config(const char *label, const model_config *cfg, backend *cpu, 
         pg[i] -= p0[i];
     }
     snprintf(what, sizeof what, "%s %d AdamW steps: parameter change", label, n_steps);
-    compare(what, pg, pc, P, 1e-3);
+    compare(what, pg, pc, P, tol_change);
     if (cpu->sync(cpu) || gpu->sync(gpu)) {
         fprintf(stderr, "FATAL: backend error: cpu \"%s\" cuda \"%s\"\n", cpu->err, gpu->err);
         return -1;
@@ -385,7 +400,8 @@ int main(void) {
     model_config b = {.vocab = 256, .d_model = 128, .n_layer = 2, .n_head = 2, .n_kv_head = 2, .head_dim = 64,
                       .d_ff = 200, .rope_theta = 100000.0f, .rms_eps = 1e-6f, .tie_embeddings = 0, .qkv_bias = 0,
                       .max_seq = 256};
-    if (run_config("gqa+bias+tied", &a, cpu, gpu) || run_config("mha untied", &b, cpu, gpu)) n_fail++;
+    if (run_config("gqa+bias+tied", &a, 0, cpu, gpu) || run_config("mha untied", &b, 0, cpu, gpu)) n_fail++;
+    if (run_config("bf16 gqa+bias+tied", &a, 1, cpu, gpu) || run_config("bf16 mha untied", &b, 1, cpu, gpu)) n_fail++;
     if (run_greedy("greedy 3x32 tokens gqa+bias+tied", &a, cpu, gpu)) n_fail++;
     if (run_rollout("rollout greedy 3x32", &a, 0.0f, 1, cpu, gpu)) n_fail++;
     if (run_rollout("rollout T1 3x2x32", &a, 1.0f, 2, cpu, gpu)) n_fail++;
