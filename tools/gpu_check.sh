@@ -211,14 +211,16 @@ def row(name, a, b, unit, fmt="{:.1f}"):
 for r in [x for x in rft if x.get("bench") == "matmul"]:
     p = next((x for x in pt if x.get("bench") == "matmul" and x.get("label") == r["label"]), {})
     row("matmul " + r["label"], r["tflops"], p.get("tflops"), " TF/s")
-tr = next((x for x in rft if x.get("bench") == "train"), None)
-tp = next((x for x in pt if x.get("bench") == "train"), None)
-if tr or tp:
+for dt in ("fp32", "bf16"):
+    tr = next((x for x in rft if x.get("bench") == "train" and x.get("dtype", "fp32") == dt), None)
+    tp = next((x for x in pt if x.get("bench") == "train" and x.get("dtype", "fp32") == dt), None)
+    if not (tr or tp):
+        continue
     g = lambda d, k: d.get(k) if d else None
-    lab = f"train 135M fp32/tf32 {(tr or tp)['tokens']} tok/step"
+    lab = f"train 135M {dt if dt == 'bf16' else 'fp32/tf32'} {(tr or tp)['tokens']} tok/step"
     row(lab + " tok/s", g(tr, "tokens_per_s"), g(tp, "tokens_per_s"), "", "{:.0f}")
     row("  achieved TFLOP/s (fwd+bwd)", g(tr, "tflops"), g(tp, "tflops"), "", "{:.2f}")
-    row("  MFU vs measured tf32 4096^3 GEMM", g(tr, "mfu_vs_tf32_gemm"), g(tp, "mfu_vs_tf32_gemm"), "", "{:.3f}")
+    row("  MFU vs measured bf16 4096^3 GEMM", g(tr, "mfu_vs_bf16_gemm"), g(tp, "mfu_vs_bf16_gemm"), "", "{:.3f}")
     row("  forward ms", g(tr, "fwd_ms"), g(tp, "fwd_ms"), "", "{:.1f}")
     row("  backward ms", g(tr, "bwd_ms"), g(tp, "bwd_ms"), "", "{:.1f}")
     row("  AdamW (+clip) ms", g(tr, "adamw_ms"), g(tp, "adamw_ms"), "", "{:.1f}")

@@ -2,11 +2,14 @@
  * line per measurement (tools/gpu_check.sh turns them into a table):
  *   - matmul TFLOP/s through be->matmul, TF32 and plain fp32 cuBLAS math, at
  *     4096^3 and at the SmolLM2-135M training shapes (16K tokens);
- *   - training forward+backward tokens/s of the SmolLM2-135M shape (fp32
- *     weights and activations, TF32 matmuls) at seqs x seqlen tokens per
- *     step, the AdamW step, achieved TFLOP/s (3x forward FLOPs: matmuls +
- *     causal attention) and MFU against the measured 4096^3 TF32 rate;
- *   - bf16 matmul TFLOP/s through be->matmul_bf16 (x cast on the fly);
+ *   - bf16 GEMM TFLOP/s through be->gemm_bf16 (operands already bf16, as in
+ *     model.dtype bf16 training) at the same shapes; its 4096^3 rate is the
+ *     peak the MFU is measured against;
+ *   - training forward+backward tokens/s of the SmolLM2-135M shape at seqs x
+ *     seqlen tokens per step, in fp32 (TF32 matmuls) and in bf16 mixed
+ *     precision (model.dtype bf16), the AdamW step, achieved TFLOP/s (3x
+ *     forward FLOPs: matmuls + causal attention) and MFU against the measured
+ *     4096^3 bf16 GEMM rate (and the TF32 one);
  *   - decode tokens/s of the rollout engine (rollout_generate, greedy) at
  *     several batch sizes, fp32 and bf16 weights, with the bytes of weights +
  *     cache + logits per step over the step time.
@@ -44,19 +47,19 @@ static float *dev_random(backend *be, size_t n, float sd, uint64_t key) {
     return d;
 }
 
-/* C[M,N] = op(A) op(B) through be->matmul, or with bf16 (tA 0, tB 1 only)
-   C = bf16(A) W^T through be->matmul_bf16 with W = bf16(B) cast once (x cast
-   on the fly, as the model's linear layers do with sampling.dtype: bf16);
-   median TFLOP/s over reps */
+/* C[M,N] = op(A) op(B) through be->matmul (fp32 / TF32), or with bf16
+   through be->gemm_bf16 on operands cast to bf16 once (the products of
+   model.dtype bf16 training); median TFLOP/s over reps */
 static double bench_matmul(backend *be, const char *label, int tA, int tB, int M, int N, int K, int bf16) {
     float *A = dev_random(be, (size_t)M * K, 1, 1), *B = dev_random(be, (size_t)K * N, 1, 2);
     float *C = be->alloc(be, (size_t)M * N * sizeof(float));
-    uint16_t *W = bf16 ? be->alloc(be, (size_t)N * K * sizeof(uint16_t)) : NULL;
-    if (!A || !B || !C || (bf16 && !W)) {
+    uint16_t *A16 = bf16 ? be->alloc(be, (size_t)M * K * sizeof(uint16_t)) : NULL;
+    uint16_t *B16 = bf16 ? be->alloc(be, (size_t)N * K * sizeof(uint16_t)) : NULL;
+    if (!A || !B || !C || (bf16 && (!A16 || !B16))) {
         fprintf(stderr, "bench_gpu: %s\n", be->err);
         exit(1);
     }
-    if (bf16) be->cast_bf16(be, W, B, (size_t)N * K);
+    if (bf16) be->cast_bf16(be, A16, A, (size_t)M * K), be->cast_bf16(be, B16, B, (size_t)N * K);
     int lda = tA ? M : K, ldb = tB ? K : N;
     enum { REPS = 9, INNER = 5 };
     double t[REPS];
@@ -64,7 +67,7 @@ static double bench_matmul(backend *be, const char *label, int tA, int tB, int M
         be->sync(be);
         double t0 = now_seconds();
         for (int i = 0; i < INNER; i++) {
-            if (bf16) be->matmul_bf16(be, M, N, K, A, W, 0.0f, C);
+            if (bf16) be->gemm_bf16(be, tA, tB, M, N, K, A16, lda, B16, ldb, 0.0f, C, N);
             else be->matmul(be, tA, tB, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, N, 0, 1);
         }
         be->sync(be);
@@ -79,7 +82,7 @@ static double bench_matmul(backend *be, const char *label, int tA, int tB, int M
            label, M, N, K, s * 1e3, tf);
     fflush(stdout);
     be->free(be, A), be->free(be, B), be->free(be, C);
-    if (W) be->free(be, W);
+    if (A16) be->free(be, A16), be->free(be, B16);
     return tf;
 }
 
@@ -89,13 +92,17 @@ static void smollm2(model_config *c, int max_seq) {
     c->d_ff = 1536, c->tie_embeddings = 1, c->rope_theta = 100000.0f, c->rms_eps = 1e-5f, c->max_seq = max_seq;
 }
 
-static void bench_train(backend *be, int seqs, int seqlen, int steps, double peak_tf) {
+static void bench_train(backend *be, int seqs, int seqlen, int steps, int mixed, double peak_bf16, double peak_tf32) {
     model_config cfg;
     smollm2(&cfg, seqlen);
     char err[512];
     model m;
     int T = seqs * seqlen;
     if (model_create(&m, &cfg, be, T, err, sizeof err) || model_alloc_grads(&m, err, sizeof err)) {
+        fprintf(stderr, "bench_gpu: %s\n", err);
+        exit(1);
+    }
+    if (model_set_mixed(&m, mixed, err, sizeof err)) {
         fprintf(stderr, "bench_gpu: %s\n", err);
         exit(1);
     }
@@ -144,11 +151,13 @@ static void bench_train(backend *be, int seqs, int seqlen, int steps, double pea
     }
     double f = median(tf + 1, steps), bw = median(tb + 1, steps), op = median(to + 1, steps);
     double fb = f + bw;
-    printf("{\"bench\": \"train\", \"impl\": \"rft-cuda\", \"shape\": \"smollm2-135m\", \"params\": %zu, \"tokens\": %d, "
-           "\"seqs\": %d, \"seqlen\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"adamw_ms\": %.2f, "
-           "\"tokens_per_s\": %.0f, \"tflops\": %.2f, \"mfu_vs_tf32_gemm\": %.3f}\n",
-           m.n_params, T, seqs, seqlen, f * 1e3, bw * 1e3, op * 1e3, T / fb, flops / fb / 1e12,
-           peak_tf > 0 ? flops / fb / 1e12 / peak_tf : 0.0);
+    double tfs = flops / fb / 1e12;
+    printf("{\"bench\": \"train\", \"impl\": \"rft-cuda\", \"dtype\": \"%s\", \"shape\": \"smollm2-135m\", "
+           "\"params\": %zu, \"tokens\": %d, \"seqs\": %d, \"seqlen\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, "
+           "\"adamw_ms\": %.2f, \"tokens_per_s\": %.0f, \"tflops\": %.2f, \"mfu_vs_bf16_gemm\": %.3f, "
+           "\"mfu_vs_tf32_gemm\": %.3f}\n",
+           mixed ? "bf16" : "fp32", m.n_params, T, seqs, seqlen, f * 1e3, bw * 1e3, op * 1e3, T / fb, tfs,
+           peak_bf16 > 0 ? tfs / peak_bf16 : 0.0, peak_tf32 > 0 ? tfs / peak_tf32 : 0.0);
     fflush(stdout);
     optim_free(&o);
     model_free(&m);
@@ -242,7 +251,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     char err[512];
-    double peak = 0;
+    double peak = 0, peak16 = 0;
     if (!skip_mm) {
         setenv("RFT_CUDA_TF32", "0", 1);
         backend *be32 = backend_cuda_create(0, err, sizeof err);
@@ -266,11 +275,16 @@ int main(int argc, char **argv) {
         bench_matmul(be, "tf32 dW=dy^T@x [1536,T]x[T,576]", 1, 0, 1536, 576, T, 0);
         bench_matmul(be, "tf32 dx=dy@W [T,1536]x[1536,576]", 0, 0, T, 576, 1536, 0);
         bench_matmul(be, "tf32 lm_head [4096,576]x[49152,576]", 0, 1, 4096, 49152, 576, 0);
-        bench_matmul(be, "bf16 4096^3", 0, 1, 4096, 4096, 4096, 1);
+        peak16 = bench_matmul(be, "bf16 4096^3", 0, 0, 4096, 4096, 4096, 1);
         bench_matmul(be, "bf16 x@W^T [T,576]x[1536,576]", 0, 1, T, 1536, 576, 1);
+        bench_matmul(be, "bf16 dW=dy^T@x [1536,T]x[T,576]", 1, 0, 1536, 576, T, 1);
+        bench_matmul(be, "bf16 dx=dy@W [T,1536]x[1536,576]", 0, 0, T, 576, 1536, 1);
         bench_matmul(be, "bf16 lm_head [4096,576]x[49152,576]", 0, 1, 4096, 49152, 576, 1);
     }
-    if (!skip_train) bench_train(be, seqs, seqlen, steps, peak);
+    if (!skip_train) {
+        bench_train(be, seqs, seqlen, steps, 0, peak16, peak);
+        bench_train(be, seqs, seqlen, steps, 1, peak16, peak);
+    }
     for (const char *p = decode; p && *p;) {
         int bsz = atoi(p);
         if (bsz > 0) bench_decode(be, bsz, prompt, gen, 0), bench_decode(be, bsz, prompt, gen, 1);

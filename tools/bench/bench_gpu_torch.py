@@ -5,8 +5,10 @@ Same measurements, same shapes, printed as the same JSON lines:
   - matmul TFLOP/s (fp32 and TF32) at 4096^3 and the SmolLM2-135M training
     shapes;
   - training forward+backward (+AdamW) of the SmolLM2-135M shape in fp32 with
-    TF32 matmuls allowed, packed as seqs sequences of seqlen tokens (causal
-    SDPA per sequence, GQA), loss = mean token cross-entropy;
+    TF32 matmuls allowed, and in bf16 autocast (torch.autocast: bf16 matmuls
+    and SDPA, fp32 master weights and optimizer, rft's model.dtype bf16
+    peer), packed as seqs sequences of seqlen tokens (causal SDPA per
+    sequence, GQA), loss = mean token cross-entropy;
   - decode tokens/s with transformers' generate (greedy, KV cache) on a
     randomly initialised LlamaForCausalLM of the same shape, when transformers
     is installed.
@@ -110,7 +112,7 @@ def flops_train(s, seqs, seqlen):
     return 3 * (per_tok * seqs * seqlen + attn)
 
 
-def bench_train(seqs, seqlen, steps, peak):
+def bench_train(seqs, seqlen, steps, peak16, peak32, dtype):
     torch.manual_seed(0)
     m = Model(S).cuda()
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
@@ -125,8 +127,9 @@ def bench_train(seqs, seqlen, steps, peak):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        logits = m(tok, cos, sin)
-        loss = F.cross_entropy(logits.view(-1, S["vocab"]), tgt.view(-1))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            logits = m(tok, cos, sin)
+        loss = F.cross_entropy(logits.float().view(-1, S["vocab"]), tgt.view(-1))
         torch.cuda.synchronize()
         t1 = time.perf_counter()
         loss.backward()
@@ -141,11 +144,13 @@ def bench_train(seqs, seqlen, steps, peak):
         del logits, loss
     f, b, o = statistics.median(tf), statistics.median(tb), statistics.median(to)
     fl = flops_train(S, seqs, seqlen)
-    out(dict(bench="train", impl="pytorch", torch=torch.__version__, shape="smollm2-135m",
+    tfs = fl / (f + b) / 1e12
+    out(dict(bench="train", impl="pytorch", dtype=dtype, torch=torch.__version__, shape="smollm2-135m",
              params=sum(p.numel() for p in m.parameters()), tokens=seqs * seqlen, seqs=seqs, seqlen=seqlen,
              fwd_ms=round(f * 1e3, 2), bwd_ms=round(b * 1e3, 2), adamw_ms=round(o * 1e3, 2),
-             tokens_per_s=round(seqs * seqlen / (f + b)), tflops=round(fl / (f + b) / 1e12, 2),
-             mfu_vs_tf32_gemm=round(fl / (f + b) / 1e12 / peak, 3) if peak else 0))
+             tokens_per_s=round(seqs * seqlen / (f + b)), tflops=round(tfs, 2),
+             mfu_vs_bf16_gemm=round(tfs / peak16, 3) if peak16 else 0,
+             mfu_vs_tf32_gemm=round(tfs / peak32, 3) if peak32 else 0))
     del m, opt
     torch.cuda.empty_cache()
 
@@ -200,10 +205,13 @@ def main():
     bench_matmul("tf32 dW=dy^T@x [1536,T]x[T,576]", 1536, 576, T, 1, 0)
     bench_matmul("tf32 dx=dy@W [T,1536]x[1536,576]", T, 576, 1536, 0, 0)
     bench_matmul("tf32 lm_head [4096,576]x[49152,576]", 4096, 49152, 576, 0, 1)
-    bench_matmul("bf16 4096^3", 4096, 4096, 4096, 0, 0, torch.bfloat16)
+    peak16 = bench_matmul("bf16 4096^3", 4096, 4096, 4096, 0, 0, torch.bfloat16)
     bench_matmul("bf16 x@W^T [T,576]x[1536,576]", T, 1536, 576, 0, 1, torch.bfloat16)
+    bench_matmul("bf16 dW=dy^T@x [1536,T]x[T,576]", 1536, 576, T, 1, 0, torch.bfloat16)
+    bench_matmul("bf16 dx=dy@W [T,1536]x[1536,576]", T, 576, 1536, 0, 0, torch.bfloat16)
     bench_matmul("bf16 lm_head [4096,576]x[49152,576]", 4096, 49152, 576, 0, 1, torch.bfloat16)
-    bench_train(a.seqs, a.seqlen, a.steps, peak)
+    bench_train(a.seqs, a.seqlen, a.steps, peak16, peak, "fp32")
+    bench_train(a.seqs, a.seqlen, a.steps, peak16, peak, "bf16")
     for b in [int(x) for x in a.decode.split(",") if x]:
         bench_decode(b, a.prompt, a.gen, "fp32")
         bench_decode(b, a.prompt, a.gen, "bf16")
