@@ -47,6 +47,9 @@ struct backend {
     void (*zero)(backend *be, void *p, size_t bytes);
     int  (*sync)(backend *be);                   /* 0 ok, -1 if an error is recorded */
     void (*destroy)(backend *be);                /* frees the backend itself */
+    /* makes the calling host thread able to issue this backend's ops (CUDA:
+       selects the backend's device for the thread); NULL when any thread can */
+    void (*bind_thread)(backend *be);
 
     /* ---- dense linear algebra ----
      * C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, row-major.

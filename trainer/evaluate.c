@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "reward.h"
+#include "rollout_grade.h"
 #include "util.h"
 
 backend *backend_for_device(const char *device, int threads, char *err, size_t cap) {
@@ -51,11 +52,10 @@ int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const
     res->rows = rows, res->k = G, res->n_graders = NG;
     rollout_prompt *pr = calloc(rows, sizeof *pr);
     completion *cs = calloc(N, sizeof *cs);
-    rft_sample *smp = calloc(N, sizeof *smp);
-    json_t **items = calloc(N, sizeof *items);
+    json_t **items = calloc(rows, sizeof *items); /* each prompt's row */
     grade_result *gres = calloc((size_t)N * (NG ? NG : 1), sizeof *gres);
     int rc = -1;
-    if (!pr || !cs || !smp || !items || !gres) {
+    if (!pr || !cs || !items || !gres) {
         errf(err, cap, "evaluation: out of memory");
         goto done;
     }
@@ -66,16 +66,11 @@ int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const
     rollout_config rc_cfg;
     rollout_config_from(cfg, ro->tok, k > 0 ? cfg->sampling.temperature : 0.0f, rng_key(seed, 0xE7A1, 0, 0), stop,
                         stops, &rc_cfg);
-    if (rollout_generate(ro, pr, rows, G, &rc_cfg, cs, err, cap)) goto done;
+    for (int i = 0; i < rows; i++) items[i] = d->rows[i].json;
+    if (rollout_grade(ro, gr, NG, pr, rows, G, &rc_cfg, items, cs, gres, NULL, err, cap)) goto done;
     long len = 0;
-    for (int i = 0; i < N; i++) {
-        smp[i] = (rft_sample){.output_text = cs[i].text, .output_len = cs[i].text_len, .tokens = cs[i].tokens,
-                              .n_tokens = (size_t)cs[i].n_tokens, .finished = cs[i].finish == ROLLOUT_STOP};
-        items[i] = d->rows[i / G].json;
-        len += cs[i].n_tokens;
-    }
+    for (int i = 0; i < N; i++) len += cs[i].n_tokens;
     res->mean_length = (double)len / N;
-    if (NG && grader_runner_grade(gr, smp, items, N, gres, err, cap)) goto done;
     double rsum = 0;
     long rn = 0;
     double gsum[64] = {0};
@@ -113,6 +108,6 @@ int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const
 done:
     if (cs)
         for (int i = 0; i < N; i++) completion_free(&cs[i]);
-    free(pr), free(cs), free(smp), free(items), free(gres);
+    free(pr), free(cs), free(items), free(gres);
     return rc;
 }

@@ -262,9 +262,10 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
                     float lp;
                     int32_t id = sampler_sample(&cfg->sampler, r->logits + (size_t)b * V, V, draw_u(cfg, p, k, 0),
                                                 &r->scratch[0], &lp);
-                    if (completion_push(r, cfg, c, &st[s], id, lp))
+                    if (completion_push(r, cfg, c, &st[s], id, lp)) {
                         st[s].active = 0;
-                    else
+                        if (cfg->on_finish) cfg->on_finish(cfg->finish_ctx, st[s].out);
+                    } else
                         st[s].pending = id, n_active++;
                 }
             }
@@ -302,7 +303,7 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
             }
         } else {
             if (model_step_cached(m, &r->kv, T, tk, sl, ps, T, rows, r->logits, err, cap)) goto done;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(r->n_scratch)
             for (int i = 0; i < T; i++) {
                 slot_state *s = &st[row_slot[i]];
                 completion *c = &out[s->out];
@@ -316,6 +317,7 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
             if (completion_push(r, cfg, &out[s->out], s, ids[i], lps[i])) {
                 s->active = 0;
                 n_active--;
+                if (cfg->on_finish) cfg->on_finish(cfg->finish_ctx, s->out);
             } else {
                 s->pending = ids[i];
             }

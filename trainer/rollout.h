@@ -27,6 +27,10 @@ typedef struct rollout_config {
     int n_stop_strings;
     uint64_t seed;
     int bf16;                        /* 1: linear layers use bf16 copies of the weights (model_bf16_begin) */
+    /* optional: called (on the generating thread) as soon as out[i] is
+       complete (tokens, text, finish final), once per completion */
+    void (*on_finish)(void *ctx, int i);
+    void *finish_ctx;
 } rollout_config;
 
 typedef struct rollout_prompt {

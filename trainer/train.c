@@ -31,6 +31,7 @@
 #include "pg.h"
 #include "reward.h"
 #include "rollout.h"
+#include "rollout_grade.h"
 #include "tokenizer_h5.h"
 #include "util.h"
 #include "../kernels/cpu/cpu_setup.h"
@@ -458,14 +459,13 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
     int32_t *rows = calloc(B, sizeof *rows);
     rollout_prompt *pr = calloc(B, sizeof *pr);
     completion *cs = calloc(N, sizeof *cs);
-    rft_sample *smp = calloc(N, sizeof *smp);
-    json_t **items = calloc(N, sizeof *items);
+    json_t **items = calloc(N, sizeof *items), **prow = calloc(B, sizeof *prow); /* per completion, per prompt */
     grade_result *gres = calloc((size_t)N * NG, sizeof *gres);
     double *reward = calloc(N, sizeof *reward), *adv = calloc(N, sizeof *adv);
     unsigned char *valid = calloc(N, 1), *keep = calloc(N, 1);
     tseq *s = calloc(N, sizeof *s);
     float *buf = NULL;
-    if (!rows || !pr || !cs || !smp || !items || !gres || !reward || !adv || !valid || !keep || !s) {
+    if (!rows || !pr || !cs || !items || !prow || !gres || !reward || !adv || !valid || !keep || !s) {
         errf(err, cap, "out of memory");
         goto done;
     }
@@ -475,20 +475,18 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
         data_row *r = &R->train.rows[rows[b]];
         pr[b] = (rollout_prompt){.ids = r->prompt, .n = r->n_prompt, .id = ((uint64_t)R->st.epoch << 32) | (uint64_t)rows[b]};
     }
-    /* 2. rollouts */
+    /* 2. rollouts, 3. grading: each completion is graded as soon as it
+       finishes, while the rest are still being generated */
     double t0 = now_seconds();
-    if (rollout_generate(&R->ro, pr, B, G, &R->rcfg, cs, err, cap)) goto done;
-    double t1 = now_seconds();
-    /* 3. grading */
+    for (int b = 0; b < B; b++) prow[b] = R->train.rows[rows[b]].json;
+    rollout_grade_times tg;
+    if (rollout_grade(&R->ro, R->gr, NG, pr, B, G, &R->rcfg, prow, cs, gres, &tg, err, cap)) goto done;
     long gen_tokens = 0, clipped = 0;
     for (int i = 0; i < N; i++) {
-        smp[i] = (rft_sample){.output_text = cs[i].text, .output_len = cs[i].text_len, .tokens = cs[i].tokens,
-                              .n_tokens = (size_t)cs[i].n_tokens, .finished = cs[i].finish == ROLLOUT_STOP};
         items[i] = R->train.rows[rows[i / G]].json;
         gen_tokens += cs[i].n_tokens;
         clipped += cs[i].finish == ROLLOUT_LENGTH;
     }
-    if (grader_runner_grade(R->gr, smp, items, N, gres, err, cap)) goto done;
     int n_ferr = 0;
     for (int i = 0; i < N; i++) {
         int ferr = 0;
@@ -609,8 +607,9 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
     json_object_set_new(rec, "completions/clipped_ratio", json_num((double)clipped / N));
     json_object_set_new(rec, "grad_norm", json_num(n_updates ? gn_sum / n_updates : NAN));
     json_object_set_new(rec, "learning_rate", json_num(optim_lr(&R->opt.cfg, R->opt.step > 0 ? R->opt.step : 1)));
-    json_object_set_new(rec, "timing/sampling", json_num(t1 - t0));
-    json_object_set_new(rec, "timing/grading", json_num(t2 - t1));
+    json_object_set_new(rec, "timing/sampling", json_num(tg.sampling));
+    json_object_set_new(rec, "timing/grading", json_num(t2 - t0 - tg.sampling)); /* not hidden by sampling */
+    json_object_set_new(rec, "timing/grading_busy", json_num(tg.grading_busy));
     json_object_set_new(rec, "timing/training", json_num(t3 - t2));
     json_object_set_new(rec, "tokens_per_s", json_num(gen_tokens / (t3 - t0)));
     /* samples.jsonl: the first log_samples completions */
@@ -644,7 +643,7 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
 done:
     if (cs)
         for (int i = 0; i < N; i++) completion_free(&cs[i]);
-    free(rows), free(pr), free(cs), free(smp), free(items), free(gres), free(reward), free(adv), free(valid), free(keep),
+    free(rows), free(pr), free(cs), free(items), free(prow), free(gres), free(reward), free(adv), free(valid), free(keep),
         free(s), free(buf);
     return rc;
 }

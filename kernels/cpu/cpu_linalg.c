@@ -170,27 +170,23 @@ void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float 
 }
 
 void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n) {
-    (void)be;
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for schedule(static) num_threads(be->n_threads) if (n > 32768)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void cpu_scale(backend *be, float *x, float s, size_t n) {
-    (void)be;
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for schedule(static) num_threads(be->n_threads) if (n > 32768)
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
 void cpu_bias_forward(backend *be, float *x, const float *bias, int T, int N) {
-    (void)be;
-#pragma omp parallel for schedule(static) if ((long)T * N > 32768)
+#pragma omp parallel for schedule(static) num_threads(be->n_threads) if ((long)T * N > 32768)
     for (int t = 0; t < T; t++)
         for (int j = 0; j < N; j++) x[(long)t * N + j] += bias[j];
 }
 
 void cpu_bias_backward(backend *be, float *dbias, const float *dy, int T, int N) {
-    (void)be;
-#pragma omp parallel for schedule(static) if ((long)T * N > 32768)
+#pragma omp parallel for schedule(static) num_threads(be->n_threads) if ((long)T * N > 32768)
     for (int j = 0; j < N; j++) {
         double s = 0;
         for (int t = 0; t < T; t++) s += dy[(long)t * N + j];

@@ -119,6 +119,12 @@ void *cuda_scratch(backend *be, size_t bytes) {
     return im->scratch;
 }
 
+/* a host thread's current device is its own: select ours for the caller */
+static void cuda_bind_thread(backend *be) {
+    if (be->err[0]) return;
+    CU_CHECK(be, cudaSetDevice(CUDA_IMPL(be)->device));
+}
+
 static void cuda_destroy(backend *be) {
     if (!be) return;
     cuda_impl *im = CUDA_IMPL(be);
@@ -207,6 +213,7 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->zero = cuda_zero;
     be->sync = cuda_sync;
     be->destroy = cuda_destroy;
+    be->bind_thread = cuda_bind_thread;
     be->matmul = cuda_matmul;
     be->cast_bf16 = cuda_cast_bf16;
     be->matmul_bf16 = cuda_matmul_bf16;
