@@ -3,7 +3,9 @@
  * counts; a (seed, prompt, index) completion independent of the batch around
  * it; stop strings across token boundaries, stop ids, max_new_tokens; empty
  * and over-long prompts rejected; sampler frequencies against the intended
- * distribution (chi-square) for temperature / top-k / top-p / min-p. */
+ * distribution (chi-square) for temperature / top-k / top-p / min-p;
+ * rollout_grade (grading overlapped with generation) gives the completions
+ * and grades of rollout_generate followed by grader_runner_grade. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "rollout.h"
+#include "rollout_grade.h"
 #include "util.h"
 
 static int failures = 0;
@@ -45,8 +48,8 @@ static tokenizer *make_tokenizer(void) {
     return t;
 }
 
-static model *make_model(backend *be) {
-    static model m;
+static void make_model(model *mp, backend *be) {
+    model m;
     model_config c = {.vocab = 96, .d_model = 64, .n_layer = 2, .n_head = 4, .n_kv_head = 2, .head_dim = 16,
                       .d_ff = 128, .rope_theta = 10000.0f, .rms_eps = 1e-5f, .tie_embeddings = 1, .max_seq = 96};
     char err[256];
@@ -54,7 +57,7 @@ static model *make_model(backend *be) {
     model_init_weights(&m, 7);
     for (int i = 0; i < m.n_tensors; i++) /* peaked distributions: no near-ties */
         if (!strstr(m.tensors[i].name, "norm")) be->scale(be, m.params + m.tensors[i].offset, 20.0f, m.tensors[i].numel);
-    return &m;
+    *mp = m;
 }
 
 enum { NP = 64, PLEN_MAX = 12 };
@@ -89,6 +92,86 @@ static completion *generate(model *m, tokenizer *tok, int slots, const rollout_p
 static void free_all(completion *c, int n) {
     for (int i = 0; i < n; i++) completion_free(&c[i]);
     free(c);
+}
+
+/* ---- rollout_grade ---- */
+
+/* tests/faults/good.so (score = output_len + 1000 * item k + 0.5 if finished
+   + bias), process-isolated or inline */
+static void good_spec(grader_spec *s, const char *name, double bias, int isolation) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    const char *build = getenv("RFT_BUILD");
+    snprintf(s->path, sizeof s->path, "%s/tests/faults/good.so", build ? build : "build");
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "{\"bias\": %g}", bias);
+    s->config_json = strdup(cfg);
+    s->timeout_ms = 5000;
+    s->memory_mb = 256;
+    s->isolation = isolation;
+}
+
+static void test_rollout_grade(model *m, tokenizer *tok) {
+    enum { G = 3, N = NP * G };
+    char err[512];
+    grader_spec specs[2];
+    good_spec(&specs[0], "process", 0.25, GRADER_ISOLATION_PROCESS);
+    good_spec(&specs[1], "inline", 0.5, GRADER_ISOLATION_INLINE);
+    grader_runner *gr = grader_runner_create(specs, 2, 2, err, sizeof err);
+    free(specs[0].config_json), free(specs[1].config_json);
+    if (!gr) {
+        CHECK(0, "rollout_grade: grader_runner_create: %s", err);
+        return;
+    }
+    json_t *items[NP], *citems[N];
+    for (int i = 0; i < NP; i++) items[i] = json_pack("{s:i}", "k", i % 7);
+    int32_t eos = 95;
+    rollout_config t = {.sampler = {.temperature = 1.0f}, .max_new_tokens = 24, .stop_ids = &eos, .n_stop_ids = 1,
+                        .seed = 3};
+    /* the reference: generate everything, then grade everything */
+    completion *ref = generate(m, tok, 16, prompts, NP, G, &t);
+    rft_sample smp[N];
+    for (int i = 0; i < N; i++) {
+        smp[i] = (rft_sample){.output_text = ref[i].text, .output_len = ref[i].text_len, .tokens = ref[i].tokens,
+                              .n_tokens = (size_t)ref[i].n_tokens, .finished = ref[i].finish == ROLLOUT_STOP};
+        citems[i] = items[i / G];
+    }
+    grade_result *want = calloc((size_t)N * 2, sizeof *want), *got = calloc((size_t)N * 2, sizeof *got);
+    int rc_ref = grader_runner_grade(gr, smp, citems, N, want, err, sizeof err);
+    CHECK(rc_ref == 0, "rollout_grade: reference grading %s", rc_ref ? err : "");
+    /* overlapped */
+    rollout_engine r;
+    completion *out = calloc(N, sizeof *out);
+    rollout_grade_times tm;
+    int rc = rollout_create(&r, m, tok, 16, 96, err, sizeof err) ||
+             rollout_grade(&r, gr, 2, prompts, NP, G, &t, items, out, got, &tm, err, sizeof err);
+    CHECK(rc == 0, "rollout_grade runs %s", rc ? err : "");
+    int same_c = 1, same_g = 1, formula = 1, stops = 0;
+    for (int i = 0; i < N && rc == 0; i++) {
+        same_c &= same_completion(&ref[i], &out[i]);
+        stops += out[i].finish == ROLLOUT_STOP;
+        for (int g = 0; g < 2; g++) {
+            const grade_result *a = &want[i * 2 + g], *b = &got[i * 2 + g];
+            same_g &= a->status == b->status && a->score == b->score && a->status == GRADE_OK;
+            double f = (double)out[i].text_len + 1000.0 * ((i / G) % 7) + (out[i].finish == ROLLOUT_STOP ? 0.5 : 0) +
+                       (g ? 0.5 : 0.25);
+            formula &= b->score == f;
+        }
+    }
+    CHECK(same_c && same_g && formula,
+          "rollout_grade: %d completions (%d stopped early) and their grades (process + inline) equal generate-then-grade; "
+          "%d graded before the last finished; sampling %.3f s, grading %.3f s after it (%.3f s busy)",
+          N, stops, tm.graded_early, tm.sampling, tm.grading, tm.grading_busy);
+    for (int i = 0; i < N && rc == 0; i++) completion_free(&out[i]);
+    /* a rollout that fails (an empty prompt) fails the call, naming it */
+    rollout_prompt bad[2] = {prompts[0], {.ids = prompt_ids[1], .n = 0, .id = 7}};
+    rc = rollout_grade(&r, gr, 2, bad, 2, G, &t, items, out, got, &tm, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "prompt 1 is empty"), "rollout_grade: a failing rollout fails the call: %s", err);
+    rollout_free(&r);
+    free_all(ref, N);
+    free(out), free(want), free(got);
+    for (int i = 0; i < NP; i++) json_decref(items[i]);
+    grader_runner_free(gr);
 }
 
 /* ---- sampler distribution: chi-square against an independent reference ---- */
@@ -161,7 +244,14 @@ static void check_distribution(const char *name, float T, int top_k, float top_p
 int main(void) {
     backend *be = backend_cpu_create(2);
     tokenizer *tok = make_tokenizer();
-    model *m = make_model(be);
+    model m2, m1_; /* the same weights on a 2-thread and a 1-thread backend */
+    make_model(&m2, be);
+    backend *be1 = backend_cpu_create(1);
+    make_model(&m1_, be1);
+    model *m = &m2, *m1 = &m1_;
+    /* the kernels run on their backend's threads; the rollout's host sampler
+       on omp_get_max_threads() of the thread that creates the engine */
+    omp_set_num_threads(2);
     make_prompts();
     int32_t eos = 95;
     rollout_config g = {.sampler = {.temperature = 0}, .max_new_tokens = 24, .stop_ids = &eos, .n_stop_ids = 1, .seed = 1};
@@ -171,7 +261,7 @@ int main(void) {
     completion *b = generate(m, tok, 7, prompts, NP, 1, &g);
     completion *c = generate(m, tok, 1, prompts, NP, 1, &g);
     omp_set_num_threads(1);
-    completion *d = generate(m, tok, 64, prompts, NP, 1, &g);
+    completion *d = generate(m1, tok, 64, prompts, NP, 1, &g);
     omp_set_num_threads(2);
     int same_b = 1, same_c = 1, same_d = 1, total = 0;
     for (int i = 0; i < NP; i++) {
@@ -196,7 +286,7 @@ int main(void) {
         completion *ha = generate(m, tok, 64, prompts, NP, 1, &h);
         completion *hb = generate(m, tok, 7, prompts, NP, 1, &h);
         omp_set_num_threads(1);
-        completion *hc = generate(m, tok, 1, prompts, NP, 1, &h);
+        completion *hc = generate(m1, tok, 1, prompts, NP, 1, &h);
         omp_set_num_threads(2);
         completion *fa = generate(m, tok, 64, prompts, NP, 1, &g);
         int hs = 1, first_same = 0, fs = 1, ntok = 0;
@@ -340,9 +430,13 @@ int main(void) {
     check_distribution("temp 1.5 top_p 0.9 top_k 12", 1.5f, 12, 0.9f, 0.0f);
     check_distribution("min_p 0.05", 1.0f, 0, 1.0f, 0.05f);
 
+    test_rollout_grade(m, tok);
+
     tokenizer_free(tok);
     model_free(m);
+    model_free(m1);
     be->destroy(be);
+    be1->destroy(be1);
     printf("%s\n", failures ? "FAILED" : "all passed");
     return failures ? 1 : 0;
 }
