@@ -263,7 +263,8 @@ static void test_bf16(backend *be1, backend *be2) {
    A and B in every transpose combination, padded row strides, beta 0 and 1,
    K = 0, against a double reference over the bf16 values. The error of each
    output is bounded by fp32 accumulation alone: ~K * 2^-24 of sum_k |a_k b_k|
-   (+ |beta c|); a wrong or missing term is O(1) of that sum. */
+   (+ |beta c|); a wrong or missing term is O(1) of that sum. Each path, 1
+   and 2 threads bitwise equal; beta 0 never reads C (NaN there). */
 static void test_gemm_bf16(backend *be1, backend *be2) {
     int shapes[][3] = {{7, 5, 33}, {1, 13, 4}, {33, 48, 100}, {64, 1, 7}, {5, 9, 0}, {70, 130, 576}};
     for (int si = 0; si < 6; si++)
@@ -278,29 +279,43 @@ static void test_gemm_bf16(backend *be1, backend *be2) {
                     for (size_t i = 0; i < na; i++) A[i] = bf16_ref((float)randn());
                     for (size_t i = 0; i < nb; i++) B[i] = bf16_ref((float)randn());
                     float *C0 = randf(nc, 1), *C1 = copyf(C0, nc), *C2 = copyf(C0, nc);
-                    if (!acc) /* beta 0: C is not read (NaN stays out of the result) */
-                        for (size_t i = 0; i < nc; i++) C1[i] = C2[i] = NAN;
-                    double err = 0;
-                    be1->gemm_bf16(be1, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C1, ldc);
-                    be2->gemm_bf16(be2, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C2, ldc);
+                    double *ref = malloc((size_t)M * N * sizeof(double)), *mag = malloc((size_t)M * N * sizeof(double));
                     for (int i = 0; i < M; i++)
                         for (int j = 0; j < N; j++) {
-                            double s = acc ? C0[(size_t)i * ldc + j] : 0.0, mag = fabs(s);
+                            double s = acc ? C0[(size_t)i * ldc + j] : 0.0, m = fabs(s);
                             for (int k = 0; k < K; k++) {
                                 double a = bf16_val(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
                                 double b = bf16_val(tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
-                                s += a * b, mag += fabs(a * b);
+                                s += a * b, m += fabs(a * b);
                             }
-                            for (int v = 0; v < 2; v++) {
-                                double e = fabs((v ? C2 : C1)[(size_t)i * ldc + j] - s) / (mag > 0 ? mag : 1);
-                                err = isnan(e) ? INFINITY : e > err ? e : err;
-                            }
+                            ref[(size_t)i * N + j] = s, mag[(size_t)i * N + j] = m;
                         }
-                    char name[128];
-                    snprintf(name, sizeof name, "gemm_bf16 M%d N%d K%d tA%d tB%d %s (1 and 2 threads)", M, N, K, ta,
-                             tb, acc ? "beta=1" : "beta=0");
-                    check(name, err, 2.0 * (K + 1) * 0x1p-24);
-                    free(A), free(B), free(C0), free(C1), free(C2);
+                    /* every path (AVX512_BF16, AVX2, reference), 1 and 2 threads, C with and without padding */
+                    for (int path = 2; path >= 0; path--)
+                        for (int pad = 0; pad < 2; pad++) {
+                            int l = pad ? ldc : N;
+                            double err = 0;
+                            int same12 = 1;
+                            for (size_t i = 0; i < nc; i++) C1[i] = C2[i] = acc ? C0[i] : NAN;
+                            if (!pad && acc) /* C0 re-laid out with row stride N */
+                                for (int i = 0; i < M; i++)
+                                    for (int j = 0; j < N; j++) C1[(size_t)i * N + j] = C2[(size_t)i * N + j] = C0[(size_t)i * ldc + j];
+                            cpu_gemm_bf16_path(be1, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C1, l, path);
+                            cpu_gemm_bf16_path(be2, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C2, l, path);
+                            for (int i = 0; i < M; i++)
+                                for (int j = 0; j < N; j++) {
+                                    float c1 = C1[(size_t)i * l + j], c2 = C2[(size_t)i * l + j];
+                                    double md = mag[(size_t)i * N + j];
+                                    double e = fabs(c1 - ref[(size_t)i * N + j]) / (md > 0 ? md : 1);
+                                    err = isnan(e) ? INFINITY : e > err ? e : err;
+                                    same12 &= !memcmp(&c1, &c2, sizeof c1);
+                                }
+                            char name[160];
+                            snprintf(name, sizeof name, "gemm_bf16 M%d N%d K%d tA%d tB%d %s path %d%s", M, N, K, ta, tb,
+                                     acc ? "beta=1" : "beta=0", path, pad ? " ldc+2" : "");
+                            check(name, same12 ? err : INFINITY, 2.0 * (K + 1) * 0x1p-24); /* 1 == 2 threads bitwise */
+                        }
+                    free(A), free(B), free(C0), free(C1), free(C2), free(ref), free(mag);
                 }
 }
 

@@ -41,31 +41,33 @@ static void cpu_zero(backend *be, void *p, size_t bytes) {
     if (bytes) memset(p, 0, bytes);
 }
 static int cpu_sync(backend *be) { return be->err[0] ? -1 : 0; }
-/* the backend's scratch buffer (be->impl): grown on demand, kept until
+/* the backend's two scratch buffers (be->impl): grown on demand, kept until
    destroy, so per-call temporaries of ops cost no malloc / page faults */
 typedef struct cpu_state {
-    void *scratch;
-    size_t cap;
+    void *scratch[2];
+    size_t cap[2];
 } cpu_state;
 
-void *cpu_scratch(backend *be, size_t bytes) {
+static void *scratch_slot(backend *be, int i, size_t bytes) {
     cpu_state *st = be->impl;
-    if (bytes > st->cap) {
-        free(st->scratch);
-        st->cap = 0;
-        if (posix_memalign(&st->scratch, 64, bytes) != 0) {
-            st->scratch = NULL;
+    if (bytes > st->cap[i]) {
+        free(st->scratch[i]);
+        st->cap[i] = 0;
+        if (posix_memalign(&st->scratch[i], 64, bytes) != 0) {
+            st->scratch[i] = NULL;
             cpu_error(be, __FILE__, __LINE__, "out of memory allocating %zu bytes of scratch", bytes);
             return NULL;
         }
-        st->cap = bytes;
+        st->cap[i] = bytes;
     }
-    return st->scratch;
+    return st->scratch[i];
 }
+void *cpu_scratch(backend *be, size_t bytes) { return scratch_slot(be, 0, bytes); }
+void *cpu_scratch2(backend *be, size_t bytes) { return scratch_slot(be, 1, bytes); }
 
 static void cpu_destroy(backend *be) {
     cpu_state *st = be->impl;
-    if (st) free(st->scratch);
+    if (st) free(st->scratch[0]), free(st->scratch[1]);
     free(st);
     free(be);
 }

@@ -36,8 +36,9 @@ void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n) {
 static int bf_ldx(int K) { return (K + 31) & ~31; }
 
 /* xb[m, ldx] = bf16(x[m, K]), zero padded to ldx */
-static void bf_convert_rows(void *tile, int ldx, const float *x, int m, int K) {
+static void bf_convert_rows(void *tile, int ldx, const void *xv, int m, int K) {
     uint16_t *xb = tile;
+    const float *x = xv;
     for (int i = 0; i < m; i++) {
         uint16_t *d = xb + (size_t)i * ldx;
         const float *s = x + (size_t)i * K;
@@ -128,8 +129,9 @@ BF_TARGET static void bf_panel(int m, int nb, int K, const void *tile, int ldx, 
     }
 }
 
-BF_TARGET static void bf_convert_rows_avx(void *tile, int ldx, const float *x, int m, int K) {
+BF_TARGET static void bf_convert_rows_avx(void *tile, int ldx, const void *xv, int m, int K) {
     uint16_t *xb = tile;
+    const float *x = xv;
     for (int i = 0; i < m; i++) {
         uint16_t *d = xb + (size_t)i * ldx;
         const float *s = x + (size_t)i * K;
@@ -243,8 +245,9 @@ static int a2_ok(void) {
 #endif
 
 /* xf[m, ldx] = bf16-rounded x[m, K] as fp32, zero padded to ldx */
-static void bf_round_rows_f32(void *tile, int ldx, const float *x, int m, int K) {
+static void bf_round_rows_f32(void *tile, int ldx, const void *xv, int m, int K) {
     float *xf = tile;
+    const float *x = xv;
     for (int i = 0; i < m; i++) {
         float *d = xf + (size_t)i * ldx;
         const float *s = x + (size_t)i * K;
@@ -253,6 +256,25 @@ static void bf_round_rows_f32(void *tile, int ldx, const float *x, int m, int K)
             memcpy(&d[k], &u, 4);
         }
         for (int k = K; k < ldx; k++) d[k] = 0.0f;
+    }
+}
+
+/* tiles from rows that are bf16 already (gemm_bf16): xb[m, ldx] = x[m, K]
+   zero padded (AVX512_BF16 and portable paths), or widened to fp32 (AVX2) */
+static void bf_copy_rows16(void *tile, int ldx, const void *xv, int m, int K) {
+    uint16_t *xb = tile;
+    const uint16_t *x = xv;
+    for (int i = 0; i < m; i++) {
+        memcpy(xb + (size_t)i * ldx, x + (size_t)i * K, (size_t)K * sizeof(uint16_t));
+        memset(xb + (size_t)i * ldx + K, 0, (size_t)(ldx - K) * sizeof(uint16_t));
+    }
+}
+static void bf_widen_rows16(void *tile, int ldx, const void *xv, int m, int K) {
+    float *xf = tile;
+    const uint16_t *x = xv;
+    for (int i = 0; i < m; i++) {
+        for (int k = 0; k < K; k++) xf[(size_t)i * ldx + k] = bf16_to_fp32(x[(size_t)i * K + k]);
+        for (int k = K; k < ldx; k++) xf[(size_t)i * ldx + k] = 0.0f;
     }
 }
 
@@ -286,8 +308,9 @@ static void bf_panel_portable(int m, int nb, int K, const void *tile, int ldx, c
 /* a path of matmul_bf16: how a tile of x is stored (bf16, or bf16-rounded
    fp32) and the kernel over a panel of nb weight rows */
 typedef struct bf_path {
-    int nb; /* weight rows per panel */
-    void (*tile)(void *tile, int ldx, const float *x, int m, int K);
+    int nb;      /* weight rows per panel */
+    int x_bytes; /* bytes per element of x: 4 (fp32, rounded into the tile) or 2 (bf16 already) */
+    void (*tile)(void *tile, int ldx, const void *x, int m, int K);
     void (*panel)(int m, int nb, int K, const void *tile, int ldx, const uint16_t *W, float beta, float *y, int ldy);
 } bf_path;
 
@@ -305,21 +328,9 @@ void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uin
     cpu_matmul_bf16_path(be, M, N, K, x, W, beta, y, cpu_bf16_best_path());
 }
 
-void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y,
-                          int path) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        for (long i = 0; i < (long)M * N; i++) y[i] = beta == 0.0f ? 0.0f : y[i];
-        return;
-    }
-    if (path > cpu_bf16_best_path()) path = cpu_bf16_best_path();
-    bf_path P = {BF_NB, bf_convert_rows, bf_panel_portable};
-#if CPU_HAVE_BF16_KERNEL
-    if (path == 2) P = (bf_path){BF_NB, bf_convert_rows_avx, bf_panel};
-#endif
-#if CPU_HAVE_BF16_AVX2
-    if (path == 1) P = (bf_path){A2_NB, bf_round_rows_f32, a2_panel};
-#endif
+/* y[M,N] = x[M,K] W[N,K]^T (+ y) on path P: the loop every path shares */
+static void bf_run(backend *be, int M, int N, int K, const void *x, const uint16_t *W, float beta, float *y,
+                   bf_path P) {
     int ldx = bf_ldx(K), nblk = (N + P.nb - 1) / P.nb;
     int nt = be->n_threads > 0 ? be->n_threads : 1;
     size_t tile = (size_t)BF_TILE_M * ldx * sizeof(float); /* bytes per thread: bf16 rows, or fp32 rows (AVX2) */
@@ -334,7 +345,7 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
         for (int m0 = 0; m0 < M; m0 += BF_TILE_M) {
             int m = M - m0 < BF_TILE_M ? M - m0 : BF_TILE_M;
             float *yt = y + (size_t)m0 * N;
-            P.tile(buf, ldx, x + (size_t)m0 * K, m, K);
+            P.tile(buf, ldx, (const char *)x + (size_t)m0 * K * P.x_bytes, m, K);
 #pragma omp for schedule(static) nowait
             for (int b = 0; b < nblk; b++) {
                 int n0 = b * P.nb, nb = N - n0 < P.nb ? N - n0 : P.nb;
@@ -344,6 +355,24 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
     }
 }
 
+void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y,
+                          int path) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (long i = 0; i < (long)M * N; i++) y[i] = beta == 0.0f ? 0.0f : y[i];
+        return;
+    }
+    if (path > cpu_bf16_best_path()) path = cpu_bf16_best_path();
+    bf_path P = {BF_NB, 4, bf_convert_rows, bf_panel_portable};
+#if CPU_HAVE_BF16_KERNEL
+    if (path == 2) P = (bf_path){BF_NB, 4, bf_convert_rows_avx, bf_panel};
+#endif
+#if CPU_HAVE_BF16_AVX2
+    if (path == 1) P = (bf_path){A2_NB, 4, bf_round_rows_f32, a2_panel};
+#endif
+    bf_run(be, M, N, K, x, W, beta, y, P);
+}
+
 /* a[rows, cols] (row stride ld) widened exactly to fp32 into w[rows, cols] */
 static void bf_widen(float *w, const uint16_t *a, int rows, int cols, int ld, int nt) {
 #pragma omp parallel for schedule(static) num_threads(nt) if ((long)rows * cols > 65536)
@@ -351,16 +380,73 @@ static void bf_widen(float *w, const uint16_t *a, int rows, int cols, int ld, in
         for (int c = 0; c < cols; c++) w[(size_t)r * cols + c] = bf16_to_fp32(a[(size_t)r * ld + c]);
 }
 
+/* dst[cols, rows] = src[rows, cols]^T (src row stride ld), in 32 x 32 blocks */
+static void bf_transpose(uint16_t *dst, const uint16_t *src, int rows, int cols, int ld, int nt) {
+    int nbr = (rows + 31) / 32, nbc = (cols + 31) / 32;
+#pragma omp parallel for schedule(static) num_threads(nt) if ((long)rows * cols > 65536)
+    for (int b = 0; b < nbr * nbc; b++) {
+        int r0 = b / nbc * 32, c0 = b % nbc * 32;
+        int r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
+        for (int c = c0; c < c1; c++)
+            for (int r = r0; r < r1; r++) dst[(size_t)c * rows + r] = src[(size_t)r * ld + c];
+    }
+}
+
+/* a[rows, cols] (row stride ld) copied to a contiguous [rows, cols] */
+static void bf_pack(uint16_t *dst, const uint16_t *src, int rows, int cols, int ld) {
+    for (int r = 0; r < rows; r++) memcpy(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols * sizeof(uint16_t));
+}
+
 /* Mixed-precision training (model.dtype: bf16): C = op(A) op(B) + beta C with
-   bf16 A and B. The reference: both operands widened exactly to fp32 (a
-   bf16 x bf16 product is exact in fp32), then the fp32 matmul, so the only
-   difference from a GPU's tensor cores is the order of the fp32 sums. */
+   bf16 A and B: exact products, fp32 sums.
+   With a vector path (AVX512_BF16, or AVX2 + FMA) both operands are brought
+   to the layout of the forward linear, rows of op(A) [M, K] and rows of
+   op(B)^T [N, K], contiguous, copying or transposing (in the second scratch
+   buffer) what is not already so, then the matmul_bf16 kernels run on them:
+   per output one dot product over K, independent of M and the threads. The
+   copies cost M K + N K element moves against 2 M N K flops, no more than
+   the reference's widening. Otherwise, and for a padded C, the reference:
+   both operands widened exactly to fp32, then the fp32 matmul. Either way
+   only the order of the fp32 sums differs from a GPU's tensor cores. */
 void cpu_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
                    const uint16_t *B, int ldb, float beta, float *C, int ldc) {
+    cpu_gemm_bf16_path(be, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc, cpu_bf16_best_path());
+}
+
+void cpu_gemm_bf16_path(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
+                        const uint16_t *B, int ldb, float beta, float *C, int ldc, int path) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* C = beta C, C not read when beta == 0 (as in BLAS) */
         for (int r = 0; r < M; r++)
             for (int c = 0; c < N; c++) C[(size_t)r * ldc + c] = beta == 0.0f ? 0.0f : C[(size_t)r * ldc + c];
+        return;
+    }
+    int nt = be->n_threads > 0 ? be->n_threads : 1;
+    if (path > cpu_bf16_best_path()) path = cpu_bf16_best_path();
+    if (path > 0 && ldc == N) {
+        int a_ok = !transA && lda == K, b_ok = transB && ldb == K; /* already [M, K] / [N, K] rows */
+        size_t na = a_ok ? 0 : (size_t)M * K, nb = b_ok ? 0 : (size_t)N * K;
+        uint16_t *buf = na + nb ? cpu_scratch2(be, (na + nb) * sizeof(uint16_t)) : NULL;
+        if (na + nb && !buf) return;
+        const uint16_t *a = A, *b = B;
+        if (!a_ok) {
+            if (transA) bf_transpose(buf, A, K, M, lda, nt); /* A [K, M] */
+            else bf_pack(buf, A, M, K, lda);
+            a = buf;
+        }
+        if (!b_ok) {
+            if (transB) bf_pack(buf + na, B, N, K, ldb);
+            else bf_transpose(buf + na, B, K, N, ldb, nt); /* B [K, N] */
+            b = buf + na;
+        }
+        bf_path P = {0};
+#if CPU_HAVE_BF16_KERNEL
+        if (path == 2) P = (bf_path){BF_NB, 2, bf_copy_rows16, bf_panel};
+#endif
+#if CPU_HAVE_BF16_AVX2
+        if (path == 1) P = (bf_path){A2_NB, 2, bf_widen_rows16, a2_panel};
+#endif
+        bf_run(be, M, N, K, a, b, beta, C, P);
         return;
     }
     int ar = transA ? K : M, ac = transA ? M : K; /* A as stored [ar, ac] */
@@ -369,7 +455,6 @@ void cpu_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, con
     float *wa = cpu_scratch(be, (na + nb + 16) * sizeof(float)); /* [ar, ac] then [br, bc] */
     if (!wa) return;
     float *wb = wa + ((na + 15) & ~(size_t)15);
-    int nt = be->n_threads > 0 ? be->n_threads : 1;
     bf_widen(wa, A, ar, ac, lda, nt);
     bf_widen(wb, B, br, bc, ldb, nt);
     cpu_matmul(be, transA, transB, M, N, K, 1.0f, wa, ac > 0 ? ac : 1, 0, wb, bc > 0 ? bc : 1, 0, beta, C, ldc, 0, 1);

@@ -14,10 +14,16 @@ void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float 
                 long sA, const float *B, int ldb, long sB, float beta, float *C, int ldc, long sC, int batch);
 /* per-backend scratch of at least bytes (64-byte aligned), valid until the next call; NULL + be->err on OOM */
 void *cpu_scratch(backend *be, size_t bytes);
+void *cpu_scratch2(backend *be, size_t bytes); /* a second one, for an op that calls another op using the first */
 void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
 void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
 void cpu_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
                    const uint16_t *B, int ldb, float beta, float *C, int ldc);
+/* gemm_bf16 on a given path (tests): 2 AVX512_BF16, 1 AVX2 + FMA (the matmul_bf16
+   kernels on operands laid out as rows), 0 the reference (widen to fp32 + sgemm);
+   a path the CPU lacks falls back to the best it has */
+void cpu_gemm_bf16_path(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
+                        const uint16_t *B, int ldb, float beta, float *C, int ldc, int path);
 /* path 2: AVX512_BF16, 1: AVX2 + FMA, 0: portable C; a path this CPU lacks
    falls back to the best it has (tests call each path directly) */
 void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y,

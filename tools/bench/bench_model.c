@@ -4,6 +4,8 @@
  * tools/bench/run_model_bench.sh can put it next to PyTorch.
  *
  *   bench_model [--shape smollm2|10m|tiny] [--seqs B] [--seqlen N] [--steps S] [--threads K]
+ *               [--dtype fp32|bf16]
+ * --dtype bf16: model.dtype bf16 (bf16 GEMM operands, fp32 everything else).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,19 +38,23 @@ static int shape_config(const char *name, model_config *c) {
 int main(int argc, char **argv) {
     const char *shape = "10m";
     int seqs = 4, seqlen = 512, steps = 3, threads = 0;
+    const char *dtype = "fp32";
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--shape")) shape = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--seqs")) seqs = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--seqlen")) seqlen = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--dtype")) dtype = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_model [--shape smollm2|10m|tiny] [--seqs B] [--seqlen N] [--steps S] [--threads K]\n");
+            fprintf(stderr, "usage: bench_model [--shape smollm2|10m|tiny] [--seqs B] [--seqlen N] [--steps S] [--threads K] "
+                            "[--dtype fp32|bf16]\n");
             return 2;
         }
     }
     model_config cfg;
-    if (shape_config(shape, &cfg) || seqs <= 0 || seqlen <= 0 || steps <= 0) {
+    if (shape_config(shape, &cfg) || seqs <= 0 || seqlen <= 0 || steps <= 0 ||
+        (strcmp(dtype, "fp32") && strcmp(dtype, "bf16"))) {
         fprintf(stderr, "bench_model: bad arguments\n");
         return 2;
     }
@@ -57,6 +63,10 @@ int main(int argc, char **argv) {
     model m;
     int T = seqs * seqlen;
     if (model_create(&m, &cfg, be, T, err, sizeof err) || model_alloc_grads(&m, err, sizeof err)) {
+        fprintf(stderr, "bench_model: %s\n", err);
+        return 1;
+    }
+    if (model_set_mixed(&m, !strcmp(dtype, "bf16"), err, sizeof err)) {
         fprintf(stderr, "bench_model: %s\n", err);
         return 1;
     }
@@ -89,10 +99,10 @@ int main(int argc, char **argv) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"impl\": \"rft\", \"shape\": \"%s\", \"params\": %zu, \"tokens\": %d, \"threads\": %d, "
+    printf("{\"impl\": \"rft\", \"dtype\": \"%s\", \"shape\": \"%s\", \"params\": %zu, \"tokens\": %d, \"threads\": %d, "
            "\"step_s\": %.4f, \"fwd_s\": %.4f, \"bwd_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops\": %.1f, "
            "\"peak_rss_mb\": %.0f}\n",
-           shape, m.n_params, T, be->n_threads, best, tf, tb, T / best, flops / best / 1e9, ru.ru_maxrss / 1024.0);
+           dtype, shape, m.n_params, T, be->n_threads, best, tf, tb, T / best, flops / best / 1e9, ru.ru_maxrss / 1024.0);
     model_free(&m);
     be->destroy(be);
     free(tok), free(tgt), free(cu), free(logp), free(w);

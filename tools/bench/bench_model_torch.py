@@ -2,7 +2,8 @@
 """tools/bench/bench_model_torch.py: the PyTorch peer of bench_model.c.
 
 Same Llama-family shapes, same packed batch (B sequences of N tokens, causal
-attention within each), fp32, same thread count; forward + backward of the
+attention within each), fp32 (or --dtype bf16: torch.autocast bf16, the peer
+of rft's model.dtype bf16), same thread count; forward + backward of the
 mean token cross-entropy. Prints one JSON line like bench_model.
 """
 import argparse, json, math, resource, time
@@ -74,6 +75,7 @@ def main():
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -91,8 +93,9 @@ def main():
     for i in range(a.steps + 1):
         t0 = time.perf_counter()
         m.zero_grad(set_to_none=False)
-        logits = m(tok, cos, sin)
-        loss = F.cross_entropy(logits.view(-1, s["vocab"]), tgt.view(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+            logits = m(tok, cos, sin)
+        loss = F.cross_entropy(logits.float().view(-1, s["vocab"]), tgt.view(-1))
         loss.backward()
         dt = time.perf_counter() - t0
         if i > 0:
@@ -102,7 +105,7 @@ def main():
     per_tok = 2 * s["L"] * (D * qd + 2 * D * kvd + qd * D + 3 * D * s["ff"]) + 2 * D * s["vocab"]
     attn = a.seqs * 2 * 2 * s["H"] * s["hd"] * a.seqlen * (a.seqlen + 1) / 2 * s["L"]
     flops = 3 * (per_tok * T + attn)
-    print(json.dumps(dict(impl="pytorch", torch=torch.__version__, shape=a.shape, params=n_params, tokens=T,
+    print(json.dumps(dict(impl="pytorch", dtype=a.dtype, torch=torch.__version__, shape=a.shape, params=n_params, tokens=T,
                           threads=torch.get_num_threads(), step_s=round(best, 4), tokens_per_s=round(T / best, 1),
                           gflops=round(flops / best / 1e9, 1),
                           peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))))
