@@ -13,7 +13,9 @@
  *      the final parameters are bitwise those of the run that never stopped;
  *   4. control: resuming with the weights but a fresh optimizer (the bug the
  *      checkpoint exists to prevent) does change the next losses, so check 3
- *      can fail.
+ *      can fail;
+ *   5. bf16 mixed precision (model.dtype bf16): 1 vs 2 threads bitwise equal
+ *      too, and different from the fp32 run.
  * Exit 1 on any failure. */
 #define _GNU_SOURCE
 #include <math.h>
@@ -69,11 +71,14 @@ static int fail_msg(const char *what, const char *err) {
     return -1;
 }
 
+static int g_mixed; /* model.dtype bf16 */
+
 static int trainer_init(trainer *tr, int threads, int init_weights) {
     char err[512];
     memset(tr, 0, sizeof *tr);
     tr->be = backend_cpu_create(threads);
     if (model_create(&tr->m, &CFG, tr->be, T_MAX, err, sizeof err)) return fail_msg("model_create", err);
+    if (model_set_mixed(&tr->m, g_mixed, err, sizeof err)) return fail_msg("model_set_mixed", err);
     if (init_weights) model_init_weights(&tr->m, SEED);
     if (optim_create(&tr->o, &tr->m, &OCFG, err, sizeof err)) return fail_msg("optim_create", err);
     return 0;
@@ -263,6 +268,15 @@ int main(int argc, char **argv) {
     if (run_resumed(2, path, 1, &x)) goto done;
     print_trace("resumed, fresh optim", &x);
     check_true("control: resuming without optimizer state changes the next losses", x.loss[K_SAVE + 1] != a.loss[K_SAVE + 1]);
+
+    g_mixed = 1;
+    free(b.params), free(c.params);
+    b.params = c.params = NULL;
+    if (run_straight(2, &b) || run_straight(1, &c)) goto done;
+    print_trace("bf16 (2 threads)", &b);
+    print_trace("bf16 (1 thread)", &c);
+    check_true("bf16 mixed precision: 1 thread vs 2 threads bitwise equal", same_trace(&b, &c, n_params, 0));
+    check_true("bf16 mixed precision: differs from the fp32 run", b.loss[N_STEPS - 1] != a.loss[N_STEPS - 1]);
 
 done:
     free(a.params);
