@@ -95,8 +95,11 @@ struct backend {
     void (*embedding_backward)(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
 
     /* ---- RMSNorm ----
-     * out[T,D] = x * rstd * w, rstd[T] = 1/sqrt(mean(x^2) + eps) (saved for backward) */
-    void (*rmsnorm_forward)(backend *be, float *out, float *rstd, const float *x, const float *w, int T, int D, float eps);
+     * out[T,D] = x * rstd * w, rstd[T] = 1/sqrt(mean(x^2) + eps) (saved for backward).
+     * out16 [T,D]: the same values rounded to bf16 (model.dtype bf16: the
+     * next GEMM's operand). Either out or out16 may be NULL. */
+    void (*rmsnorm_forward)(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w,
+                            int T, int D, float eps);
     /* dx[T,D] = d/dx (written), dw[D] += d/dw */
     void (*rmsnorm_backward)(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
                              const float *rstd, int T, int D);
@@ -145,8 +148,9 @@ struct backend {
                                   const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd,
                                   int max_seq, float scale);
 
-    /* ---- SwiGLU ---- out[T,F] = silu(gate) * up */
-    void (*swiglu_forward)(backend *be, float *out, const float *gate, const float *up, size_t n);
+    /* ---- SwiGLU ---- out[T,F] = silu(gate) * up; out16: the same rounded to
+     * bf16 (as rmsnorm_forward); either may be NULL */
+    void (*swiglu_forward)(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n);
     /* dgate, dup written */
     void (*swiglu_backward)(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                             const float *up, size_t n);

@@ -382,7 +382,7 @@ static void test_rmsnorm(backend *be1, backend *be2) {
         rms_ctx c = {T, D, todouble(x, n), todouble(w, D), todouble(R, n), eps};
         double *yr = malloc(n * 8), *rr = malloc(T * 8);
         rms_ref(&c, yr, rr);
-        be2->rmsnorm_forward(be2, y, rstd, x, w, T, D, eps);
+        be2->rmsnorm_forward(be2, y, NULL, rstd, x, w, T, D, eps);
         char name[128];
         snprintf(name, sizeof name, "rmsnorm_forward T%d D%d", T, D);
         check(name, relerr(y, yr, n), 1e-6);
@@ -404,12 +404,21 @@ static void test_rmsnorm(backend *be1, backend *be2) {
     float *x = randf(n, 1), *w = randf(D, 1), *dy = randf(n, 1);
     float *y1 = malloc(n * 4), *y2 = malloc(n * 4), *r1 = malloc(T * 4), *r2 = malloc(T * 4);
     float *dx1 = malloc(n * 4), *dx2 = malloc(n * 4), *dw1 = calloc(D, 4), *dw2 = calloc(D, 4);
-    be1->rmsnorm_forward(be1, y1, r1, x, w, T, D, 1e-6f);
-    be2->rmsnorm_forward(be2, y2, r2, x, w, T, D, 1e-6f);
+    be1->rmsnorm_forward(be1, y1, NULL, r1, x, w, T, D, 1e-6f);
+    be2->rmsnorm_forward(be2, y2, NULL, r2, x, w, T, D, 1e-6f);
     be1->rmsnorm_backward(be1, dx1, dw1, dy, x, w, r1, T, D);
     be2->rmsnorm_backward(be2, dx2, dw2, dy, x, w, r2, T, D);
     check_true("rmsnorm forward+backward bitwise equal with 1 and 2 threads",
                same(y1, y2, n * 4) && same(r1, r2, T * 4) && same(dx1, dx2, n * 4) && same(dw1, dw2, D * 4));
+    { /* out16: the fp32 output's bf16 rounding, with or without the fp32 output */
+        uint16_t *h1 = malloc(n * 2), *h2 = malloc(n * 2);
+        int ok = 1;
+        be2->rmsnorm_forward(be2, y1, h1, r1, x, w, T, D, 1e-6f);
+        be1->rmsnorm_forward(be1, NULL, h2, r1, x, w, T, D, 1e-6f);
+        for (size_t i = 0; i < n; i++) ok &= h1[i] == bf16_ref(y2[i]) && h2[i] == h1[i] && y1[i] == y2[i];
+        check_true("rmsnorm out16 = bf16(out) bitwise, with and without out", ok);
+        free(h1), free(h2);
+    }
     free(x); free(w); free(dy); free(y1); free(y2); free(r1); free(r2); free(dx1); free(dx2); free(dw1); free(dw2);
 }
 
@@ -505,7 +514,7 @@ static void test_swiglu(backend *be1, backend *be2) {
         swi_ctx c = {n, todouble(g, n), todouble(u, n), todouble(R, n)};
         double *yr = malloc(n * 8);
         for (size_t i = 0; i < n; i++) yr[i] = silu(c.g[i]) * c.u[i];
-        be2->swiglu_forward(be2, y, g, u, n);
+        be2->swiglu_forward(be2, y, NULL, g, u, n);
         char name[128];
         snprintf(name, sizeof name, "swiglu_forward n%zu", n);
         check(name, relerr(y, yr, n), 1e-6);
@@ -524,13 +533,22 @@ static void test_swiglu(backend *be1, backend *be2) {
     g[0] = -200; g[1] = 200; g[2] = 0;
     double *yr = malloc(n * 8);
     for (size_t i = 0; i < n; i++) yr[i] = silu(g[i]) * u[i];
-    be1->swiglu_forward(be1, y1, g, u, n);
-    be2->swiglu_forward(be2, y2, g, u, n);
+    be1->swiglu_forward(be1, y1, NULL, g, u, n);
+    be2->swiglu_forward(be2, y2, NULL, g, u, n);
     check("swiglu_forward n100003 gates sd 20 incl. +-200", relerr(y2, yr, n), 1e-6);
     be1->swiglu_backward(be1, a1, b1, dy, g, u, n);
     be2->swiglu_backward(be2, a2, b2, dy, g, u, n);
     check_true("swiglu forward+backward bitwise equal with 1 and 2 threads",
                same(y1, y2, n * 4) && same(a1, a2, n * 4) && same(b1, b2, n * 4));
+    { /* out16: the fp32 output's bf16 rounding, with or without the fp32 output */
+        uint16_t *h1 = malloc(n * 2), *h2 = malloc(n * 2);
+        int ok = 1;
+        be2->swiglu_forward(be2, y1, h1, g, u, n);
+        be1->swiglu_forward(be1, NULL, h2, g, u, n);
+        for (size_t i = 0; i < n; i++) ok &= h1[i] == bf16_ref(y2[i]) && h2[i] == h1[i] && y1[i] == y2[i];
+        check_true("swiglu out16 = bf16(out) bitwise, with and without out", ok);
+        free(h1), free(h2);
+    }
     free(g); free(u); free(dy); free(y1); free(y2); free(a1); free(a2); free(b1); free(b2); free(yr);
 }
 

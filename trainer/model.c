@@ -22,9 +22,11 @@
  *   mid       [T, D]   residual stream after attention
  *   xn2       [T, D]   MLP RMSNorm output,            rstd2 [T]
  *   gate, up  [T, F]   MLP projections;  h [T, F] = silu(gate) * up
- * model.dtype bf16 (model_set_mixed) adds bf16 copies, carved out of m->acts16
- * (NULL otherwise): the inputs of the linear layers, rounded once in the
- * forward and kept for the backward's weight gradients:
+ * model.dtype bf16 (model_set_mixed) adds bf16 views, carved out of m->acts16
+ * (NULL otherwise): the inputs of the linear layers, kept for the backward's
+ * weight gradients. The norms and SwiGLU write xn1_16, xn2_16, h16 (and
+ * xnf16) directly, in place of their fp32 views (then unused); att16 is a
+ * rounded copy of att (attention's backward reads att in fp32):
  *   xn1_16 [T, D], att16 [T, qd], xn2_16 [T, D], h16 [T, F]
  */
 typedef struct layer_acts {
@@ -452,14 +454,15 @@ static void lm_head_chunk(model *m, int t0, int n, int mix) {
 }
 
 /* Block input half: xn1 = norm(x); q, k, v projections (+ bias), RoPE on q, k.
-   mix (model.dtype bf16): xn1 rounded once into xn1_16 for the three products. */
+   mix (model.dtype bf16): the norm writes xn1 as bf16 (xn1_16) only, the
+   operand of the three products and of their weight gradients. */
 static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const float *x, const int32_t *pos, int T,
                       int mix) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int D = c->d_model, qd = qdim(c), kvd = kvdim(c);
-    be->rmsnorm_forward(be, la->xn1, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
-    const uint16_t *x16 = round16(m, mix ? la->xn1_16 : NULL, la->xn1, (size_t)T * D);
+    uint16_t *x16 = mix ? la->xn1_16 : NULL;
+    be->rmsnorm_forward(be, x16 ? NULL : la->xn1, x16, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
     linear(m, la->q, la->xn1, x16, w->wq, T, qd, D, 0.0f);
     linear(m, la->k, la->xn1, x16, w->wk, T, kvd, D, 0.0f);
     linear(m, la->v, la->xn1, x16, w->wv, T, kvd, D, 0.0f);
@@ -479,17 +482,17 @@ static void block_out(model *m, const layer_weights *w, layer_acts *la, float *o
     linear(m, out, la->att, a16, w->wo, T, c->d_model, qdim(c), 1.0f);
 }
 
-/* MLP half: xn2 = norm(x); h = silu(xn2 wgate^T) * (xn2 wup^T); out += h wdown^T. */
+/* MLP half: xn2 = norm(x); h = silu(xn2 wgate^T) * (xn2 wup^T); out += h wdown^T.
+   mix: xn2 and h are written as bf16 only (xn2_16, h16). */
 static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const float *x, float *out, int T, int mix) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int D = c->d_model, F = c->d_ff;
-    be->rmsnorm_forward(be, la->xn2, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
-    const uint16_t *x16 = round16(m, mix ? la->xn2_16 : NULL, la->xn2, (size_t)T * D);
+    uint16_t *x16 = mix ? la->xn2_16 : NULL, *h16 = mix ? la->h16 : NULL;
+    be->rmsnorm_forward(be, x16 ? NULL : la->xn2, x16, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
     linear(m, la->gate, la->xn2, x16, w->wgate, T, F, D, 0.0f);
     linear(m, la->up, la->xn2, x16, w->wup, T, F, D, 0.0f);
-    be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
-    const uint16_t *h16 = round16(m, mix ? la->h16 : NULL, la->h, (size_t)T * F);
+    be->swiglu_forward(be, h16 ? NULL : la->h, h16, la->gate, la->up, (size_t)T * F);
     linear(m, out, la->h, h16, w->wdown, T, D, F, 1.0f);
 }
 
@@ -519,8 +522,8 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
         be->copy_d2d(be, a->res[l + 1], la->mid, (size_t)T * D * sizeof(float));
         block_mlp(m, w, la, la->mid, a->res[l + 1], T, mix);
     }
-    be->rmsnorm_forward(be, a->xnf, a->rstdf, a->res[c->n_layer], m->w.final_norm, T, D, c->rms_eps);
-    round16(m, mix ? a->xnf16 : NULL, a->xnf, (size_t)T * D);
+    be->rmsnorm_forward(be, mix ? NULL : a->xnf, mix ? a->xnf16 : NULL, a->rstdf, a->res[c->n_layer], m->w.final_norm,
+                        T, D, c->rms_eps);
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
         int n = T - t0 < a->chunk ? T - t0 : a->chunk;
         lm_head_chunk(m, t0, n, mix);
@@ -751,7 +754,7 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
     /* final norm of the requested rows only, gathered into xnf[0:n_out] */
     for (int i = 0; i < n_out; i++)
         be->copy_d2d(be, a->dtmp + (size_t)i * D, x + (size_t)out_rows[i] * D, D * sizeof(float));
-    be->rmsnorm_forward(be, a->xnf, a->rstdf, a->dtmp, m->w.final_norm, n_out, D, cf->rms_eps);
+    be->rmsnorm_forward(be, a->xnf, NULL, a->rstdf, a->dtmp, m->w.final_norm, n_out, D, cf->rms_eps);
     for (int s = 0; s < n_out; s += a->chunk) {
         int k = n_out - s < a->chunk ? n_out - s : a->chunk;
         lm_head_chunk(m, s, k, 0);

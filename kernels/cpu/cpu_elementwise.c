@@ -59,19 +59,25 @@ void cpu_embedding_backward(backend *be, float *dtable, const float *dout, const
 
 /* ---- RMSNorm ---- */
 
-void cpu_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, const float *w, int T, int D,
-                         float eps) {
+void cpu_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T,
+                         int D, float eps) {
 #pragma omp parallel for num_threads(be->n_threads) schedule(static) if ((long)T * D > 16384)
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * D;
-        float *o = out + (size_t)t * D;
         double ss = 0;
 #pragma omp simd reduction(+ : ss)
         for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
         float r = (float)(1.0 / sqrt(ss / D + (double)eps));
         rstd[t] = r;
+        if (out) {
+            float *o = out + (size_t)t * D;
 #pragma omp simd
-        for (int d = 0; d < D; d++) o[d] = (xr[d] * r) * w[d];
+            for (int d = 0; d < D; d++) o[d] = (xr[d] * r) * w[d];
+        }
+        if (out16) {
+            uint16_t *o = out16 + (size_t)t * D;
+            for (int d = 0; d < D; d++) o[d] = fp32_to_bf16((xr[d] * r) * w[d]);
+        }
     }
 }
 
@@ -162,17 +168,20 @@ void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H,
 
 /* ---- SwiGLU: out = silu(g) u, silu(g) = g sigmoid(g) ---- */
 
-void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
+void cpu_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n) {
     long nc = (long)((n + CPU_CHUNK - 1) / CPU_CHUNK);
 #pragma omp parallel for num_threads(be->n_threads) schedule(static) if (nc > 4)
     for (long c = 0; c < nc; c++) {
         size_t i0 = (size_t)c * CPU_CHUNK, i1 = i0 + CPU_CHUNK < n ? i0 + CPU_CHUNK : n;
+        float buf[CPU_CHUNK], *o = out ? out + i0 : buf; /* bf16 only: the chunk's fp32 values on the stack */
 #pragma omp simd
         for (size_t i = i0; i < i1; i++) {
             float g = gate[i];
             float s = 1.0f / (1.0f + cpu_expf(-g));
-            out[i] = g * s * up[i];
+            o[i - i0] = g * s * up[i];
         }
+        if (out16)
+            for (size_t i = i0; i < i1; i++) out16[i] = fp32_to_bf16(o[i - i0]);
     }
 }
 

@@ -148,11 +148,14 @@ void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H
 
 /* ---- SwiGLU ---- */
 
-static __global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, size_t n) {
+static __global__ void swiglu_forward_kernel(float *out, uint16_t *out16, const float *gate, const float *up,
+                                             size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float g = gate[i];
         float s = 1.0f / (1.0f + expf(-g));
-        out[i] = g * s * up[i];
+        float v = g * s * up[i];
+        if (out) out[i] = v;
+        if (out16) out16[i] = fp32_to_bf16(v);
     }
 }
 
@@ -169,10 +172,10 @@ static __global__ void swiglu_backward_kernel(float *dgate, float *dup, const fl
     }
 }
 
-void cuda_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
+void cuda_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n) {
     if (be->err[0] || !n) return;
     LAUNCH(swiglu_forward_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream,
-           out, gate, up, n);
+           out, out16, gate, up, n);
     CU_LAUNCHED(be, "swiglu_forward_kernel");
 }
 

@@ -114,7 +114,7 @@ void cuda_bias_forward(backend *be, float *x, const float *bias, int T, int N);
 void cuda_bias_backward(backend *be, float *dbias, const float *dy, int T, int N);
 void cuda_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
 void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
-void cuda_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n);
+void cuda_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n);
 void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t n);
 double cuda_sumsq(backend *be, const float *x, size_t n);
@@ -133,7 +133,7 @@ void cuda_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, co
 /* cuda_norm_embed.cu */
 void cuda_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);
 void cuda_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
-void cuda_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, const float *w, int T, int D,
+void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T, int D,
                           float eps);
 void cuda_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
                            const float *rstd, int T, int D);

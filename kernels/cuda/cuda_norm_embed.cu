@@ -71,8 +71,8 @@ void cuda_embedding_backward(backend *be, float *dtable, const float *dout, cons
 
 /* out[T,D] = x * rstd * w; rstd[T]. Sum of squares in double per lane, as the
    CPU reference accumulates in double. */
-static __global__ void rmsnorm_forward_kernel(float *out, float *rstd, const float *x, const float *w, int T, int D,
-                                              float eps) {
+static __global__ void rmsnorm_forward_kernel(float *out, uint16_t *out16, float *rstd, const float *x,
+                                              const float *w, int T, int D, float eps) {
     int t = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, l = threadIdx.x % 32;
     if (t >= T) return;
     const float *xr = x + (size_t)t * D;
@@ -81,8 +81,11 @@ static __global__ void rmsnorm_forward_kernel(float *out, float *rstd, const flo
     ss = warp_sum_d(ss);
     float r = (float)(1.0 / sqrt(ss / D + (double)eps));
     if (l == 0) rstd[t] = r;
-    float *o = out + (size_t)t * D;
-    for (int d = l; d < D; d += 32) o[d] = (xr[d] * r) * w[d];
+    for (int d = l; d < D; d += 32) {
+        float v = (xr[d] * r) * w[d];
+        if (out) out[(size_t)t * D + d] = v;
+        if (out16) out16[(size_t)t * D + d] = fp32_to_bf16(v);
+    }
 }
 
 /* dx = r (w dy) - x r^3 / D * sum_d(w dy x) */
@@ -100,11 +103,11 @@ static __global__ void rmsnorm_backward_dx_kernel(float *dx, const float *dout, 
     for (int d = l; d < D; d += 32) g[d] = r * (w[d] * dy[d]) - c * xr[d];
 }
 
-void cuda_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, const float *w, int T, int D,
-                          float eps) {
+void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T,
+                          int D, float eps) {
     if (be->err[0] || T <= 0 || D <= 0) return;
     LAUNCH(rmsnorm_forward_kernel, (T + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, ROWS_PER_BLOCK * 32, 0,
-           CUDA_IMPL(be)->stream, out, rstd, x, w, T, D, eps);
+           CUDA_IMPL(be)->stream, out, out16, rstd, x, w, T, D, eps);
     CU_LAUNCHED(be, "rmsnorm_forward_kernel");
 }
 

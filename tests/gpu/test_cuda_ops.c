@@ -128,6 +128,25 @@ static void check(const char *what, const ten *t, size_t n, double tol) {
 
 /* ---- ops ---- */
 
+/* an op's bf16 output (out16) on both backends: each must be the bf16
+   rounding (fp32_to_bf16) of that backend's own fp32 output t, bit for bit;
+   then the fp32 outputs are compared as usual. d16c / d16g: [n] bf16 */
+static void check_out16(const char *what, const ten *t, const uint16_t *d16c, const uint16_t *d16g, size_t n) {
+    float *hc = malloc(n * sizeof(float)), *hg = malloc(n * sizeof(float));
+    uint16_t *bc = malloc(n * 2), *bg = malloc(n * 2);
+    cpu->copy_d2h(cpu, hc, t->c, n * sizeof(float));
+    gpu->copy_d2h(gpu, hg, t->g, n * sizeof(float));
+    cpu->copy_d2h(cpu, bc, d16c, n * 2);
+    gpu->copy_d2h(gpu, bg, d16g, n * 2);
+    int ok = cpu->sync(cpu) == 0 && gpu->sync(gpu) == 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += bc[i] != fp32_to_bf16(hc[i]) || bg[i] != fp32_to_bf16(hg[i]);
+    n_check++;
+    if (!ok || bad) n_fail++;
+    printf("%-4s %-44s %zu of %zu differ\n", ok && !bad ? "ok" : "FAIL", what, bad, n);
+    free(hc), free(hg), free(bc), free(bg);
+}
+
 static double mm_tol = 1e-5;
 static const char *mm_mode = "fp32";
 
@@ -174,10 +193,19 @@ static void test_elementwise(size_t n) {
 
     ten gt = t_rand(n, -6, 6), up = t_rand(n, -2, 2), dy = t_rand(n, -1, 1), dg = t_out(n), du = t_out(n);
     t_poison(&o);
-    cpu->swiglu_forward(cpu, o.c, gt.c, up.c, n);
-    gpu->swiglu_forward(gpu, o.g, gt.g, up.g, n);
+    uint16_t *o16c = be_alloc(cpu, n * 2), *o16g = be_alloc(gpu, n * 2);
+    poison_dev(gpu, o16g, n * 2);
+    cpu->swiglu_forward(cpu, o.c, o16c, gt.c, up.c, n);
+    gpu->swiglu_forward(gpu, o.g, o16g, gt.g, up.g, n);
     snprintf(name, sizeof name, "swiglu_forward n=%zu", n);
     check(name, &o, n, 1e-4);
+    snprintf(name, sizeof name, "swiglu_forward out16 n=%zu", n);
+    check_out16(name, &o, o16c, o16g, n);
+    poison_dev(gpu, o16g, n * 2); /* out16 alone */
+    gpu->swiglu_forward(gpu, NULL, o16g, gt.g, up.g, n);
+    snprintf(name, sizeof name, "swiglu_forward out16 only n=%zu", n);
+    check_out16(name, &o, o16c, o16g, n);
+    cpu->free(cpu, o16c), gpu->free(gpu, o16g);
     cpu->swiglu_backward(cpu, dg.c, du.c, dy.c, gt.c, up.c, n);
     gpu->swiglu_backward(gpu, dg.g, du.g, dy.g, gt.g, up.g, n);
     snprintf(name, sizeof name, "swiglu_backward dgate n=%zu", n);
@@ -241,10 +269,20 @@ static void test_rmsnorm(int T, int D) {
     ten dy = t_rand((size_t)T * D, -1, 1), dx = t_out((size_t)T * D), dw = t_rand(D, -1, 1);
     for (int i = 0; i < D; i++) x.h[(size_t)(T / 2) * D + i] *= 1e-3f; /* one tiny row */
     t_reset(&x);
-    cpu->rmsnorm_forward(cpu, out.c, rstd.c, x.c, w.c, T, D, 1e-5f);
-    gpu->rmsnorm_forward(gpu, out.g, rstd.g, x.g, w.g, T, D, 1e-5f);
+    size_t n = (size_t)T * D;
+    uint16_t *o16c = be_alloc(cpu, n * 2), *o16g = be_alloc(gpu, n * 2);
+    poison_dev(gpu, o16g, n * 2);
+    cpu->rmsnorm_forward(cpu, out.c, o16c, rstd.c, x.c, w.c, T, D, 1e-5f);
+    gpu->rmsnorm_forward(gpu, out.g, o16g, rstd.g, x.g, w.g, T, D, 1e-5f);
     snprintf(name, sizeof name, "rmsnorm_forward out %dx%d", T, D);
     check(name, &out, out.n, 1e-5);
+    snprintf(name, sizeof name, "rmsnorm_forward out16 %dx%d", T, D);
+    check_out16(name, &out, o16c, o16g, n);
+    poison_dev(gpu, o16g, n * 2); /* out16 alone */
+    gpu->rmsnorm_forward(gpu, NULL, o16g, rstd.g, x.g, w.g, T, D, 1e-5f);
+    snprintf(name, sizeof name, "rmsnorm_forward out16 only %dx%d", T, D);
+    check_out16(name, &out, o16c, o16g, n);
+    cpu->free(cpu, o16c), gpu->free(gpu, o16g);
     snprintf(name, sizeof name, "rmsnorm_forward rstd %dx%d", T, D);
     check(name, &rstd, rstd.n, 1e-5);
     cpu->rmsnorm_backward(cpu, dx.c, dw.c, dy.c, x.c, w.c, rstd.c, T, D);

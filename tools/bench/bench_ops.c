@@ -103,9 +103,9 @@ int main(int argc, char **argv) {
         be->free(be, L), be->free(be, lo), be->free(be, Lh);
     }
 
-    TIME("rmsnorm fwd [2048,576]", 0, be->rmsnorm_forward(be, y, rstd, x, w, T, D, 1e-5f));
+    TIME("rmsnorm fwd [2048,576]", 0, be->rmsnorm_forward(be, y, NULL, rstd, x, w, T, D, 1e-5f));
     TIME("rmsnorm bwd [2048,576]", 0, be->rmsnorm_backward(be, dx, dw, y, x, w, rstd, T, D));
-    TIME("swiglu fwd  [2048,1536]", 0, be->swiglu_forward(be, H, G, U, (size_t)T * F));
+    TIME("swiglu fwd  [2048,1536]", 0, be->swiglu_forward(be, H, NULL, G, U, (size_t)T * F));
     TIME("swiglu bwd  [2048,1536]", 0, be->swiglu_backward(be, dG, dU, H, G, U, (size_t)T * F));
     int32_t *pos = be->alloc(be, T * 4), *ids = be->alloc(be, T * 4);
     for (int t = 0; t < T; t++) pos[t] = t, ids[t] = (int32_t)(rng_u64(9, t) % V);
