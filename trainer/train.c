@@ -877,6 +877,9 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     if (!strcmp(R.be->name, "cpu") && !strcmp(c->sampling.dtype, "bf16") && !cpu_has_bf16_kernel())
         fprintf(stderr, "rft train: note: this CPU has neither AVX512_BF16 nor AVX2: sampling.dtype bf16 runs a "
                         "portable loop, slower than fp32 rollouts\n");
+    if (!strcmp(R.be->name, "cpu") && !strcmp(c->model.dtype, "bf16") && !cpu_has_bf16_kernel())
+        fprintf(stderr, "rft train: note: this CPU has neither AVX512_BF16 nor AVX2: model.dtype bf16 widens every "
+                        "GEMM operand to fp32, slower than fp32 training\n");
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
