@@ -121,6 +121,23 @@ struct backend {
     void (*attention_backward)(backend *be, float *dq, float *dk, float *dv, const float *dout,
                                const float *q, const float *k, const float *v, const float *out, const float *lse,
                                const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+    /* Mixed precision (model.dtype: bf16): the same two ops, same arguments,
+     * all tensors fp32 in memory. The operands of the products Q K^T and P V
+     * (backward: dP = dO V^T, dV = P^T dO, dK = dS^T Q, dQ = dS K) are rounded
+     * to bf16 (nearest even, kernels/bf16.h) and multiplied with fp32
+     * accumulation (tensor cores on CUDA); the softmax statistics, lse,
+     * D = rowsum(dO * O) and the outputs are fp32. P is rounded as exp(s - m)
+     * with m the running row max over 64-key tiles (the online softmax of the
+     * CUDA forward; the CPU backend reproduces it), then rescaled in fp32.
+     * Results are within ~1e-2 relative of the fp32 ops; the CPU and CUDA
+     * backends round the same values and differ by summation order only. */
+    void (*attention_forward_bf16)(backend *be, float *out, float *lse, const float *q, const float *k,
+                                   const float *v, const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd,
+                                   float scale);
+    void (*attention_backward_bf16)(backend *be, float *dq, float *dk, float *dv, const float *dout,
+                                    const float *q, const float *k, const float *v, const float *out,
+                                    const float *lse, const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv,
+                                    int hd, float scale);
 
     /* ---- KV cache (rollouts) ----
      * A layer's cache is kc, vc [S, max_seq, Hkv*hd]: S slots (sequences),

@@ -598,6 +598,116 @@ static double att_loss(void *p) {
     return L;
 }
 
+/* the bf16 ops' arithmetic (backend.h) in double: q, k, v, dO rounded to
+   bf16; P rounded as exp(s - m_tile) (m_tile the running row max over 64-key
+   tiles), then times exp(m_tile - m); dS rounded; everything else exact.
+   out, lse, and the gradients dq, dk, dv (dO = c->R) given the forward
+   results fo, flse the backward op reads (as the op: D = rowsum(dO * fo),
+   P = exp(s - flse); a bf16 rounding magnifies any difference in them) */
+static double bfr(double x) { return bf16_to_fp32(fp32_to_bf16((float)x)); }
+static void att_ref_bf16(const att_ctx *c, double *out, double *lse, double *dq, double *dk, double *dv,
+                         const float *fo, const float *flse) {
+    int G = c->Hq / c->Hkv, hd = c->hd;
+    size_t nq = (size_t)c->T * c->Hq * hd, nk = (size_t)c->T * c->Hkv * hd;
+    double *s = malloc(sizeof(double) * (c->T + 1)), *qb = malloc(nq * 8), *ob = malloc(nq * 8);
+    double *kb = malloc(nk * 8), *vb = malloc(nk * 8);
+    for (size_t i = 0; i < nq; i++) { qb[i] = bfr(c->q[i]); ob[i] = bfr(c->R[i]); }
+    for (size_t i = 0; i < nk; i++) { kb[i] = bfr(c->k[i]); vb[i] = bfr(c->v[i]); dk[i] = dv[i] = 0; }
+    for (int b = 0; b < c->B; b++)
+        for (int t = c->cu[b]; t < c->cu[b + 1]; t++)
+            for (int h = 0; h < c->Hq; h++) {
+                size_t row = (size_t)t * c->Hq + h;
+                int n = t - c->cu[b] + 1; /* keys of this row: sequence positions 0..n-1 */
+                const double *kr = kb + ((size_t)c->cu[b] * c->Hkv + h / G) * hd;
+                const double *vr = vb + ((size_t)c->cu[b] * c->Hkv + h / G) * hd;
+                double m = -INFINITY;
+                for (int j = 0; j < n; j++) {
+                    double d = 0;
+                    for (int e = 0; e < hd; e++) d += qb[row * hd + e] * kr[(size_t)j * c->Hkv * hd + e];
+                    s[j] = d * c->scale;
+                    if (s[j] > m) m = s[j];
+                }
+                double l = 0, mt = -INFINITY, *o = out + row * hd;
+                for (int e = 0; e < hd; e++) o[e] = 0;
+                for (int j = 0; j < n; j++) {
+                    if (j % 64 == 0)
+                        for (int i = j; i < n && i < j + 64; i++) mt = s[i] > mt ? s[i] : mt;
+                    double p = bfr(exp(s[j] - mt)) * exp(mt - m);
+                    l += exp(s[j] - m);
+                    for (int e = 0; e < hd; e++) o[e] += p * vr[(size_t)j * c->Hkv * hd + e];
+                }
+                double D = 0;
+                for (int e = 0; e < hd; e++) {
+                    o[e] /= l;
+                    D += c->R[row * hd + e] * fo[row * hd + e];
+                    dq[row * hd + e] = 0;
+                }
+                lse[row] = m + log(l);
+                for (int j = 0; j < n; j++) {
+                    double P = exp(s[j] - flse[row]), dP = 0;
+                    size_t kv = (size_t)j * c->Hkv * hd;
+                    for (int e = 0; e < hd; e++) dP += ob[row * hd + e] * vr[kv + e];
+                    double Pb = bfr(P), dS = bfr(P * (dP - D));
+                    double *dkr = dk + ((size_t)c->cu[b] * c->Hkv + h / G) * hd + kv;
+                    double *dvr = dv + ((size_t)c->cu[b] * c->Hkv + h / G) * hd + kv;
+                    for (int e = 0; e < hd; e++) {
+                        dvr[e] += Pb * ob[row * hd + e];
+                        dkr[e] += c->scale * dS * qb[row * hd + e];
+                        dq[row * hd + e] += c->scale * dS * kr[kv + e];
+                    }
+                }
+            }
+    free(s); free(qb); free(ob); free(kb); free(vb);
+}
+
+/* the bf16 ops on the inputs of an fp32 case (o, lse, dq, dk, dv: the fp32
+   op's results): against att_ref_bf16 (3e-4: fp32 vs double only, but a
+   value within an fp32 error of a bf16 rounding boundary rounds the other
+   way, 2^-8 relative: ~1e-5..1e-4 here, 1e-3 for a missed rounding), within
+   1e-2 of the fp32 ops but not equal to them (> 1e-5: the rounding happens),
+   bitwise equal with 1 and 2 threads */
+static void test_attention_bf16(backend *be1, backend *be2, const att_ctx *c, const float *q, const float *k,
+                                const float *v, const float *R, const float *const f32[5], const char *shape) {
+    int B = c->B, T = c->T, Hq = c->Hq, Hkv = c->Hkv, hd = c->hd;
+    size_t nq = (size_t)T * Hq * hd, nk = (size_t)T * Hkv * hd, nl = (size_t)T * Hq;
+    size_t n[5] = {nq, nl, nq, nk, nk};
+    const char *what[5] = {"out", "lse", "dq", "dk", "dv"};
+    float scale = (float)c->scale;
+    double *ref[5];
+    for (int i = 0; i < 5; i++) ref[i] = malloc(n[i] * 8);
+    float *res[2][5];
+    for (int t = 0; t < 2; t++) {
+        backend *be = t ? be2 : be1;
+        for (int i = 0; i < 5; i++) {
+            res[t][i] = malloc(n[i] * 4 + 4);
+            for (size_t j = 0; j < n[i]; j++) res[t][i][j] = NAN;
+        }
+        be->attention_forward_bf16(be, res[t][0], res[t][1], q, k, v, c->cu, B, T, Hq, Hkv, hd, scale);
+        be->attention_backward_bf16(be, res[t][2], res[t][3], res[t][4], R, q, k, v, res[t][0], res[t][1], c->cu, B,
+                                    T, Hq, Hkv, hd, scale);
+    }
+    att_ref_bf16(c, ref[0], ref[1], ref[2], ref[3], ref[4], res[1][0], res[1][1]);
+    char name[200];
+    int eq = 1;
+    for (int i = 0; i < 5; i++) {
+        double *f = todouble(f32[i], n[i]);
+        snprintf(name, sizeof name, "attention bf16 %s vs double bf16 ref %s", what[i], shape);
+        check(name, relerr(res[1][i], ref[i], n[i]), i == 1 ? 1e-6 : 3e-4);
+        double d = relerr(res[1][i], f, n[i]);
+        snprintf(name, sizeof name, "attention bf16 %s vs fp32 op (rounds: > 1e-5) %s", what[i], shape);
+        check(name, i == 1 ? d : (d > 1e-5 ? d : 1.0), 1e-2);
+        eq = eq && same(res[0][i], res[1][i], n[i] * 4);
+        free(f);
+    }
+    snprintf(name, sizeof name, "attention bf16 fwd+bwd bitwise equal with 1 and 2 threads %s", shape);
+    check_true(name, eq);
+    for (int i = 0; i < 5; i++) {
+        free(ref[i]);
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+}
+
 static void test_attention_case(backend *be1, backend *be2, int B, const int *lens, int Hq, int Hkv, int hd,
                                 size_t ncoord) {
     int32_t *cu = malloc((B + 1) * 4);
@@ -639,6 +749,8 @@ static void test_attention_case(backend *be1, backend *be2, int B, const int *le
     be2->attention_backward(be2, dq1, dk1, dv1, R, q, k, v, o, lse, cu, B, T, Hq, Hkv, hd, scale);
     snprintf(name, sizeof name, "attention_backward bitwise repeatable %s", shape);
     check_true(name, same(dq, dq1, nq * 4) && same(dk, dk1, nk * 4) && same(dv, dv1, nk * 4));
+    const float *f32[5] = {o, lse, dq, dk, dv};
+    test_attention_bf16(be1, be2, &c, q, k, v, R, f32, shape);
     free(o1); free(l1); free(dq1); free(dk1); free(dv1);
     free(cu); free(q); free(k); free(v); free(R); free(o); free(lse); free(dq); free(dk); free(dv);
     free(c.q); free(c.k); free(c.v); free(c.R); free(orf); free(lr);

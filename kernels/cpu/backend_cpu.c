@@ -111,6 +111,8 @@ backend *backend_cpu_create(int n_threads) {
     be->rope_backward = cpu_rope_backward;
     be->attention_forward = cpu_attention_forward;
     be->attention_backward = cpu_attention_backward;
+    be->attention_forward_bf16 = cpu_attention_forward_bf16;
+    be->attention_backward_bf16 = cpu_attention_backward_bf16;
     be->swiglu_forward = cpu_swiglu_forward;
     be->swiglu_backward = cpu_swiglu_backward;
     be->logprob_forward = cpu_logprob_forward;

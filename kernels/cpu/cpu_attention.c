@@ -18,6 +18,17 @@
  *   buffers of each key in chunk order. No atomics, no order that depends on
  *   scheduling; chunks are at most 8 per sequence, so the partial buffers stay
  *   within ~9x the size of k and v.
+ *
+ * bf16 (attention_forward_bf16 / attention_backward_bf16): the same code with
+ * a flag. The operands of every product (q, k, v, dO, P, dS) are rounded to
+ * bf16 (kernels/bf16.h) where the CUDA tensor-core kernels round them, and the
+ * products run as fp32 sgemm on those values (bf16 x bf16 is exact in fp32,
+ * so only the summation order differs from the device). The CUDA forward
+ * rounds P = exp(s - m) with m the running row max over 64-key tiles (online
+ * softmax), so the bf16 forward takes the row max tile by tile too
+ * (ATT_KT) and scales each tile by exp(m_tile - m_row) after rounding; with
+ * one tile per row (fp32) this is the exact softmax above. Softmax
+ * statistics, lse and D = rowsum(dO * O) stay fp32 on unrounded values.
  */
 #include <cblas.h>
 #include <float.h>
@@ -31,6 +42,20 @@
 #ifndef ATT_BQ
 #define ATT_BQ 64
 #endif
+#define ATT_KT 64 /* key tile of the CUDA bf16 forward's online softmax (cuda_attention.cu AT) */
+
+/* x[n] rounded to bf16 values (nearest even) in place */
+static void att_round(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
+}
+/* a bf16-rounded copy of x[n] (malloc), NULL + be->err on OOM */
+static float *att_rounded_copy(backend *be, const float *x, size_t n) {
+    float *r = malloc((n ? n : 1) * sizeof(float));
+    if (!r) { CPU_ERR(be, "attention: out of memory"); return NULL; }
+    memcpy(r, x, n * sizeof(float));
+    att_round(r, n);
+    return r;
+}
 
 typedef struct {
     int s0, L; /* sequence start in the packed batch, length */
@@ -104,8 +129,9 @@ static void att_scatter(float *dst, const float *src, int n, int G, int hd, int 
     for (int t = 0; t < n; t++) memcpy(dst + (size_t)t * ld, src + (size_t)t * G * hd, (size_t)G * hd * sizeof(float));
 }
 
-void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
-                           const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
+/* bf16: operands rounded (file comment); k and v are then rounded copies */
+static void att_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                        const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale, int bf16) {
     if (Hkv <= 0 || Hq % Hkv) { CPU_ERR(be, "attention: Hq %d not a multiple of Hkv %d", Hq, Hkv); return; }
     att_block *bl;
     int maxlen;
@@ -115,7 +141,18 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
     const int ldq = Hq * hd, ldk = Hkv * hd;
     size_t per = att_scratch_floats(G, hd, maxlen);
     float *scratch = malloc((size_t)nt * per * sizeof(float));
-    if (!scratch) { CPU_ERR(be, "attention: out of memory"); free(bl); return; }
+    float *kr = NULL, *vr = NULL; /* [T, Hkv, hd] bf16-rounded k, v */
+    if (bf16) {
+        kr = att_rounded_copy(be, k, (size_t)T * ldk);
+        vr = att_rounded_copy(be, v, (size_t)T * ldk);
+        k = kr;
+        v = vr;
+    }
+    if (!scratch || (bf16 && (!kr || !vr))) {
+        CPU_ERR(be, "attention: out of memory");
+        free(scratch); free(kr); free(vr); free(bl);
+        return;
+    }
     cpu_blas_threads(1); /* single-threaded sgemm inside the OpenMP region */
 #pragma omp parallel num_threads(nt)
     {
@@ -129,21 +166,28 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
             const float *K = k + (size_t)b->s0 * ldk + (size_t)g * hd;
             const float *Vv = v + (size_t)b->s0 * ldk + (size_t)g * hd;
             att_gather(w.Qs, q + row0 * ldq + (size_t)g * G * hd, b->n, G, hd, ldq);
+            if (bf16) att_round(w.Qs, (size_t)nq * hd);
             /* S[nq, nk] = scale Qs[nq, hd] K[nk, hd]^T */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, w.Qs, hd, K, ldk, 0.0f, w.S,
                         nk);
             for (int r = 0; r < nq; r++) {
                 float *s = w.S + (size_t)r * nk;
-                int valid = b->r0 + r / G + 1;
+                int valid = b->r0 + r / G + 1, kt = bf16 ? ATT_KT : valid;
                 float m = s[0];
 #pragma omp simd reduction(max : m)
                 for (int c = 0; c < valid; c++) m = s[c] > m ? s[c] : m;
-                float sum = 0;
+                /* key tiles [c0, c1): mt = running max up to c1, P = round(exp(s - mt)) exp(mt - m) */
+                float sum = 0, mt = s[0];
+                for (int c0 = 0; c0 < valid; c0 += kt) {
+                    int c1 = c0 + kt < valid ? c0 + kt : valid;
+                    for (int c = c0; c < c1; c++) mt = s[c] > mt ? s[c] : mt;
+                    float f = cpu_expf(mt - m);
 #pragma omp simd reduction(+ : sum)
-                for (int c = 0; c < valid; c++) {
-                    float e = cpu_expf(s[c] - m);
-                    s[c] = e;
-                    sum += e;
+                    for (int c = c0; c < c1; c++) {
+                        float e = cpu_expf(s[c] - mt);
+                        sum += e * f;
+                        s[c] = (bf16 ? bf16_to_fp32(fp32_to_bf16(e)) : e) * f;
+                    }
                 }
                 float inv = 1.0f / sum;
 #pragma omp simd
@@ -158,7 +202,18 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
         }
     }
     free(scratch);
+    free(kr);
+    free(vr);
     free(bl);
+}
+
+void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                           const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
+    att_forward(be, out, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale, 0);
+}
+void cpu_attention_forward_bf16(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                                const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
+    att_forward(be, out, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale, 1);
 }
 
 /* backward work item: query blocks [r0, r1) (rows of sequence s0..s0+L) for kv
@@ -176,9 +231,9 @@ static int att_bitem_cmp(const void *a, const void *b) {
     return x < y ? -1 : (x > y);
 }
 
-void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                            const float *k, const float *v, const float *out, const float *lse,
-                            const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
+static void att_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                         const float *k, const float *v, const float *out, const float *lse,
+                         const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale, int bf16) {
     if (Hkv <= 0 || Hq % Hkv) { CPU_ERR(be, "attention: Hq %d not a multiple of Hkv %d", Hq, Hkv); return; }
     att_block *blk;
     int maxlen;
@@ -233,8 +288,16 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
     /* the backward reads q, dO, lse and D per kv head as stacked [Hkv, T, G*hd] / [Hkv, T, G] copies */
     size_t nqe = (size_t)T * Hq * hd;
     float *scratch = malloc(((size_t)nt * per + 2 * nqe + 2 * (size_t)T * Hq + buf_floats) * sizeof(float));
-    if (!scratch) {
+    float *kr = NULL, *vr = NULL; /* [T, Hkv, hd] bf16-rounded k, v */
+    if (bf16) {
+        kr = att_rounded_copy(be, k, (size_t)T * ldk);
+        vr = att_rounded_copy(be, v, (size_t)T * ldk);
+        k = kr;
+        v = vr;
+    }
+    if (!scratch || (bf16 && (!kr || !vr))) {
         CPU_ERR(be, "attention: out of memory");
+        free(scratch); free(kr); free(vr);
         free(items); free(order); free(gbase); free(gcount); free(tok_seq);
         return;
     }
@@ -257,6 +320,10 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
                 Lst[st] = lse[i];
                 memcpy(Qst + st * hd, q + i * hd, (size_t)hd * sizeof(float));
                 memcpy(dOst + st * hd, gr, (size_t)hd * sizeof(float));
+                if (bf16) {
+                    att_round(Qst + st * hd, (size_t)hd);
+                    att_round(dOst + st * hd, (size_t)hd);
+                }
             }
 #pragma omp for schedule(dynamic, 1)
         for (int ii = 0; ii < ni; ii++) {
@@ -282,9 +349,9 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
                     float l = Lg[r], Dr = Dg[r];
 #pragma omp simd
                     for (int c = 0; c < valid; c++) {
-                        float p = cpu_expf(s[c] - l);
-                        s[c] = p;
-                        dp[c] = p * (dp[c] - Dr);
+                        float p = cpu_expf(s[c] - l), ds = p * (dp[c] - Dr);
+                        s[c] = bf16 ? bf16_to_fp32(fp32_to_bf16(p)) : p;
+                        dp[c] = bf16 ? bf16_to_fp32(fp32_to_bf16(ds)) : ds;
                     }
                     for (int c = valid; c < nk; c++) s[c] = dp[c] = 0.0f;
                 }
@@ -325,5 +392,18 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
         }
     }
     free(scratch);
+    free(kr);
+    free(vr);
     free(items); free(order); free(gbase); free(gcount); free(tok_seq);
+}
+
+void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                            const float *k, const float *v, const float *out, const float *lse,
+                            const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
+    att_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale, 0);
+}
+void cpu_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                 const float *k, const float *v, const float *out, const float *lse,
+                                 const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
+    att_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale, 1);
 }

@@ -56,6 +56,11 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
 void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
                             const float *k, const float *v, const float *out, const float *lse,
                             const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+void cpu_attention_forward_bf16(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                                const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+void cpu_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                 const float *k, const float *v, const float *out, const float *lse,
+                                 const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 
 /* cpu_kvcache.c */
 void cpu_kv_write(backend *be, float *kc, float *vc, const float *k, const float *v, const int32_t *slot,

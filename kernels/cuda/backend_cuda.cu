@@ -203,7 +203,7 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     if (CU_CHECK(be, cudaMallocHost((void **)&im->host_sumsq, sizeof(double)))) goto fail;
     if (CU_CHECK(be, cudaMalloc((void **)&im->dev_flags, CUDA_N_FLAGS * sizeof(int)))) goto fail;
     if (CU_CHECK(be, cudaMemset(im->dev_flags, 0, CUDA_N_FLAGS * sizeof(int)))) goto fail;
-    if (cuda_attention_setup(be)) goto fail;
+    if (cuda_attention_setup(be) || cuda_attention_bf16_setup(be)) goto fail;
 
     be->alloc = cuda_alloc;
     be->free = cuda_free;
@@ -230,6 +230,8 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->rope_backward = cuda_rope_backward;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
+    be->attention_forward_bf16 = cuda_attention_forward_bf16;
+    be->attention_backward_bf16 = cuda_attention_backward_bf16;
     be->kv_write = cuda_kv_write;
     be->attention_cached = cuda_attention_cached;
     be->kv_write_bf16 = cuda_kv_write_bf16;

@@ -438,6 +438,12 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_bwd_dq_kernel(
 
 /* ---- host side ---- */
 
+/* Dd[TH] = rowsum(dout * out) over rows of hd (the backward's D), on the stream */
+void cuda_attn_rowdot(backend *be, float *Dd, const float *dout, const float *out, int TH, int hd) {
+    LAUNCH(attn_bwd_dot_kernel, (TH + 7) / 8, 256, 0, CUDA_IMPL(be)->stream, Dd, dout, out, TH, hd);
+    CU_LAUNCHED(be, "attn_bwd_dot_kernel");
+}
+
 /* Raises the dynamic shared-memory limit of each attention kernel. The hd-128
    kernels need up to 166 KB per block, the hd-64 ones up to 100 KB; a device
    that cannot give the former keeps head_dim <= 64 (attn_hd_max). */
@@ -468,8 +474,8 @@ int cuda_attention_setup(backend *be) {
 
 /* Checks the shapes, builds the tile map in scratch (after `extra` bytes the
    caller carves for itself); returns the grid width (an upper bound on the
-   tiles), or -1. */
-static int attn_prepare(backend *be, const int32_t *cu, int B, int T, int Hq, int Hkv, int hd, size_t extra,
+   tiles), or -1. Shared with the bf16 kernels (cuda_attention_bf16.cu). */
+int cuda_attn_prepare(backend *be, const int32_t *cu, int B, int T, int Hq, int Hkv, int hd, size_t extra,
                         void **extra_out, int2 **map, int **count) {
     if (Hkv <= 0 || Hq <= 0 || Hq % Hkv) { CU_ERR(be, "attention: Hq %d not a multiple of Hkv %d", Hq, Hkv); return -1; }
     if (hd <= 0 || hd > CUDA_IMPL(be)->attn_hd_max) {
@@ -497,7 +503,7 @@ void cuda_attention_forward(backend *be, float *out, float *lse, const float *q,
     void *unused;
     int2 *map;
     int *count;
-    int cap = attn_prepare(be, cu_seqlens, B, T, Hq, Hkv, hd, 0, &unused, &map, &count);
+    int cap = cuda_attn_prepare(be, cu_seqlens, B, T, Hq, Hkv, hd, 0, &unused, &map, &count);
     if (cap < 0) return;
     cudaStream_t st = CUDA_IMPL(be)->stream;
     dim3 grid(cap, Hq);
@@ -517,13 +523,11 @@ void cuda_attention_backward(backend *be, float *dq, float *dk, float *dv, const
     void *dbuf;
     int2 *map;
     int *count;
-    int cap = attn_prepare(be, cu_seqlens, B, T, Hq, Hkv, hd, (size_t)T * Hq * sizeof(float), &dbuf, &map, &count);
+    int cap = cuda_attn_prepare(be, cu_seqlens, B, T, Hq, Hkv, hd, (size_t)T * Hq * sizeof(float), &dbuf, &map, &count);
     if (cap < 0) return;
     float *Dd = (float *)dbuf; /* [T, Hq] */
     cudaStream_t st = CUDA_IMPL(be)->stream;
-    int TH = T * Hq;
-    LAUNCH(attn_bwd_dot_kernel, (TH + 7) / 8, 256, 0, st, Dd, dout, out, TH, hd);
-    CU_LAUNCHED(be, "attn_bwd_dot_kernel");
+    cuda_attn_rowdot(be, Dd, dout, out, T * Hq, hd);
     dim3 gkv(cap, Hkv), gq(cap, Hq);
     if (hd <= 64) {
         LAUNCH(attn_bwd_dkdv_kernel<64>, gkv, AT_THREADS, DKDV_SMEM(64), st, dk, dv, dout, q, k, v, lse, Dd,

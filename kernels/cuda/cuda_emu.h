@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <type_traits>
 #include <vector>
 
 /* ---- language ---- */
@@ -89,7 +90,8 @@ inline uint64_t emu_xchg[EMU_MAX_THREADS];
 #define blockDim emu_block_dim
 #define gridDim emu_grid_dim
 
-static inline void *emu_dyn_smem(void) { return emu_smem_buf.data(); }
+/* dynamic shared memory, 128-byte aligned (wmma pointers must be 32-byte aligned) */
+static inline void *emu_dyn_smem(void) { return (void *)(((uintptr_t)emu_smem_buf.data() + 127) & ~(uintptr_t)127); }
 
 static inline void emu_yield(void) {
     if (!_setjmp(emu_cur->env)) _longjmp(emu_sched_env, 1);
@@ -151,6 +153,98 @@ template <class T> static inline T __shfl_up_sync(unsigned mask, T v, int d) {
     return emu_shfl(v, emu_lane_up, d);
 }
 
+static inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    (void)mask;
+    emu_warp_barrier(emu_cur->lin / 32);
+}
+
+/* ---- bf16 and WMMA: the subset of <cuda_bf16.h> and <mma.h> (nvcuda::wmma)
+   used here: bf16 m16n16k16 fragments with fp32 accumulators.
+   Model: every lane's fragment holds the whole 16x16 tile (element (r, c) at
+   x[16 r + c]: rows x k for matrix_a, k x cols for matrix_b, rows x cols for
+   the accumulator), so load/store/mma/fill are per-lane copies of the
+   warp-collective result and need no exchange; they are not barriers. As on
+   the device, lanes that write shared memory another lane's load_matrix_sync
+   reads (or that read what store_matrix_sync wrote) must __syncwarp in
+   between: fibers switch only at barriers, so without it the first lane to
+   run loads a tile the others have not written yet. Elementwise ops on
+   x[i] are layout-agnostic as long as both fragments have the same type (the
+   device maps elements to lanes the same way for equal fragment types).
+   mma_sync: products of the bf16 values (exact in fp32), summed in fp32 in
+   k order onto c. Pointers must be 32-byte aligned and ldm a multiple of 16
+   bytes, as wmma requires (checked). ---- */
+struct __nv_bfloat16 {
+    uint16_t x;
+};
+static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
+    __nv_bfloat16 b;
+    b.x = u;
+    return b;
+}
+static inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float((unsigned)b.x << 16); }
+
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "cuda_emu: only m16n16k16");
+    enum { num_elements = 256 };
+    T x[256];
+};
+static inline void emu_wmma_check(const void *p, unsigned ldm, size_t elem) {
+    if (((uintptr_t)p & 31) || (ldm * elem) % 16 || ldm < 16) {
+        fprintf(stderr, "cuda_emu: wmma pointer %p not 32-byte aligned or ldm %u invalid\n", p, ldm);
+        abort();
+    }
+}
+template <class U, class T, class L, class V> static inline void fill_fragment(fragment<U, 16, 16, 16, T, L> &f, V v) {
+    for (int i = 0; i < 256; i++) f.x[i] = (T)v;
+}
+/* matrix_a / matrix_b with a compile-time layout */
+template <class U, class T, class L> static inline void load_matrix_sync(fragment<U, 16, 16, 16, T, L> &f, const T *p,
+                                                                        unsigned ldm) {
+    emu_wmma_check(p, ldm, sizeof(T));
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++)
+            f.x[16 * r + c] = std::is_same<L, col_major>::value ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+}
+/* accumulator: layout given at run time */
+static inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm,
+                                    layout_t l) {
+    emu_wmma_check(p, ldm, sizeof(float));
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) f.x[16 * r + c] = l == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+}
+static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm,
+                                     layout_t l) {
+    emu_wmma_check(p, ldm, sizeof(float));
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) (l == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c]) = f.x[16 * r + c];
+}
+template <class La, class Lb>
+static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
+                            const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, La> &a,
+                            const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, Lb> &b,
+                            const fragment<accumulator, 16, 16, 16, float> &c) {
+    float af[256], bf[256], acc[256];
+    for (int i = 0; i < 256; i++) {
+        af[i] = __bfloat162float(a.x[i]);
+        bf[i] = __bfloat162float(b.x[i]);
+        acc[i] = c.x[i];
+    }
+    for (int r = 0; r < 16; r++)
+        for (int k = 0; k < 16; k++)
+            for (int n = 0; n < 16; n++) acc[16 * r + n] += af[16 * r + k] * bf[16 * k + n];
+    memcpy(d.x, acc, sizeof acc);
+}
+} /* namespace wmma */
+} /* namespace nvcuda */
+
 /* A fiber is made once per thread slot and reused for every block: it parks
    (returns to the scheduler) and runs the kernel body each time it is resumed,
    so starting a block costs no system calls. */
@@ -202,7 +296,7 @@ template <class F> static void emu_launch(dim3 g, dim3 b, size_t smem, F f) {
         fprintf(stderr, "cuda_emu: bad block size %d\n", n);
         abort();
     }
-    emu_smem_buf.assign(smem + 16, (char)0xff); /* dynamic shared memory starts as NaN */
+    emu_smem_buf.assign(smem + 128, (char)0xff); /* dynamic shared memory starts as NaN */
     emu_grid_dim = g;
     emu_block_dim = b;
     for (int i = 0; i < n; i++)
@@ -223,7 +317,7 @@ template <class F> static void emu_launch(dim3 g, dim3 b, size_t smem, F f) {
                     t->tid = dim3(i % b.x, (i / b.x) % b.y, i / (b.x * b.y));
                     t->done = 0;
                 }
-                if (smem) memset(emu_smem_buf.data(), 0xff, smem); /* fresh NaN shared memory per block */
+                if (smem) memset(emu_smem_buf.data(), 0xff, emu_smem_buf.size()); /* fresh NaN shared memory per block */
                 for (int round = 0; emu_live > 0; round++) {
                     /* between two barriers each fiber runs its whole phase in turn; alternating
                        the order exposes reads of another thread's writes that lack a barrier

@@ -140,11 +140,24 @@ void cuda_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout,
 
 /* cuda_attention.cu */
 int cuda_attention_setup(backend *be); /* raises the shared-memory limits; 0 ok */
+/* shared with cuda_attention_bf16.cu: shape checks + the tile map
+   (map[i] = (sequence, 64-row tile), *count tiles) in scratch after `extra`
+   bytes for the caller (*extra_out); returns the grid width or -1 */
+int cuda_attn_prepare(backend *be, const int32_t *cu, int B, int T, int Hq, int Hkv, int hd, size_t extra,
+                      void **extra_out, int2 **map, int **count);
+void cuda_attn_rowdot(backend *be, float *Dd, const float *dout, const float *out, int TH, int hd); /* D */
+/* cuda_attention_bf16.cu */
+int cuda_attention_bf16_setup(backend *be); /* after cuda_attention_setup; 0 ok */
 void cuda_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                             const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 void cuda_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
                              const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+void cuda_attention_forward_bf16(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                                 const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
+void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                  const float *k, const float *v, const float *out, const float *lse,
+                                  const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 
 /* cuda_kvcache.cu */
 void cuda_kv_write(backend *be, float *kc, float *vc, const float *k, const float *v, const int32_t *slot,

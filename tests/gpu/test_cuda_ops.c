@@ -313,6 +313,15 @@ static void test_rope(int T, int H, int hd, int maxpos) {
     cpu->free(cpu, pc); gpu->free(gpu, pg); free(pos);
 }
 
+/* attention forward and backward, fp32 ops (tol 1e-4) and the bf16 ops
+   against the CPU backend's bf16 ops (which round the same operands: only the
+   summation order differs; tol_bf16) */
+typedef void (*attn_fwd_fn)(backend *, float *, float *, const float *, const float *, const float *,
+                            const int32_t *, int, int, int, int, int, float);
+typedef void (*attn_bwd_fn)(backend *, float *, float *, float *, const float *, const float *, const float *,
+                            const float *, const float *, const float *, const int32_t *, int, int, int, int, int,
+                            float);
+static const double tol_attn_bf16 = 5e-4;
 static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
     char name[160], shape[96];
     int32_t *cu = malloc((B + 1) * sizeof(int32_t));
@@ -331,27 +340,36 @@ static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
         v = t_rand((size_t)T * Hkv * hd, -1, 1);
     ten o = t_out((size_t)T * Hq * hd), lse = t_out((size_t)T * Hq), dout = t_rand((size_t)T * Hq * hd, -1, 1);
     ten dq = t_out(q.n), dk = t_out(k.n), dv = t_out(v.n);
-    cpu->attention_forward(cpu, o.c, lse.c, q.c, k.c, v.c, cc, B, T, Hq, Hkv, hd, scale);
-    gpu->attention_forward(gpu, o.g, lse.g, q.g, k.g, v.g, cg, B, T, Hq, Hkv, hd, scale);
-    snprintf(name, sizeof name, "attn fwd out %s", shape);
-    check(name, &o, o.n, 1e-4);
-    snprintf(name, sizeof name, "attn fwd lse %s", shape);
-    check(name, &lse, lse.n, 1e-4);
-    /* backward from the CPU's forward results on both, so only the backward is compared */
-    float *tmp = malloc(o.n * sizeof(float));
-    cpu->copy_d2h(cpu, tmp, o.c, o.n * sizeof(float));
-    gpu->copy_h2d(gpu, o.g, tmp, o.n * sizeof(float));
-    cpu->copy_d2h(cpu, tmp, lse.c, lse.n * sizeof(float));
-    gpu->copy_h2d(gpu, lse.g, tmp, lse.n * sizeof(float));
-    free(tmp);
-    cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, q.c, k.c, v.c, o.c, lse.c, cc, B, T, Hq, Hkv, hd, scale);
-    gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, q.g, k.g, v.g, o.g, lse.g, cg, B, T, Hq, Hkv, hd, scale);
-    snprintf(name, sizeof name, "attn bwd dq %s", shape);
-    check(name, &dq, dq.n, 1e-4);
-    snprintf(name, sizeof name, "attn bwd dk %s", shape);
-    check(name, &dk, dk.n, 1e-4);
-    snprintf(name, sizeof name, "attn bwd dv %s", shape);
-    check(name, &dv, dv.n, 1e-4);
+    for (int bf = 0; bf < 2; bf++) {
+        attn_fwd_fn fc = bf ? cpu->attention_forward_bf16 : cpu->attention_forward;
+        attn_fwd_fn fg = bf ? gpu->attention_forward_bf16 : gpu->attention_forward;
+        attn_bwd_fn bc = bf ? cpu->attention_backward_bf16 : cpu->attention_backward;
+        attn_bwd_fn bg = bf ? gpu->attention_backward_bf16 : gpu->attention_backward;
+        const char *tag = bf ? "attn_bf16" : "attn";
+        double tol = bf ? tol_attn_bf16 : 1e-4;
+        t_poison(&o); t_poison(&lse); t_poison(&dq); t_poison(&dk); t_poison(&dv);
+        fc(cpu, o.c, lse.c, q.c, k.c, v.c, cc, B, T, Hq, Hkv, hd, scale);
+        fg(gpu, o.g, lse.g, q.g, k.g, v.g, cg, B, T, Hq, Hkv, hd, scale);
+        snprintf(name, sizeof name, "%s fwd out %s", tag, shape);
+        check(name, &o, o.n, tol);
+        snprintf(name, sizeof name, "%s fwd lse %s", tag, shape);
+        check(name, &lse, lse.n, bf ? tol / 10 : tol);
+        /* backward from the CPU's forward results on both, so only the backward is compared */
+        float *tmp = malloc(o.n * sizeof(float));
+        cpu->copy_d2h(cpu, tmp, o.c, o.n * sizeof(float));
+        gpu->copy_h2d(gpu, o.g, tmp, o.n * sizeof(float));
+        cpu->copy_d2h(cpu, tmp, lse.c, lse.n * sizeof(float));
+        gpu->copy_h2d(gpu, lse.g, tmp, lse.n * sizeof(float));
+        free(tmp);
+        bc(cpu, dq.c, dk.c, dv.c, dout.c, q.c, k.c, v.c, o.c, lse.c, cc, B, T, Hq, Hkv, hd, scale);
+        bg(gpu, dq.g, dk.g, dv.g, dout.g, q.g, k.g, v.g, o.g, lse.g, cg, B, T, Hq, Hkv, hd, scale);
+        snprintf(name, sizeof name, "%s bwd dq %s", tag, shape);
+        check(name, &dq, dq.n, tol);
+        snprintf(name, sizeof name, "%s bwd dk %s", tag, shape);
+        check(name, &dk, dk.n, tol);
+        snprintf(name, sizeof name, "%s bwd dv %s", tag, shape);
+        check(name, &dv, dv.n, tol);
+    }
     t_free(&q); t_free(&k); t_free(&v); t_free(&o); t_free(&lse); t_free(&dout); t_free(&dq); t_free(&dk);
     t_free(&dv);
     cpu->free(cpu, cc); gpu->free(gpu, cg); free(cu);

@@ -1,0 +1,420 @@
+/* kernels/cuda/cuda_attention_bf16.cu: attention_forward_bf16 and
+ * attention_backward_bf16 (backend.h): the causal GQA flash attention of
+ * cuda_attention.cu with its products on the tensor cores (nvcuda::wmma,
+ * bf16 m16n16k16, fp32 accumulators). q, k, v, dO are fp32 in memory and
+ * rounded to bf16 (kernels/bf16.h) as their 64-row tiles are loaded into
+ * shared memory; P and dS are rounded when written for the next product.
+ * Softmax statistics, lse, D and the outputs stay fp32.
+ *
+ * Same work split as the fp32 kernels, same tile map (cuda_attn_prepare),
+ * same determinism (each output element has one owner block, no atomics):
+ * - forward, block = (64-query tile, query head): loop over key tiles
+ *   0..own: S = Q K^T, online softmax, O = O * alpha + P V; out = O / l,
+ *   lse = m + log l.
+ * - backward: D = rowsum(dO * O) (cuda_attn_rowdot), then
+ *   dkdv, block = (64-key tile, kv head), over the group's query heads and the
+ *   query tiles at or after it: S^T = K Q^T, dP^T = V dO^T,
+ *   P^T = exp(scale S^T - lse), dS^T = P^T (dP^T - D), dV += P^T dO,
+ *   dK += dS^T Q (times scale at the end);
+ *   dq, block = (64-query tile, query head), over key tiles 0..own:
+ *   S = Q K^T, dP = dO V^T, dS, dQ += dS K (times scale at the end).
+ *
+ * Warps: 4 per block, warp w owns rows 16w..16w+15 of the block's tile (query
+ * rows, or key rows in dkdv). A warp computes its 16 x 64 strip of S (and dP)
+ * as 4 accumulator fragments over hd/16 k-steps (warp_mm_abt), stores it to
+ * its own fp32 strip in shared memory (the accumulator layout is opaque), and
+ * its 32 lanes do the row work there, two lanes per row (columns c = half +
+ * 2j), writing P / dS as bf16 into its own strip; the next product reads
+ * that strip as matrix_a (warp_mm_acc). The output accumulators (O, dK, dV,
+ * dQ: hd/16 fragments each) stay in registers for the whole loop; the online
+ * softmax's per-row rescale multiplies them elementwise by a fragment loaded
+ * from a 16x16 tile whose row r is alpha_r (two fragments of one type map
+ * their elements the same way, so this needs no layout knowledge). Between a
+ * lane's shared-memory writes and another lane's wmma load (and back) the
+ * warp syncs (__syncwarp); the 64-row tiles in between barriers.
+ *
+ * Shared memory: bf16 tiles [64][HD+8] (row stride 144 / 272 bytes: the
+ * 16-byte rows of a fragment load hit distinct banks), fp32 strips [16][68],
+ * bf16 strips [16][72], one fp32 16x16 tile per warp. HD (compile time) is 64
+ * or 128; head_dim <= HD is zero-padded. Sizes: TC_*_SMEM below (docs/cuda.md
+ * has the numbers and the ptxas register counts). */
+#include <math.h>
+
+#include "cuda_internal.h"
+
+#ifndef RFT_CUDA_EMU
+#include <cuda_bf16.h>
+#include <mma.h>
+#endif
+
+using namespace nvcuda;
+
+#define TC_T 64              /* tile rows (as AT in cuda_attention.cu: the tile map is shared) */
+#define TC_WARPS 4
+#define TC_THREADS (32 * TC_WARPS)
+#define TC_SLD 68            /* row stride of the fp32 strips [16][TC_SLD] */
+#define TC_PLD 72            /* row stride of the bf16 strips [16][TC_PLD] */
+#define TC_TLD(HD) ((HD) + 8) /* row stride of the bf16 tiles [64][HD+8] */
+
+typedef __nv_bfloat16 bf16_t;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major> frag_a;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major> frag_b;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major> frag_bt;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
+
+/* bytes of shared memory: bf16 tiles, then per warp its strips and 16x16 tile */
+#define TC_TILE(HD) ((size_t)TC_T * TC_TLD(HD) * 2)
+#define TC_FSTRIP ((size_t)16 * TC_SLD * 4)
+#define TC_PSTRIP ((size_t)16 * TC_PLD * 2)
+#define TC_STAGE ((size_t)16 * 16 * 4)
+#define TC_FWD_SMEM(HD) (3 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP + TC_STAGE))
+#define TC_DKDV_SMEM(HD) (4 * TC_TILE(HD) + 2 * TC_T * 4 + TC_WARPS * (2 * TC_FSTRIP + 2 * TC_PSTRIP + TC_STAGE))
+#define TC_DQ_SMEM(HD) (4 * TC_TILE(HD) + TC_WARPS * (2 * TC_FSTRIP + TC_PSTRIP + TC_STAGE))
+
+static __device__ __forceinline__ bf16_t tc_bf16(float x) { return __ushort_as_bfloat16(fp32_to_bf16(x)); }
+
+/* rows [row0, row0 + 64) of x[T, H, hd], head h, as bf16 into dst[64][HD+8];
+   rows >= nvalid and dims >= hd become 0 */
+template <int HD>
+static __device__ __forceinline__ void tc_load_tile(bf16_t *dst, const float *x, int row0, int nvalid, int H, int h,
+                                                    int hd) {
+    for (int idx = threadIdx.x; idx < TC_T * HD; idx += TC_THREADS) {
+        int r = idx / HD, d = idx % HD;
+        float v = 0.0f;
+        if (r < nvalid && d < hd) v = x[((size_t)(row0 + r) * H + h) * hd + d];
+        dst[r * TC_TLD(HD) + d] = tc_bf16(v);
+    }
+}
+
+/* out[16][64] (fp32, row stride TC_SLD) = A[16][HD] B[64][HD]^T; A and B bf16
+   rows of stride HD+8 (warp-collective) */
+template <int HD>
+static __device__ __forceinline__ void warp_mm_abt(float *out, const bf16_t *A, const bf16_t *B) {
+    frag_c c[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) wmma::fill_fragment(c[j], 0.0f);
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        frag_a a;
+        wmma::load_matrix_sync(a, A + kk * 16, TC_TLD(HD));
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            frag_bt b; /* B^T[k][n] = B[n][k]: column-major */
+            wmma::load_matrix_sync(b, B + j * 16 * TC_TLD(HD) + kk * 16, TC_TLD(HD));
+            wmma::mma_sync(c[j], a, b, c[j]);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) wmma::store_matrix_sync(out + j * 16, c[j], TC_SLD, wmma::mem_row_major);
+}
+
+/* o[HD/16] (16 x HD) += A[16][64] B[64][HD]; A bf16 rows of stride TC_PLD, B
+   bf16 rows of stride HD+8 (warp-collective) */
+template <int HD>
+static __device__ __forceinline__ void warp_mm_acc(frag_c *o, const bf16_t *A, const bf16_t *B) {
+#pragma unroll
+    for (int kk = 0; kk < TC_T / 16; kk++) {
+        frag_a a;
+        wmma::load_matrix_sync(a, A + kk * 16, TC_PLD);
+#pragma unroll
+        for (int j = 0; j < HD / 16; j++) {
+            frag_b b;
+            wmma::load_matrix_sync(b, B + kk * 16 * TC_TLD(HD) + j * 16, TC_TLD(HD));
+            wmma::mma_sync(o[j], a, b, o[j]);
+        }
+    }
+}
+
+/* row r of the 16 rows held in o[HD/16] times f_r: the two lanes of row r
+   (lane = 2r + half) each pass f_r; stage is the warp's 16x16 tile */
+template <int HD>
+static __device__ __forceinline__ void warp_scale_rows(frag_c *o, float *stage, float f) {
+    const int lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
+    __syncwarp(); /* earlier loads of the stage are done */
+#pragma unroll
+    for (int i = 0; i < 8; i++) stage[r * 16 + half * 8 + i] = f;
+    __syncwarp();
+    frag_c fs;
+    wmma::load_matrix_sync(fs, stage, 16, wmma::mem_row_major);
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++)
+#pragma unroll
+        for (int i = 0; i < frag_c::num_elements; i++) o[j].x[i] *= fs.x[i];
+}
+
+/* x[(row0 + r) * H + h][c] = mul * (row r, column c of o[HD/16]) for r < nrows,
+   c < hd, through the warp's 16x16 stage tile (warp-collective) */
+template <int HD>
+static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *stage, float *x, int row0, int nrows,
+                                                       int H, int h, int hd, float mul) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) {
+        __syncwarp(); /* the previous fragment's reads are done */
+        wmma::store_matrix_sync(stage, o[j], 16, wmma::mem_row_major);
+        __syncwarp();
+        for (int e = lane; e < 256; e += 32) {
+            const int r = e / 16, c = j * 16 + e % 16;
+            if (r < nrows && c < hd) x[((size_t)(row0 + r) * H + h) * hd + c] = stage[e] * mul;
+        }
+    }
+}
+
+/* ---- forward ---- */
+template <int HD>
+static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(float *out, float *lse, const float *q,
+                                                                        const float *k, const float *v,
+                                                                        const int32_t *cu, const int2 *map,
+                                                                        const int *count, int Hq, int Hkv, int hd,
+                                                                        float scale) {
+    if ((int)blockIdx.x >= *count) return;
+    constexpr int TLD = TC_TLD(HD), NF = HD / 16;
+#ifdef RFT_CUDA_EMU
+    unsigned char *sm = (unsigned char *)emu_dyn_smem();
+#else
+    extern __shared__ __align__(128) unsigned char sm[];
+#endif
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
+    bf16_t *Qs = (bf16_t *)sm, *Ks = Qs + TC_T * TLD, *Vs = Ks + TC_T * TLD;
+    unsigned char *wb = sm + 3 * TC_TILE(HD) + warp * (TC_FSTRIP + TC_PSTRIP + TC_STAGE);
+    float *Sw = (float *)wb;                      /* [16][TC_SLD] scores of the warp's rows */
+    bf16_t *Pw = (bf16_t *)(wb + TC_FSTRIP);      /* [16][TC_PLD] probabilities */
+    float *stage = (float *)(wb + TC_FSTRIP + TC_PSTRIP); /* [16][16] */
+
+    const int2 e = map[blockIdx.x];
+    const int h = blockIdx.y, kvh = h / (Hq / Hkv);
+    const int s0 = cu[e.x], L = cu[e.x + 1] - s0;
+    const int q0 = e.y * TC_T, nq = min(TC_T, L - q0), qw = 16 * warp, qi = q0 + qw + r;
+
+    tc_load_tile<HD>(Qs, q, s0 + q0, nq, Hq, h, hd);
+    frag_c o[NF];
+#pragma unroll
+    for (int j = 0; j < NF; j++) wmma::fill_fragment(o[j], 0.0f);
+    float m = -INFINITY, l = 0.0f; /* row r's running max and sum (both lanes of the row) */
+    for (int kt = 0; kt <= e.y; kt++) {
+        const int k0 = kt * TC_T;
+        __syncthreads(); /* the previous tile's Ks, Vs are consumed */
+        tc_load_tile<HD>(Ks, k, s0 + k0, min(TC_T, L - k0), Hkv, kvh, hd);
+        tc_load_tile<HD>(Vs, v, s0 + k0, min(TC_T, L - k0), Hkv, kvh, hd);
+        __syncthreads();
+        warp_mm_abt<HD>(Sw, Qs + qw * TLD, Ks);
+        __syncwarp();
+        float s[32], mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            const int c = half + 2 * j, kj = k0 + c;
+            s[j] = (kj <= qi && kj < L) ? Sw[r * TC_SLD + c] * scale : -INFINITY;
+            mx = fmaxf(mx, s[j]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, 1));
+        const float mnew = fmaxf(m, mx);
+        const float mu = mnew == -INFINITY ? 0.0f : mnew;
+        const float alpha = expf(m - mu);
+        float rs = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            const float p = expf(s[j] - mu);
+            rs += p;
+            Pw[r * TC_PLD + half + 2 * j] = tc_bf16(p);
+        }
+        rs += __shfl_xor_sync(FULL_MASK, rs, 1);
+        l = l * alpha + rs;
+        m = mnew;
+        warp_scale_rows<HD>(o, stage, alpha); /* its __syncwarp also publishes Pw */
+        warp_mm_acc<HD>(o, Pw, Vs);
+    }
+    warp_scale_rows<HD>(o, stage, 1.0f / l);
+    if (half == 0 && qw + r < nq) lse[(size_t)(s0 + qi) * Hq + h] = m + logf(l);
+    warp_store_rows<HD>(o, stage, out, s0 + q0 + qw, nq - qw, Hq, h, hd, 1.0f);
+}
+
+/* ---- backward ---- */
+template <int HD>
+static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dkdv_kernel(
+    float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v, const float *lse,
+    const float *Dd, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    if ((int)blockIdx.x >= *count) return;
+    constexpr int TLD = TC_TLD(HD), NF = HD / 16;
+#ifdef RFT_CUDA_EMU
+    unsigned char *sm = (unsigned char *)emu_dyn_smem();
+#else
+    extern __shared__ __align__(128) unsigned char sm[];
+#endif
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
+    bf16_t *Ks = (bf16_t *)sm, *Vs = Ks + TC_T * TLD, *Qs = Vs + TC_T * TLD, *dOs = Qs + TC_T * TLD;
+    float *lse_s = (float *)(sm + 4 * TC_TILE(HD)), *D_s = lse_s + TC_T;
+    unsigned char *wb = sm + 4 * TC_TILE(HD) + 2 * TC_T * 4 + warp * (2 * TC_FSTRIP + 2 * TC_PSTRIP + TC_STAGE);
+    float *Sw = (float *)wb, *dPw = (float *)(wb + TC_FSTRIP);  /* [16][TC_SLD]: S^T, dP^T of the warp's keys */
+    bf16_t *PTw = (bf16_t *)(wb + 2 * TC_FSTRIP), *dSTw = PTw + 16 * TC_PLD; /* [16][TC_PLD] */
+    float *stage = (float *)(wb + 2 * TC_FSTRIP + 2 * TC_PSTRIP);
+
+    const int2 e = map[blockIdx.x];
+    const int kvh = blockIdx.y, group = Hq / Hkv;
+    const int s0 = cu[e.x], L = cu[e.x + 1] - s0;
+    const int kt = e.y, k0 = kt * TC_T, nk = min(TC_T, L - k0), nqt = (L + TC_T - 1) / TC_T;
+    const int kw = 16 * warp, kj = k0 + kw + r;
+
+    tc_load_tile<HD>(Ks, k, s0 + k0, nk, Hkv, kvh, hd);
+    tc_load_tile<HD>(Vs, v, s0 + k0, nk, Hkv, kvh, hd);
+    frag_c dka[NF], dva[NF];
+#pragma unroll
+    for (int j = 0; j < NF; j++) {
+        wmma::fill_fragment(dka[j], 0.0f);
+        wmma::fill_fragment(dva[j], 0.0f);
+    }
+    for (int g = 0; g < group; g++) {
+        const int h = kvh * group + g;
+        for (int qt = kt; qt < nqt; qt++) {
+            const int q0 = qt * TC_T, nq = min(TC_T, L - q0);
+            __syncthreads(); /* previous tiles consumed */
+            tc_load_tile<HD>(Qs, q, s0 + q0, nq, Hq, h, hd);
+            tc_load_tile<HD>(dOs, dout, s0 + q0, nq, Hq, h, hd);
+            if (threadIdx.x < TC_T) {
+                const int c = threadIdx.x;
+                const size_t row = (size_t)(s0 + q0 + c) * Hq + h;
+                lse_s[c] = c < nq ? lse[row] : 0.0f;
+                D_s[c] = c < nq ? Dd[row] : 0.0f;
+            }
+            __syncthreads();
+            warp_mm_abt<HD>(Sw, Ks + kw * TLD, Qs);   /* S^T: keys x queries */
+            warp_mm_abt<HD>(dPw, Vs + kw * TLD, dOs); /* dP^T */
+            __syncwarp();
+#pragma unroll 8
+            for (int j = 0; j < 32; j++) {
+                const int c = half + 2 * j, qi = q0 + c;
+                const bool valid = qi < L && kj <= qi;
+                const float p = valid ? expf(Sw[r * TC_SLD + c] * scale - lse_s[c]) : 0.0f;
+                PTw[r * TC_PLD + c] = tc_bf16(p);
+                dSTw[r * TC_PLD + c] = tc_bf16(p * (dPw[r * TC_SLD + c] - D_s[c]));
+            }
+            __syncwarp();
+            warp_mm_acc<HD>(dva, PTw, dOs);
+            warp_mm_acc<HD>(dka, dSTw, Qs);
+        }
+    }
+    warp_store_rows<HD>(dka, stage, dk, s0 + k0 + kw, nk - kw, Hkv, kvh, hd, scale);
+    warp_store_rows<HD>(dva, stage, dv, s0 + k0 + kw, nk - kw, Hkv, kvh, hd, 1.0f);
+}
+
+template <int HD>
+static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dq_kernel(
+    float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse, const float *Dd,
+    const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    if ((int)blockIdx.x >= *count) return;
+    constexpr int TLD = TC_TLD(HD), NF = HD / 16;
+#ifdef RFT_CUDA_EMU
+    unsigned char *sm = (unsigned char *)emu_dyn_smem();
+#else
+    extern __shared__ __align__(128) unsigned char sm[];
+#endif
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
+    bf16_t *Qs = (bf16_t *)sm, *dOs = Qs + TC_T * TLD, *Ks = dOs + TC_T * TLD, *Vs = Ks + TC_T * TLD;
+    unsigned char *wb = sm + 4 * TC_TILE(HD) + warp * (2 * TC_FSTRIP + TC_PSTRIP + TC_STAGE);
+    float *Sw = (float *)wb, *dPw = (float *)(wb + TC_FSTRIP); /* [16][TC_SLD] */
+    bf16_t *dSw = (bf16_t *)(wb + 2 * TC_FSTRIP);              /* [16][TC_PLD] */
+    float *stage = (float *)(wb + 2 * TC_FSTRIP + TC_PSTRIP);
+
+    const int2 e = map[blockIdx.x];
+    const int h = blockIdx.y, kvh = h / (Hq / Hkv);
+    const int s0 = cu[e.x], L = cu[e.x + 1] - s0;
+    const int q0 = e.y * TC_T, nq = min(TC_T, L - q0), qw = 16 * warp, qi = q0 + qw + r;
+
+    tc_load_tile<HD>(Qs, q, s0 + q0, nq, Hq, h, hd);
+    tc_load_tile<HD>(dOs, dout, s0 + q0, nq, Hq, h, hd);
+    const size_t row = (size_t)(s0 + qi) * Hq + h;
+    const float lse_r = qw + r < nq ? lse[row] : 0.0f, D_r = qw + r < nq ? Dd[row] : 0.0f;
+    frag_c dqa[NF];
+#pragma unroll
+    for (int j = 0; j < NF; j++) wmma::fill_fragment(dqa[j], 0.0f);
+    for (int kt = 0; kt <= e.y; kt++) {
+        const int k0 = kt * TC_T;
+        __syncthreads();
+        tc_load_tile<HD>(Ks, k, s0 + k0, min(TC_T, L - k0), Hkv, kvh, hd);
+        tc_load_tile<HD>(Vs, v, s0 + k0, min(TC_T, L - k0), Hkv, kvh, hd);
+        __syncthreads();
+        warp_mm_abt<HD>(Sw, Qs + qw * TLD, Ks);
+        warp_mm_abt<HD>(dPw, dOs + qw * TLD, Vs);
+        __syncwarp();
+#pragma unroll 8
+        for (int j = 0; j < 32; j++) {
+            const int c = half + 2 * j, kj = k0 + c;
+            const bool valid = qi < L && kj <= qi;
+            const float p = valid ? expf(Sw[r * TC_SLD + c] * scale - lse_r) : 0.0f;
+            dSw[r * TC_PLD + c] = tc_bf16(p * (dPw[r * TC_SLD + c] - D_r));
+        }
+        __syncwarp();
+        warp_mm_acc<HD>(dqa, dSw, Ks);
+    }
+    warp_store_rows<HD>(dqa, stage, dq, s0 + q0 + qw, nq - qw, Hq, h, hd, scale);
+}
+
+/* ---- host side ---- */
+
+/* Raises the dynamic shared-memory limits (hd 128 kernels only where
+   cuda_attention_setup found room for the fp32 ones: attn_hd_max). */
+int cuda_attention_bf16_setup(backend *be) {
+#define SET_SMEM(kern, bytes)                                                                          \
+    if (CU_CHECK(be, cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                          (int)(bytes))))                                             \
+        return -1;
+    SET_SMEM(attn_tc_fwd_kernel<64>, TC_FWD_SMEM(64));
+    SET_SMEM(attn_tc_dkdv_kernel<64>, TC_DKDV_SMEM(64));
+    SET_SMEM(attn_tc_dq_kernel<64>, TC_DQ_SMEM(64));
+    if (CUDA_IMPL(be)->attn_hd_max >= 128) {
+        SET_SMEM(attn_tc_fwd_kernel<128>, TC_FWD_SMEM(128));
+        SET_SMEM(attn_tc_dkdv_kernel<128>, TC_DKDV_SMEM(128));
+        SET_SMEM(attn_tc_dq_kernel<128>, TC_DQ_SMEM(128));
+    }
+#undef SET_SMEM
+    return 0;
+}
+
+void cuda_attention_forward_bf16(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                                 const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
+    if (be->err[0] || T <= 0) return;
+    void *unused;
+    int2 *map;
+    int *count;
+    int cap = cuda_attn_prepare(be, cu_seqlens, B, T, Hq, Hkv, hd, 0, &unused, &map, &count);
+    if (cap < 0) return;
+    cudaStream_t st = CUDA_IMPL(be)->stream;
+    dim3 grid(cap, Hq);
+    if (hd <= 64)
+        LAUNCH(attn_tc_fwd_kernel<64>, grid, TC_THREADS, TC_FWD_SMEM(64), st, out, lse, q, k, v, cu_seqlens, map,
+               count, Hq, Hkv, hd, scale);
+    else
+        LAUNCH(attn_tc_fwd_kernel<128>, grid, TC_THREADS, TC_FWD_SMEM(128), st, out, lse, q, k, v, cu_seqlens, map,
+               count, Hq, Hkv, hd, scale);
+    CU_LAUNCHED(be, "attn_tc_fwd_kernel");
+}
+
+void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                  const float *k, const float *v, const float *out, const float *lse,
+                                  const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
+    if (be->err[0] || T <= 0) return;
+    void *dbuf;
+    int2 *map;
+    int *count;
+    int cap = cuda_attn_prepare(be, cu_seqlens, B, T, Hq, Hkv, hd, (size_t)T * Hq * sizeof(float), &dbuf, &map,
+                                &count);
+    if (cap < 0) return;
+    float *Dd = (float *)dbuf; /* [T, Hq] */
+    cudaStream_t st = CUDA_IMPL(be)->stream;
+    cuda_attn_rowdot(be, Dd, dout, out, T * Hq, hd);
+    dim3 gkv(cap, Hkv), gq(cap, Hq);
+    if (hd <= 64) {
+        LAUNCH(attn_tc_dkdv_kernel<64>, gkv, TC_THREADS, TC_DKDV_SMEM(64), st, dk, dv, dout, q, k, v, lse, Dd,
+               cu_seqlens, map, count, Hq, Hkv, hd, scale);
+        CU_LAUNCHED(be, "attn_tc_dkdv_kernel");
+        LAUNCH(attn_tc_dq_kernel<64>, gq, TC_THREADS, TC_DQ_SMEM(64), st, dq, dout, q, k, v, lse, Dd, cu_seqlens,
+               map, count, Hq, Hkv, hd, scale);
+        CU_LAUNCHED(be, "attn_tc_dq_kernel");
+    } else {
+        LAUNCH(attn_tc_dkdv_kernel<128>, gkv, TC_THREADS, TC_DKDV_SMEM(128), st, dk, dv, dout, q, k, v, lse, Dd,
+               cu_seqlens, map, count, Hq, Hkv, hd, scale);
+        CU_LAUNCHED(be, "attn_tc_dkdv_kernel");
+        LAUNCH(attn_tc_dq_kernel<128>, gq, TC_THREADS, TC_DQ_SMEM(128), st, dq, dout, q, k, v, lse, Dd, cu_seqlens,
+               map, count, Hq, Hkv, hd, scale);
+        CU_LAUNCHED(be, "attn_tc_dq_kernel");
+    }
+}
