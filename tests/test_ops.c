@@ -757,13 +757,14 @@ static void test_attention_case(backend *be1, backend *be2, int B, const int *le
 }
 
 static void test_attention(backend *be1, backend *be2) {
-    int l1[] = {1}, l2[] = {7}, l3[] = {5, 1, 33}, l4[] = {33, 1, 7, 2}, l5[] = {130, 1, 70}, l6[] = {300, 2, 520};
+    int l1[] = {1}, l2[] = {7}, l3[] = {5, 1, 33}, l4[] = {33, 1, 7, 2}, l5[] = {130, 1, 70}, l6[] = {300, 2, 520}, l7[] = {1000};
     test_attention_case(be1, be2, 1, l1, 2, 1, 4, 1000000);
     test_attention_case(be1, be2, 1, l2, 3, 3, 8, 1000000);
     test_attention_case(be1, be2, 3, l3, 6, 2, 8, 1000000);
     test_attention_case(be1, be2, 4, l4, 3, 3, 16, 300);
     test_attention_case(be1, be2, 3, l5, 6, 2, 64, 40); /* crosses the 64-row tiles */
     test_attention_case(be1, be2, 3, l6, 2, 1, 8, 40);  /* several backward chunks per sequence */
+    test_attention_case(be1, be2, 1, l7, 2, 1, 16, 8);  /* 16 key tiles: the bf16 ops' tile-wise max */
 }
 
 /* ================= cached attention (rollout decode) ================= */

@@ -162,8 +162,9 @@ static inline void __syncwarp(unsigned mask = 0xffffffffu) {
    used here: bf16 m16n16k16 fragments with fp32 accumulators.
    Model: every lane's fragment holds the whole 16x16 tile (element (r, c) at
    x[16 r + c]: rows x k for matrix_a, k x cols for matrix_b, rows x cols for
-   the accumulator), so load/store/mma/fill are per-lane copies of the
-   warp-collective result and need no exchange; they are not barriers. As on
+   the accumulator), so load/mma/fill are per-lane copies of the
+   warp-collective result and need no exchange; store writes each lane's
+   share only (below). None of them is a barrier. As on
    the device, lanes that write shared memory another lane's load_matrix_sync
    reads (or that read what store_matrix_sync wrote) must __syncwarp in
    between: fibers switch only at barriers, so without it the first lane to
@@ -220,11 +221,16 @@ static inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f,
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 16; c++) f.x[16 * r + c] = l == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
 }
+/* each lane writes its share of the tile (elements 32 i + lane), as the
+   device's lanes each store the elements they hold: a lane reading the tile
+   before a __syncwarp can see another lane's part unwritten */
 static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm,
                                      layout_t l) {
     emu_wmma_check(p, ldm, sizeof(float));
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++) (l == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c]) = f.x[16 * r + c];
+    for (int e = emu_cur->lin % 32; e < 256; e += 32) {
+        int r = e / 16, c = e % 16;
+        (l == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c]) = f.x[e];
+    }
 }
 template <class La, class Lb>
 static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
