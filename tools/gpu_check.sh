@@ -211,6 +211,9 @@ def row(name, a, b, unit, fmt="{:.1f}"):
 for r in [x for x in rft if x.get("bench") == "matmul"]:
     p = next((x for x in pt if x.get("bench") == "matmul" and x.get("label") == r["label"]), {})
     row("matmul " + r["label"], r["tflops"], p.get("tflops"), " TF/s")
+for r in [x for x in rft if x.get("bench") == "attention"]:
+    row("attention fwd " + r["label"], r["fwd_tflops"], None, f" TF/s {r['fwd_ms']:.2f} ms")
+    row("attention bwd " + r["label"], r["bwd_tflops"], None, f" TF/s {r['bwd_ms']:.2f} ms")
 for dt in ("fp32", "bf16"):
     tr = next((x for x in rft if x.get("bench") == "train" and x.get("dtype", "fp32") == dt), None)
     tp = next((x for x in pt if x.get("bench") == "train" and x.get("dtype", "fp32") == dt), None)

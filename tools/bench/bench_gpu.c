@@ -10,6 +10,10 @@
  *     precision (model.dtype bf16), the AdamW step, achieved TFLOP/s (3x
  *     forward FLOPs: matmuls + causal attention) and MFU against the measured
  *     4096^3 bf16 GEMM rate (and the TF32 one);
+ *   - attention forward and backward, fp32 (CUDA cores) and bf16 (tensor
+ *     cores) ops, at the SmolLM2-135M shape (seqs x seqlen, 9 / 3 heads,
+ *     hd 64): ms and TFLOP/s counting the causal half only (forward 2
+ *     products, backward 5: 4 and 10 x hd flops per query-key pair and head);
  *   - decode tokens/s of the rollout engine (rollout_generate, greedy) at
  *     several batch sizes, fp32 and bf16 weights, with the bytes of weights +
  *     cache + logits per step over the step time.
@@ -84,6 +88,51 @@ static double bench_matmul(backend *be, const char *label, int tA, int tB, int M
     be->free(be, A), be->free(be, B), be->free(be, C);
     if (A16) be->free(be, A16), be->free(be, B16);
     return tf;
+}
+
+/* attention_forward and attention_backward (bf16: the _bf16 ops) on seqs
+   packed sequences of seqlen tokens, median ms of each and TFLOP/s */
+static void bench_attention(backend *be, int bf16, int seqs, int seqlen, int Hq, int Hkv, int hd) {
+    int T = seqs * seqlen;
+    size_t nq = (size_t)T * Hq * hd, nk = (size_t)T * Hkv * hd;
+    float *q = dev_random(be, nq, 1, 3), *k = dev_random(be, nk, 1, 4), *v = dev_random(be, nk, 1, 5);
+    float *dO = dev_random(be, nq, 1, 6), *o = be->alloc(be, nq * sizeof(float));
+    float *lse = be->alloc(be, (size_t)T * Hq * sizeof(float)), *dq = be->alloc(be, nq * sizeof(float));
+    float *dk = be->alloc(be, nk * sizeof(float)), *dv = be->alloc(be, nk * sizeof(float));
+    int32_t *cuh = malloc((seqs + 1) * sizeof(int32_t)), *cu = be->alloc(be, (seqs + 1) * sizeof(int32_t));
+    if (!q || !k || !v || !dO || !o || !lse || !dq || !dk || !dv || !cuh || !cu) {
+        fprintf(stderr, "bench_gpu: attention: %s\n", be->err);
+        exit(1);
+    }
+    for (int b = 0; b <= seqs; b++) cuh[b] = b * seqlen;
+    be->copy_h2d(be, cu, cuh, (seqs + 1) * sizeof(int32_t));
+    float sc = 1.0f / sqrtf((float)hd);
+    enum { REPS = 7 };
+    double tf[REPS], tb[REPS];
+    for (int r = -2; r < REPS; r++) { /* two warm-up rounds */
+        be->sync(be);
+        double t0 = now_seconds();
+        (bf16 ? be->attention_forward_bf16 : be->attention_forward)(be, o, lse, q, k, v, cu, seqs, T, Hq, Hkv, hd, sc);
+        be->sync(be);
+        double t1 = now_seconds();
+        (bf16 ? be->attention_backward_bf16 : be->attention_backward)(be, dq, dk, dv, dO, q, k, v, o, lse, cu, seqs, T,
+                                                                      Hq, Hkv, hd, sc);
+        be->sync(be);
+        if (r >= 0) tf[r] = t1 - t0, tb[r] = now_seconds() - t1;
+    }
+    if (be->sync(be)) {
+        fprintf(stderr, "bench_gpu: attention: %s\n", be->err);
+        exit(1);
+    }
+    double pairs = (double)seqs * seqlen * (seqlen + 1) / 2 * Hq, f = median(tf, REPS), b = median(tb, REPS);
+    printf("{\"bench\": \"attention\", \"label\": \"%s %dx%d Hq%d Hkv%d hd%d\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, "
+           "\"fwd_tflops\": %.2f, \"bwd_tflops\": %.2f}\n",
+           bf16 ? "bf16" : "fp32", seqs, seqlen, Hq, Hkv, hd, f * 1e3, b * 1e3, 4.0 * hd * pairs / f / 1e12,
+           10.0 * hd * pairs / b / 1e12);
+    fflush(stdout);
+    be->free(be, q); be->free(be, k); be->free(be, v); be->free(be, dO); be->free(be, o); be->free(be, lse);
+    be->free(be, dq); be->free(be, dk); be->free(be, dv); be->free(be, cu);
+    free(cuh);
 }
 
 static void smollm2(model_config *c, int max_seq) {
@@ -280,6 +329,8 @@ int main(int argc, char **argv) {
         bench_matmul(be, "bf16 dW=dy^T@x [1536,T]x[T,576]", 1, 0, 1536, 576, T, 1);
         bench_matmul(be, "bf16 dx=dy@W [T,1536]x[1536,576]", 0, 0, T, 576, 1536, 1);
         bench_matmul(be, "bf16 lm_head [4096,576]x[49152,576]", 0, 1, 4096, 49152, 576, 1);
+        bench_attention(be, 0, seqs, seqlen, 9, 3, 64);
+        bench_attention(be, 1, seqs, seqlen, 9, 3, 64);
     }
     if (!skip_train) {
         bench_train(be, seqs, seqlen, steps, 0, peak16, peak);
