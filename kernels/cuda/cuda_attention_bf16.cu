@@ -20,24 +20,28 @@
  *   S = Q K^T, dP = dO V^T, dS, dQ += dS K (times scale at the end).
  *
  * Warps: 4 per block, warp w owns rows 16w..16w+15 of the block's tile (query
- * rows, or key rows in dkdv). A warp computes its 16 x 64 strip of S (and dP)
- * as 4 accumulator fragments over hd/16 k-steps (warp_mm_abt), stores it to
- * its own fp32 strip in shared memory (the accumulator layout is opaque), and
- * its 32 lanes do the row work there, two lanes per row (columns c = half +
- * 2j), writing P / dS as bf16 into its own strip; the next product reads
- * that strip as matrix_a (warp_mm_acc). The output accumulators (O, dK, dV,
- * dQ: hd/16 fragments each) stay in registers for the whole loop; the online
- * softmax's per-row rescale multiplies them elementwise by a fragment loaded
- * from a 16x16 tile whose row r is alpha_r (two fragments of one type map
- * their elements the same way, so this needs no layout knowledge). Between a
- * lane's shared-memory writes and another lane's wmma load (and back) the
- * warp syncs (__syncwarp); the 64-row tiles in between barriers.
+ * rows, or key rows in dkdv). A warp computes its 16 x 64 strip of S as 4
+ * accumulator fragments over hd/16 k-steps (warp_mm_abt) and stores it to its
+ * own fp32 strip in shared memory (the accumulator layout is opaque); its 32
+ * lanes do the row work there, two lanes per row (columns c = half + 2j), and
+ * write P (or dS) as bf16 into its own bf16 strip, which the next product
+ * reads as matrix_a (warp_mm_acc). In the backward the lanes keep P in
+ * registers while dP overwrites S in the same fp32 strip. The output
+ * accumulators (O, dK, dV, dQ: hd/16 fragments each) stay in registers for
+ * the whole loop; the online softmax's per-row rescale multiplies them
+ * elementwise by a fragment loaded from a 16x16 tile whose row r is alpha_r
+ * (two fragments of one type map their elements to lanes the same way, so
+ * this needs no layout knowledge). Between a lane's shared-memory writes and
+ * another lane's wmma load, or a wmma store and another lane's reads (and
+ * back), the warp syncs (__syncwarp); the 64-row tiles change between
+ * barriers.
  *
  * Shared memory: bf16 tiles [64][HD+8] (row stride 144 / 272 bytes: the
- * 16-byte rows of a fragment load hit distinct banks), fp32 strips [16][68],
- * bf16 strips [16][72], one fp32 16x16 tile per warp. HD (compile time) is 64
- * or 128; head_dim <= HD is zero-padded. Sizes: TC_*_SMEM below (docs/cuda.md
- * has the numbers and the ptxas register counts). */
+ * 16-byte rows of a fragment load hit distinct banks), per warp one fp32
+ * strip [16][68] (S, then dP; also the 16x16 tile of the rescale and of the
+ * output staging once it is read) and one or two bf16 strips [16][72]. HD
+ * (compile time) is 64 or 128; head_dim <= HD is zero-padded. Sizes: TC_*_SMEM
+ * below; docs/cuda.md has the numbers and the ptxas register counts. */
 #include <math.h>
 
 #include "cuda_internal.h"
@@ -67,6 +71,11 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 #define TC_FSTRIP ((size_t)16 * TC_SLD * 4)
 #define TC_PSTRIP ((size_t)16 * TC_PLD * 2)
 #define TC_STAGE ((size_t)16 * 16 * 4)
+/* blocks per SM that shared memory allows the forward and dK/dV kernels
+   (below: 3 for hd 64, 2 for hd 128), asked of ptxas as a register bound
+   (65536 / (128 x blocks)); left alone, ptxas gives them 180 / 238 registers
+   at hd 64 (2 blocks). The dQ kernel stays at 128 registers without it. */
+#define TC_MIN_BLOCKS(HD) ((HD) == 64 ? 3 : 2)
 #define TC_FWD_SMEM(HD) (3 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP + TC_STAGE))
 #define TC_DKDV_SMEM(HD) (4 * TC_TILE(HD) + 2 * TC_T * 4 + TC_WARPS * (2 * TC_FSTRIP + 2 * TC_PSTRIP + TC_STAGE))
 #define TC_DQ_SMEM(HD) (4 * TC_TILE(HD) + TC_WARPS * (2 * TC_FSTRIP + TC_PSTRIP + TC_STAGE))
@@ -74,12 +83,24 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 static __device__ __forceinline__ bf16_t tc_bf16(float x) { return __ushort_as_bfloat16(fp32_to_bf16(x)); }
 
 /* rows [row0, row0 + 64) of x[T, H, hd], head h, as bf16 into dst[64][HD+8];
-   rows >= nvalid and dims >= hd become 0 */
+   rows >= nvalid and dims >= hd become 0. Four dims per load when hd % 4 ==
+   0 (rows of x are then 16-byte aligned), else one. */
 template <int HD>
 static __device__ __forceinline__ void tc_load_tile(bf16_t *dst, const float *x, int row0, int nvalid, int H, int h,
                                                     int hd) {
+    if (hd % 4 == 0) {
+        for (int idx = threadIdx.x; idx < TC_T * HD / 4; idx += TC_THREADS) {
+            const int r = idx / (HD / 4), d = idx % (HD / 4) * 4;
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (r < nvalid && d < hd) v = *(const float4 *)(x + ((size_t)(row0 + r) * H + h) * hd + d);
+            *(uint2 *)(dst + r * TC_TLD(HD) + d) =
+                make_uint2(fp32_to_bf16(v.x) | (unsigned)fp32_to_bf16(v.y) << 16,
+                           fp32_to_bf16(v.z) | (unsigned)fp32_to_bf16(v.w) << 16);
+        }
+        return;
+    }
     for (int idx = threadIdx.x; idx < TC_T * HD; idx += TC_THREADS) {
-        int r = idx / HD, d = idx % HD;
+        const int r = idx / HD, d = idx % HD;
         float v = 0.0f;
         if (r < nvalid && d < hd) v = x[((size_t)(row0 + r) * H + h) * hd + d];
         dst[r * TC_TLD(HD) + d] = tc_bf16(v);
@@ -162,7 +183,7 @@ static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *s
 
 /* ---- forward ---- */
 template <int HD>
-static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(float *out, float *lse, const float *q,
+static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_fwd_kernel(float *out, float *lse, const float *q,
                                                                         const float *k, const float *v,
                                                                         const int32_t *cu, const int2 *map,
                                                                         const int *count, int Hq, int Hkv, int hd,
@@ -230,7 +251,7 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(float *o
 
 /* ---- backward ---- */
 template <int HD>
-static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dkdv_kernel(
+static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_dkdv_kernel(
     float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v, const float *lse,
     const float *Dd, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
