@@ -48,12 +48,16 @@
 static void att_round(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
 }
-/* a bf16-rounded copy of x[n] (malloc), NULL + be->err on OOM */
-static float *att_rounded_copy(backend *be, const float *x, size_t n) {
-    float *r = malloc((n ? n : 1) * sizeof(float));
-    if (!r) { CPU_ERR(be, "attention: out of memory"); return NULL; }
-    memcpy(r, x, n * sizeof(float));
-    att_round(r, n);
+/* bf16-rounded copies of k[n] and v[n] in one malloc'd block [2, n] (NULL on
+   OOM), which *k and *v then point to */
+static float *att_round_kv(const float **k, const float **v, size_t n) {
+    float *r = malloc(2 * (n ? n : 1) * sizeof(float));
+    if (!r) return NULL;
+    memcpy(r, *k, n * sizeof(float));
+    memcpy(r + n, *v, n * sizeof(float));
+    att_round(r, 2 * n);
+    *k = r;
+    *v = r + n;
     return r;
 }
 
@@ -141,16 +145,10 @@ static void att_forward(backend *be, float *out, float *lse, const float *q, con
     const int ldq = Hq * hd, ldk = Hkv * hd;
     size_t per = att_scratch_floats(G, hd, maxlen);
     float *scratch = malloc((size_t)nt * per * sizeof(float));
-    float *kr = NULL, *vr = NULL; /* [T, Hkv, hd] bf16-rounded k, v */
-    if (bf16) {
-        kr = att_rounded_copy(be, k, (size_t)T * ldk);
-        vr = att_rounded_copy(be, v, (size_t)T * ldk);
-        k = kr;
-        v = vr;
-    }
-    if (!scratch || (bf16 && (!kr || !vr))) {
+    float *kvr = bf16 ? att_round_kv(&k, &v, (size_t)T * ldk) : NULL; /* [2, T, Hkv, hd] */
+    if (!scratch || (bf16 && !kvr)) {
         CPU_ERR(be, "attention: out of memory");
-        free(scratch); free(kr); free(vr); free(bl);
+        free(scratch); free(kvr); free(bl);
         return;
     }
     cpu_blas_threads(1); /* single-threaded sgemm inside the OpenMP region */
@@ -202,8 +200,7 @@ static void att_forward(backend *be, float *out, float *lse, const float *q, con
         }
     }
     free(scratch);
-    free(kr);
-    free(vr);
+    free(kvr);
     free(bl);
 }
 
@@ -288,16 +285,10 @@ static void att_backward(backend *be, float *dq, float *dk, float *dv, const flo
     /* the backward reads q, dO, lse and D per kv head as stacked [Hkv, T, G*hd] / [Hkv, T, G] copies */
     size_t nqe = (size_t)T * Hq * hd;
     float *scratch = malloc(((size_t)nt * per + 2 * nqe + 2 * (size_t)T * Hq + buf_floats) * sizeof(float));
-    float *kr = NULL, *vr = NULL; /* [T, Hkv, hd] bf16-rounded k, v */
-    if (bf16) {
-        kr = att_rounded_copy(be, k, (size_t)T * ldk);
-        vr = att_rounded_copy(be, v, (size_t)T * ldk);
-        k = kr;
-        v = vr;
-    }
-    if (!scratch || (bf16 && (!kr || !vr))) {
+    float *kvr = bf16 ? att_round_kv(&k, &v, (size_t)T * ldk) : NULL; /* [2, T, Hkv, hd] */
+    if (!scratch || (bf16 && !kvr)) {
         CPU_ERR(be, "attention: out of memory");
-        free(scratch); free(kr); free(vr);
+        free(scratch); free(kvr);
         free(items); free(order); free(gbase); free(gcount); free(tok_seq);
         return;
     }
@@ -392,8 +383,7 @@ static void att_backward(backend *be, float *dq, float *dk, float *dv, const flo
         }
     }
     free(scratch);
-    free(kr);
-    free(vr);
+    free(kvr);
     free(items); free(order); free(gbase); free(gcount); free(tok_seq);
 }
 

@@ -60,6 +60,13 @@ using namespace nvcuda;
 #define TC_PLD 72            /* row stride of the bf16 strips [16][TC_PLD] */
 #define TC_TLD(HD) ((HD) + 8) /* row stride of the bf16 tiles [64][HD+8] */
 
+/* the kernels' dynamic shared memory, 128-byte aligned (wmma wants 32) */
+#ifdef RFT_CUDA_EMU
+#define TC_SMEM(name) unsigned char *name = (unsigned char *)emu_dyn_smem()
+#else
+#define TC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
 typedef __nv_bfloat16 bf16_t;
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major> frag_a;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major> frag_b;
@@ -70,15 +77,14 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 #define TC_TILE(HD) ((size_t)TC_T * TC_TLD(HD) * 2)
 #define TC_FSTRIP ((size_t)16 * TC_SLD * 4)
 #define TC_PSTRIP ((size_t)16 * TC_PLD * 2)
-#define TC_STAGE ((size_t)16 * 16 * 4)
-/* blocks per SM that shared memory allows the forward and dK/dV kernels
-   (below: 3 for hd 64, 2 for hd 128), asked of ptxas as a register bound
-   (65536 / (128 x blocks)); left alone, ptxas gives them 180 / 238 registers
-   at hd 64 (2 blocks). The dQ kernel stays at 128 registers without it. */
-#define TC_MIN_BLOCKS(HD) ((HD) == 64 ? 3 : 2)
-#define TC_FWD_SMEM(HD) (3 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP + TC_STAGE))
-#define TC_DKDV_SMEM(HD) (4 * TC_TILE(HD) + 2 * TC_T * 4 + TC_WARPS * (2 * TC_FSTRIP + 2 * TC_PSTRIP + TC_STAGE))
-#define TC_DQ_SMEM(HD) (4 * TC_TILE(HD) + TC_WARPS * (2 * TC_FSTRIP + TC_PSTRIP + TC_STAGE))
+/* blocks per SM that shared memory allows the dK/dV kernel at hd 64 (3),
+   asked of ptxas as a register bound (65536 / (128 x 3)): left alone it takes
+   254 registers (2 blocks) where 168 cost ~100 bytes of spills. The other
+   kernels reach what shared memory allows (3 at hd 64, 2 at 128) without it. */
+#define TC_MIN_BLOCKS(HD) ((HD) == 64 ? 3 : 1)
+#define TC_FWD_SMEM(HD) (3 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP))
+#define TC_DKDV_SMEM(HD) (4 * TC_TILE(HD) + 2 * TC_T * 4 + TC_WARPS * (TC_FSTRIP + 2 * TC_PSTRIP))
+#define TC_DQ_SMEM(HD) (4 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP))
 
 static __device__ __forceinline__ bf16_t tc_bf16(float x) { return __ushort_as_bfloat16(fp32_to_bf16(x)); }
 
@@ -183,24 +189,20 @@ static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *s
 
 /* ---- forward ---- */
 template <int HD>
-static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_fwd_kernel(float *out, float *lse, const float *q,
+static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(float *out, float *lse, const float *q,
                                                                         const float *k, const float *v,
                                                                         const int32_t *cu, const int2 *map,
                                                                         const int *count, int Hq, int Hkv, int hd,
                                                                         float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
-#ifdef RFT_CUDA_EMU
-    unsigned char *sm = (unsigned char *)emu_dyn_smem();
-#else
-    extern __shared__ __align__(128) unsigned char sm[];
-#endif
+    TC_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
     bf16_t *Qs = (bf16_t *)sm, *Ks = Qs + TC_T * TLD, *Vs = Ks + TC_T * TLD;
-    unsigned char *wb = sm + 3 * TC_TILE(HD) + warp * (TC_FSTRIP + TC_PSTRIP + TC_STAGE);
-    float *Sw = (float *)wb;                      /* [16][TC_SLD] scores of the warp's rows */
-    bf16_t *Pw = (bf16_t *)(wb + TC_FSTRIP);      /* [16][TC_PLD] probabilities */
-    float *stage = (float *)(wb + TC_FSTRIP + TC_PSTRIP); /* [16][16] */
+    unsigned char *wb = sm + 3 * TC_TILE(HD) + warp * (TC_FSTRIP + TC_PSTRIP);
+    float *Sw = (float *)wb;                 /* [16][TC_SLD] scores of the warp's rows */
+    bf16_t *Pw = (bf16_t *)(wb + TC_FSTRIP); /* [16][TC_PLD] probabilities */
+    float *stage = Sw; /* [16][16], once the scores are read (warp_scale_rows / warp_store_rows sync first) */
 
     const int2 e = map[blockIdx.x];
     const int h = blockIdx.y, kvh = h / (Hq / Hkv);
@@ -256,18 +258,13 @@ static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_
     const float *Dd, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
-#ifdef RFT_CUDA_EMU
-    unsigned char *sm = (unsigned char *)emu_dyn_smem();
-#else
-    extern __shared__ __align__(128) unsigned char sm[];
-#endif
+    TC_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
     bf16_t *Ks = (bf16_t *)sm, *Vs = Ks + TC_T * TLD, *Qs = Vs + TC_T * TLD, *dOs = Qs + TC_T * TLD;
     float *lse_s = (float *)(sm + 4 * TC_TILE(HD)), *D_s = lse_s + TC_T;
-    unsigned char *wb = sm + 4 * TC_TILE(HD) + 2 * TC_T * 4 + warp * (2 * TC_FSTRIP + 2 * TC_PSTRIP + TC_STAGE);
-    float *Sw = (float *)wb, *dPw = (float *)(wb + TC_FSTRIP);  /* [16][TC_SLD]: S^T, dP^T of the warp's keys */
-    bf16_t *PTw = (bf16_t *)(wb + 2 * TC_FSTRIP), *dSTw = PTw + 16 * TC_PLD; /* [16][TC_PLD] */
-    float *stage = (float *)(wb + 2 * TC_FSTRIP + 2 * TC_PSTRIP);
+    unsigned char *wb = sm + 4 * TC_TILE(HD) + 2 * TC_T * 4 + warp * (TC_FSTRIP + 2 * TC_PSTRIP);
+    float *Sw = (float *)wb; /* [16][TC_SLD]: S^T, then dP^T, of the warp's keys; the epilogue's stage */
+    bf16_t *PTw = (bf16_t *)(wb + TC_FSTRIP), *dSTw = PTw + 16 * TC_PLD; /* [16][TC_PLD] */
 
     const int2 e = map[blockIdx.x];
     const int kvh = blockIdx.y, group = Hq / Hkv;
@@ -297,24 +294,30 @@ static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_
                 D_s[c] = c < nq ? Dd[row] : 0.0f;
             }
             __syncthreads();
-            warp_mm_abt<HD>(Sw, Ks + kw * TLD, Qs);   /* S^T: keys x queries */
-            warp_mm_abt<HD>(dPw, Vs + kw * TLD, dOs); /* dP^T */
+            warp_mm_abt<HD>(Sw, Ks + kw * TLD, Qs); /* S^T: keys x queries */
             __syncwarp();
-#pragma unroll 8
+            float p[32];
+#pragma unroll
             for (int j = 0; j < 32; j++) {
                 const int c = half + 2 * j, qi = q0 + c;
-                const bool valid = qi < L && kj <= qi;
-                const float p = valid ? expf(Sw[r * TC_SLD + c] * scale - lse_s[c]) : 0.0f;
-                PTw[r * TC_PLD + c] = tc_bf16(p);
-                dSTw[r * TC_PLD + c] = tc_bf16(p * (dPw[r * TC_SLD + c] - D_s[c]));
+                p[j] = qi < L && kj <= qi ? expf(Sw[r * TC_SLD + c] * scale - lse_s[c]) : 0.0f;
+                PTw[r * TC_PLD + c] = tc_bf16(p[j]);
+            }
+            __syncwarp(); /* S^T read: dP^T overwrites it */
+            warp_mm_abt<HD>(Sw, Vs + kw * TLD, dOs); /* dP^T */
+            __syncwarp();
+#pragma unroll
+            for (int j = 0; j < 32; j++) {
+                const int c = half + 2 * j;
+                dSTw[r * TC_PLD + c] = tc_bf16(p[j] * (Sw[r * TC_SLD + c] - D_s[c]));
             }
             __syncwarp();
             warp_mm_acc<HD>(dva, PTw, dOs);
             warp_mm_acc<HD>(dka, dSTw, Qs);
         }
     }
-    warp_store_rows<HD>(dka, stage, dk, s0 + k0 + kw, nk - kw, Hkv, kvh, hd, scale);
-    warp_store_rows<HD>(dva, stage, dv, s0 + k0 + kw, nk - kw, Hkv, kvh, hd, 1.0f);
+    warp_store_rows<HD>(dka, Sw, dk, s0 + k0 + kw, nk - kw, Hkv, kvh, hd, scale);
+    warp_store_rows<HD>(dva, Sw, dv, s0 + k0 + kw, nk - kw, Hkv, kvh, hd, 1.0f);
 }
 
 template <int HD>
@@ -323,17 +326,12 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dq_kernel(
     const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
-#ifdef RFT_CUDA_EMU
-    unsigned char *sm = (unsigned char *)emu_dyn_smem();
-#else
-    extern __shared__ __align__(128) unsigned char sm[];
-#endif
+    TC_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
     bf16_t *Qs = (bf16_t *)sm, *dOs = Qs + TC_T * TLD, *Ks = dOs + TC_T * TLD, *Vs = Ks + TC_T * TLD;
-    unsigned char *wb = sm + 4 * TC_TILE(HD) + warp * (2 * TC_FSTRIP + TC_PSTRIP + TC_STAGE);
-    float *Sw = (float *)wb, *dPw = (float *)(wb + TC_FSTRIP); /* [16][TC_SLD] */
-    bf16_t *dSw = (bf16_t *)(wb + 2 * TC_FSTRIP);              /* [16][TC_PLD] */
-    float *stage = (float *)(wb + 2 * TC_FSTRIP + TC_PSTRIP);
+    unsigned char *wb = sm + 4 * TC_TILE(HD) + warp * (TC_FSTRIP + TC_PSTRIP);
+    float *Sw = (float *)wb;                  /* [16][TC_SLD]: S, then dP; the epilogue's stage */
+    bf16_t *dSw = (bf16_t *)(wb + TC_FSTRIP); /* [16][TC_PLD] */
 
     const int2 e = map[blockIdx.x];
     const int h = blockIdx.y, kvh = h / (Hq / Hkv);
@@ -354,19 +352,25 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dq_kernel(
         tc_load_tile<HD>(Vs, v, s0 + k0, min(TC_T, L - k0), Hkv, kvh, hd);
         __syncthreads();
         warp_mm_abt<HD>(Sw, Qs + qw * TLD, Ks);
-        warp_mm_abt<HD>(dPw, dOs + qw * TLD, Vs);
         __syncwarp();
-#pragma unroll 8
+        float p[32];
+#pragma unroll
         for (int j = 0; j < 32; j++) {
             const int c = half + 2 * j, kj = k0 + c;
-            const bool valid = qi < L && kj <= qi;
-            const float p = valid ? expf(Sw[r * TC_SLD + c] * scale - lse_r) : 0.0f;
-            dSw[r * TC_PLD + c] = tc_bf16(p * (dPw[r * TC_SLD + c] - D_r));
+            p[j] = qi < L && kj <= qi ? expf(Sw[r * TC_SLD + c] * scale - lse_r) : 0.0f;
+        }
+        __syncwarp(); /* S read: dP overwrites it */
+        warp_mm_abt<HD>(Sw, dOs + qw * TLD, Vs);
+        __syncwarp();
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            const int c = half + 2 * j;
+            dSw[r * TC_PLD + c] = tc_bf16(p[j] * (Sw[r * TC_SLD + c] - D_r));
         }
         __syncwarp();
         warp_mm_acc<HD>(dqa, dSw, Ks);
     }
-    warp_store_rows<HD>(dqa, stage, dq, s0 + q0 + qw, nq - qw, Hq, h, hd, scale);
+    warp_store_rows<HD>(dqa, Sw, dq, s0 + q0 + qw, nq - qw, Hq, h, hd, scale);
 }
 
 /* ---- host side ---- */
@@ -409,6 +413,20 @@ void cuda_attention_forward_bf16(backend *be, float *out, float *lse, const floa
     CU_LAUNCHED(be, "attn_tc_fwd_kernel");
 }
 
+/* the dK/dV and dQ kernels for head-dim bound HD on grids gkv, gq */
+template <int HD>
+static void tc_backward(backend *be, dim3 gkv, dim3 gq, float *dq, float *dk, float *dv, const float *dout,
+                        const float *q, const float *k, const float *v, const float *lse, const float *Dd,
+                        const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    cudaStream_t st = CUDA_IMPL(be)->stream;
+    LAUNCH(attn_tc_dkdv_kernel<HD>, gkv, TC_THREADS, TC_DKDV_SMEM(HD), st, dk, dv, dout, q, k, v, lse, Dd, cu, map,
+           count, Hq, Hkv, hd, scale);
+    CU_LAUNCHED(be, "attn_tc_dkdv_kernel");
+    LAUNCH(attn_tc_dq_kernel<HD>, gq, TC_THREADS, TC_DQ_SMEM(HD), st, dq, dout, q, k, v, lse, Dd, cu, map, count, Hq,
+           Hkv, hd, scale);
+    CU_LAUNCHED(be, "attn_tc_dq_kernel");
+}
+
 void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
                                   const float *k, const float *v, const float *out, const float *lse,
                                   const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
@@ -420,22 +438,7 @@ void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, 
                                 &count);
     if (cap < 0) return;
     float *Dd = (float *)dbuf; /* [T, Hq] */
-    cudaStream_t st = CUDA_IMPL(be)->stream;
     cuda_attn_rowdot(be, Dd, dout, out, T * Hq, hd);
-    dim3 gkv(cap, Hkv), gq(cap, Hq);
-    if (hd <= 64) {
-        LAUNCH(attn_tc_dkdv_kernel<64>, gkv, TC_THREADS, TC_DKDV_SMEM(64), st, dk, dv, dout, q, k, v, lse, Dd,
-               cu_seqlens, map, count, Hq, Hkv, hd, scale);
-        CU_LAUNCHED(be, "attn_tc_dkdv_kernel");
-        LAUNCH(attn_tc_dq_kernel<64>, gq, TC_THREADS, TC_DQ_SMEM(64), st, dq, dout, q, k, v, lse, Dd, cu_seqlens,
-               map, count, Hq, Hkv, hd, scale);
-        CU_LAUNCHED(be, "attn_tc_dq_kernel");
-    } else {
-        LAUNCH(attn_tc_dkdv_kernel<128>, gkv, TC_THREADS, TC_DKDV_SMEM(128), st, dk, dv, dout, q, k, v, lse, Dd,
-               cu_seqlens, map, count, Hq, Hkv, hd, scale);
-        CU_LAUNCHED(be, "attn_tc_dkdv_kernel");
-        LAUNCH(attn_tc_dq_kernel<128>, gq, TC_THREADS, TC_DQ_SMEM(128), st, dq, dout, q, k, v, lse, Dd, cu_seqlens,
-               map, count, Hq, Hkv, hd, scale);
-        CU_LAUNCHED(be, "attn_tc_dq_kernel");
-    }
+    (hd <= 64 ? tc_backward<64> : tc_backward<128>)(be, dim3(cap, Hkv), dim3(cap, Hq), dq, dk, dv, dout, q, k, v,
+                                                    lse, Dd, cu_seqlens, map, count, Hq, Hkv, hd, scale);
 }
