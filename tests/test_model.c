@@ -20,6 +20,7 @@
 #include "util.h"
 
 static int n_fail, n_check;
+#define BF16_GRAD_TOL 5e-3
 
 static void check(const char *what, double err, double tol) {
     int ok = err <= tol; /* NaN fails */
@@ -104,7 +105,7 @@ static double *read_f64(hid_t fid, const char *path, long n) {
 }
 
 /* Compares every parameter gradient of m with /ref/<group>/<name>; returns 0. */
-static void check_grads(model *m, hid_t fid, const char *group, double scale, const char *label) {
+static void check_grads(model *m, hid_t fid, const char *group, double scale, const char *label, double tol) {
     float *g = malloc(m->n_params * sizeof(float));
     m->be->copy_d2h(m->be, g, m->grads, m->n_params * sizeof(float));
     m->be->sync(m->be);
@@ -121,7 +122,7 @@ static void check_grads(model *m, hid_t fid, const char *group, double scale, co
         double e = relerr_scaled(g + t->offset, ref, scale, t->numel);
         if (e > worst || isnan(e)) worst = e;
         snprintf(what, sizeof what, "%s %s %s", label, group, t->name);
-        check(what, e, 1e-3);
+        check(what, e, tol);
         free(ref);
     }
     printf("     %s %s: worst tensor rel err %.3e\n", label, group, worst);
@@ -224,7 +225,7 @@ static void run_fixture(const char *path) {
         fail(err);
         goto out;
     }
-    check_grads(&m, fid, "grad", 1.0, "d(-sum w logp)");
+    check_grads(&m, fid, "grad", 1.0, "d(-sum w logp)", 1e-3);
     /* backward accumulates: a second call doubles every gradient */
     if (model_backward(&m, &b, wf, NULL, err, sizeof err)) {
         fail(err);
@@ -255,7 +256,7 @@ static void run_fixture(const char *path) {
             fail(err);
             goto out;
         }
-        check_grads(&m, fid, "grad_ent", 1.0, "d(-sum went H)");
+        check_grads(&m, fid, "grad_ent", 1.0, "d(-sum went H)", 1e-3);
         /* both terms at once = the sum of the two */
         model_zero_grads(&m);
         if (model_backward(&m, &b, wf, wentf, err, sizeof err)) {
@@ -286,8 +287,13 @@ static void run_fixture(const char *path) {
 
     /* ---- bf16 mixed precision (model.dtype: bf16): forward and gradients
        against the PyTorch reference that rounds the same operands (every
-       linear layer's x, W and output gradient to bf16); the distance to the
-       fp32 reference is printed to show what the check tells apart ---- */
+       linear layer's x, W and output gradient, attention's Q, K, V, P, dO, dS
+       to bf16); the distance to the fp32 reference is printed to show what
+       the check tells apart. BF16_GRAD_TOL 5e-3: tools/ref_model.py's own
+       float32 run is 1.4e-3 from its float64 one on the Qwen2 k_proj
+       gradient, where an attention probability rounds to the other bf16
+       neighbour; every other tensor agrees to ~1e-7, and the fp32 model is
+       1.7e-2..2e-2 away ---- */
     {
         double *ml = read_f64(fid, "/ref/bf16/logp", T), *me = read_f64(fid, "/ref/bf16/entropy", T);
         if (!ml || !me) {
@@ -308,14 +314,14 @@ static void run_fixture(const char *path) {
             fail(err);
             goto out;
         }
-        check_grads(&m, fid, "bf16/grad", 1.0, "bf16: d(-sum w logp)");
+        check_grads(&m, fid, "bf16/grad", 1.0, "bf16: d(-sum w logp)", BF16_GRAD_TOL);
         if (H5Lexists(fid, "/ref/bf16/grad_ent", H5P_DEFAULT) > 0) {
             model_zero_grads(&m);
             if (model_backward(&m, &b, zero, wentf, err, sizeof err)) {
                 fail(err);
                 goto out;
             }
-            check_grads(&m, fid, "bf16/grad_ent", 1.0, "bf16: d(-sum went H)");
+            check_grads(&m, fid, "bf16/grad_ent", 1.0, "bf16: d(-sum went H)", BF16_GRAD_TOL);
         }
         model_set_mixed(&m, 0, err, sizeof err);
     }

@@ -29,6 +29,8 @@ in float64:
                      take bf16 operands (x and W rounded to bf16 in the
                      forward, the output gradient rounded before dx = dy W
                      and dW = dy^T x; float64 sums of the exact products),
+                     and attention rounds the operands of its products as
+                     rft's attention_*_bf16 ops do (BF16Attention),
                      everything else as above.
 
 The model here is written out by hand over the packed batch (block-diagonal
@@ -190,6 +192,42 @@ class BF16Linear(torch.autograd.Function):
         return dyb @ Wb, dyb.T @ xb
 
 
+class BF16Attention(torch.autograd.Function):
+    """rft's attention_forward_bf16 / attention_backward_bf16 (kernels/backend.h)
+    for rows of at most 64 keys (one key tile of the online softmax): the
+    operands of Q K^T, P V, dO V^T, P^T dO, dS^T Q and dS K rounded to bf16;
+    P = bf16(exp(s - m)) / sum(exp(s - m)); lse, D = rowsum(dO O) and the
+    softmax statistics unrounded. q, k, v [H, T, hd] (k, v repeated per
+    query head); mask [T, T] True where a key is visible."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale):
+        qb, kb, vb = bf16(q), bf16(k), bf16(v)
+        s = (scale * qb @ kb.transpose(1, 2)).masked_fill(~mask[None], float("-inf"))
+        m = s.max(-1, keepdim=True).values
+        e = torch.exp(s - m)
+        l = e.sum(-1, keepdim=True)
+        o = (bf16(e) / l) @ vb
+        lse = m + torch.log(l)
+        ctx.save_for_backward(qb, kb, vb, o, lse, mask)
+        ctx.scale = scale
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        qb, kb, vb, o, lse, mask = ctx.saved_tensors
+        scale = ctx.scale
+        s = (scale * qb @ kb.transpose(1, 2)).masked_fill(~mask[None], float("-inf"))
+        p = torch.exp(s - lse)
+        dp = bf16(do) @ vb.transpose(1, 2)
+        d = (do * o).sum(-1, keepdim=True)
+        ds = p * (dp - d)
+        dv = bf16(p).transpose(1, 2) @ bf16(do)
+        dk = scale * bf16(ds).transpose(1, 2) @ qb
+        dq = scale * bf16(ds) @ kb
+        return dq, dk, dv, None, None
+
+
 def forward(P, c, b, mixed=False):
     """Packed-batch forward. P: name -> tensor. Returns logits [T, V].
     mixed: every linear layer through BF16Linear (model.dtype bf16)."""
@@ -223,9 +261,14 @@ def forward(P, c, b, mixed=False):
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(Hq // Hkv, dim=1)  # query head h reads kv head h // (Hq/Hkv)
         v = v.repeat_interleave(Hq // Hkv, dim=1)
-        sc = torch.einsum("thd,shd->hts", q, k) * hd ** -0.5
-        sc = sc.masked_fill(~mask[None], float("-inf"))
-        att = torch.einsum("hts,shd->thd", torch.softmax(sc, dim=-1), v).reshape(T, Hq * hd)
+        if mixed:  # rft's bf16 attention; every fixture sequence fits one 64-key tile
+            assert max(np.diff(b["cu_seqlens"])) <= 64
+            att = BF16Attention.apply(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), mask,
+                                      hd ** -0.5).transpose(0, 1).reshape(T, Hq * hd)
+        else:
+            sc = torch.einsum("thd,shd->hts", q, k) * hd ** -0.5
+            sc = sc.masked_fill(~mask[None], float("-inf"))
+            att = torch.einsum("hts,shd->thd", torch.softmax(sc, dim=-1), v).reshape(T, Hq * hd)
         x = x + lin(att, P[p + "self_attn.o_proj.weight"])
         h = rmsnorm(x, P[p + "post_attention_layernorm.weight"], eps)
         g = lin(h, P[p + "mlp.gate_proj.weight"])

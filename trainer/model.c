@@ -513,8 +513,9 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
         layer_weights *w = &m->w.layers[l];
         layer_acts *la = &a->layer[l];
         block_qkv(m, w, la, a->res[l], a->pos, T, mix);
-        be->attention_forward(be, la->att, la->lse, la->q, la->k, la->v, a->cu_seqlens, B, T, c->n_head,
-                              c->n_kv_head, c->head_dim, scale);
+        (mix ? be->attention_forward_bf16 : be->attention_forward)(be, la->att, la->lse, la->q, la->k, la->v,
+                                                                    a->cu_seqlens, B, T, c->n_head, c->n_kv_head,
+                                                                    c->head_dim, scale);
         /* mid = res[l] + att @ wo^T */
         be->copy_d2d(be, la->mid, a->res[l], (size_t)T * D * sizeof(float));
         block_out(m, w, la, la->mid, T, mix);
@@ -595,8 +596,9 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         be->add(be, a->dres, a->dres, a->dtmp, (size_t)T * D); /* now d(mid) */
         /* mid = res[l] + att @ wo^T */
         linear_back(m, gl->wo, a->datt, a->dres, la->att, mix ? la->att16 : NULL, wl->wo, T, D, qd, 0.0f);
-        be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, la->q, la->k, la->v, la->att, la->lse,
-                               a->cu_seqlens, B, T, c->n_head, c->n_kv_head, c->head_dim, scale);
+        (mix ? be->attention_backward_bf16 : be->attention_backward)(be, a->dq, a->dk, a->dv, a->datt, la->q, la->k,
+                                                                      la->v, la->att, la->lse, a->cu_seqlens, B, T,
+                                                                      c->n_head, c->n_kv_head, c->head_dim, scale);
         be->rope_backward(be, a->dq, a->pos, T, c->n_head, c->head_dim, c->rope_theta);
         be->rope_backward(be, a->dk, a->pos, T, c->n_kv_head, c->head_dim, c->rope_theta);
         if (c->qkv_bias) {
@@ -623,7 +625,7 @@ void model_use_params(model *m, float *params) {
 
 int model_bf16_begin(model *m, char *err, size_t cap) {
     backend *be = m->be;
-    if (!be->cast_bf16 || !be->matmul_bf16) return errf(err, cap, "the %s backend has no bf16 matmul", be->name);
+    if (!be->cast_bf16 || !be->matmul_bf16) return errf(err, cap, "the %s backend has no bf16 matmul (a CUDA GPU needs compute capability 8.0 or later)", be->name);
     if (!m->wbf16) {
         m->wbf16 = be->alloc(be, m->n_params * sizeof(uint16_t));
         if (!m->wbf16) return errf(err, cap, "bf16 weights (%zu MB): %s", m->n_params * 2 >> 20, be->err);
@@ -640,7 +642,8 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
     m->have_forward = 0; /* a pending backward would read copies of the other kind */
     m->mixed = 0;
     if (!on) return 0;
-    if (!be->cast_bf16 || !be->gemm_bf16) return errf(err, cap, "the %s backend has no bf16 GEMM", be->name);
+    if (!be->cast_bf16 || !be->gemm_bf16 || !be->attention_forward_bf16 || !be->attention_backward_bf16)
+        return errf(err, cap, "the %s backend has no bf16 GEMM / attention (a CUDA GPU needs compute capability 8.0 or later)", be->name);
     if (!m->wbf16) {
         m->wbf16 = be->alloc(be, m->n_params * sizeof(uint16_t));
         if (!m->wbf16) return errf(err, cap, "bf16 weights (%zu MB): %s", m->n_params * 2 >> 20, be->err);

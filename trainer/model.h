@@ -147,9 +147,12 @@ void model_bf16_end(model *m);
  * fp32 accumulation; tensor cores on a GPU): the weights' bf16 copy is cast
  * from the fp32 master weights at each forward, each linear layer's input is
  * rounded once and kept for the weight gradient, each output gradient is
- * rounded before its two products. Master weights, gradients, optimizer
- * state, embeddings, norms, RoPE, attention, softmax and log-probs stay fp32
- * (as PyTorch's bf16 autocast keeps them). Allocates the bf16 weights and
+ * rounded before its two products. Attention runs as
+ * attention_forward_bf16 / attention_backward_bf16 (bf16 operands of its
+ * products, fp32 softmax statistics; tensor cores on a GPU). Master weights,
+ * gradients, optimizer state, embeddings, norms, RoPE, the stored
+ * activations, softmax and log-probs stay fp32 (as PyTorch's bf16 autocast
+ * keeps them). Allocates the bf16 weights and
  * activations on first use (~2 bytes x (D + qd + D + F) per token per layer).
  * on == 0 returns to fp32. Rollouts (model_step_cached) are not affected:
  * sampling.dtype chooses their precision. */

@@ -190,8 +190,9 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     const char *tf = getenv("RFT_CUDA_TF32");
     im->tf32 = !(tf && tf[0] == '0');
 
-    int smem = 0;
+    int smem = 0, cc_major = 0;
     if (CU_CHECK(be, cudaSetDevice(device))) goto fail;
+    if (CU_CHECK(be, cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device))) goto fail;
     if (CU_CHECK(be, cudaDeviceGetAttribute(&im->n_sm, cudaDevAttrMultiProcessorCount, device))) goto fail;
     if (CU_CHECK(be, cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device))) goto fail;
     im->smem_optin = (size_t)smem;
@@ -203,7 +204,7 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     if (CU_CHECK(be, cudaMallocHost((void **)&im->host_sumsq, sizeof(double)))) goto fail;
     if (CU_CHECK(be, cudaMalloc((void **)&im->dev_flags, CUDA_N_FLAGS * sizeof(int)))) goto fail;
     if (CU_CHECK(be, cudaMemset(im->dev_flags, 0, CUDA_N_FLAGS * sizeof(int)))) goto fail;
-    if (cuda_attention_setup(be) || cuda_attention_bf16_setup(be)) goto fail;
+    if (cuda_attention_setup(be) || (cc_major >= 8 && cuda_attention_bf16_setup(be))) goto fail;
 
     be->alloc = cuda_alloc;
     be->free = cuda_free;
@@ -216,8 +217,11 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->bind_thread = cuda_bind_thread;
     be->matmul = cuda_matmul;
     be->cast_bf16 = cuda_cast_bf16;
-    be->matmul_bf16 = cuda_matmul_bf16;
-    be->gemm_bf16 = cuda_gemm_bf16;
+    /* bf16 tensor-core GEMMs and attention need compute capability 8.0
+       (Ampere) or later; without them bf16 rollouts and model.dtype bf16
+       report that the backend lacks the ops */
+    be->matmul_bf16 = cc_major >= 8 ? cuda_matmul_bf16 : NULL;
+    be->gemm_bf16 = cc_major >= 8 ? cuda_gemm_bf16 : NULL;
     be->add = cuda_add;
     be->scale = cuda_scale;
     be->bias_forward = cuda_bias_forward;
@@ -230,8 +234,8 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->rope_backward = cuda_rope_backward;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
-    be->attention_forward_bf16 = cuda_attention_forward_bf16;
-    be->attention_backward_bf16 = cuda_attention_backward_bf16;
+    be->attention_forward_bf16 = cc_major >= 8 ? cuda_attention_forward_bf16 : NULL;
+    be->attention_backward_bf16 = cc_major >= 8 ? cuda_attention_backward_bf16 : NULL;
     be->kv_write = cuda_kv_write;
     be->attention_cached = cuda_attention_cached;
     be->kv_write_bf16 = cuda_kv_write_bf16;

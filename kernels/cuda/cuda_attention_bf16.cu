@@ -67,11 +67,6 @@ using namespace nvcuda;
 #define TC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
 #endif
 
-typedef __nv_bfloat16 bf16_t;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major> frag_a;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major> frag_b;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major> frag_bt;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 
 /* bytes of shared memory: bf16 tiles, then per warp its strips and 16x16 tile */
 #define TC_TILE(HD) ((size_t)TC_T * TC_TLD(HD) * 2)
@@ -85,6 +80,16 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 #define TC_FWD_SMEM(HD) (3 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP))
 #define TC_DKDV_SMEM(HD) (4 * TC_TILE(HD) + 2 * TC_T * 4 + TC_WARPS * (TC_FSTRIP + 2 * TC_PSTRIP))
 #define TC_DQ_SMEM(HD) (4 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP))
+
+/* bf16 WMMA needs sm_80 or later: a device pass for an older architecture
+   compiles trapping stubs in place of the kernels below (the backend does not
+   offer the bf16 ops on such a GPU: backend_cuda_create) */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+typedef __nv_bfloat16 bf16_t;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major> frag_a;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major> frag_b;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major> frag_bt;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 
 static __device__ __forceinline__ bf16_t tc_bf16(float x) { return __ushort_as_bfloat16(fp32_to_bf16(x)); }
 
@@ -372,6 +377,26 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dq_kernel(
     }
     warp_store_rows<HD>(dqa, Sw, dq, s0 + q0 + qw, nq - qw, Hq, h, hd, scale);
 }
+
+#else
+template <int HD>
+static __global__ void attn_tc_fwd_kernel(float *, float *, const float *, const float *, const float *,
+                                          const int32_t *, const int2 *, const int *, int, int, int, float) {
+    __trap();
+}
+template <int HD>
+static __global__ void attn_tc_dkdv_kernel(float *, float *, const float *, const float *, const float *,
+                                           const float *, const float *, const float *, const int32_t *,
+                                           const int2 *, const int *, int, int, int, float) {
+    __trap();
+}
+template <int HD>
+static __global__ void attn_tc_dq_kernel(float *, const float *, const float *, const float *, const float *,
+                                         const float *, const float *, const int32_t *, const int2 *, const int *,
+                                         int, int, int, float) {
+    __trap();
+}
+#endif
 
 /* ---- host side ---- */
 
