@@ -187,23 +187,32 @@ struct backend {
     /* ---- token sampling (rollouts) ----
      * ids[n] (int32), logp[n] (fp32) <- rows of logits[n, V]; u[n] (double,
      * uniform in [0, 1)) is read only when temperature > 0 (may be NULL
-     * otherwise). For each row r:
-     *   temperature <= 0 (greedy): ids[r] = argmax (lowest id on ties),
-     *     logp[r] = log-softmax (temperature 1) at that id;
-     *   temperature > 0: p = softmax(logits[r] / temperature) (fp32 terms,
-     *     double sums); ids[r] = the first id, in id order, whose cumulative
-     *     probability exceeds u[r] * (total mass), logp[r] = log p[ids[r]].
-     * This is trainer/sampler.c's sampler_sample with top_k = 0, top_p = 1,
-     * min_p = 0, up to summation order (a draw within ~1e-15 of a step of the
-     * CDF may pick the neighbouring id). Plain temperature sampling only:
-     * top-k / top-p need a sort of each row on the device (future work), so
-     * the rollout keeps the host sampler when a filter is on. Deterministic:
-     * the result depends on the row and u[r] only. NaN logits: unspecified.
-     * NULL on the CPU backend: its device memory is host memory, and the
-     * host sampler (trainer/sampler.c) is its implementation and the
-     * reference this op is tested against. Callers check for NULL. */
+     * otherwise). For each row r (z = logits[r]):
+     *   temperature <= 0 (greedy, the filters ignored): ids[r] = argmax
+     *     (lowest id on ties), logp[r] = log-softmax (temperature 1) there,
+     *     -log(sum_j exp((double)z_j - max));
+     *   temperature T > 0: prob_j = expf((z_j - max) / T) * (float)(1 / sum)
+     *     (fp32 terms, sum = sum_j expf(...) in double). Candidates: prob_j >
+     *     0 and prob_j >= min_p * max_j prob_j (fp32 product; min_p <= 0:
+     *     off). Sorted when top_k in (0, V) or top_p in (0, 1), in the order
+     *     (prob desc, id asc) (equal probs: lower id first), else id order.
+     *     Sorted: top-k keeps the first top_k candidates (all if fewer);
+     *     top-p then keeps the shortest head of the kept ids whose running
+     *     mass reaches (>=) top_p * (their mass). The kept ids' mass (double)
+     *     is the normaliser; ids[r] is the first kept id, in that order,
+     *     whose running mass exceeds (>) u[r] * mass (the last kept id if
+     *     rounding leaves none), logp[r] = log(prob_id / mass).
+     * This is trainer/sampler.c's sampler_sample exactly, up to summation
+     * order (and expf by an ulp): a draw (or a top-p cut) within ~1e-15 of a
+     * step of the running mass may land on the neighbouring id. top_k, top_p,
+     * min_p as in sampler_config (0, 1, 0: off); min_p > 1 (nothing kept)
+     * and NaN logits: unspecified. Deterministic: the result depends on the
+     * row, u[r] and the settings only. NULL on the CPU backend: its device
+     * memory is host memory, and the host sampler (trainer/sampler.c) is its
+     * implementation and the reference this op is tested against. Callers
+     * check for NULL. */
     void (*sample)(backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temperature,
-                   const double *u);
+                   int top_k, float top_p, float min_p, const double *u);
 
     /* ---- optimizer ---- */
     /* returns sum of x[i]^2 over n elements, accumulated in double (blocks) */

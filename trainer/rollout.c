@@ -5,10 +5,10 @@
  * slots for the next prompts.
  *
  * Decode-step sampling runs on the device when the backend has `sample`
- * (CUDA) and the sampler is plain temperature or greedy (no top-k / top-p /
- * min-p: those need a per-row sort, still host-only): the step's logits stay
- * on the device, each row's u (the same draw from the completion's stream)
- * goes up, ids and log-probs come back (n * 16 bytes instead of n * V * 4).
+ * (CUDA; every sampler setting: temperature, top-k, top-p, min-p, greedy):
+ * the step's logits stay on the device, each row's u (the same draw from the
+ * completion's stream) goes up, ids and log-probs come back (n * 16 bytes
+ * instead of n * V * 4).
  * The CPU backend has no `sample` and samples on the host as before; the
  * first token of each group sample (G draws from one prefill row, once per
  * prompt) is always drawn on the host. */
@@ -139,16 +139,11 @@ static double draw_u(const rollout_config *cfg, const rollout_prompt *p, int sam
     return rng_uniform(rng_key(cfg->seed, p->id, (uint64_t)sample, 0x5EED), pos);
 }
 
-/* plain temperature or greedy sampling: what be->sample does */
-static int sampler_plain(const sampler_config *c, int V) {
-    return !(c->top_k > 0 && c->top_k < V) && !(c->top_p > 0 && c->top_p < 1) && !(c->min_p > 0);
-}
-
 /* device buffers of on-device sampling, rows [0, S) */
 typedef struct dev_sample {
     backend *be;
     int V;
-    float temperature;
+    sampler_config c;
     double *u;      /* device [S] */
     int32_t *ids;   /* device [S] */
     float *logp;    /* device [S] */
@@ -157,8 +152,9 @@ typedef struct dev_sample {
 /* model_logits_fn: sample the chunk's rows where they are */
 static void sample_chunk(void *ctx, const float *logits, int row0, int k) {
     dev_sample *d = ctx;
-    d->be->sample(d->be, d->ids + row0, d->logp + row0, logits, k, d->V, d->temperature,
-                  d->temperature > 0 ? d->u + row0 : NULL);
+    const sampler_config *c = &d->c;
+    d->be->sample(d->be, d->ids + row0, d->logp + row0, logits, k, d->V, c->temperature, c->top_k, c->top_p,
+                  c->min_p, c->temperature > 0 ? d->u + row0 : NULL);
 }
 
 int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_prompts, int G,
@@ -201,8 +197,8 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
         errf(err, cap, "rollout: out of memory");
         goto done;
     }
-    if (m->be->sample && sampler_plain(&cfg->sampler, V)) {
-        dv = (dev_sample){.be = m->be, .V = V, .temperature = cfg->sampler.temperature};
+    if (m->be->sample) {
+        dv = (dev_sample){.be = m->be, .V = V, .c = cfg->sampler};
         dv.u = m->be->alloc(m->be, (size_t)S * (sizeof(double) + sizeof(int32_t) + sizeof(float)));
         if (!dv.u) {
             errf(err, cap, "rollout: %s", m->be->err);
@@ -287,11 +283,11 @@ int rollout_generate(rollout_engine *r, const rollout_prompt *prompts, int n_pro
         int32_t *ids = tk; /* reuse: sampled ids per row */
         float *lps = (float *)ps;
         if (dv.u) { /* on the device: u up, ids and log-probs back */
-            for (int i = 0; i < T && dv.temperature > 0; i++) { /* the host path's draws */
+            for (int i = 0; i < T && dv.c.temperature > 0; i++) { /* the host path's draws */
                 const completion *c = &out[st[row_slot[i]].out];
                 u[i] = draw_u(cfg, &prompts[c->prompt], c->sample, c->n_tokens);
             }
-            if (dv.temperature > 0) m->be->copy_h2d(m->be, dv.u, u, (size_t)T * sizeof(double));
+            if (dv.c.temperature > 0) m->be->copy_h2d(m->be, dv.u, u, (size_t)T * sizeof(double));
             if (model_step_cached_fn(m, &r->kv, T, tk, sl, ps, T, rows, sample_chunk, &dv, err, cap)) goto done;
             /* ids [S] and logp [S] are adjacent on the device: one copy back */
             m->be->copy_d2h(m->be, back, dv.ids, (size_t)2 * S * sizeof(int32_t));

@@ -179,7 +179,7 @@ void cuda_logprob_backward(backend *be, float *logits, const float *dlogp, const
 
 /* cuda_sample.cu */
 void cuda_sample(backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temperature,
-                 const double *u);
+                 int top_k, float top_p, float min_p, const double *u);
 
 /* cuda_embed_sort.cu: token positions 0..T-1 stably sorted by ids[T] on the
    stream: *keys = sorted ids [T], *vals = their positions [T], both in the

@@ -115,10 +115,118 @@ static __device__ void sample_block_min_max(int a, int b, int *amin, int *bmax, 
     *bmax = b;
 }
 
+/* one row of the sampled mode: prob_j = expf((z_j - mx) / T) * inv (fp32,
+   the host's expression); the kept ids are the candidates (prob > 0 and
+   prob >= floor_p: min-p) that come no later than the cutoff (cv, cj) in the
+   order (prob desc, id asc): bits(prob_j) > cv, or == cv and j <= cj. A
+   prob's fp32 bits order as the prob does (positive floats). */
+typedef struct sample_row {
+    const float *z;
+    float mx, T, inv, floor_p;
+    unsigned cv; /* cutoff: prob bits of the last kept id in the order (0: none yet, all candidates kept) */
+    int cj;      /* and its id */
+} sample_row;
+
+static __device__ __forceinline__ float sample_prob(const sample_row &r, int j) {
+    return expf((r.z[j] - r.mx) / r.T) * r.inv;
+}
+
+/* id j's key: its prob's bits when kept (>= 1), else 0 */
+static __device__ __forceinline__ unsigned sample_key(const sample_row &r, int j) {
+    float p = sample_prob(r, j);
+    unsigned b = __float_as_uint(p);
+    return p > 0.0f && p >= r.floor_p && (b > r.cv || (b == r.cv && j <= r.cj)) ? b : 0u;
+}
+
+/* the weight of a kept key: 1 (counting ids) or its prob */
+static __device__ __forceinline__ double sample_w(unsigned key, bool count) {
+    return count ? 1.0 : (double)__uint_as_float(key);
+}
+
+/* The first kept id in the order (prob desc, id asc) at which the running
+ * sum of w over that order reaches thr (sum >= thr; > thr when strict),
+ * thr = frac * (sum of w over the kept ids) for probs, = frac for counts.
+ * Returns 1 with the id's (bits, id) in (*v, *id) and the kept total in
+ * *total; 0 when the total does not reach thr, unless last_if_none (then the
+ * last kept id in the order). No sort: the bits v of that id are the largest
+ * with W(>= v) reaching thr, W(>= v) = sum of w over kept ids with bits >= v
+ * (a block sum per step, bisection on [min, max] kept bits); the id is the
+ * m-th of level v in id order, m the least with W(> v) + m * w(v) reaching
+ * thr (the level's ids weigh the same), found by chunk counts, a block scan
+ * and one chunk walk. Every value is the same in every thread. */
+static __device__ int sample_search(const sample_row &r, int V, bool count, bool strict, double frac,
+                                    bool last_if_none, unsigned *v, int *id, double *total, double *red,
+                                    int *redi, int *pick) {
+    double s = 0.0;
+    int kmin = INT_MAX, kmax = -1;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        unsigned k = sample_key(r, j);
+        if (k) s += sample_w(k, count), kmin = min(kmin, (int)k), kmax = max(kmax, (int)k);
+    }
+    s = sample_block_sum(s, red);
+    sample_block_min_max(kmin, kmax, &kmin, &kmax, redi);
+    *total = s;
+    if (kmax < 0) return 0; /* nothing kept (NaN row) */
+    const double thr = count ? frac : frac * s;
+#define SAMPLE_REACH(x) (strict ? (x) > thr : (x) >= thr)
+    bool last = !SAMPLE_REACH(s);
+    if (last && !last_if_none) return 0;
+    unsigned lo = (unsigned)kmin, hi = last ? lo : (unsigned)kmax;
+    while (lo < hi) { /* invariant: W(>= lo) reaches thr, the answer is in [lo, hi] */
+        unsigned mid = lo + (hi - lo + 1) / 2;
+        double w = 0.0;
+        for (int j = threadIdx.x; j < V; j += blockDim.x) {
+            unsigned k = sample_key(r, j);
+            if (k >= mid) w += sample_w(k, count);
+        }
+        w = sample_block_sum(w, red);
+        if (SAMPLE_REACH(w)) lo = mid;
+        else hi = mid - 1;
+    }
+    /* level lo: W(> lo) and its size, then m */
+    double gt = 0.0, cnt = 0.0;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        unsigned k = sample_key(r, j);
+        if (k > lo) gt += sample_w(k, count);
+        else if (k == lo) cnt += 1.0;
+    }
+    gt = sample_block_sum(gt, red);
+    cnt = sample_block_sum(cnt, red);
+    const double wv = sample_w(lo, count);
+    double m = cnt;
+    if (!last) {
+        double d = fmin((thr - gt) / wv, cnt);
+        m = fmin(fmax(strict ? floor(d) + 1.0 : ceil(d), 1.0), cnt);
+        while (m > 1.0 && SAMPLE_REACH(gt + (m - 1.0) * wv)) m -= 1.0;
+        while (m < cnt && !SAMPLE_REACH(gt + m * wv)) m += 1.0;
+    }
+#undef SAMPLE_REACH
+    /* the m-th id of level lo in id order: contiguous chunks per thread */
+    const int C = (V + (int)blockDim.x - 1) / (int)blockDim.x;
+    const int j0 = min(V, (int)threadIdx.x * C), j1 = min(V, j0 + C);
+    double ct = 0.0, all;
+    for (int j = j0; j < j1; j++) ct += sample_key(r, j) == lo ? 1.0 : 0.0;
+    const double before = sample_block_exscan(ct, red, &all);
+    if (before < m && m <= before + ct) {
+        double c = before;
+        for (int j = j0; j < j1; j++)
+            if (sample_key(r, j) == lo && (c += 1.0) == m) {
+                *pick = j;
+                break;
+            }
+    }
+    __syncthreads();
+    *v = lo;
+    *id = *pick;
+    __syncthreads(); /* *pick may be written again by the next search */
+    return 1;
+}
+
 /* ids[n], logp[n] <- rows of logits[n, V]; u[n] read when temperature > 0 */
 static __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *ids, float *logp,
                                                                        const float *logits, int V,
-                                                                       float temperature, const double *u) {
+                                                                       float temperature, int top_k, float top_p,
+                                                                       float min_p, const double *u) {
     __shared__ double red[SAMPLE_WARPS];
     __shared__ float redv[SAMPLE_WARPS];
     __shared__ int redi[2 * SAMPLE_WARPS];
@@ -142,54 +250,79 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *
         }
         return;
     }
-    const float T = temperature;
+    sample_row row = {z, mx, temperature, 1.0f, 0.0f, 0u, INT_MAX};
     double s = 0.0;
-    for (int j = threadIdx.x; j < V; j += blockDim.x) s += (double)expf((z[j] - mx) / T);
-    s = sample_block_sum(s, red);
-    const float inv = (float)(1.0 / s);
-    /* this thread's contiguous ids, summed in id order */
-    const int C = (V + (int)blockDim.x - 1) / (int)blockDim.x;
-    const int j0 = min(V, (int)threadIdx.x * C), j1 = min(V, j0 + C);
-    double st = 0.0;
-    int last_pos = -1;
-    for (int j = j0; j < j1; j++) {
-        float p = expf((z[j] - mx) / T) * inv;
-        if (p > 0.0f) st += (double)p, last_pos = j;
+    int pmax = 0; /* bits of the largest expf term */
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float p = sample_prob(row, j); /* inv = 1: the unscaled term */
+        s += (double)p;
+        pmax = max(pmax, (int)__float_as_uint(p));
     }
+    s = sample_block_sum(s, red);
+    int unused;
+    sample_block_min_max(0, pmax, &unused, &pmax, redi);
+    row.inv = (float)(1.0 / s);
+    /* the largest prob (the host's pmax: scaling by inv keeps the order) */
+    if (min_p > 0.0f) row.floor_p = min_p * (__uint_as_float((unsigned)pmax) * row.inv);
     double mass;
-    const double pt = sample_block_exscan(st, red, &mass);
-    const double target = u[r] * mass, rem = target - pt;
-    /* owner: the lowest thread with 0 <= rem < S_t; with none (target
-       rounded up to the mass), the last id with prob > 0 */
-    int owner, last;
-    sample_block_min_max(rem >= 0.0 && rem < st ? (int)threadIdx.x : INT_MAX, last_pos, &owner, &last, redi);
-    if (owner == INT_MAX) {
-        if (threadIdx.x == 0) pick = last >= 0 ? last : best;
-    } else if ((int)threadIdx.x == owner) {
-        double cum = 0.0;
-        int id = j1 - 1;
+    if ((top_k > 0 && top_k < V) || (top_p > 0.0f && top_p < 1.0f)) {
+        /* the host sorts: top-k, then top-p, then the draw, in the order
+           (prob desc, id asc); each cut moves the cutoff */
+        unsigned cv;
+        int cj;
+        if (top_k > 0 && top_k < V &&
+            sample_search(row, V, true, false, (double)top_k, false, &cv, &cj, &mass, red, redi, &pick))
+            row.cv = cv, row.cj = cj;
+        if (top_p > 0.0f && top_p < 1.0f &&
+            sample_search(row, V, false, false, (double)top_p, false, &cv, &cj, &mass, red, redi, &pick))
+            row.cv = cv, row.cj = cj;
+        int id = best;
+        sample_search(row, V, false, true, u[r], true, &cv, &id, &mass, red, redi, &pick);
+        if (threadIdx.x == 0) pick = id; /* (best when nothing is kept: min_p > 1) */
+    } else {
+        /* id order (the host's order without a sort), over the min-p
+           candidates: this thread's contiguous ids, summed in id order */
+        const int C = (V + (int)blockDim.x - 1) / (int)blockDim.x;
+        const int j0 = min(V, (int)threadIdx.x * C), j1 = min(V, j0 + C);
+        double st = 0.0;
+        int last_pos = -1;
         for (int j = j0; j < j1; j++) {
-            float p = expf((z[j] - mx) / T) * inv;
-            if (p > 0.0f) {
-                cum += (double)p;
-                if (rem < cum) {
-                    id = j;
-                    break;
+            unsigned k = sample_key(row, j);
+            if (k) st += (double)__uint_as_float(k), last_pos = j;
+        }
+        const double pt = sample_block_exscan(st, red, &mass);
+        const double target = u[r] * mass, rem = target - pt;
+        /* owner: the lowest thread with 0 <= rem < S_t; with none (target
+           rounded up to the mass), the last kept id */
+        int owner, last;
+        sample_block_min_max(rem >= 0.0 && rem < st ? (int)threadIdx.x : INT_MAX, last_pos, &owner, &last, redi);
+        if (owner == INT_MAX) {
+            if (threadIdx.x == 0) pick = last >= 0 ? last : best;
+        } else if ((int)threadIdx.x == owner) {
+            double cum = 0.0;
+            int id = j1 - 1;
+            for (int j = j0; j < j1; j++) {
+                unsigned k = sample_key(row, j);
+                if (k) {
+                    cum += (double)__uint_as_float(k);
+                    if (rem < cum) {
+                        id = j;
+                        break;
+                    }
                 }
             }
+            pick = id;
         }
-        pick = id;
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-        float p = expf((z[pick] - mx) / T) * inv;
         ids[r] = pick;
-        logp[r] = (float)log((double)p / mass);
+        logp[r] = (float)log((double)sample_prob(row, pick) / mass);
     }
 }
 
 void cuda_sample(backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temperature,
-                 const double *u) {
+                 int top_k, float top_p, float min_p, const double *u) {
     if (be->err[0] || n <= 0 || V <= 0) return;
     if (temperature > 0.0f && !u) {
         CU_ERR(be, "sample: temperature %g needs u", (double)temperature);
@@ -197,6 +330,6 @@ void cuda_sample(backend *be, int32_t *ids, float *logp, const float *logits, in
     }
     cuda_impl *im = CUDA_IMPL(be);
     int threads = V >= SAMPLE_THREADS ? SAMPLE_THREADS : (V + 31) / 32 * 32;
-    LAUNCH(sample_kernel, n, threads, 0, im->stream, ids, logp, logits, V, temperature, u);
+    LAUNCH(sample_kernel, n, threads, 0, im->stream, ids, logp, logits, V, temperature, top_k, top_p, min_p, u);
     CU_LAUNCHED(be, "sample_kernel");
 }

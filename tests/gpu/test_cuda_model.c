@@ -287,21 +287,23 @@ static int run_greedy(const char *label, const model_config *cfg, backend *cpu, 
 /* rollout_generate on three engines: the CPU backend, the CUDA backend with
    on-device sampling (be->sample), and the CUDA backend with be->sample
    hidden (the host sampler on the same device logits). 3 prompts x group G,
-   32 new tokens each. Device vs host sampling on one backend: identical
+   32 new tokens each, plain sampling and with top-k / top-p / min-p filters
+   (on the device too). Device vs host sampling on one backend: identical
    tokens, log-probs within 1e-5 relative. CUDA vs CPU: identical tokens
    (greedy must; sampled ones may differ only where a u falls within the
    ~1e-6 logit difference of a CDF step, not expected here), log-probs within
    5e-4 relative to max(|logp|, 1). */
 /* be->sample, counting the rows it samples (the rollout must use it) */
-static void (*real_sample)(backend *, int32_t *, float *, const float *, int, int, float, const double *);
+static void (*real_sample)(backend *, int32_t *, float *, const float *, int, int, float, int, float, float,
+                           const double *);
 static long n_sampled_rows;
 static void counting_sample(backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temp,
-                            const double *u) {
+                            int top_k, float top_p, float min_p, const double *u) {
     n_sampled_rows += n;
-    real_sample(be, ids, logp, logits, n, V, temp, u);
+    real_sample(be, ids, logp, logits, n, V, temp, top_k, top_p, min_p, u);
 }
 
-static int run_rollout(const char *label, const model_config *cfg, float temperature, int G, backend *cpu,
+static int run_rollout(const char *label, const model_config *cfg, sampler_config sc, int G, backend *cpu,
                        backend *gpu) {
     enum { P = 3, GEN = 32 };
     const int plen[P] = {5, 12, 1};
@@ -312,7 +314,7 @@ static int run_rollout(const char *label, const model_config *cfg, float tempera
         for (int p = 0; p < plen[s]; p++) ids[s][p] = (int32_t)((7 + 31 * s + 17 * p) % cfg->vocab);
         pr[s] = (rollout_prompt){ids[s], plen[s], (uint64_t)(100 + s)};
     }
-    rollout_config rc = {.sampler = {.temperature = temperature, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f},
+    rollout_config rc = {.sampler = sc,
                          .max_new_tokens = GEN, .seed = 5};
     model mc, mg;
     rollout_engine ec, eg;
@@ -403,9 +405,13 @@ int main(void) {
     if (run_config("gqa+bias+tied", &a, 0, cpu, gpu) || run_config("mha untied", &b, 0, cpu, gpu)) n_fail++;
     if (run_config("bf16 gqa+bias+tied", &a, 1, cpu, gpu) || run_config("bf16 mha untied", &b, 1, cpu, gpu)) n_fail++;
     if (run_greedy("greedy 3x32 tokens gqa+bias+tied", &a, cpu, gpu)) n_fail++;
-    if (run_rollout("rollout greedy 3x32", &a, 0.0f, 1, cpu, gpu)) n_fail++;
-    if (run_rollout("rollout T1 3x2x32", &a, 1.0f, 2, cpu, gpu)) n_fail++;
-    if (run_rollout("rollout T0.7 3x2x32 mha", &b, 0.7f, 2, cpu, gpu)) n_fail++;
+    const sampler_config greedy = {0.0f, 0, 1.0f, 0.0f}, t1 = {1.0f, 0, 1.0f, 0.0f}, t07 = {0.7f, 0, 1.0f, 0.0f};
+    const sampler_config filt = {1.0f, 40, 0.9f, 0.02f}, topk = {0.7f, 8, 1.0f, 0.0f};
+    if (run_rollout("rollout greedy 3x32", &a, greedy, 1, cpu, gpu)) n_fail++;
+    if (run_rollout("rollout T1 3x2x32", &a, t1, 2, cpu, gpu)) n_fail++;
+    if (run_rollout("rollout T0.7 3x2x32 mha", &b, t07, 2, cpu, gpu)) n_fail++;
+    if (run_rollout("rollout T1 k40 p0.9 minp0.02 3x2x32", &a, filt, 2, cpu, gpu)) n_fail++;
+    if (run_rollout("rollout T0.7 k8 3x2x32 mha", &b, topk, 2, cpu, gpu)) n_fail++;
     printf("%d of %d checks failed\n", n_fail, n_check);
     gpu->destroy(gpu);
     cpu->destroy(cpu);

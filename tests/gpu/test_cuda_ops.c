@@ -714,7 +714,7 @@ static void test_sample(int n, int V) {
         sampler_config c = {.temperature = temp, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f};
         poison_dev(gpu, idg, (size_t)n * sizeof(int32_t));
         poison_dev(gpu, lpg, (size_t)n * sizeof(float));
-        gpu->sample(gpu, idg, lpg, zg, n, V, temp, temp > 0 ? ug : NULL);
+        gpu->sample(gpu, idg, lpg, zg, n, V, temp, 0, 1.0f, 0.0f, temp > 0 ? ug : NULL);
         gpu->copy_d2h(gpu, id_h, idg, (size_t)n * sizeof(int32_t));
         gpu->copy_d2h(gpu, lp_h, lpg, (size_t)n * sizeof(float));
         int sg = gpu->sync(gpu), same = 0, invalid = 0, first_diff = -1;
@@ -759,13 +759,126 @@ static void test_sample(int n, int V) {
     free(z); free(u); free(pd); free(id_h); free(lp_h);
 }
 
-static void test_sample_rate(void) {
-    double rate = smp_rows ? (double)smp_same / smp_rows : 0;
-    int ok = smp_rows > 0 && rate >= 0.99;
+static void test_sample_rate(const char *what, int same, int rows, int edge_same, int edge_rows) {
+    double rate = rows ? (double)same / rows : 0;
+    int ok = rows > 0 && rate >= 0.99;
     n_check++;
     if (!ok) n_fail++;
     printf("%-4s %-44s %d/%d random-u rows (%.2f%%, need 99%%); u = 0, 1-2^-53 rows: %d/%d\n", ok ? "ok" : "FAIL",
-           "sample ids equal to the host sampler's", smp_same, smp_rows, 100 * rate, smp_edge_same, smp_edge_rows);
+           what, same, rows, 100 * rate, edge_same, edge_rows);
+}
+
+/* The host's mass before id i in its order: (prob desc, id asc) when it
+   sorts (top_k in (0, V) or top_p in (0, 1)), else id order; pd[V] is its
+   filtered distribution (sampler_distribution). */
+static double smp_mass_before(const sampler_config *c, const double *pd, int V, int i) {
+    int sorted = (c->top_k > 0 && c->top_k < V) || (c->top_p > 0 && c->top_p < 1);
+    double before = 0;
+    for (int j = 0; j < V; j++)
+        if (sorted ? pd[j] > pd[i] || (pd[j] == pd[i] && j < i) : j < i) before += pd[j];
+    return before;
+}
+
+/* sample with filters (top-k, top-p, min-p) against the host sampler on the
+   same logits and u, the rules of test_sample: every id inside its u's step
+   of the host's running mass (in the host's order, up to 1e-12), log-probs
+   of equal ids within 1e-5 relative, >= 99% of random-u ids equal (rate
+   line). Rows by r % 5: continuous logits (flat to peaked); 6 levels only
+   (thousands of exactly equal logits, every cut falls inside a tie); all
+   equal but 3 ids (one level holds the rest); continuous with the maximum
+   copied to 3 ids and a block of V/4 equal logits; 2^m <= 8 equal logits
+   and the rest at -200 (prob exactly 0), u = 0.5: probs 2^-m, so the
+   running mass meets top_p * mass (top_p 0.5: the cut keeps the id that
+   reaches it) and u * mass (the draw takes the next id) exactly. Settings: top_k in {1, 2, 50, V-1, V, V+5}, top_p in {0.1, 0.5, 0.9,
+   1}, min_p in {0, 0.05, 0.5} at
+   temperatures 1 and 0.7: all combinations for small V; for V = 49152 each
+   value alone and a few combinations (the emulation is slow there). */
+static int flt_same, flt_rows, flt_edge_same, flt_edge_rows;
+static void test_sample_filter(int n, int V) {
+    float *z = malloc((size_t)n * V * sizeof(float));
+    double *u = malloc((size_t)n * sizeof(double)), *pd = malloc((size_t)V * sizeof(double));
+    for (int r = 0; r < n; r++) {
+        float sc = 1.0f + 2.0f * (r / 5 % 3), *row = z + (size_t)r * V;
+        int best = 0, pow2 = V >= 8 ? 8 : V >= 4 ? 4 : 2;
+        for (int j = 0; j < V; j++) {
+            switch (r % 5) {
+            case 0: row[j] = sc * rnd_uniform(-4.0f, 4.0f); break;
+            case 1: row[j] = 0.5f * sc * (float)rnd_int(6); break;
+            case 2: row[j] = 0.0f; break;
+            case 3: row[j] = j >= V / 2 && j < V / 2 + V / 4 ? 1.0f : sc * rnd_uniform(-4.0f, 4.0f); break;
+            default: row[j] = j % (V / pow2) == 0 && j / (V / pow2) < pow2 ? 0.0f : -200.0f;
+            }
+            if (row[j] > row[best]) best = j;
+        }
+        if (r % 5 == 2) row[rnd_int(V)] = 2.0f, row[rnd_int(V)] = 1.0f, row[rnd_int(V)] = 1.0f;
+        if (r % 5 == 3) row[rnd_int(V)] = row[best], row[rnd_int(V)] = row[best];
+        u[r] = r % 5 == 4 ? 0.5 : (double)(rnd_u64() >> 11) * 0x1.0p-53;
+    }
+    u[0] = 0.0;
+    if (n > 1) u[n - 1] = 0x1.fffffffffffffp-1;
+    smp_dev d = smp_up(z, u, n, V);
+    int32_t *id_h = malloc((size_t)n * sizeof(int32_t));
+    float *lp_h = malloc((size_t)n * sizeof(float));
+    sampler_scratch sc;
+    if (sampler_scratch_init(&sc, V)) {
+        fprintf(stderr, "FATAL: out of memory\n");
+        exit(1);
+    }
+    const int ks[] = {0, 1, 2, 50, V - 1, V, V + 5};
+    const float ps[] = {1.0f, 0.1f, 0.5f, 0.9f}, mps[] = {0.0f, 0.05f, 0.5f}, temps[] = {1.0f, 0.7f};
+    int n_cfg = 0, bad_cfg = 0, all = 0, all_same = 0, invalid_all = 0;
+    double worst = 0;
+    char first_bad[700] = "";
+    for (int ti = 0; ti < 2; ti++)
+        for (int ki = 0; ki < 7; ki++)
+            for (int pi = 0; pi < 4; pi++)
+                for (int mi = 0; mi < 3; mi++) {
+                    if (ki == 0 && pi == 0 && mi == 0) continue; /* no filter: test_sample */
+                    /* V = 49152: one setting at a time, and top-k 50 with each other filter */
+                    if (V > 1000 && (ki != 0) + (pi != 0) + (mi != 0) > (ki == 3 ? 2 : 1)) continue;
+                    sampler_config c = {.temperature = temps[ti], .top_k = ks[ki], .top_p = ps[pi], .min_p = mps[mi]};
+                    poison_dev(gpu, d.id, (size_t)n * sizeof(int32_t));
+                    poison_dev(gpu, d.lp, (size_t)n * sizeof(float));
+                    gpu->sample(gpu, d.id, d.lp, d.z, n, V, c.temperature, c.top_k, c.top_p, c.min_p, d.u);
+                    gpu->copy_d2h(gpu, id_h, d.id, (size_t)n * sizeof(int32_t));
+                    gpu->copy_d2h(gpu, lp_h, d.lp, (size_t)n * sizeof(float));
+                    int sg = gpu->sync(gpu), invalid = 0, same = 0;
+                    double max_rel = 0;
+                    for (int r = 0; r < n; r++) {
+                        float lc;
+                        const float *row = z + (size_t)r * V;
+                        int32_t ic = sampler_sample(&c, row, V, u[r], &sc, &lc), ig = id_h[r];
+                        if (r == 0 || r == n - 1) flt_edge_rows++, flt_edge_same += ic == ig;
+                        else flt_rows++, flt_same += ic == ig;
+                        sampler_distribution(&c, row, V, &sc, pd);
+                        double before = ig >= 0 && ig < V ? smp_mass_before(&c, pd, V, ig) : 0;
+                        if (ig < 0 || ig >= V || !(pd[ig] > 0) || before > u[r] + 1e-12 ||
+                            u[r] >= before + pd[ig] + 1e-12)
+                            invalid++;
+                        if (ic != ig) continue;
+                        same++;
+                        double rel = fabs((double)lp_h[r] - lc) / fmax(fabs((double)lc), 1e-6);
+                        if (!(rel <= max_rel)) max_rel = isfinite(rel) ? rel : INFINITY;
+                    }
+                    n_cfg++, all += n, all_same += same, invalid_all += invalid;
+                    if (max_rel > worst) worst = max_rel;
+                    if (sg || invalid || !(max_rel <= 1e-5)) {
+                        if (!bad_cfg++)
+                            snprintf(first_bad, sizeof first_bad, "T%.1f k%d p%.2f minp%.2f: %d invalid, logp rel %.2e%s%s",
+                                     (double)c.temperature, c.top_k, (double)c.top_p, (double)c.min_p, invalid, max_rel,
+                                     sg ? ", cuda error: " : "", sg ? gpu->err : "");
+                    }
+                }
+    n_check++;
+    if (bad_cfg) n_fail++;
+    char name[96];
+    snprintf(name, sizeof name, "sample filters n%d V%d", n, V);
+    printf("%-4s %-44s %d settings, ids equal %d/%d, %d outside their u's step, logp rel %.3e (tol 1e-5)%s%s\n",
+           bad_cfg ? "FAIL" : "ok", name, n_cfg, all_same, all, invalid_all, worst, bad_cfg ? "; first bad: " : "",
+           first_bad);
+    sampler_scratch_free(&sc);
+    smp_free(&d);
+    free(z); free(u); free(pd); free(id_h); free(lp_h);
 }
 
 /* sample draws follow softmax(z / T): N rows of the same logits (V = 8,
@@ -789,7 +902,7 @@ static void test_sample_chi2(int N) {
     float *zg = d.z, *lpg = d.lp;
     double *ug = d.u;
     int32_t *idg = d.id;
-    gpu->sample(gpu, idg, lpg, zg, N, V, temp, ug);
+    gpu->sample(gpu, idg, lpg, zg, N, V, temp, 0, 1.0f, 0.0f, ug);
     int32_t *id = malloc((size_t)N * sizeof(int32_t));
     gpu->copy_d2h(gpu, id, idg, (size_t)N * sizeof(int32_t));
     int sg = gpu->sync(gpu), bad = 0;
@@ -1072,7 +1185,10 @@ int main(void) {
         static const int Vs[] = {49152, 97, 3}, ns[] = {1, 7, 64};
         for (int i = 0; i < 3; i++)
             for (int j = 0; j < 3; j++) test_sample(ns[j], Vs[i]);
-        test_sample_rate();
+        test_sample_rate("sample ids equal to the host sampler's", smp_same, smp_rows, smp_edge_same, smp_edge_rows);
+        static const int fV[] = {3, 97, 49152}, fn[] = {25, 25, 10};
+        for (int i = 0; i < 3; i++) test_sample_filter(fn[i], fV[i]);
+        test_sample_rate("sample filters: ids equal to the host's", flt_same, flt_rows, flt_edge_same, flt_edge_rows);
         test_sample_chi2(getenv("RFT_TEST_QUICK") ? 4000 : 100000);
     }
     test_adamw(100003);
