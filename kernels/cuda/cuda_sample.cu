@@ -1,24 +1,39 @@
 /* kernels/cuda/cuda_sample.cu: on-device token sampling for rollouts
  * (backend.h `sample`): greedy argmax + log-prob, or a draw from the
- * temperature softmax by inverse CDF in id order, so the [n, V] logits of a
- * decode step never travel to the host. One block per row, SAMPLE_THREADS
- * threads (fewer for V < 512: the warps that cover V); every reduction and the scan run in a fixed order (double for
- * sums), no atomics: the result depends on the row and u only.
+ * temperature softmax with the top-k / top-p / min-p filters, so the [n, V]
+ * logits of a decode step never travel to the host. One block per row,
+ * SAMPLE_THREADS threads (fewer for V < 512: the warps that cover V); every
+ * reduction and scan runs in a fixed order (double for sums), no atomics, no
+ * temporary: the result depends on the row, u and the settings only.
  *
  * The arithmetic follows trainer/sampler.c (the reference) step by step:
  * greedy: logp = -log(sum_i exp((double)z_i - z_best)); sampled:
  * p_i = expf((z_i - max) / T) (fp32), sum in double, prob_i = p_i * (float)(1
- * / sum) (fp32), mass = sum prob_i (double), target = u * mass, pick = the
- * first id whose cumulative prob exceeds target (else the last id with
- * prob > 0), logp = log(prob_pick / mass). Only the summation order differs
- * (and expf may differ by an ulp), so a draw within ~1e-15 of a CDF step
- * can land on the neighbouring id.
+ * / sum) (fp32); candidates prob_i > 0 and >= min_p * max prob (fp32); with
+ * top-k / top-p the host sorts them (prob desc, id asc) and cuts a head,
+ * else keeps id order; mass = sum of the kept prob (double), target = u *
+ * mass, pick = the first kept id in that order whose running mass exceeds
+ * target (else the last kept id), logp = log(prob_pick / mass). Only the
+ * summation order differs (and expf may differ by an ulp), so a draw or a
+ * top-p cut within ~1e-15 of a step of the running mass can land on the
+ * neighbouring id.
  *
- * Sampled mode, cumulative search: thread t owns the contiguous ids
- * [t*C, (t+1)*C) (C = ceil(V / threads)) and sums its prob_i in id order
- * (S_t); a block exclusive scan gives P_t; the owner is the lowest t with
- * 0 <= target - P_t < S_t, and it walks its ids again in the same order,
- * so the walk's running sum ends at exactly S_t and always finds the id. */
+ * Id order (no top-k / top-p): thread t owns the contiguous ids [t*C,
+ * (t+1)*C) (C = ceil(V / threads)) and sums its kept prob_i in id order
+ * (S_t); a block exclusive scan gives P_t; the owner is the lowest t with 0
+ * <= target - P_t < S_t, and it walks its ids again in the same order, so
+ * the walk's running sum ends at exactly S_t and always finds the id.
+ *
+ * Sorted order, without sorting (sample_search): the k-th id, the top-p
+ * cut and the draw are each "the first id in (prob desc, id asc) order at
+ * which a running sum reaches a threshold"; a prob's fp32 bits order as the
+ * prob, so the answer's prob is found by searching the bits (each pass over
+ * the row sums the weights above 7 thresholds: 3 bits per pass, ~10 passes
+ * for the whole range of probs), and its id among the ids of equal prob (the
+ * host's ties: lower id first) by a counted walk in id order. Each cut
+ * becomes the cutoff (prob bits, id) that defines the kept ids for the next
+ * search: top-k, then top-p, then the draw. ~40 passes over the row with
+ * both filters, each recomputing prob_i from the logits. */
 #include <limits.h>
 #include <math.h>
 
@@ -27,6 +42,7 @@
 #define SAMPLE_THREADS 512 /* fewer (a multiple of 32 covering V) for small V */
 #define SAMPLE_WARPS (SAMPLE_THREADS / 32)
 #define N_WARPS ((int)blockDim.x / 32)
+#define SAMPLE_SPLIT 8 /* thresholds per pass of the search (7 sums): 3 bits of a key per pass */
 
 /* sum of v over the block, the same value in every thread (warps in order) */
 static __device__ double sample_block_sum(double v, double *red) {
@@ -38,6 +54,22 @@ static __device__ double sample_block_sum(double v, double *red) {
     double s = 0.0;
     for (int i = 0; i < N_WARPS; i++) s += red[i];
     return s;
+}
+
+/* v[0..nv) <- their sums over the block, the same in every thread (warps in
+   order); nv <= SAMPLE_SPLIT, red holds SAMPLE_SPLIT * SAMPLE_WARPS */
+static __device__ __forceinline__ void sample_block_sums(double *v, int nv, double *red) {
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    for (int i = 0; i < nv; i++) v[i] = warp_sum_d(v[i]);
+    __syncthreads(); /* red may still be read by a previous reduction */
+    if (l == 0)
+        for (int i = 0; i < nv; i++) red[i * SAMPLE_WARPS + w] = v[i];
+    __syncthreads();
+    for (int i = 0; i < nv; i++) {
+        double s = 0.0;
+        for (int k = 0; k < N_WARPS; k++) s += red[i * SAMPLE_WARPS + k];
+        v[i] = s;
+    }
 }
 
 /* better (value, id): larger value, then lower id; NaN never wins */
@@ -150,7 +182,8 @@ static __device__ __forceinline__ double sample_w(unsigned key, bool count) {
  * *total; 0 when the total does not reach thr, unless last_if_none (then the
  * last kept id in the order). No sort: the bits v of that id are the largest
  * with W(>= v) reaching thr, W(>= v) = sum of w over kept ids with bits >= v
- * (a block sum per step, bisection on [min, max] kept bits); the id is the
+ * (block sums at SAMPLE_SPLIT - 1 thresholds per pass, narrowing [min, max]
+ * kept bits SAMPLE_SPLIT-fold per pass); the id is the
  * m-th of level v in id order, m the least with W(> v) + m * w(v) reaching
  * thr (the level's ids weigh the same), found by chunk counts, a block scan
  * and one chunk walk. Every value is the same in every thread. */
@@ -172,26 +205,47 @@ static __device__ int sample_search(const sample_row &r, int V, bool count, bool
     bool last = !SAMPLE_REACH(s);
     if (last && !last_if_none) return 0;
     unsigned lo = (unsigned)kmin, hi = last ? lo : (unsigned)kmax;
-    while (lo < hi) { /* invariant: W(>= lo) reaches thr, the answer is in [lo, hi] */
-        unsigned mid = lo + (hi - lo + 1) / 2;
-        double w = 0.0;
+    while (lo < hi) {
+        /* invariant: W(>= lo) reaches thr, W(>= hi + 1) does not; split
+           [lo, hi] at t_q = lo + ceil(q * width / SPLIT), q = 1..SPLIT-1 (a
+           t_q past hi does not reach), keep [t_q, t_q+1 - 1] for the largest
+           t_q that reaches */
+        unsigned t[SAMPLE_SPLIT];
+        double w[SAMPLE_SPLIT];
+        const unsigned long long width = (unsigned long long)(hi - lo) + 1;
+        for (int q = 0; q < SAMPLE_SPLIT; q++)
+            t[q] = lo + (unsigned)((width * q + SAMPLE_SPLIT - 1) / SAMPLE_SPLIT), w[q] = 0.0;
         for (int j = threadIdx.x; j < V; j += blockDim.x) {
             unsigned k = sample_key(r, j);
-            if (k >= mid) w += sample_w(k, count);
+            if (k > lo) {
+                double x = sample_w(k, count);
+#pragma unroll
+                for (int q = 1; q < SAMPLE_SPLIT; q++)
+                    if (k >= t[q]) w[q] += x;
+            }
         }
-        w = sample_block_sum(w, red);
-        if (SAMPLE_REACH(w)) lo = mid;
-        else hi = mid - 1;
+        sample_block_sums(w + 1, SAMPLE_SPLIT - 1, red);
+        /* W falls with t (sums of fewer non-negative terms, same order), so
+           the t_q that reach are a prefix; constant indices keep t and w in
+           registers */
+        unsigned nlo = lo, nhi = hi;
+        bool reached = true;
+#pragma unroll
+        for (int q = 1; q < SAMPLE_SPLIT; q++) {
+            if (reached && SAMPLE_REACH(w[q])) nlo = t[q];
+            else if (reached) reached = false, nhi = t[q] - 1;
+        }
+        lo = nlo, hi = nhi;
     }
     /* level lo: W(> lo) and its size, then m */
-    double gt = 0.0, cnt = 0.0;
+    double lv[2] = {0.0, 0.0}; /* W(> lo), level size */
     for (int j = threadIdx.x; j < V; j += blockDim.x) {
         unsigned k = sample_key(r, j);
-        if (k > lo) gt += sample_w(k, count);
-        else if (k == lo) cnt += 1.0;
+        if (k > lo) lv[0] += sample_w(k, count);
+        else if (k == lo) lv[1] += 1.0;
     }
-    gt = sample_block_sum(gt, red);
-    cnt = sample_block_sum(cnt, red);
+    sample_block_sums(lv, 2, red);
+    const double gt = lv[0], cnt = lv[1];
     const double wv = sample_w(lo, count);
     double m = cnt;
     if (!last) {
@@ -227,7 +281,7 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *
                                                                        const float *logits, int V,
                                                                        float temperature, int top_k, float top_p,
                                                                        float min_p, const double *u) {
-    __shared__ double red[SAMPLE_WARPS];
+    __shared__ double red[SAMPLE_SPLIT * SAMPLE_WARPS];
     __shared__ float redv[SAMPLE_WARPS];
     __shared__ int redi[2 * SAMPLE_WARPS];
     __shared__ int pick;
