@@ -192,16 +192,19 @@ struct backend {
      *     (lowest id on ties), logp[r] = log-softmax (temperature 1) there,
      *     -log(sum_j exp((double)z_j - max));
      *   temperature T > 0: prob_j = expf((z_j - max) / T) * (float)(1 / sum)
-     *     (fp32 terms, sum = sum_j expf(...) in double). Candidates: prob_j >
-     *     0 and prob_j >= min_p * max_j prob_j (fp32 product; min_p <= 0:
-     *     off). Sorted when top_k in (0, V) or top_p in (0, 1), in the order
-     *     (prob desc, id asc) (equal probs: lower id first), else id order.
-     *     Sorted: top-k keeps the first top_k candidates (all if fewer);
-     *     top-p then keeps the shortest head of the kept ids whose running
-     *     mass reaches (>=) top_p * (their mass). The kept ids' mass (double)
-     *     is the normaliser; ids[r] is the first kept id, in that order,
-     *     whose running mass exceeds (>) u[r] * mass (the last kept id if
-     *     rounding leaves none), logp[r] = log(prob_id / mass).
+     *     (fp32 terms, sum = sum_j expf(...) in double). Filters in Hugging
+     *     Face's (and vLLM's) order: top-k, top-p, then min-p. Sorted when
+     *     top_k in (0, V) or top_p in (0, 1): the ids with prob_j > 0 in the
+     *     order (prob desc, id asc) (equal probs: lower id first); top-k
+     *     keeps the first top_k (all if fewer); top-p then keeps the
+     *     shortest head of the kept ids whose running mass reaches (>=)
+     *     top_p * (their mass); min-p then drops the head's ids with prob_j
+     *     < min_p * max_j prob_j (fp32 product; min_p <= 0: off). Else id
+     *     order: the ids with prob_j > 0 and prob_j >= that floor. The kept
+     *     ids' mass (double) is the normaliser; ids[r] is the first kept id,
+     *     in that order, whose running mass exceeds (>) u[r] * mass (the
+     *     last kept id if rounding leaves none), logp[r] = log(prob_id /
+     *     mass).
      * This is trainer/sampler.c's sampler_sample exactly, up to summation
      * order (and expf by an ulp): a draw (or a top-p cut) within ~1e-15 of a
      * step of the running mass may land on the neighbouring id. top_k, top_p,

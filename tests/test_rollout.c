@@ -3,9 +3,13 @@
  * counts; a (seed, prompt, index) completion independent of the batch around
  * it; stop strings across token boundaries, stop ids, max_new_tokens; empty
  * and over-long prompts rejected; sampler frequencies against the intended
- * distribution (chi-square) for temperature / top-k / top-p / min-p;
+ * distribution (chi-square) for temperature / top-k / top-p / min-p; the
+ * sampler's kept set against transformers' warpers (fixture
+ * tests/fixtures/sampler_cases.json from tools/ref_sampler.py: top-k, top-p,
+ * then min-p);
  * rollout_grade (grading overlapped with generation) gives the completions
  * and grades of rollout_generate followed by grader_runner_grade. */
+#include <jansson.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -241,6 +245,49 @@ static void check_distribution(const char *name, float T, int top_k, float top_p
     sampler_scratch_free(&s);
 }
 
+/* ---- sampler kept set against transformers' warpers (tools/ref_sampler.py) ---- */
+static void check_hf_kept_sets(void) {
+    json_error_t jerr;
+    json_t *root = json_load_file("tests/fixtures/sampler_cases.json", 0, &jerr);
+    json_t *cases = json_object_get(root, "cases");
+    size_t nc = json_array_size(cases);
+    int bad = 0, max_v = 0;
+    for (size_t ci = 0; ci < nc; ci++) {
+        json_t *cs = json_array_get(cases, ci), *jl = json_object_get(cs, "logits"), *jk = json_object_get(cs, "kept");
+        int V = (int)json_array_size(jl);
+        float *z = malloc((size_t)V * sizeof *z);
+        double *p = malloc((size_t)V * sizeof *p);
+        char *want = calloc((size_t)V, 1);
+        for (int i = 0; i < V; i++) z[i] = (float)json_number_value(json_array_get(jl, i));
+        for (size_t k = 0; k < json_array_size(jk); k++) want[json_integer_value(json_array_get(jk, k))] = 1;
+        sampler_config c = {.temperature = (float)json_number_value(json_object_get(cs, "temperature")),
+                            .top_k = (int)json_integer_value(json_object_get(cs, "top_k")),
+                            .top_p = (float)json_number_value(json_object_get(cs, "top_p")),
+                            .min_p = (float)json_number_value(json_object_get(cs, "min_p"))};
+        sampler_scratch s;
+        sampler_scratch_init(&s, V);
+        sampler_distribution(&c, z, V, &s, p);
+        int n_got = 0, n_want = (int)json_array_size(jk), first = -1;
+        for (int i = 0; i < V; i++) {
+            n_got += p[i] > 0;
+            if ((p[i] > 0) != want[i] && first < 0) first = i;
+        }
+        if (first >= 0) {
+            bad++;
+            printf("FAIL sampler vs transformers: case %zu (%s, V %d, T %g, top_k %d, top_p %g, min_p %g): keeps %d "
+                   "ids, transformers %d; id %d differs\n",
+                   ci, json_string_value(json_object_get(cs, "name")), V, (double)c.temperature, c.top_k,
+                   (double)c.top_p, (double)c.min_p, n_got, n_want, first);
+        }
+        max_v = V > max_v ? V : max_v;
+        sampler_scratch_free(&s);
+        free(z), free(p), free(want);
+    }
+    CHECK(root && nc >= 50 && bad == 0, "sampler kept set = transformers' (temperature, top-k, top-p, min-p warpers): %zu "
+          "cases (V 3..%d, ties, [.5 .3 .2] top_p 0.6 min_p 0.5 keeps {0, 1}), %d differ", nc, max_v, bad);
+    json_decref(root);
+}
+
 int main(void) {
     backend *be = backend_cpu_create(2);
     tokenizer *tok = make_tokenizer();
@@ -429,6 +476,9 @@ int main(void) {
     check_distribution("top_p 0.8", 1.0f, 0, 0.8f, 0.0f);
     check_distribution("temp 1.5 top_p 0.9 top_k 12", 1.5f, 12, 0.9f, 0.0f);
     check_distribution("min_p 0.05", 1.0f, 0, 1.0f, 0.05f);
+    check_distribution("top_p 0.8 min_p 0.1", 1.0f, 0, 0.8f, 0.1f);
+    check_distribution("temp 0.7 top_k 12 top_p 0.9 min_p .02", 0.7f, 12, 0.9f, 0.02f);
+    check_hf_kept_sets();
 
     test_rollout_grade(m, tok);
 

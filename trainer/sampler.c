@@ -1,6 +1,7 @@
 /* trainer/sampler.c: temperature / top-k / top-p / min-p / greedy sampling
  * of one token from a row of logits. Filters follow the Hugging Face
- * generate() processors in order: temperature, top-k, top-p, min-p. */
+ * generate() processors in order (vLLM's too): temperature, top-k, top-p
+ * (against the top-k survivors' mass), min-p. */
 #include "sampler.h"
 
 #include <math.h>
@@ -121,7 +122,11 @@ static int cmp_prob_desc(const void *a, const void *b) {
 
 /* Fills s->idx[0..n) with the kept ids in descending probability (or id
  * order when no sort is needed) and s->prob with the temperature softmax;
- * returns n and the kept mass. */
+ * returns n and the kept mass. The filters run in Hugging Face generate()'s
+ * order (vLLM's too): top-k and top-p over every id with prob > 0, in the
+ * order (prob desc, id asc), top-p's mass measured against the top-k
+ * survivors (all ids without top-k); then min-p drops, from that head, the
+ * ids below min_p * the largest prob. */
 static int sampler_filter(const sampler_config *c, const float *logits, int V, sampler_scratch *s, double *mass) {
     float T = c->temperature > 0 ? c->temperature : 1.0f;
     float mx = -INFINITY;
@@ -140,61 +145,73 @@ static int sampler_filter(const sampler_config *c, const float *logits, int V, s
     }
     int need_sort = (c->top_k > 0 && c->top_k < V) || (c->top_p > 0 && c->top_p < 1);
     int n = 0;
+    /* min-p comes last in HF, on the distribution renormalised over the
+       top-k / top-p survivors; renormalising does not change ratios and the
+       largest prob always survives, so p >= min_p * pmax can be tested on
+       the original probs */
     float floor_p = c->min_p > 0 ? c->min_p * pmax : 0;
-    /* min-p is applied last in HF; since it only removes the smallest
-       probabilities of the renormalised distribution, and renormalising does
-       not change ratios, p >= min_p * pmax can be tested on the original */
-    double kept = 0; /* mass of the candidates, in id order */
+    if (!need_sort) { /* min-p alone: a threshold, kept in id order */
+        double m = 0;
+        for (int i = 0; i < V; i++)
+            if (s->prob[i] > 0 && s->prob[i] >= floor_p) s->idx[n++] = i, m += s->prob[i];
+        *mass = m;
+        return n;
+    }
+    double all = 0; /* mass of the candidates (prob > 0), in id order */
     for (int i = 0; i < V; i++)
-        if (s->prob[i] > 0 && s->prob[i] >= floor_p) s->idx[n++] = i, kept += s->prob[i];
-    if (need_sort) {
-        /* Sorting all V candidates costs ~V log V per row; the filters only
-           look at a head of the descending order. The set {p >= tau} is
-           exactly such a head (ties included, and the sort breaks ties by
-           id), so it suffices to sort it when it holds top_k ids (top-k) or
-           the top_p mass (top-p alone); tau falls by 16x until it does. The
-           result is that of the full sort. */
-        int k_need = c->top_k > 0 && c->top_k < n ? c->top_k : 0;
-        int p_on = c->top_p > 0 && c->top_p < 1;
-        float tau = pmax / 16;
-        int headed = 0;
-        for (int tries = 0; tries < 6 && n > 64; tries++, tau /= 16) {
-            int h = 0;
-            double hm = 0;
-            for (int k = 0; k < n; k++)
-                if (s->prob[s->idx[k]] >= tau) hm += s->prob[s->idx[k]], h++;
-            int enough = k_need ? h >= k_need : (p_on && hm >= c->top_p * kept * (1 + 1e-6));
-            if (!enough) continue;
-            /* keep the head only (the filters never reach the tail) */
-            int a = 0;
-            for (int k = 0; k < n; k++)
-                if (s->prob[s->idx[k]] >= tau) s->idx[a++] = s->idx[k];
-            n = h, headed = 1;
-            break;
-        }
-        t_sort_prob = s->prob;
-        qsort(s->idx, n, sizeof(int32_t), cmp_prob_desc);
-        int cut_k = k_need > 0; /* top-k removes ids (decided before the head cut) */
-        if (cut_k && c->top_k < n) n = c->top_k;
-        if (c->top_p > 0 && c->top_p < 1) {
-            /* keep the smallest prefix whose mass reaches top_p (HF: remove
-               tokens with cumulative mass of the ascending tail <= 1 - top_p);
-               the mass is that of the top-k ids, else of all candidates
-               (summed in id order when only the head was sorted) */
-            double total = 0, cum = 0;
-            if (cut_k || !headed)
-                for (int k = 0; k < n; k++) total += s->prob[s->idx[k]];
-            else
-                total = kept;
-            for (int k = 0; k < n; k++) {
-                cum += s->prob[s->idx[k]];
-                if (cum >= c->top_p * total) {
-                    n = k + 1;
-                    break;
-                }
+        if (s->prob[i] > 0) s->idx[n++] = i, all += s->prob[i];
+    /* Sorting all V candidates costs ~V log V per row; the filters only look
+       at a head of the descending order. The set {p >= tau} is exactly such
+       a head (ties included, and the sort breaks ties by id), so it suffices
+       to sort it when it holds top_k ids (top-k), or the top_p mass (top-p
+       alone), or every id above the min-p floor (tau <= floor_p, unless both
+       top-k and top-p are on): past that floor min-p removes whatever top-k or
+       top-p would keep, and top-p alone measures against the mass of all
+       candidates, known without the sort; with both, top-p needs the mass
+       of all top_k survivors. tau falls by 16x until one holds. The result
+       is that of the full sort. */
+    int k_need = c->top_k > 0 && c->top_k < n ? c->top_k : 0;
+    int p_on = c->top_p > 0 && c->top_p < 1;
+    float tau = pmax / 16;
+    int headed = 0;
+    for (int tries = 0; tries < 6 && n > 64; tries++, tau /= 16) {
+        int h = 0;
+        double hm = 0;
+        for (int k = 0; k < n; k++)
+            if (s->prob[s->idx[k]] >= tau) hm += s->prob[s->idx[k]], h++;
+        int enough = k_need ? h >= k_need : (p_on && hm >= c->top_p * all * (1 + 1e-6));
+        if (!(k_need && p_on) && tau <= floor_p) enough = 1;
+        if (!enough) continue;
+        /* keep the head only (the filters never reach the tail) */
+        int a = 0;
+        for (int k = 0; k < n; k++)
+            if (s->prob[s->idx[k]] >= tau) s->idx[a++] = s->idx[k];
+        n = h, headed = 1;
+        break;
+    }
+    t_sort_prob = s->prob;
+    qsort(s->idx, n, sizeof(int32_t), cmp_prob_desc);
+    int cut_k = k_need > 0; /* top-k removes ids (decided before the head cut) */
+    if (cut_k && c->top_k < n) n = c->top_k;
+    if (p_on) {
+        /* keep the smallest prefix whose mass reaches top_p (HF: remove
+           tokens with cumulative mass of the ascending tail <= 1 - top_p);
+           the mass is that of the top-k ids, else of all candidates (summed
+           in id order when only the head was sorted) */
+        double total = 0, cum = 0;
+        if (cut_k || !headed)
+            for (int k = 0; k < n; k++) total += s->prob[s->idx[k]];
+        else
+            total = all;
+        for (int k = 0; k < n; k++) {
+            cum += s->prob[s->idx[k]];
+            if (cum >= c->top_p * total) {
+                n = k + 1;
+                break;
             }
         }
     }
+    while (n > 0 && s->prob[s->idx[n - 1]] < floor_p) n--; /* min-p: the tail of the head */
     double m = 0;
     for (int k = 0; k < n; k++) m += s->prob[s->idx[k]];
     *mass = m;

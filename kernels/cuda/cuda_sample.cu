@@ -9,11 +9,14 @@
  * The arithmetic follows trainer/sampler.c (the reference) step by step:
  * greedy: logp = -log(sum_i exp((double)z_i - z_best)); sampled:
  * p_i = expf((z_i - max) / T) (fp32), sum in double, prob_i = p_i * (float)(1
- * / sum) (fp32); candidates prob_i > 0 and >= min_p * max prob (fp32); with
- * top-k / top-p the host sorts them (prob desc, id asc) and cuts a head,
- * else keeps id order; mass = sum of the kept prob (double), target = u *
- * mass, pick = the first kept id in that order whose running mass exceeds
- * target (else the last kept id), logp = log(prob_pick / mass). Only the
+ * / sum) (fp32); with top-k / top-p the host sorts the ids with prob_i > 0
+ * (prob desc, id asc), cuts a head (top-k, then top-p against the mass of
+ * the top-k survivors, else of all), then drops the head's ids below min_p *
+ * max prob (fp32: min-p last, Hugging Face's and vLLM's order); without them
+ * it keeps the ids with prob_i > 0 and >= that floor in id order; mass = sum
+ * of the kept prob (double), target = u * mass, pick = the first kept id
+ * in that order whose running mass exceeds target (else the last kept id),
+ * logp = log(prob_pick / mass). Only the
  * summation order differs (and expf may differ by an ulp), so a draw or a
  * top-p cut within ~1e-15 of a step of the running mass can land on the
  * neighbouring id.
@@ -32,8 +35,10 @@
  * for the whole range of probs), and its id among the ids of equal prob (the
  * host's ties: lower id first) by a counted walk in id order. Each cut
  * becomes the cutoff (prob bits, id) that defines the kept ids for the next
- * search: top-k, then top-p, then the draw. ~40 passes over the row with
- * both filters, each recomputing prob_i from the logits. */
+ * search: top-k, then top-p (both over every id with prob_i > 0), then the
+ * min-p floor is set (a final cut of the kept head: a threshold on the prob,
+ * so no search) and the draw searches what is left. ~40 passes over the row
+ * with both filters, each recomputing prob_i from the logits. */
 #include <limits.h>
 #include <math.h>
 
@@ -148,10 +153,11 @@ static __device__ void sample_block_min_max(int a, int b, int *amin, int *bmax, 
 }
 
 /* one row of the sampled mode: prob_j = expf((z_j - mx) / T) * inv (fp32,
-   the host's expression); the kept ids are the candidates (prob > 0 and
-   prob >= floor_p: min-p) that come no later than the cutoff (cv, cj) in the
-   order (prob desc, id asc): bits(prob_j) > cv, or == cv and j <= cj. A
-   prob's fp32 bits order as the prob does (positive floats). */
+   the host's expression); the kept ids are those with prob > 0 and prob >=
+   floor_p (min-p: 0 during the top-k / top-p searches, which precede it)
+   that come no later than the cutoff (cv, cj) in the order (prob desc, id
+   asc): bits(prob_j) > cv, or == cv and j <= cj. A prob's fp32 bits order as
+   the prob does (positive floats). */
 typedef struct sample_row {
     const float *z;
     float mx, T, inv, floor_p;
@@ -316,12 +322,14 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *
     int unused;
     sample_block_min_max(0, pmax, &unused, &pmax, redi);
     row.inv = (float)(1.0 / s);
-    /* the largest prob (the host's pmax: scaling by inv keeps the order) */
-    if (min_p > 0.0f) row.floor_p = min_p * (__uint_as_float((unsigned)pmax) * row.inv);
+    /* the min-p floor on the largest prob (the host's pmax: scaling by inv
+       keeps the order) */
+    const float floor_p = min_p > 0.0f ? min_p * (__uint_as_float((unsigned)pmax) * row.inv) : 0.0f;
     double mass;
     if ((top_k > 0 && top_k < V) || (top_p > 0.0f && top_p < 1.0f)) {
-        /* the host sorts: top-k, then top-p, then the draw, in the order
-           (prob desc, id asc); each cut moves the cutoff */
+        /* the host sorts: top-k, then top-p, over every id with prob > 0,
+           in the order (prob desc, id asc), each cut moving the cutoff; then
+           min-p drops the kept ids below its floor, and the draw */
         unsigned cv;
         int cj;
         if (top_k > 0 && top_k < V &&
@@ -330,12 +338,14 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *
         if (top_p > 0.0f && top_p < 1.0f &&
             sample_search(row, V, false, false, (double)top_p, false, &cv, &cj, &mass, red, redi, &pick))
             row.cv = cv, row.cj = cj;
+        row.floor_p = floor_p;
         int id = best;
         sample_search(row, V, false, true, u[r], true, &cv, &id, &mass, red, redi, &pick);
         if (threadIdx.x == 0) pick = id; /* (best when nothing is kept: min_p > 1) */
     } else {
         /* id order (the host's order without a sort), over the min-p
            candidates: this thread's contiguous ids, summed in id order */
+        row.floor_p = floor_p;
         const int C = (V + (int)blockDim.x - 1) / (int)blockDim.x;
         const int j0 = min(V, (int)threadIdx.x * C), j1 = min(V, j0 + C);
         double st = 0.0;
