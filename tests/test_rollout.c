@@ -274,7 +274,7 @@ static void check_hf_kept_sets(void) {
         }
         if (first >= 0) {
             bad++;
-            printf("FAIL sampler vs transformers: case %zu (%s, V %d, T %g, top_k %d, top_p %g, min_p %g): keeps %d "
+            printf("FAIL sampler vs transformers: case %zu (%s V %d, T %g, top_k %d, top_p %g, min_p %g): keeps %d "
                    "ids, transformers %d; id %d differs\n",
                    ci, json_string_value(json_object_get(cs, "name")), V, (double)c.temperature, c.top_k,
                    (double)c.top_p, (double)c.min_p, n_got, n_want, first);

@@ -85,7 +85,7 @@ def main():
     for V in (8, 40):
         for si in rng.choice(len(settings), 24, replace=False):
             z = (3.0 * rng.standard_normal(V)).astype(np.float32)
-            rows.append(("normal V %d" % V, z) + settings[si])
+            rows.append(("normal", z) + settings[si])
     # rows of a few levels (ties inside the kept set, in the removed tail
     # and at the top); runs of 2, 3, 4 and 3 ids, so top-k 2, 5 and 9 cut
     # between runs
@@ -93,13 +93,15 @@ def main():
                    for m in (0.0, 0.05, 0.2, 0.5)]
     for si in rng.choice(len(lv_settings), 40, replace=False):
         z = rng.permutation(np.array([3, 3, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0], dtype=np.float32) * 1.3)
-        rows.append(("levels V 12", z) + lv_settings[si])
-    # long rows (the sampler sorts a head only when more than 64 ids are left)
+        rows.append(("levels", z) + lv_settings[si])
+    # long rows (the sampler sorts a head only when more than 64 ids are left,
+    # and may stop at the min-p floor)
     for V, T, k, p, m in [(1000, 1.0, 0, 0.9, 0.05), (1000, 1.0, 50, 0.9, 0.02), (1000, 0.7, 0, 0.5, 0.3),
                           (1000, 1.0, 200, 0.95, 0.0), (1000, 1.0, 0, 0.95, 0.0), (1000, 1.0, 20, 1.0, 0.1),
-                          (200, 1.5, 0, 0.3, 0.01), (200, 1.0, 100, 0.99, 0.001)]:
+                          (200, 1.5, 0, 0.3, 0.01), (200, 1.0, 100, 0.99, 0.001), (1000, 1.0, 200, 0.5, 0.05),
+                          (1000, 1.0, 300, 0.7, 0.1), (1000, 1.0, 0, 0.99, 0.1), (1000, 1.0, 500, 1.0, 0.05)]:
         z = (2.0 * rng.standard_normal(V)).astype(np.float32)
-        rows.append(("normal V %d" % V, z, T, k, p, m))
+        rows.append(("normal", z, T, k, p, m))
     cases, dropped = [], {}
     for name, z, T, k, p, m in rows:
         why = ambiguous(z, T, k, p, m)
