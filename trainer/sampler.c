@@ -164,23 +164,24 @@ static int sampler_filter(const sampler_config *c, const float *logits, int V, s
        at a head of the descending order. The set {p >= tau} is exactly such
        a head (ties included, and the sort breaks ties by id), so it suffices
        to sort it when it holds top_k ids (top-k), or the top_p mass (top-p
-       alone), or every id above the min-p floor (tau <= floor_p, unless both
+       alone), or every id above the min-p floor (tau = floor_p, unless both
        top-k and top-p are on): past that floor min-p removes whatever top-k or
        top-p would keep, and top-p alone measures against the mass of all
        candidates, known without the sort; with both, top-p needs the mass
-       of all top_k survivors. tau falls by 16x until one holds. The result
-       is that of the full sort. */
+       of all top_k survivors. tau falls by 16x, not below that floor, until
+       one holds. The result is that of the full sort. */
     int k_need = c->top_k > 0 && c->top_k < n ? c->top_k : 0;
     int p_on = c->top_p > 0 && c->top_p < 1;
-    float tau = pmax / 16;
+    int floor_ok = floor_p > 0 && !(k_need && p_on);
     int headed = 0;
-    for (int tries = 0; tries < 6 && n > 64; tries++, tau /= 16) {
+    for (int tries = 0, done = 0; tries < 6 && n > 64; tries++) {
+        float tau = pmax / (float)(1 << (4 * tries + 4));
+        if (floor_ok && tau <= floor_p) tau = floor_p, done = 1;
         int h = 0;
         double hm = 0;
         for (int k = 0; k < n; k++)
             if (s->prob[s->idx[k]] >= tau) hm += s->prob[s->idx[k]], h++;
-        int enough = k_need ? h >= k_need : (p_on && hm >= c->top_p * all * (1 + 1e-6));
-        if (!(k_need && p_on) && tau <= floor_p) enough = 1;
+        int enough = done || (k_need ? h >= k_need : (p_on && hm >= c->top_p * all * (1 + 1e-6)));
         if (!enough) continue;
         /* keep the head only (the filters never reach the tail) */
         int a = 0;
