@@ -328,6 +328,19 @@ void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uin
     cpu_matmul_bf16_path(be, M, N, K, x, W, beta, y, cpu_bf16_best_path());
 }
 
+/* path 2 (AVX512_BF16), 1 (AVX2) or 0 (portable) for x given as fp32
+   (rounded into the tile) or, x16, as bf16 already */
+static bf_path bf_path_of(int path, int x16) {
+    bf_path P = {BF_NB, x16 ? 2 : 4, x16 ? bf_copy_rows16 : bf_convert_rows, bf_panel_portable};
+#if CPU_HAVE_BF16_KERNEL
+    if (path == 2) P = (bf_path){BF_NB, P.x_bytes, x16 ? bf_copy_rows16 : bf_convert_rows_avx, bf_panel};
+#endif
+#if CPU_HAVE_BF16_AVX2
+    if (path == 1) P = (bf_path){A2_NB, P.x_bytes, x16 ? bf_widen_rows16 : bf_round_rows_f32, a2_panel};
+#endif
+    return P;
+}
+
 /* y[M,N] = x[M,K] W[N,K]^T (+ y) on path P: the loop every path shares */
 static void bf_run(backend *be, int M, int N, int K, const void *x, const uint16_t *W, float beta, float *y,
                    bf_path P) {
@@ -363,14 +376,7 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
         return;
     }
     if (path > cpu_bf16_best_path()) path = cpu_bf16_best_path();
-    bf_path P = {BF_NB, 4, bf_convert_rows, bf_panel_portable};
-#if CPU_HAVE_BF16_KERNEL
-    if (path == 2) P = (bf_path){BF_NB, 4, bf_convert_rows_avx, bf_panel};
-#endif
-#if CPU_HAVE_BF16_AVX2
-    if (path == 1) P = (bf_path){A2_NB, 4, bf_round_rows_f32, a2_panel};
-#endif
-    bf_run(be, M, N, K, x, W, beta, y, P);
+    bf_run(be, M, N, K, x, W, beta, y, bf_path_of(path, 0));
 }
 
 /* a[rows, cols] (row stride ld) widened exactly to fp32 into w[rows, cols] */
@@ -439,14 +445,7 @@ void cpu_gemm_bf16_path(backend *be, int transA, int transB, int M, int N, int K
             else bf_transpose(buf + na, B, K, N, ldb, nt); /* B [K, N] */
             b = buf + na;
         }
-        bf_path P = {0};
-#if CPU_HAVE_BF16_KERNEL
-        if (path == 2) P = (bf_path){BF_NB, 2, bf_copy_rows16, bf_panel};
-#endif
-#if CPU_HAVE_BF16_AVX2
-        if (path == 1) P = (bf_path){A2_NB, 2, bf_widen_rows16, a2_panel};
-#endif
-        bf_run(be, M, N, K, a, b, beta, C, P);
+        bf_run(be, M, N, K, a, b, beta, C, bf_path_of(path, 1));
         return;
     }
     int ar = transA ? K : M, ac = transA ? M : K; /* A as stored [ar, ac] */
