@@ -170,21 +170,30 @@ static void att_forward(backend *be, float *out, float *lse, const float *q, con
                         nk);
             for (int r = 0; r < nq; r++) {
                 float *s = w.S + (size_t)r * nk;
-                int valid = b->r0 + r / G + 1, kt = bf16 ? ATT_KT : valid;
+                int valid = b->r0 + r / G + 1;
                 float m = s[0];
 #pragma omp simd reduction(max : m)
                 for (int c = 0; c < valid; c++) m = s[c] > m ? s[c] : m;
-                /* key tiles [c0, c1): mt = running max up to c1, P = round(exp(s - mt)) exp(mt - m) */
-                float sum = 0, mt = s[0];
-                for (int c0 = 0; c0 < valid; c0 += kt) {
-                    int c1 = c0 + kt < valid ? c0 + kt : valid;
+                float sum = 0;
+                if (!bf16) { /* one loop (its vectorised sum is the fp32 op's, bit for bit) */
+#pragma omp simd reduction(+ : sum)
+                    for (int c = 0; c < valid; c++) {
+                        float e = cpu_expf(s[c] - m);
+                        s[c] = e;
+                        sum += e;
+                    }
+                }
+                /* bf16: key tiles [c0, c1), mt = running max up to c1, P = round(exp(s - mt)) exp(mt - m) */
+                float mt = s[0];
+                for (int c0 = 0; bf16 && c0 < valid; c0 += ATT_KT) {
+                    int c1 = c0 + ATT_KT < valid ? c0 + ATT_KT : valid;
                     for (int c = c0; c < c1; c++) mt = s[c] > mt ? s[c] : mt;
                     float f = cpu_expf(mt - m);
 #pragma omp simd reduction(+ : sum)
                     for (int c = c0; c < c1; c++) {
                         float e = cpu_expf(s[c] - mt);
                         sum += e * f;
-                        s[c] = (bf16 ? bf16_to_fp32(fp32_to_bf16(e)) : e) * f;
+                        s[c] = bf16_to_fp32(fp32_to_bf16(e)) * f;
                     }
                 }
                 float inv = 1.0f / sum;
