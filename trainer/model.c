@@ -22,11 +22,12 @@
  *   mid       [T, D]   residual stream after attention
  *   xn2       [T, D]   MLP RMSNorm output,            rstd2 [T]
  *   gate, up  [T, F]   MLP projections;  h [T, F] = silu(gate) * up
- * model.dtype bf16 (model_set_mixed) adds bf16 views, carved out of m->acts16
- * (NULL otherwise): the inputs of the linear layers, kept for the backward's
- * weight gradients. The norms and SwiGLU write xn1_16, xn2_16, h16 (and
- * xnf16) directly, in place of their fp32 views (then unused); att16 is a
- * rounded copy of att (attention's backward reads att in fp32):
+ * model.dtype bf16 (model_set_mixed) adds bf16 views (NULL otherwise): the
+ * inputs of the linear layers, kept for the backward's weight gradients. The
+ * norms and SwiGLU write xn1_16, xn2_16, h16 (and xnf16) directly in place of
+ * their fp32 views, so these live in the first half of those views' memory;
+ * att16, a rounded copy of att (attention's backward reads att in fp32), is
+ * carved out of m->acts16:
  *   xn1_16 [T, D], att16 [T, qd], xn2_16 [T, D], h16 [T, F]
  */
 typedef struct layer_acts {
@@ -51,9 +52,10 @@ typedef struct act_views {
     int32_t *tokens, *targets, *pos, *slot; /* [T] */
     int32_t *cu_seqlens;  /* [T+1] */
     int chunk;            /* tokens per LM-head chunk */
-    /* model.dtype bf16 only (m->acts16) */
-    uint16_t *xnf16;      /* [T, D] LM-head input */
-    uint16_t *dy16;       /* [max(T * max(D, qd, kvd, F), chunk * V)] an output gradient, rounded for its two products */
+    /* model.dtype bf16 only */
+    uint16_t *xnf16;      /* [T, D] LM-head input (in xnf's memory) */
+    uint16_t *dy16;       /* [max(T * max(D, qd, kvd, F), chunk * V)] an output gradient, rounded for its two
+                             products (m->acts16) */
 } act_views;
 
 static int qdim(const model_config *c) { return c->n_head * c->head_dim; }
@@ -218,8 +220,9 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, float
     return off;
 }
 
-/* Carves the bf16 views (model.dtype bf16) out of one allocation of uint16;
- * with base == NULL only counts them. Needs a->chunk set. */
+/* Carves the bf16 buffers of model.dtype bf16 (att16 per layer, dy16) out of
+ * one allocation of uint16; with base == NULL only counts them. Needs
+ * a->chunk set. */
 static size_t acts16_carve(const model_config *c, int T, int chunk, uint16_t *base, act_views *a) {
     size_t off = 0;
     int D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c);
@@ -231,12 +234,8 @@ static size_t acts16_carve(const model_config *c, int T, int chunk, uint16_t *ba
     } while (0)
     for (int l = 0; l < c->n_layer; l++) {
         layer_acts *la = a ? &a->layer[l] : NULL;
-        TAKE16(la->xn1_16, (size_t)T * D);
         TAKE16(la->att16, (size_t)T * qd);
-        TAKE16(la->xn2_16, (size_t)T * D);
-        TAKE16(la->h16, (size_t)T * F);
     }
-    TAKE16(a->xnf16, (size_t)T * D);
     int w = D > qd ? D : qd;
     if (kvd > w) w = kvd;
     if (F > w) w = F;
@@ -656,6 +655,11 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
             return errf(err, cap, "bf16 activations (%.1f MB for %d tokens): %s", n * 2.0 / 1e6, m->max_tokens,
                         be->err);
         acts16_carve(&m->cfg, m->max_tokens, a->chunk, m->acts16, a);
+        for (int l = 0; l < m->cfg.n_layer; l++) { /* bf16 written in place of the fp32 views */
+            layer_acts *la = &a->layer[l];
+            la->xn1_16 = (uint16_t *)la->xn1, la->xn2_16 = (uint16_t *)la->xn2, la->h16 = (uint16_t *)la->h;
+        }
+        a->xnf16 = (uint16_t *)a->xnf;
     }
     m->mixed = 1;
     return 0;

@@ -153,7 +153,9 @@ void model_bf16_end(model *m);
  * gradients, optimizer state, embeddings, norms, RoPE, the stored
  * activations, softmax and log-probs stay fp32 (as PyTorch's bf16 autocast
  * keeps them). Allocates the bf16 weights and
- * activations on first use (~2 bytes x (D + qd + D + F) per token per layer).
+ * buffers on first use: 2 bytes x qd per token per layer (attention output)
+ * and one output-gradient buffer; the other bf16 inputs reuse the memory of
+ * the fp32 views they replace.
  * on == 0 returns to fp32. Rollouts (model_step_cached) are not affected:
  * sampling.dtype chooses their precision. */
 int model_set_mixed(model *m, int on, char *err, size_t err_cap);

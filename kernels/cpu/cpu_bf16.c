@@ -341,6 +341,12 @@ static bf_path bf_path_of(int path, int x16) {
     return P;
 }
 
+/* K = 0: C[M,N] (row stride ldc) = beta C, not read when beta == 0 (as in BLAS) */
+static void bf_empty_k(float *C, int M, int N, int ldc, float beta) {
+    for (int r = 0; r < M; r++)
+        for (int c = 0; c < N; c++) C[(size_t)r * ldc + c] = beta == 0.0f ? 0.0f : C[(size_t)r * ldc + c];
+}
+
 /* y[M,N] = x[M,K] W[N,K]^T (+ y) on path P: the loop every path shares */
 static void bf_run(backend *be, int M, int N, int K, const void *x, const uint16_t *W, float beta, float *y,
                    bf_path P) {
@@ -372,7 +378,7 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
                           int path) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
-        for (long i = 0; i < (long)M * N; i++) y[i] = beta == 0.0f ? 0.0f : y[i];
+        bf_empty_k(y, M, N, N, beta);
         return;
     }
     if (path > cpu_bf16_best_path()) path = cpu_bf16_best_path();
@@ -422,9 +428,8 @@ void cpu_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, con
 void cpu_gemm_bf16_path(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
                         const uint16_t *B, int ldb, float beta, float *C, int ldc, int path) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* C = beta C, C not read when beta == 0 (as in BLAS) */
-        for (int r = 0; r < M; r++)
-            for (int c = 0; c < N; c++) C[(size_t)r * ldc + c] = beta == 0.0f ? 0.0f : C[(size_t)r * ldc + c];
+    if (K <= 0) {
+        bf_empty_k(C, M, N, ldc, beta);
         return;
     }
     int nt = be->n_threads > 0 ? be->n_threads : 1;

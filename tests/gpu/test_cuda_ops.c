@@ -653,11 +653,24 @@ static void test_gemm_bf16(int tA, int tB, int M, int N, int K, int pad, float b
     free(ha), free(hb);
 }
 
-/* logits z[n, V] and u[n] uploaded, ids[n] and logp[n] allocated: the sample op's device buffers */
-typedef struct { float *z, *lp; double *u; int32_t *id; } smp_dev;
+/* logits z[n, V] and u[n] uploaded, ids[n] and logp[n] allocated: the sample
+   op's device buffers; id_h[n], lp_h[n] and a host sampler scratch beside them */
+typedef struct {
+    float *z, *lp;
+    double *u;
+    int32_t *id;
+    int32_t *id_h;
+    float *lp_h;
+    sampler_scratch sc;
+} smp_dev;
 static smp_dev smp_up(const float *z, const double *u, int n, int V) {
     smp_dev d = {be_alloc(gpu, (size_t)n * V * sizeof(float)), be_alloc(gpu, (size_t)n * sizeof(float)),
-                 be_alloc(gpu, (size_t)n * sizeof(double)), be_alloc(gpu, (size_t)n * sizeof(int32_t))};
+                 be_alloc(gpu, (size_t)n * sizeof(double)), be_alloc(gpu, (size_t)n * sizeof(int32_t)),
+                 malloc((size_t)n * sizeof(int32_t)), malloc((size_t)n * sizeof(float)), {0}};
+    if (!d.id_h || !d.lp_h || sampler_scratch_init(&d.sc, V)) {
+        fprintf(stderr, "FATAL: out of memory\n");
+        exit(1);
+    }
     gpu->copy_h2d(gpu, d.z, z, (size_t)n * V * sizeof(float));
     gpu->copy_h2d(gpu, d.u, u, (size_t)n * sizeof(double));
     return d;
@@ -667,6 +680,9 @@ static void smp_free(smp_dev *d) {
     gpu->free(gpu, d->lp);
     gpu->free(gpu, d->u);
     gpu->free(gpu, d->id);
+    free(d->id_h);
+    free(d->lp_h);
+    sampler_scratch_free(&d->sc);
 }
 
 /* sample: ids and log-probs against the host sampler (trainer/sampler.c) on
@@ -701,13 +717,9 @@ static void test_sample(int n, int V) {
     float *zg = d.z, *lpg = d.lp;
     double *ug = d.u;
     int32_t *idg = d.id;
-    int32_t *id_h = malloc((size_t)n * sizeof(int32_t));
-    float *lp_h = malloc((size_t)n * sizeof(float));
-    sampler_scratch sc;
-    if (sampler_scratch_init(&sc, V)) {
-        fprintf(stderr, "FATAL: out of memory\n");
-        exit(1);
-    }
+    int32_t *id_h = d.id_h;
+    float *lp_h = d.lp_h;
+    sampler_scratch *sc = &d.sc;
     static const float temps[] = {0.0f, 1.0f, 0.7f};
     for (int k = 0; k < 3; k++) {
         float temp = temps[k];
@@ -722,13 +734,13 @@ static void test_sample(int n, int V) {
         for (int r = 0; r < n; r++) {
             float lc;
             const float *row = z + (size_t)r * V;
-            int32_t ic = sampler_sample(&c, row, V, u[r], &sc, &lc), ig = id_h[r];
+            int32_t ic = sampler_sample(&c, row, V, u[r], sc, &lc), ig = id_h[r];
             int edge = r == 0 || r == n - 1;
             if (temp > 0) {
                 if (edge) smp_edge_rows++, smp_edge_same += ic == ig;
                 else smp_rows++, smp_same += ic == ig;
                 /* valid inverse-CDF answer under the host's distribution */
-                sampler_distribution(&c, row, V, &sc, pd);
+                sampler_distribution(&c, row, V, sc, pd);
                 double before = 0;
                 for (int j = 0; j < ig && j < V; j++) before += pd[j];
                 if (ig < 0 || ig >= V || !(pd[ig] > 0) || before > u[r] + 1e-12 || u[r] >= before + pd[ig] + 1e-12)
@@ -754,9 +766,8 @@ static void test_sample(int n, int V) {
         if (sg) printf("  cuda error: %s", gpu->err);
         printf("\n");
     }
-    sampler_scratch_free(&sc);
     smp_free(&d);
-    free(z); free(u); free(pd); free(id_h); free(lp_h);
+    free(z); free(u); free(pd);
 }
 
 static void test_sample_rate(const char *what, int same, int rows, int edge_same, int edge_rows) {
@@ -818,13 +829,9 @@ static void test_sample_filter(int n, int V) {
     u[0] = 0.0;
     if (n > 1) u[n - 1] = 0x1.fffffffffffffp-1;
     smp_dev d = smp_up(z, u, n, V);
-    int32_t *id_h = malloc((size_t)n * sizeof(int32_t));
-    float *lp_h = malloc((size_t)n * sizeof(float));
-    sampler_scratch sc;
-    if (sampler_scratch_init(&sc, V)) {
-        fprintf(stderr, "FATAL: out of memory\n");
-        exit(1);
-    }
+    int32_t *id_h = d.id_h;
+    float *lp_h = d.lp_h;
+    sampler_scratch *sc = &d.sc;
     const int ks[] = {0, 1, 2, 50, V - 1, V, V + 5};
     const float ps[] = {1.0f, 0.1f, 0.5f, 0.9f}, mps[] = {0.0f, 0.05f, 0.5f}, temps[] = {1.0f, 0.7f};
     int n_cfg = 0, bad_cfg = 0, all = 0, all_same = 0, invalid_all = 0;
@@ -849,10 +856,10 @@ static void test_sample_filter(int n, int V) {
                     for (int r = 0; r < n; r++) {
                         float lc;
                         const float *row = z + (size_t)r * V;
-                        int32_t ic = sampler_sample(&c, row, V, u[r], &sc, &lc), ig = id_h[r];
+                        int32_t ic = sampler_sample(&c, row, V, u[r], sc, &lc), ig = id_h[r];
                         if (r == 0 || r == n - 1) flt_edge_rows++, flt_edge_same += ic == ig;
                         else flt_rows++, flt_same += ic == ig;
-                        sampler_distribution(&c, row, V, &sc, pd);
+                        sampler_distribution(&c, row, V, sc, pd);
                         double before = ig >= 0 && ig < V ? smp_mass_before(&c, pd, V, ig) : 0;
                         if (ig < 0 || ig >= V || !(pd[ig] > 0) || before > u[r] + 1e-12 ||
                             u[r] >= before + pd[ig] + 1e-12)
@@ -878,9 +885,8 @@ static void test_sample_filter(int n, int V) {
     printf("%-4s %-44s %d settings, ids equal %d/%d, %d outside their u's step, logp rel %.3e (tol 1e-5)%s%s\n",
            bad_cfg ? "FAIL" : "ok", name, n_cfg, all_same, all, invalid_all, worst, bad_cfg ? "; first bad: " : "",
            first_bad);
-    sampler_scratch_free(&sc);
     smp_free(&d);
-    free(z); free(u); free(pd); free(id_h); free(lp_h);
+    free(z); free(u); free(pd);
 }
 
 /* sample draws follow softmax(z / T): N rows of the same logits (V = 8,
