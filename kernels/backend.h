@@ -100,9 +100,12 @@ struct backend {
      * next GEMM's operand). Either out or out16 may be NULL. */
     void (*rmsnorm_forward)(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w,
                             int T, int D, float eps);
-    /* dx[T,D] = d/dx (written), dw[D] += d/dw */
-    void (*rmsnorm_backward)(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
-                             const float *rstd, int T, int D);
+    /* dx[T,D] = beta * dx + d/dx (beta 0: written, may alias dout; beta 1:
+     * accumulated, the residual stream's gradient), dw[D] += d/dw.
+     * dx16 [T,D] (may be NULL): the resulting dx rounded to bf16 (model.dtype
+     * bf16: the next linear layer's output-gradient operand). */
+    void (*rmsnorm_backward)(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
+                             const float *w, const float *rstd, int T, int D, float beta);
 
     /* ---- RoPE (Hugging Face "rotate_half" convention: dims i and i+hd/2 pair up) ----
      * x[T, H, hd] rotated in place by angle pos[t] * theta^(-2i/hd). backward
@@ -168,9 +171,11 @@ struct backend {
     /* ---- SwiGLU ---- out[T,F] = silu(gate) * up; out16: the same rounded to
      * bf16 (as rmsnorm_forward); either may be NULL */
     void (*swiglu_forward)(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n);
-    /* dgate, dup written */
-    void (*swiglu_backward)(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
-                            const float *up, size_t n);
+    /* dgate, dup [n] written (may alias dout); dgate16, dup16: the same
+     * rounded to bf16 (the output-gradient operands of the gate and up
+     * projections). Any of the four may be NULL. */
+    void (*swiglu_backward)(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
+                            const float *dout, const float *gate, const float *up, size_t n);
 
     /* ---- fused log-softmax + target gather (+ entropy) ----
      * For each row t of logits[T,V]: lse = logsumexp(row), logp[t] = row[targets[t]] - lse,
@@ -178,10 +183,13 @@ struct backend {
      * Targets < 0 give logp = 0 and entropy = 0 (ignored positions). */
     void (*logprob_forward)(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
                             const int32_t *targets, int T, int V);
-    /* In place: logits[T,V] is overwritten by dL/dlogits given dlogp[T] (dL/dlogp) and
-     * dentropy[T] (dL/dentropy, may be NULL). No second [T,V] tensor is needed:
-     * dz_j = dlogp*(1[j==target] - p_j) - dentropy * p_j * (log p_j + H). */
-    void (*logprob_backward)(backend *be, float *logits, const float *dlogp, const float *dentropy,
+    /* dL/dlogits given dlogp[T] (dL/dlogp) and dentropy[T] (dL/dentropy, may be NULL):
+     * dz_j = dlogp*(1[j==target] - p_j) - dentropy * p_j * (log p_j + H).
+     * d16 == NULL: written in place over logits[T,V] (no second fp32 [T,V]
+     * tensor). d16 != NULL: written rounded to bf16 into d16[T,V] (the LM
+     * head's output-gradient operand, model.dtype bf16); logits' contents
+     * are unspecified afterwards. */
+    void (*logprob_backward)(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
                              const int32_t *targets, int T, int V);
 
     /* ---- token sampling (rollouts) ----

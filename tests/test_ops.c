@@ -388,7 +388,7 @@ static void test_rmsnorm(backend *be1, backend *be2) {
         check(name, relerr(y, yr, n), 1e-6);
         snprintf(name, sizeof name, "rmsnorm_forward rstd T%d D%d", T, D);
         check(name, relerr(rstd, rr, T), 1e-6);
-        be2->rmsnorm_backward(be2, dx, dw, R, x, w, rstd, T, D);
+        be2->rmsnorm_backward(be2, dx, NULL, dw, R, x, w, rstd, T, D, 0.0f);
         for (int d = 0; d < D; d++) dw[d] -= dw0[d]; /* accumulated */
         size_t nc = T * D > 2000 ? 300 : n;
         snprintf(name, sizeof name, "rmsnorm_backward dx vs finite diff T%d D%d", T, D);
@@ -406,8 +406,8 @@ static void test_rmsnorm(backend *be1, backend *be2) {
     float *dx1 = malloc(n * 4), *dx2 = malloc(n * 4), *dw1 = calloc(D, 4), *dw2 = calloc(D, 4);
     be1->rmsnorm_forward(be1, y1, NULL, r1, x, w, T, D, 1e-6f);
     be2->rmsnorm_forward(be2, y2, NULL, r2, x, w, T, D, 1e-6f);
-    be1->rmsnorm_backward(be1, dx1, dw1, dy, x, w, r1, T, D);
-    be2->rmsnorm_backward(be2, dx2, dw2, dy, x, w, r2, T, D);
+    be1->rmsnorm_backward(be1, dx1, NULL, dw1, dy, x, w, r1, T, D, 0.0f);
+    be2->rmsnorm_backward(be2, dx2, NULL, dw2, dy, x, w, r2, T, D, 0.0f);
     check_true("rmsnorm forward+backward bitwise equal with 1 and 2 threads",
                same(y1, y2, n * 4) && same(r1, r2, T * 4) && same(dx1, dx2, n * 4) && same(dw1, dw2, D * 4));
     { /* out16: the fp32 output's bf16 rounding, with or without the fp32 output */
@@ -417,6 +417,20 @@ static void test_rmsnorm(backend *be1, backend *be2) {
         be1->rmsnorm_forward(be1, NULL, h2, r1, x, w, T, D, 1e-6f);
         for (size_t i = 0; i < n; i++) ok &= h1[i] == bf16_ref(y2[i]) && h2[i] == h1[i] && y1[i] == y2[i];
         check_true("rmsnorm out16 = bf16(out) bitwise, with and without out", ok);
+        /* backward, beta 1: dx += the gradient (bitwise the sum of the beta 0
+           result and the old dx), dw accumulates the same; dx16 = bf16(new dx) */
+        float *acc = randf(n, 1), *acc0 = copyf(acc, n), *dw3 = calloc(D, 4);
+        be2->rmsnorm_backward(be2, acc, h1, dw3, dy, x, w, r2, T, D, 1.0f);
+        ok = same(dw3, dw2, D * 4);
+        for (size_t i = 0; i < n; i++) ok &= acc[i] == acc0[i] + dx2[i] && h1[i] == bf16_ref(acc[i]);
+        check_true("rmsnorm_backward beta 1 accumulates into dx bitwise, dx16 = bf16(dx)", ok);
+        /* beta 0 with dx aliasing dout (dw read before dx is written) */
+        float *al = copyf(dy, n), *dw4 = calloc(D, 4);
+        be2->rmsnorm_backward(be2, al, h2, dw4, al, x, w, r2, T, D, 0.0f);
+        ok = same(al, dx2, n * 4) && same(dw4, dw2, D * 4);
+        for (size_t i = 0; i < n; i++) ok &= h2[i] == bf16_ref(dx2[i]);
+        check_true("rmsnorm_backward dx aliasing dout, dx16 = bf16(dx)", ok);
+        free(acc), free(acc0), free(dw3), free(al), free(dw4);
         free(h1), free(h2);
     }
     free(x); free(w); free(dy); free(y1); free(y2); free(r1); free(r2); free(dx1); free(dx2); free(dw1); free(dw2);
@@ -518,7 +532,7 @@ static void test_swiglu(backend *be1, backend *be2) {
         char name[128];
         snprintf(name, sizeof name, "swiglu_forward n%zu", n);
         check(name, relerr(y, yr, n), 1e-6);
-        be2->swiglu_backward(be2, dg, du, R, g, u, n);
+        be2->swiglu_backward(be2, dg, du, NULL, NULL, R, g, u, n);
         snprintf(name, sizeof name, "swiglu_backward dgate vs finite diff n%zu", n);
         check(name, fd_check(&c, swi_loss, c.g, n, dg, n), 1e-5);
         snprintf(name, sizeof name, "swiglu_backward dup vs finite diff n%zu", n);
@@ -536,8 +550,8 @@ static void test_swiglu(backend *be1, backend *be2) {
     be1->swiglu_forward(be1, y1, NULL, g, u, n);
     be2->swiglu_forward(be2, y2, NULL, g, u, n);
     check("swiglu_forward n100003 gates sd 20 incl. +-200", relerr(y2, yr, n), 1e-6);
-    be1->swiglu_backward(be1, a1, b1, dy, g, u, n);
-    be2->swiglu_backward(be2, a2, b2, dy, g, u, n);
+    be1->swiglu_backward(be1, a1, b1, NULL, NULL, dy, g, u, n);
+    be2->swiglu_backward(be2, a2, b2, NULL, NULL, dy, g, u, n);
     check_true("swiglu forward+backward bitwise equal with 1 and 2 threads",
                same(y1, y2, n * 4) && same(a1, a2, n * 4) && same(b1, b2, n * 4));
     { /* out16: the fp32 output's bf16 rounding, with or without the fp32 output */
@@ -547,6 +561,17 @@ static void test_swiglu(backend *be1, backend *be2) {
         be1->swiglu_forward(be1, NULL, h2, g, u, n);
         for (size_t i = 0; i < n; i++) ok &= h1[i] == bf16_ref(y2[i]) && h2[i] == h1[i] && y1[i] == y2[i];
         check_true("swiglu out16 = bf16(out) bitwise, with and without out", ok);
+        /* backward bf16 outputs: bf16(dgate), bf16(dup), with or without the
+           fp32 ones, and with dgate/dup aliasing dout */
+        uint16_t *k1 = malloc(n * 2), *k2 = malloc(n * 2);
+        float *al = copyf(dy, n), *bl = malloc(n * 4);
+        be2->swiglu_backward(be2, NULL, NULL, h1, h2, dy, g, u, n);
+        be1->swiglu_backward(be1, al, bl, k1, k2, al, g, u, n);
+        ok = same(al, a2, n * 4) && same(bl, b2, n * 4);
+        for (size_t i = 0; i < n; i++)
+            ok &= h1[i] == bf16_ref(a2[i]) && h2[i] == bf16_ref(b2[i]) && k1[i] == h1[i] && k2[i] == h2[i];
+        check_true("swiglu_backward dgate16/dup16 = bf16(dgate/dup), with and without fp32, aliasing dout", ok);
+        free(k1), free(k2), free(al), free(bl);
         free(h1), free(h2);
     }
     free(g); free(u); free(dy); free(y1); free(y2); free(a1); free(a2); free(b1); free(b2); free(yr);
@@ -936,7 +961,7 @@ static void test_logprob(backend *be1, backend *be2) {
                 check(name, relerr(ls, lsr, T), 1e-6);
             }
             float *g = copyf(z, n);
-            be2->logprob_backward(be2, g, a, ent ? b : NULL, tg, T, V);
+            be2->logprob_backward(be2, g, NULL, a, ent ? b : NULL, tg, T, V);
             snprintf(name, sizeof name, "logprob_backward vs finite diff T%d V%d %s", T, V,
                      ent ? "dlogp+dentropy" : "dlogp only");
             /* all coordinates when affordable: with peaked rows (sd 30) most
@@ -968,10 +993,19 @@ static void test_logprob(backend *be1, backend *be2) {
     float r1[3][16], r2[3][16];
     be1->logprob_forward(be1, r1[0], r1[1], r1[2], z, tg, T, V);
     be2->logprob_forward(be2, r2[0], r2[1], r2[2], z, tg, T, V);
-    be1->logprob_backward(be1, z, a, b, tg, T, V);
-    be2->logprob_backward(be2, z2, a, b, tg, T, V);
+    float *z3 = copyf(z, n);
+    tg[3] = -1; /* an ignored row: a zero gradient row in either form */
+    be1->logprob_backward(be1, z, NULL, a, b, tg, T, V);
+    be2->logprob_backward(be2, z2, NULL, a, b, tg, T, V);
     check_true("logprob forward+backward bitwise equal with 1 and 2 threads",
                same(r1, r2, sizeof r1) && same(z, z2, n * 4));
+    uint16_t *d16 = malloc(n * 2);
+    memset(d16, 0xff, n * 2); /* poison */
+    be2->logprob_backward(be2, z3, d16, a, b, tg, T, V);
+    int ok16 = 1;
+    for (size_t i = 0; i < n; i++) ok16 &= d16[i] == bf16_ref(z[i]);
+    check_true("logprob_backward d16 = bf16(the in-place gradient) bitwise, ignored row zero", ok16);
+    free(z3), free(d16);
     free(z); free(z2); free(a); free(b); free(tg);
 }
 

@@ -45,7 +45,6 @@ typedef struct act_views {
     /* backward scratch */
     float *dres;          /* [T, D] gradient of the residual stream */
     float *dx;            /* [T, D] */
-    float *dtmp;          /* [T, D] */
     float *dq, *datt;     /* [T, qd] */
     float *dk, *dv;       /* [T, kvd] */
     float *dgate, *dup, *dh; /* [T, F] */
@@ -54,8 +53,9 @@ typedef struct act_views {
     int chunk;            /* tokens per LM-head chunk */
     /* model.dtype bf16 only */
     uint16_t *xnf16;      /* [T, D] LM-head input (in xnf's memory) */
-    uint16_t *dy16;       /* [max(T * max(D, qd, kvd, F), chunk * V)] an output gradient, rounded for its two
-                             products (m->acts16) */
+    uint16_t *dy16;       /* [max(T * max(D, qd, kvd), chunk * V)] an output gradient rounded to bf16 for its two
+                             products (m->acts16): dlogits, d(res), dq, dk, dv in turn. SwiGLU's backward writes
+                             dgate16, dup16 [T, F] into the memory of the fp32 views dgate, dup. */
 } act_views;
 
 static int qdim(const model_config *c) { return c->n_head * c->head_dim; }
@@ -195,7 +195,6 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, float
     TAKE(a->dent, T);
     TAKE(a->dres, (size_t)T * D);
     TAKE(a->dx, (size_t)T * D);
-    TAKE(a->dtmp, (size_t)T * D);
     TAKE(a->dq, (size_t)T * qd);
     TAKE(a->datt, (size_t)T * qd);
     TAKE(a->dk, (size_t)T * kvd);
@@ -225,7 +224,7 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, float
  * a->chunk set. */
 static size_t acts16_carve(const model_config *c, int T, int chunk, uint16_t *base, act_views *a) {
     size_t off = 0;
-    int D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c);
+    int D = c->d_model, qd = qdim(c), kvd = kvdim(c);
 #define TAKE16(ptr, n)                               \
     do {                                             \
         uint16_t *p_ = base ? base + off : NULL;     \
@@ -238,7 +237,6 @@ static size_t acts16_carve(const model_config *c, int T, int chunk, uint16_t *ba
     }
     int w = D > qd ? D : qd;
     if (kvd > w) w = kvd;
-    if (F > w) w = F;
     size_t dy = (size_t)T * w, lm = (size_t)chunk * c->vocab;
     TAKE16(a->dy16, dy > lm ? dy : lm);
 #undef TAKE16
@@ -428,14 +426,13 @@ static void linear(const model *m, float *y, const float *x, const uint16_t *x16
 
 /* Backward of y[T, out] = x[T, in] @ W[out, in]^T for dy[T, out]:
  * dW += dy^T @ x; dx (= when beta 0, += when 1) dy @ W. With x16 (the
- * forward's bf16 copy of x, model.dtype bf16) dy is rounded once into the
- * shared dy16 buffer (ops run in order, so the next call may overwrite it)
- * and both products take bf16 operands. */
-static void linear_back(const model *m, float *dW, float *dx, const float *dy, const float *x, const uint16_t *x16,
-                        const float *W, int T, int out, int in, float beta) {
+ * forward's bf16 copy of x, model.dtype bf16) both products take bf16
+ * operands: dy16, dy rounded once to bf16 by the op that computed dy (the
+ * norm and SwiGLU backwards, the log-prob backward) or by round16. */
+static void linear_back(const model *m, float *dW, float *dx, const float *dy, const uint16_t *dy16, const float *x,
+                        const uint16_t *x16, const float *W, int T, int out, int in, float beta) {
     backend *be = m->be;
     if (x16) {
-        const uint16_t *dy16 = round16(m, ((act_views *)m->act_views)->dy16, dy, (size_t)T * out);
         be->gemm_bf16(be, 1, 0, out, in, T, dy16, out, x16, in, 1.0f, dW, in);
         be->gemm_bf16(be, 0, 0, T, in, out, dy16, out, w16(m, W), in, beta, dx, in);
         return;
@@ -571,30 +568,37 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         be->copy_h2d(be, a->dent, went, (size_t)T * sizeof(float));
         be->scale(be, a->dent, -1.0f, T);
     }
-    /* LM head, chunk by chunk: logits -> dlogits in place */
+    /* mix: every output gradient that feeds two bf16 products is rounded into
+       dy16 by the op that computes it; ops run in order, so each use of
+       dy16 is finished before the next op overwrites it */
+    uint16_t *dy16 = mix ? a->dy16 : NULL;
+    uint16_t *dgate16 = mix ? (uint16_t *)a->dgate : NULL, *dup16 = mix ? (uint16_t *)a->dup : NULL;
+    /* LM head, chunk by chunk: logits -> dlogits (in place, or rounded into dy16) */
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
         int n = T - t0 < a->chunk ? T - t0 : a->chunk;
         size_t o = (size_t)t0 * D;
         lm_head_chunk(m, t0, n, mix);
-        be->logprob_backward(be, a->logits, a->dlogp + t0, went ? a->dent + t0 : NULL, a->targets + t0, n, V);
-        linear_back(m, g->lm_head, a->dx + o, a->logits, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head, n,
-                    V, D, 0.0f);
+        be->logprob_backward(be, a->logits, dy16, a->dlogp + t0, went ? a->dent + t0 : NULL, a->targets + t0, n, V);
+        linear_back(m, g->lm_head, a->dx + o, a->logits, dy16, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head,
+                    n, V, D, 0.0f);
     }
-    be->rmsnorm_backward(be, a->dres, g->final_norm, a->dx, a->res[c->n_layer], m->w.final_norm, a->rstdf, T, D);
+    be->rmsnorm_backward(be, a->dres, dy16, g->final_norm, a->dx, a->res[c->n_layer], m->w.final_norm, a->rstdf, T,
+                         D, 0.0f);
 
     for (int l = c->n_layer - 1; l >= 0; l--) {
         layer_weights *wl = &m->w.layers[l], *gl = &g->layers[l];
         layer_acts *la = &a->layer[l];
         const uint16_t *xn1_16 = mix ? la->xn1_16 : NULL, *xn2_16 = mix ? la->xn2_16 : NULL;
-        /* res[l+1] = mid + h @ wdown^T */
-        linear_back(m, gl->wdown, a->dh, a->dres, la->h, mix ? la->h16 : NULL, wl->wdown, T, D, F, 0.0f);
-        be->swiglu_backward(be, a->dgate, a->dup, a->dh, la->gate, la->up, (size_t)T * F);
-        linear_back(m, gl->wgate, a->dx, a->dgate, la->xn2, xn2_16, wl->wgate, T, F, D, 0.0f);
-        linear_back(m, gl->wup, a->dx, a->dup, la->xn2, xn2_16, wl->wup, T, F, D, 1.0f);
-        be->rmsnorm_backward(be, a->dtmp, gl->mlp_norm, a->dx, la->mid, wl->mlp_norm, la->rstd2, T, D);
-        be->add(be, a->dres, a->dres, a->dtmp, (size_t)T * D); /* now d(mid) */
+        /* res[l+1] = mid + h @ wdown^T (dy16 holds dres rounded by the norm backward) */
+        linear_back(m, gl->wdown, a->dh, a->dres, dy16, la->h, mix ? la->h16 : NULL, wl->wdown, T, D, F, 0.0f);
+        be->swiglu_backward(be, mix ? NULL : a->dgate, mix ? NULL : a->dup, dgate16, dup16, a->dh, la->gate, la->up,
+                            (size_t)T * F);
+        linear_back(m, gl->wgate, a->dx, a->dgate, dgate16, la->xn2, xn2_16, wl->wgate, T, F, D, 0.0f);
+        linear_back(m, gl->wup, a->dx, a->dup, dup16, la->xn2, xn2_16, wl->wup, T, F, D, 1.0f);
+        /* dres += the norm's input gradient: now d(mid) */
+        be->rmsnorm_backward(be, a->dres, dy16, gl->mlp_norm, a->dx, la->mid, wl->mlp_norm, la->rstd2, T, D, 1.0f);
         /* mid = res[l] + att @ wo^T */
-        linear_back(m, gl->wo, a->datt, a->dres, la->att, mix ? la->att16 : NULL, wl->wo, T, D, qd, 0.0f);
+        linear_back(m, gl->wo, a->datt, a->dres, dy16, la->att, mix ? la->att16 : NULL, wl->wo, T, D, qd, 0.0f);
         (mix ? be->attention_backward_bf16 : be->attention_backward)(be, a->dq, a->dk, a->dv, a->datt, la->q, la->k,
                                                                       la->v, la->att, la->lse, a->cu_seqlens, B, T,
                                                                       c->n_head, c->n_kv_head, c->head_dim, scale);
@@ -605,11 +609,15 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
             be->bias_backward(be, gl->bk, a->dk, T, kvd);
             be->bias_backward(be, gl->bv, a->dv, T, kvd);
         }
-        linear_back(m, gl->wq, a->dx, a->dq, la->xn1, xn1_16, wl->wq, T, qd, D, 0.0f);
-        linear_back(m, gl->wk, a->dx, a->dk, la->xn1, xn1_16, wl->wk, T, kvd, D, 1.0f);
-        linear_back(m, gl->wv, a->dx, a->dv, la->xn1, xn1_16, wl->wv, T, kvd, D, 1.0f);
-        be->rmsnorm_backward(be, a->dtmp, gl->attn_norm, a->dx, a->res[l], wl->attn_norm, la->rstd1, T, D);
-        be->add(be, a->dres, a->dres, a->dtmp, (size_t)T * D); /* now d(res[l]) */
+        linear_back(m, gl->wq, a->dx, a->dq, round16(m, dy16, a->dq, (size_t)T * qd), la->xn1, xn1_16, wl->wq, T,
+                    qd, D, 0.0f);
+        linear_back(m, gl->wk, a->dx, a->dk, round16(m, dy16, a->dk, (size_t)T * kvd), la->xn1, xn1_16, wl->wk, T,
+                    kvd, D, 1.0f);
+        linear_back(m, gl->wv, a->dx, a->dv, round16(m, dy16, a->dv, (size_t)T * kvd), la->xn1, xn1_16, wl->wv, T,
+                    kvd, D, 1.0f);
+        /* dres += the norm's input gradient: now d(res[l]) */
+        be->rmsnorm_backward(be, a->dres, dy16, gl->attn_norm, a->dx, a->res[l], wl->attn_norm, la->rstd1, T, D,
+                             1.0f);
     }
     be->embedding_backward(be, g->embed, a->dres, a->tokens, T, D);
     if (be->sync(be)) return errf(err, cap, "model_backward: %s", be->err);
@@ -760,8 +768,8 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
     }
     /* final norm of the requested rows only, gathered into xnf[0:n_out] */
     for (int i = 0; i < n_out; i++)
-        be->copy_d2d(be, a->dtmp + (size_t)i * D, x + (size_t)out_rows[i] * D, D * sizeof(float));
-    be->rmsnorm_forward(be, a->xnf, NULL, a->rstdf, a->dtmp, m->w.final_norm, n_out, D, cf->rms_eps);
+        be->copy_d2d(be, a->dx + (size_t)i * D, x + (size_t)out_rows[i] * D, D * sizeof(float));
+    be->rmsnorm_forward(be, a->xnf, NULL, a->rstdf, a->dx, m->w.final_norm, n_out, D, cf->rms_eps);
     for (int s = 0; s < n_out; s += a->chunk) {
         int k = n_out - s < a->chunk ? n_out - s : a->chunk;
         lm_head_chunk(m, s, k, 0);

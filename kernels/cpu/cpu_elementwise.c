@@ -82,24 +82,13 @@ void cpu_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, 
 }
 
 /* y = x r w, r = (mean x^2 + eps)^-1/2:
-   dx = r (w dy) - x r^3 / D * sum_d(w dy x);  dw += sum_t dy x r */
-void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
-                          const float *rstd, int T, int D) {
+   dx (= or +=) r (w dy) - x r^3 / D * sum_d(w dy x);  dw += sum_t dy x r.
+   dw is summed before any dx row is written (dx may alias dout when beta 0). */
+void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
+                          const float *w, const float *rstd, int T, int D, float beta) {
     int nt = (long)T * D > 16384 ? be->n_threads : 1;
 #pragma omp parallel num_threads(nt)
     {
-#pragma omp for schedule(static)
-        for (int t = 0; t < T; t++) {
-            const float *xr = x + (size_t)t * D, *dy = dout + (size_t)t * D;
-            float *g = dx + (size_t)t * D;
-            float r = rstd[t];
-            double dot = 0;
-#pragma omp simd reduction(+ : dot)
-            for (int d = 0; d < D; d++) dot += (double)(w[d] * dy[d]) * xr[d];
-            float c = (float)(dot * r * r * r / D);
-#pragma omp simd
-            for (int d = 0; d < D; d++) g[d] = r * (w[d] * dy[d]) - c * xr[d];
-        }
         /* dw: column ownership, tokens in order */
         int c0, c1;
         cpu_col_range(D, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
@@ -113,6 +102,28 @@ void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, 
                 for (int c = cb; c < ce; c++) acc[c - cb] += (double)(dy[c] * xr[c]) * r;
             }
             for (int c = cb; c < ce; c++) dw[c] += (float)acc[c - cb];
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int t = 0; t < T; t++) {
+            const float *xr = x + (size_t)t * D, *dy = dout + (size_t)t * D;
+            float *g = dx + (size_t)t * D;
+            float r = rstd[t];
+            double dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int d = 0; d < D; d++) dot += (double)(w[d] * dy[d]) * xr[d];
+            float c = (float)(dot * r * r * r / D);
+            if (beta != 0.0f) {
+#pragma omp simd
+                for (int d = 0; d < D; d++) g[d] = g[d] + (r * (w[d] * dy[d]) - c * xr[d]);
+            } else {
+#pragma omp simd
+                for (int d = 0; d < D; d++) g[d] = r * (w[d] * dy[d]) - c * xr[d];
+            }
+            if (dx16) {
+                uint16_t *o = dx16 + (size_t)t * D;
+                for (int d = 0; d < D; d++) o[d] = fp32_to_bf16(g[d]);
+            }
         }
     }
 }
@@ -185,21 +196,28 @@ void cpu_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *g
     }
 }
 
-/* dgate = dy u s (1 + g (1 - s)), dup = dy g s */
-void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
-                         const float *up, size_t n) {
+/* dgate = dy u s (1 + g (1 - s)), dup = dy g s; each chunk is computed into
+   stack buffers, then stored as fp32 and/or bf16 */
+void cpu_swiglu_backward(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
+                         const float *dout, const float *gate, const float *up, size_t n) {
     long nc = (long)((n + CPU_CHUNK - 1) / CPU_CHUNK);
 #pragma omp parallel for num_threads(be->n_threads) schedule(static) if (nc > 4)
     for (long c = 0; c < nc; c++) {
         size_t i0 = (size_t)c * CPU_CHUNK, i1 = i0 + CPU_CHUNK < n ? i0 + CPU_CHUNK : n;
+        float bg[CPU_CHUNK], bu[CPU_CHUNK];
 #pragma omp simd
         for (size_t i = i0; i < i1; i++) {
             float g = gate[i], u = up[i], dy = dout[i];
             float s = 1.0f / (1.0f + cpu_expf(-g));
-            float dg = dy * u * (s * (1.0f + g * (1.0f - s)));
-            float du = dy * (g * s);
-            dgate[i] = dg; /* dgate/dup may alias dout: read everything first */
-            dup[i] = du;
+            bg[i - i0] = dy * u * (s * (1.0f + g * (1.0f - s)));
+            bu[i - i0] = dy * (g * s);
         }
+        /* dgate/dup may alias dout: the chunk was read in full above */
+        if (dgate) memcpy(dgate + i0, bg, (i1 - i0) * sizeof(float));
+        if (dup) memcpy(dup + i0, bu, (i1 - i0) * sizeof(float));
+        if (dgate16)
+            for (size_t i = i0; i < i1; i++) dgate16[i] = fp32_to_bf16(bg[i - i0]);
+        if (dup16)
+            for (size_t i = i0; i < i1; i++) dup16[i] = fp32_to_bf16(bu[i - i0]);
     }
 }

@@ -42,13 +42,13 @@ void cpu_blas_threads(int n); /* openblas_set_num_threads when n differs from th
 void cpu_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);
 void cpu_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
 void cpu_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T, int D, float eps);
-void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
-                          const float *rstd, int T, int D);
+void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
+                          const float *w, const float *rstd, int T, int D, float beta);
 void cpu_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
 void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
 void cpu_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n);
-void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
-                         const float *up, size_t n);
+void cpu_swiglu_backward(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
+                         const float *dout, const float *gate, const float *up, size_t n);
 
 /* cpu_attention.c */
 void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
@@ -85,7 +85,7 @@ void cpu_kv_exp(float *y, const float *x, size_t n); /* the softmax's exp, <= 2 
 /* cpu_logprob.c */
 void cpu_logprob_forward(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
                          const int32_t *targets, int T, int V);
-void cpu_logprob_backward(backend *be, float *logits, const float *dlogp, const float *dentropy,
+void cpu_logprob_backward(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
                           const int32_t *targets, int T, int V);
 
 /* cpu_optim.c */

@@ -79,7 +79,7 @@ void cpu_logprob_forward(backend *be, float *logp, float *entropy, float *lse_ou
 }
 
 /* dz_j = dlogp (1[j == target] - p_j) - dent p_j (log p_j + H) */
-void cpu_logprob_backward(backend *be, float *logits, const float *dlogp, const float *dentropy,
+void cpu_logprob_backward(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
                           const int32_t *targets, int T, int V) {
     int bad = -1;
 #pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 4) if (T > 1)
@@ -93,6 +93,7 @@ void cpu_logprob_backward(backend *be, float *logits, const float *dlogp, const 
             }
 #pragma omp simd
             for (int j = 0; j < V; j++) z[j] = 0;
+            if (d16) memset(d16 + (size_t)t * V, 0, (size_t)V * sizeof(uint16_t));
             continue;
         }
         double lse, ent;
@@ -105,6 +106,10 @@ void cpu_logprob_backward(backend *be, float *logits, const float *dlogp, const 
             z[j] = -p * (gl + ge * (lp + H));
         }
         z[tg] += gl;
+        if (d16) { /* the row is still in cache: round it from there */
+            uint16_t *o = d16 + (size_t)t * V;
+            for (int j = 0; j < V; j++) o[j] = fp32_to_bf16(z[j]);
+        }
     }
     if (bad >= 0) CPU_ERR(be, "logprob_backward: target id out of range [0, %d) at row %d", V, bad);
 }

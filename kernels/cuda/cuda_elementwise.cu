@@ -159,16 +159,18 @@ static __global__ void swiglu_forward_kernel(float *out, uint16_t *out16, const 
     }
 }
 
-/* dgate = dy u s (1 + g (1 - s)), dup = dy g s; dgate/dup may alias dout */
-static __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout, const float *gate,
-                                              const float *up, size_t n) {
+/* dgate = dy u s (1 + g (1 - s)), dup = dy g s (fp32 and/or bf16); dgate/dup may alias dout */
+static __global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
+                                              const float *dout, const float *gate, const float *up, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float g = gate[i], u = up[i], dy = dout[i];
         float s = 1.0f / (1.0f + expf(-g));
         float dg = dy * u * (s * (1.0f + g * (1.0f - s)));
         float du = dy * (g * s);
-        dgate[i] = dg;
-        dup[i] = du;
+        if (dgate) dgate[i] = dg;
+        if (dup) dup[i] = du;
+        if (dgate16) dgate16[i] = fp32_to_bf16(dg);
+        if (dup16) dup16[i] = fp32_to_bf16(du);
     }
 }
 
@@ -179,11 +181,11 @@ void cuda_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *
     CU_LAUNCHED(be, "swiglu_forward_kernel");
 }
 
-void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
-                          const float *up, size_t n) {
+void cuda_swiglu_backward(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
+                          const float *dout, const float *gate, const float *up, size_t n) {
     if (be->err[0] || !n) return;
     LAUNCH(swiglu_backward_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream,
-           dgate, dup, dout, gate, up, n);
+           dgate, dup, dgate16, dup16, dout, gate, up, n);
     CU_LAUNCHED(be, "swiglu_backward_kernel");
 }
 

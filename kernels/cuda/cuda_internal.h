@@ -115,8 +115,8 @@ void cuda_bias_backward(backend *be, float *dbias, const float *dy, int T, int N
 void cuda_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
 void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
 void cuda_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n);
-void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
-                          const float *up, size_t n);
+void cuda_swiglu_backward(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
+                         const float *dout, const float *gate, const float *up, size_t n);
 double cuda_sumsq(backend *be, const float *x, size_t n);
 void cuda_adamw(backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                 float eps, float wd, int t);
@@ -135,8 +135,8 @@ void cuda_embedding_forward(backend *be, float *out, const float *table, const i
 void cuda_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
 void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T, int D,
                           float eps);
-void cuda_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
-                           const float *rstd, int T, int D);
+void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
+                          const float *w, const float *rstd, int T, int D, float beta);
 
 /* cuda_attention.cu */
 int cuda_attention_setup(backend *be); /* raises the shared-memory limits; 0 ok */
@@ -174,8 +174,8 @@ void cuda_attention_cached_bf16(backend *be, float *out, const float *q, const u
 /* cuda_logprob.cu */
 void cuda_logprob_forward(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
                           const int32_t *targets, int T, int V);
-void cuda_logprob_backward(backend *be, float *logits, const float *dlogp, const float *dentropy,
-                           const int32_t *targets, int T, int V);
+void cuda_logprob_backward(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
+                          const int32_t *targets, int T, int V);
 
 /* cuda_sample.cu */
 void cuda_sample(backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temperature,

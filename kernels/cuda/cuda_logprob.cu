@@ -94,8 +94,10 @@ static __global__ void __launch_bounds__(LP_THREADS) logprob_forward_kernel(floa
     }
 }
 
-/* dz_j = dlogp (1[j == target] - p_j) - dent p_j (log p_j + H), in place */
-static __global__ void __launch_bounds__(LP_THREADS) logprob_backward_kernel(float *logits, const float *dlogp,
+/* dz_j = dlogp (1[j == target] - p_j) - dent p_j (log p_j + H), in place
+   (d16 == NULL) or rounded to bf16 into d16 */
+static __global__ void __launch_bounds__(LP_THREADS) logprob_backward_kernel(float *logits, uint16_t *d16,
+                                                                             const float *dlogp,
                                                                              const float *dentropy,
                                                                              const int32_t *targets, int T, int V,
                                                                              int *flags) {
@@ -104,7 +106,10 @@ static __global__ void __launch_bounds__(LP_THREADS) logprob_backward_kernel(flo
     float *z = logits + (size_t)t * V;
     if (tg < 0 || tg >= V) {
         if (tg >= V && threadIdx.x == 0) flags[CUDA_FLAG_TARGET_BAD] = t + 1;
-        for (int j = threadIdx.x; j < V; j += blockDim.x) z[j] = 0.0f;
+        if (d16)
+            for (int j = threadIdx.x; j < V; j += blockDim.x) d16[(size_t)t * V + j] = 0;
+        else
+            for (int j = threadIdx.x; j < V; j += blockDim.x) z[j] = 0.0f;
         return;
     }
     double lse, ent;
@@ -116,7 +121,10 @@ static __global__ void __launch_bounds__(LP_THREADS) logprob_backward_kernel(flo
         float p = expf(lp);
         float g = -p * (gl + ge * (lp + H));
         if (j == tg) g += gl;
-        z[j] = g;
+        if (d16)
+            d16[(size_t)t * V + j] = fp32_to_bf16(g);
+        else
+            z[j] = g;
     }
 }
 
@@ -129,11 +137,11 @@ void cuda_logprob_forward(backend *be, float *logp, float *entropy, float *lse_o
     CU_LAUNCHED(be, "logprob_forward_kernel");
 }
 
-void cuda_logprob_backward(backend *be, float *logits, const float *dlogp, const float *dentropy,
+void cuda_logprob_backward(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
                            const int32_t *targets, int T, int V) {
     if (be->err[0] || T <= 0 || V <= 0) return;
     cuda_impl *im = CUDA_IMPL(be);
-    LAUNCH(logprob_backward_kernel, T, LP_THREADS, 0, im->stream, logits, dlogp, dentropy, targets, T, V,
+    LAUNCH(logprob_backward_kernel, T, LP_THREADS, 0, im->stream, logits, d16, dlogp, dentropy, targets, T, V,
            im->dev_flags);
     CU_LAUNCHED(be, "logprob_backward_kernel");
 }

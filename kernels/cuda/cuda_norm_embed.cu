@@ -88,9 +88,9 @@ static __global__ void rmsnorm_forward_kernel(float *out, uint16_t *out16, float
     }
 }
 
-/* dx = r (w dy) - x r^3 / D * sum_d(w dy x) */
-static __global__ void rmsnorm_backward_dx_kernel(float *dx, const float *dout, const float *x, const float *w,
-                                                  const float *rstd, int T, int D) {
+/* dx (= or += when beta != 0) r (w dy) - x r^3 / D * sum_d(w dy x); dx16 = bf16(dx) */
+static __global__ void rmsnorm_backward_dx_kernel(float *dx, uint16_t *dx16, const float *dout, const float *x,
+                                                  const float *w, const float *rstd, int T, int D, float beta) {
     int t = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, l = threadIdx.x % 32;
     if (t >= T) return;
     const float *xr = x + (size_t)t * D, *dy = dout + (size_t)t * D;
@@ -100,7 +100,12 @@ static __global__ void rmsnorm_backward_dx_kernel(float *dx, const float *dout, 
     dot = warp_sum_d(dot);
     float c = (float)(dot * r * r * r / D);
     float *g = dx + (size_t)t * D;
-    for (int d = l; d < D; d += 32) g[d] = r * (w[d] * dy[d]) - c * xr[d];
+    for (int d = l; d < D; d += 32) {
+        float v = r * (w[d] * dy[d]) - c * xr[d];
+        if (beta != 0.0f) v = g[d] + v;
+        g[d] = v;
+        if (dx16) dx16[(size_t)t * D + d] = fp32_to_bf16(v);
+    }
 }
 
 void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T,
@@ -111,12 +116,12 @@ void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd,
     CU_LAUNCHED(be, "rmsnorm_forward_kernel");
 }
 
-void cuda_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
-                           const float *rstd, int T, int D) {
+void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
+                           const float *w, const float *rstd, int T, int D, float beta) {
     if (be->err[0] || T <= 0 || D <= 0) return;
     /* dw first: dx may alias dout */
     cuda_colsum(be, dw, dout, x, rstd, T, D);
     LAUNCH(rmsnorm_backward_dx_kernel, (T + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, ROWS_PER_BLOCK * 32, 0,
-           CUDA_IMPL(be)->stream, dx, dout, x, w, rstd, T, D);
+           CUDA_IMPL(be)->stream, dx, dx16, dout, x, w, rstd, T, D, beta);
     CU_LAUNCHED(be, "rmsnorm_backward_dx_kernel");
 }

@@ -206,12 +206,26 @@ static void test_elementwise(size_t n) {
     snprintf(name, sizeof name, "swiglu_forward out16 only n=%zu", n);
     check_out16(name, &o, o16c, o16g, n);
     cpu->free(cpu, o16c), gpu->free(gpu, o16g);
-    cpu->swiglu_backward(cpu, dg.c, du.c, dy.c, gt.c, up.c, n);
-    gpu->swiglu_backward(gpu, dg.g, du.g, dy.g, gt.g, up.g, n);
+    uint16_t *g16c = be_alloc(cpu, n * 2), *g16g = be_alloc(gpu, n * 2);
+    uint16_t *u16c = be_alloc(cpu, n * 2), *u16g = be_alloc(gpu, n * 2);
+    poison_dev(gpu, g16g, n * 2), poison_dev(gpu, u16g, n * 2);
+    cpu->swiglu_backward(cpu, dg.c, du.c, g16c, u16c, dy.c, gt.c, up.c, n);
+    gpu->swiglu_backward(gpu, dg.g, du.g, g16g, u16g, dy.g, gt.g, up.g, n);
     snprintf(name, sizeof name, "swiglu_backward dgate n=%zu", n);
     check(name, &dg, n, 1e-4);
     snprintf(name, sizeof name, "swiglu_backward dup n=%zu", n);
     check(name, &du, n, 1e-4);
+    snprintf(name, sizeof name, "swiglu_backward dgate16 n=%zu", n);
+    check_out16(name, &dg, g16c, g16g, n);
+    snprintf(name, sizeof name, "swiglu_backward dup16 n=%zu", n);
+    check_out16(name, &du, u16c, u16g, n);
+    poison_dev(gpu, g16g, n * 2), poison_dev(gpu, u16g, n * 2); /* bf16 outputs alone */
+    gpu->swiglu_backward(gpu, NULL, NULL, g16g, u16g, dy.g, gt.g, up.g, n);
+    snprintf(name, sizeof name, "swiglu_backward dgate16 only n=%zu", n);
+    check_out16(name, &dg, g16c, g16g, n);
+    snprintf(name, sizeof name, "swiglu_backward dup16 only n=%zu", n);
+    check_out16(name, &du, u16c, u16g, n);
+    cpu->free(cpu, g16c), gpu->free(gpu, g16g), cpu->free(cpu, u16c), gpu->free(gpu, u16g);
 
     /* copies: zero a middle range, d2d a range */
     size_t z0 = n / 3, zn = n / 4;
@@ -285,12 +299,24 @@ static void test_rmsnorm(int T, int D) {
     cpu->free(cpu, o16c), gpu->free(gpu, o16g);
     snprintf(name, sizeof name, "rmsnorm_forward rstd %dx%d", T, D);
     check(name, &rstd, rstd.n, 1e-5);
-    cpu->rmsnorm_backward(cpu, dx.c, dw.c, dy.c, x.c, w.c, rstd.c, T, D);
-    gpu->rmsnorm_backward(gpu, dx.g, dw.g, dy.g, x.g, w.g, rstd.g, T, D);
+    cpu->rmsnorm_backward(cpu, dx.c, NULL, dw.c, dy.c, x.c, w.c, rstd.c, T, D, 0.0f);
+    gpu->rmsnorm_backward(gpu, dx.g, NULL, dw.g, dy.g, x.g, w.g, rstd.g, T, D, 0.0f);
     snprintf(name, sizeof name, "rmsnorm_backward dx %dx%d", T, D);
     check(name, &dx, dx.n, 1e-5);
     snprintf(name, sizeof name, "rmsnorm_backward dw %dx%d (+=)", T, D);
     check(name, &dw, dw.n, 1e-5);
+    /* beta 1: dx accumulated onto the residual stream's gradient, dx16 its bf16 copy */
+    ten acc = t_rand(n, -1, 1);
+    uint16_t *x16c = be_alloc(cpu, n * 2), *x16g = be_alloc(gpu, n * 2);
+    poison_dev(gpu, x16g, n * 2);
+    cpu->rmsnorm_backward(cpu, acc.c, x16c, dw.c, dy.c, x.c, w.c, rstd.c, T, D, 1.0f);
+    gpu->rmsnorm_backward(gpu, acc.g, x16g, dw.g, dy.g, x.g, w.g, rstd.g, T, D, 1.0f);
+    snprintf(name, sizeof name, "rmsnorm_backward dx beta 1 (+=) %dx%d", T, D);
+    check(name, &acc, n, 1e-5);
+    snprintf(name, sizeof name, "rmsnorm_backward dx16 beta 1 %dx%d", T, D);
+    check_out16(name, &acc, x16c, x16g, n);
+    cpu->free(cpu, x16c), gpu->free(gpu, x16g);
+    t_free(&acc);
     t_free(&x); t_free(&w); t_free(&out); t_free(&rstd); t_free(&dy); t_free(&dx); t_free(&dw);
 }
 
@@ -426,13 +452,22 @@ static void test_logprob(int T, int V) {
     check(name, &ent, T, 1e-5);
     snprintf(name, sizeof name, "logprob_forward lse T%d V%d", T, V);
     check(name, &lse, T, 1e-5);
-    cpu->logprob_backward(cpu, z.c, dlp.c, dent.c, tc, T, V);
-    gpu->logprob_backward(gpu, z.g, dlp.g, dent.g, tgg, T, V);
+    /* d16: the gradient rounded to bf16 (the GPU kernel leaves logits as they are) */
+    uint16_t *d16c = be_alloc(cpu, z.n * 2), *d16g = be_alloc(gpu, z.n * 2);
+    poison_dev(gpu, d16g, z.n * 2);
+    cpu->logprob_backward(cpu, z.c, d16c, dlp.c, dent.c, tc, T, V);
+    gpu->logprob_backward(gpu, z.g, d16g, dlp.g, dent.g, tgg, T, V);
+    t_reset(&z);
+    cpu->logprob_backward(cpu, z.c, NULL, dlp.c, dent.c, tc, T, V);
+    gpu->logprob_backward(gpu, z.g, NULL, dlp.g, dent.g, tgg, T, V);
     snprintf(name, sizeof name, "logprob_backward (+entropy) T%d V%d", T, V);
     check(name, &z, z.n, 1e-4);
+    snprintf(name, sizeof name, "logprob_backward d16 (+entropy) T%d V%d", T, V);
+    check_out16(name, &z, d16c, d16g, z.n);
+    cpu->free(cpu, d16c), gpu->free(gpu, d16g);
     t_reset(&z);
-    cpu->logprob_backward(cpu, z.c, dlp.c, NULL, tc, T, V);
-    gpu->logprob_backward(gpu, z.g, dlp.g, NULL, tgg, T, V);
+    cpu->logprob_backward(cpu, z.c, NULL, dlp.c, NULL, tc, T, V);
+    gpu->logprob_backward(gpu, z.g, NULL, dlp.g, NULL, tgg, T, V);
     snprintf(name, sizeof name, "logprob_backward (no entropy) T%d V%d", T, V);
     check(name, &z, z.n, 1e-4);
     t_free(&z); t_free(&lp); t_free(&ent); t_free(&lse); t_free(&dlp); t_free(&dent);

@@ -104,9 +104,9 @@ int main(int argc, char **argv) {
     }
 
     TIME("rmsnorm fwd [2048,576]", 0, be->rmsnorm_forward(be, y, NULL, rstd, x, w, T, D, 1e-5f));
-    TIME("rmsnorm bwd [2048,576]", 0, be->rmsnorm_backward(be, dx, dw, y, x, w, rstd, T, D));
+    TIME("rmsnorm bwd [2048,576]", 0, be->rmsnorm_backward(be, dx, NULL, dw, y, x, w, rstd, T, D, 0.0f));
     TIME("swiglu fwd  [2048,1536]", 0, be->swiglu_forward(be, H, NULL, G, U, (size_t)T * F));
-    TIME("swiglu bwd  [2048,1536]", 0, be->swiglu_backward(be, dG, dU, H, G, U, (size_t)T * F));
+    TIME("swiglu bwd  [2048,1536]", 0, be->swiglu_backward(be, dG, dU, NULL, NULL, H, G, U, (size_t)T * F));
     int32_t *pos = be->alloc(be, T * 4), *ids = be->alloc(be, T * 4);
     for (int t = 0; t < T; t++) pos[t] = t, ids[t] = (int32_t)(rng_u64(9, t) % V);
     float *q = rnd(be, (size_t)T * Hq * hd, 1, 10), *k = rnd(be, (size_t)T * Hkv * hd, 1, 11);
@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
     int32_t *tg = be->alloc(be, T * 4);
     for (int t = 0; t < T; t++) tg[t] = (int32_t)(rng_u64(18, t) % V);
     TIME("logprob fwd [2048,49152] (+entropy)", 0, be->logprob_forward(be, lp, ent, NULL, logits, tg, T, V));
-    TIME("logprob bwd [2048,49152] in place", 0, be->logprob_backward(be, logits, dl, de, tg, T, V));
+    TIME("logprob bwd [2048,49152] in place", 0, be->logprob_backward(be, logits, NULL, dl, de, tg, T, V));
     TIME("lm head matmul [2048,576]x[49152,576]^T", 2.0 * T * D * V,
          be->matmul(be, 0, 1, T, V, D, 1, x, D, 0, table, D, 0, 0, logits, V, 0, 1));
     size_t np = 134515008;
