@@ -76,9 +76,12 @@ struct backend {
     /* ---- bf16 mixed-precision training (model.dtype: bf16) ----
      * C[M,N] = op(A)[M,K] @ op(B)[K,N] + beta * C (beta 0 or 1), A and B bf16
      * as stored (cast_bf16 made them), C fp32: products exact, fp32
-     * accumulation (tensor cores on a GPU). op, lda/ldb/ldc as in matmul. */
+     * accumulation (tensor cores on a GPU). op, lda/ldb/ldc as in matmul.
+     * C16 != NULL (then C is NULL and beta 0): the fp32 result is written
+     * rounded to bf16 (nearest even) into C16 [M,N] (row stride ldc) instead,
+     * for products only bf16 consumers read (the MLP's gate and up). */
     void (*gemm_bf16)(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
-                      const uint16_t *B, int ldb, float beta, float *C, int ldc);
+                      const uint16_t *B, int ldb, float beta, float *C, uint16_t *C16, int ldc);
 
     /* ---- elementwise ---- */
     void (*add)(backend *be, float *out, const float *a, const float *b, size_t n);  /* out = a + b; out may alias a or b */
@@ -168,14 +171,20 @@ struct backend {
                                   const int32_t *slot, const int32_t *pos, int T, int Hq, int Hkv, int hd,
                                   int max_seq, float scale);
 
-    /* ---- SwiGLU ---- out[T,F] = silu(gate) * up; out16: the same rounded to
-     * bf16 (as rmsnorm_forward); either may be NULL */
-    void (*swiglu_forward)(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n);
-    /* dgate, dup [n] written (may alias dout); dgate16, dup16: the same
-     * rounded to bf16 (the output-gradient operands of the gate and up
-     * projections). Any of the four may be NULL. */
-    void (*swiglu_backward)(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
-                            const float *dout, const float *gate, const float *up, size_t n);
+    /* ---- SwiGLU ---- out[n] = silu(gate) * up */
+    void (*swiglu_forward)(backend *be, float *out, const float *gate, const float *up, size_t n);
+    /* dgate, dup written (may alias dout) */
+    void (*swiglu_backward)(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                            const float *up, size_t n);
+    /* model.dtype bf16: gate and up [n] are bf16 (the projections' rounded
+     * outputs, gemm_bf16 C16); the same formulas in fp32 on their values,
+     * results rounded to bf16: out16 = bf16(silu(g) u) (the down projection's
+     * operand); dgate16, dup16 = bf16 of the fp32 gradients given dout fp32
+     * (the gate and up projections' output-gradient operands). Outputs do
+     * not alias inputs. */
+    void (*swiglu_forward_bf16)(backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n);
+    void (*swiglu_backward_bf16)(backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout,
+                                 const uint16_t *gate, const uint16_t *up, size_t n);
 
     /* ---- fused log-softmax + target gather (+ entropy) ----
      * For each row t of logits[T,V]: lse = logsumexp(row), logp[t] = row[targets[t]] - lse,

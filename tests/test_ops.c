@@ -300,8 +300,8 @@ static void test_gemm_bf16(backend *be1, backend *be2) {
                             if (!pad && acc) /* C0 re-laid out with row stride N */
                                 for (int i = 0; i < M; i++)
                                     for (int j = 0; j < N; j++) C1[(size_t)i * N + j] = C2[(size_t)i * N + j] = C0[(size_t)i * ldc + j];
-                            cpu_gemm_bf16_path(be1, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C1, l, path);
-                            cpu_gemm_bf16_path(be2, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C2, l, path);
+                            cpu_gemm_bf16_path(be1, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C1, NULL, l, path);
+                            cpu_gemm_bf16_path(be2, ta, tb, M, N, K, A, lda, B, ldb, acc ? 1.0f : 0.0f, C2, NULL, l, path);
                             for (int i = 0; i < M; i++)
                                 for (int j = 0; j < N; j++) {
                                     float c1 = C1[(size_t)i * l + j], c2 = C2[(size_t)i * l + j];
@@ -314,6 +314,21 @@ static void test_gemm_bf16(backend *be1, backend *be2) {
                             snprintf(name, sizeof name, "gemm_bf16 M%d N%d K%d tA%d tB%d %s path %d%s", M, N, K, ta, tb,
                                      acc ? "beta=1" : "beta=0", path, pad ? " ldc+2" : "");
                             check(name, same12 ? err : INFINITY, 2.0 * (K + 1) * 0x1p-24); /* 1 == 2 threads bitwise */
+                            if (!acc) { /* C16: the same fp32 results rounded to bf16; the padding untouched */
+                                uint16_t *H = malloc(nc * 2);
+                                for (size_t i = 0; i < nc; i++) H[i] = 0xfffe; /* poison (a NaN) */
+                                cpu_gemm_bf16_path(be2, ta, tb, M, N, K, A, lda, B, ldb, 0.0f, NULL, H, l, path);
+                                int ok16 = 1;
+                                for (int i = 0; i < M; i++)
+                                    for (int j = 0; j < l; j++) {
+                                        size_t o = (size_t)i * l + j;
+                                        ok16 &= j < N ? H[o] == bf16_ref(C1[o]) : H[o] == 0xfffe;
+                                    }
+                                snprintf(name, sizeof name, "gemm_bf16 C16 = bf16(C) M%d N%d K%d tA%d tB%d path %d%s", M, N,
+                                         K, ta, tb, path, pad ? " ldc+2" : "");
+                                check_true(name, ok16);
+                                free(H);
+                            }
                         }
                     free(A), free(B), free(C0), free(C1), free(C2), free(ref), free(mag);
                 }
@@ -528,11 +543,11 @@ static void test_swiglu(backend *be1, backend *be2) {
         swi_ctx c = {n, todouble(g, n), todouble(u, n), todouble(R, n)};
         double *yr = malloc(n * 8);
         for (size_t i = 0; i < n; i++) yr[i] = silu(c.g[i]) * c.u[i];
-        be2->swiglu_forward(be2, y, NULL, g, u, n);
+        be2->swiglu_forward(be2, y, g, u, n);
         char name[128];
         snprintf(name, sizeof name, "swiglu_forward n%zu", n);
         check(name, relerr(y, yr, n), 1e-6);
-        be2->swiglu_backward(be2, dg, du, NULL, NULL, R, g, u, n);
+        be2->swiglu_backward(be2, dg, du, R, g, u, n);
         snprintf(name, sizeof name, "swiglu_backward dgate vs finite diff n%zu", n);
         check(name, fd_check(&c, swi_loss, c.g, n, dg, n), 1e-5);
         snprintf(name, sizeof name, "swiglu_backward dup vs finite diff n%zu", n);
@@ -547,32 +562,33 @@ static void test_swiglu(backend *be1, backend *be2) {
     g[0] = -200; g[1] = 200; g[2] = 0;
     double *yr = malloc(n * 8);
     for (size_t i = 0; i < n; i++) yr[i] = silu(g[i]) * u[i];
-    be1->swiglu_forward(be1, y1, NULL, g, u, n);
-    be2->swiglu_forward(be2, y2, NULL, g, u, n);
+    be1->swiglu_forward(be1, y1, g, u, n);
+    be2->swiglu_forward(be2, y2, g, u, n);
     check("swiglu_forward n100003 gates sd 20 incl. +-200", relerr(y2, yr, n), 1e-6);
-    be1->swiglu_backward(be1, a1, b1, NULL, NULL, dy, g, u, n);
-    be2->swiglu_backward(be2, a2, b2, NULL, NULL, dy, g, u, n);
+    be1->swiglu_backward(be1, a1, b1, dy, g, u, n);
+    be2->swiglu_backward(be2, a2, b2, dy, g, u, n);
     check_true("swiglu forward+backward bitwise equal with 1 and 2 threads",
                same(y1, y2, n * 4) && same(a1, a2, n * 4) && same(b1, b2, n * 4));
-    { /* out16: the fp32 output's bf16 rounding, with or without the fp32 output */
-        uint16_t *h1 = malloc(n * 2), *h2 = malloc(n * 2);
-        int ok = 1;
-        be2->swiglu_forward(be2, y1, h1, g, u, n);
-        be1->swiglu_forward(be1, NULL, h2, g, u, n);
-        for (size_t i = 0; i < n; i++) ok &= h1[i] == bf16_ref(y2[i]) && h2[i] == h1[i] && y1[i] == y2[i];
-        check_true("swiglu out16 = bf16(out) bitwise, with and without out", ok);
-        /* backward bf16 outputs: bf16(dgate), bf16(dup), with or without the
-           fp32 ones, and with dgate/dup aliasing dout */
+    { /* the bf16 ops: the fp32 ops on the widened bf16 inputs, results
+         rounded, bitwise (1 and 2 threads) */
+        uint16_t *g16 = malloc(n * 2), *u16 = malloc(n * 2), *h1 = malloc(n * 2), *h2 = malloc(n * 2);
         uint16_t *k1 = malloc(n * 2), *k2 = malloc(n * 2);
-        float *al = copyf(dy, n), *bl = malloc(n * 4);
-        be2->swiglu_backward(be2, NULL, NULL, h1, h2, dy, g, u, n);
-        be1->swiglu_backward(be1, al, bl, k1, k2, al, g, u, n);
-        ok = same(al, a2, n * 4) && same(bl, b2, n * 4);
+        for (size_t i = 0; i < n; i++) g16[i] = bf16_ref(g[i]), u16[i] = bf16_ref(u[i]), g[i] = bf16_val(g16[i]),
+                                       u[i] = bf16_val(u16[i]);
+        be1->swiglu_forward(be1, y1, g, u, n);
+        be1->swiglu_backward(be1, a1, b1, dy, g, u, n);
+        be1->swiglu_forward_bf16(be1, h1, g16, u16, n);
+        be2->swiglu_forward_bf16(be2, h2, g16, u16, n);
+        int ok = 1;
+        for (size_t i = 0; i < n; i++) ok &= h1[i] == bf16_ref(y1[i]) && h2[i] == h1[i];
+        check_true("swiglu_forward_bf16 = bf16(swiglu_forward(bf16 inputs)) bitwise, 1 and 2 threads", ok);
+        be1->swiglu_backward_bf16(be1, h1, h2, dy, g16, u16, n);
+        be2->swiglu_backward_bf16(be2, k1, k2, dy, g16, u16, n);
+        ok = 1;
         for (size_t i = 0; i < n; i++)
-            ok &= h1[i] == bf16_ref(a2[i]) && h2[i] == bf16_ref(b2[i]) && k1[i] == h1[i] && k2[i] == h2[i];
-        check_true("swiglu_backward dgate16/dup16 = bf16(dgate/dup), with and without fp32, aliasing dout", ok);
-        free(k1), free(k2), free(al), free(bl);
-        free(h1), free(h2);
+            ok &= h1[i] == bf16_ref(a1[i]) && h2[i] == bf16_ref(b1[i]) && k1[i] == h1[i] && k2[i] == h2[i];
+        check_true("swiglu_backward_bf16 = bf16(swiglu_backward(bf16 inputs)) bitwise, 1 and 2 threads", ok);
+        free(g16), free(u16), free(h1), free(h2), free(k1), free(k2);
     }
     free(g); free(u); free(dy); free(y1); free(y2); free(a1); free(a2); free(b1); free(b2); free(yr);
 }

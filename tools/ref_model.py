@@ -29,9 +29,12 @@ in float64:
                      take bf16 operands (x and W rounded to bf16 in the
                      forward, the output gradient rounded before dx = dy W
                      and dW = dy^T x; float64 sums of the exact products),
-                     and attention rounds the operands of its products as
-                     rft's attention_*_bf16 ops do (BF16Attention),
-                     everything else as above.
+                     the MLP's gate and up projections are stored rounded
+                     to bf16 (Round16: SwiGLU reads the rounded values, its
+                     gradient passes through unchanged), and attention
+                     rounds the operands of its products as rft's
+                     attention_*_bf16 ops do (BF16Attention), everything
+                     else as above.
 
 The model here is written out by hand over the packed batch (block-diagonal
 causal mask) in float64, with RoPE's inv_freq, angles and cos/sin in float32
@@ -192,6 +195,19 @@ class BF16Linear(torch.autograd.Function):
         return dyb @ Wb, dyb.T @ xb
 
 
+class Round16(torch.autograd.Function):
+    """bf16(y) forward, identity backward: a GEMM output stored in bf16
+    (gemm_bf16's C16: the MLP's gate and up in model.dtype bf16)."""
+
+    @staticmethod
+    def forward(ctx, y):
+        return bf16(y)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy
+
+
 class BF16Attention(torch.autograd.Function):
     """rft's attention_forward_bf16 / attention_backward_bf16 (kernels/backend.h)
     for rows of at most 64 keys (one key tile of the online softmax): the
@@ -273,6 +289,8 @@ def forward(P, c, b, mixed=False):
         h = rmsnorm(x, P[p + "post_attention_layernorm.weight"], eps)
         g = lin(h, P[p + "mlp.gate_proj.weight"])
         u = lin(h, P[p + "mlp.up_proj.weight"])
+        if mixed:  # stored in bf16 (gemm_bf16 C16)
+            g, u = Round16.apply(g), Round16.apply(u)
         x = x + lin(torch.nn.functional.silu(g) * u, P[p + "mlp.down_proj.weight"])
     x = rmsnorm(x, P["model.norm.weight"], eps)
     head = P["model.embed_tokens.weight"] if c["tie_embeddings"] else P["lm_head.weight"]

@@ -23,16 +23,17 @@
  *   xn2       [T, D]   MLP RMSNorm output,            rstd2 [T]
  *   gate, up  [T, F]   MLP projections;  h [T, F] = silu(gate) * up
  * model.dtype bf16 (model_set_mixed) adds bf16 views (NULL otherwise): the
- * inputs of the linear layers, kept for the backward's weight gradients. The
- * norms and SwiGLU write xn1_16, xn2_16, h16 (and xnf16) directly in place of
- * their fp32 views, so these live in the first half of those views' memory;
- * att16, a rounded copy of att (attention's backward reads att in fp32), is
- * carved out of m->acts16:
- *   xn1_16 [T, D], att16 [T, qd], xn2_16 [T, D], h16 [T, F]
+ * inputs of the linear layers, kept for the backward's weight gradients, and
+ * the MLP projections, which only SwiGLU reads. The norms, the gate and up
+ * GEMMs and SwiGLU write xn1_16, xn2_16, gate16, up16, h16 (and xnf16)
+ * directly in place of their fp32 views, so these live in the first half of
+ * those views' memory; att16, a rounded copy of att (attention's backward
+ * reads att in fp32), is carved out of m->acts16:
+ *   xn1_16 [T, D], att16 [T, qd], xn2_16 [T, D], gate16, up16, h16 [T, F]
  */
 typedef struct layer_acts {
     float *xn1, *rstd1, *q, *k, *v, *att, *lse, *mid, *xn2, *rstd2, *gate, *up, *h;
-    uint16_t *xn1_16, *att16, *xn2_16, *h16;
+    uint16_t *xn1_16, *att16, *xn2_16, *gate16, *up16, *h16;
 } layer_acts;
 
 typedef struct act_views {
@@ -417,7 +418,7 @@ static void linear(const model *m, float *y, const float *x, const uint16_t *x16
                    int in, float beta) {
     backend *be = m->be;
     if (x16)
-        be->gemm_bf16(be, 0, 1, T, out, in, x16, in, w16(m, W), in, beta, y, out);
+        be->gemm_bf16(be, 0, 1, T, out, in, x16, in, w16(m, W), in, beta, y, NULL, out);
     else if (m->w16_on)
         be->matmul_bf16(be, T, out, in, x, w16(m, W), beta, y);
     else
@@ -433,8 +434,8 @@ static void linear_back(const model *m, float *dW, float *dx, const float *dy, c
                         const uint16_t *x16, const float *W, int T, int out, int in, float beta) {
     backend *be = m->be;
     if (x16) {
-        be->gemm_bf16(be, 1, 0, out, in, T, dy16, out, x16, in, 1.0f, dW, in);
-        be->gemm_bf16(be, 0, 0, T, in, out, dy16, out, w16(m, W), in, beta, dx, in);
+        be->gemm_bf16(be, 1, 0, out, in, T, dy16, out, x16, in, 1.0f, dW, NULL, in);
+        be->gemm_bf16(be, 0, 0, T, in, out, dy16, out, w16(m, W), in, beta, dx, NULL, in);
         return;
     }
     be->matmul(be, 1, 0, out, in, T, 1.0f, dy, out, 0, x, in, 0, 1.0f, dW, in, 0, 1);
@@ -479,17 +480,26 @@ static void block_out(model *m, const layer_weights *w, layer_acts *la, float *o
 }
 
 /* MLP half: xn2 = norm(x); h = silu(xn2 wgate^T) * (xn2 wup^T); out += h wdown^T.
-   mix: xn2 and h are written as bf16 only (xn2_16, h16). */
+   mix: xn2, gate, up and h are bf16 only (xn2_16, gate16, up16, h16): the
+   two projections' outputs are rounded by their GEMM, as torch.autocast
+   stores them. */
 static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const float *x, float *out, int T, int mix) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int D = c->d_model, F = c->d_ff;
-    uint16_t *x16 = mix ? la->xn2_16 : NULL, *h16 = mix ? la->h16 : NULL;
-    be->rmsnorm_forward(be, x16 ? NULL : la->xn2, x16, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
-    linear(m, la->gate, la->xn2, x16, w->wgate, T, F, D, 0.0f);
-    linear(m, la->up, la->xn2, x16, w->wup, T, F, D, 0.0f);
-    be->swiglu_forward(be, h16 ? NULL : la->h, h16, la->gate, la->up, (size_t)T * F);
-    linear(m, out, la->h, h16, w->wdown, T, D, F, 1.0f);
+    if (!mix) {
+        be->rmsnorm_forward(be, la->xn2, NULL, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
+        linear(m, la->gate, la->xn2, NULL, w->wgate, T, F, D, 0.0f);
+        linear(m, la->up, la->xn2, NULL, w->wup, T, F, D, 0.0f);
+        be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
+        linear(m, out, la->h, NULL, w->wdown, T, D, F, 1.0f);
+        return;
+    }
+    be->rmsnorm_forward(be, NULL, la->xn2_16, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
+    be->gemm_bf16(be, 0, 1, T, F, D, la->xn2_16, D, w16(m, w->wgate), D, 0.0f, NULL, la->gate16, F);
+    be->gemm_bf16(be, 0, 1, T, F, D, la->xn2_16, D, w16(m, w->wup), D, 0.0f, NULL, la->up16, F);
+    be->swiglu_forward_bf16(be, la->h16, la->gate16, la->up16, (size_t)T * F);
+    linear(m, out, la->h, la->h16, w->wdown, T, D, F, 1.0f);
 }
 
 int model_forward(model *m, const model_batch *b, float *logp, float *entropy, char *err, size_t cap) {
@@ -591,8 +601,10 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         const uint16_t *xn1_16 = mix ? la->xn1_16 : NULL, *xn2_16 = mix ? la->xn2_16 : NULL;
         /* res[l+1] = mid + h @ wdown^T (dy16 holds dres rounded by the norm backward) */
         linear_back(m, gl->wdown, a->dh, a->dres, dy16, la->h, mix ? la->h16 : NULL, wl->wdown, T, D, F, 0.0f);
-        be->swiglu_backward(be, mix ? NULL : a->dgate, mix ? NULL : a->dup, dgate16, dup16, a->dh, la->gate, la->up,
-                            (size_t)T * F);
+        if (mix)
+            be->swiglu_backward_bf16(be, dgate16, dup16, a->dh, la->gate16, la->up16, (size_t)T * F);
+        else
+            be->swiglu_backward(be, a->dgate, a->dup, a->dh, la->gate, la->up, (size_t)T * F);
         linear_back(m, gl->wgate, a->dx, a->dgate, dgate16, la->xn2, xn2_16, wl->wgate, T, F, D, 0.0f);
         linear_back(m, gl->wup, a->dx, a->dup, dup16, la->xn2, xn2_16, wl->wup, T, F, D, 1.0f);
         /* dres += the norm's input gradient: now d(mid) */
@@ -649,7 +661,8 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
     m->have_forward = 0; /* a pending backward would read copies of the other kind */
     m->mixed = 0;
     if (!on) return 0;
-    if (!be->cast_bf16 || !be->gemm_bf16 || !be->attention_forward_bf16 || !be->attention_backward_bf16)
+    if (!be->cast_bf16 || !be->gemm_bf16 || !be->attention_forward_bf16 || !be->attention_backward_bf16 ||
+        !be->swiglu_forward_bf16 || !be->swiglu_backward_bf16)
         return errf(err, cap, "the %s backend has no bf16 GEMM / attention (a CUDA GPU needs compute capability 8.0 or later)", be->name);
     if (!m->wbf16) {
         m->wbf16 = be->alloc(be, m->n_params * sizeof(uint16_t));
@@ -666,6 +679,7 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
         for (int l = 0; l < m->cfg.n_layer; l++) { /* bf16 written in place of the fp32 views */
             layer_acts *la = &a->layer[l];
             la->xn1_16 = (uint16_t *)la->xn1, la->xn2_16 = (uint16_t *)la->xn2, la->h16 = (uint16_t *)la->h;
+            la->gate16 = (uint16_t *)la->gate, la->up16 = (uint16_t *)la->up;
         }
         a->xnf16 = (uint16_t *)a->xnf;
     }

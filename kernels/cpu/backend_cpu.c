@@ -115,6 +115,8 @@ backend *backend_cpu_create(int n_threads) {
     be->attention_backward_bf16 = cpu_attention_backward_bf16;
     be->swiglu_forward = cpu_swiglu_forward;
     be->swiglu_backward = cpu_swiglu_backward;
+    be->swiglu_forward_bf16 = cpu_swiglu_forward_bf16;
+    be->swiglu_backward_bf16 = cpu_swiglu_backward_bf16;
     be->logprob_forward = cpu_logprob_forward;
     be->logprob_backward = cpu_logprob_backward;
     be->kv_write = cpu_kv_write;

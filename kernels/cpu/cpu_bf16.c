@@ -347,13 +347,16 @@ static void bf_empty_k(float *C, int M, int N, int ldc, float beta) {
         for (int c = 0; c < N; c++) C[(size_t)r * ldc + c] = beta == 0.0f ? 0.0f : C[(size_t)r * ldc + c];
 }
 
-/* y[M,N] = x[M,K] W[N,K]^T (+ y) on path P: the loop every path shares */
+/* y[M,N] = x[M,K] W[N,K]^T (+ y) on path P: the loop every path shares.
+   y16 != NULL (y NULL, beta 0): each panel is computed into the thread's
+   fp32 buffer [BF_TILE_M, nb] and stored rounded to bf16 into y16[M,N]. */
 static void bf_run(backend *be, int M, int N, int K, const void *x, const uint16_t *W, float beta, float *y,
-                   bf_path P) {
+                   uint16_t *y16, bf_path P) {
     int ldx = bf_ldx(K), nblk = (N + P.nb - 1) / P.nb;
     int nt = be->n_threads > 0 ? be->n_threads : 1;
-    size_t tile = (size_t)BF_TILE_M * ldx * sizeof(float); /* bytes per thread: bf16 rows, or fp32 rows (AVX2) */
-    char *tiles = cpu_scratch(be, (size_t)nt * tile); /* [threads][BF_TILE_M, ldx] */
+    /* bytes per thread: the x tile (bf16 rows, or fp32 rows on AVX2), then the y16 panel */
+    size_t tile = (size_t)BF_TILE_M * ldx * sizeof(float) + (y16 ? (size_t)BF_TILE_M * P.nb * sizeof(float) : 0);
+    char *tiles = cpu_scratch(be, (size_t)nt * tile); /* [threads][BF_TILE_M, ldx] (+ [BF_TILE_M, nb]) */
     if (!tiles) return;
     /* every thread converts each tile of x itself (M x K conversions against
        M x N x K / threads products) and takes a contiguous range of weight
@@ -361,14 +364,20 @@ static void bf_run(backend *be, int M, int N, int K, const void *x, const uint16
 #pragma omp parallel num_threads(nt) if ((long)N * K * ((M < BF_TILE_M ? M : BF_TILE_M) + 4) > 1000000)
     {
         void *buf = tiles + (size_t)omp_get_thread_num() * tile;
+        float *pan = (float *)((char *)buf + (size_t)BF_TILE_M * ldx * sizeof(float)); /* y16 only */
         for (int m0 = 0; m0 < M; m0 += BF_TILE_M) {
             int m = M - m0 < BF_TILE_M ? M - m0 : BF_TILE_M;
-            float *yt = y + (size_t)m0 * N;
             P.tile(buf, ldx, (const char *)x + (size_t)m0 * K * P.x_bytes, m, K);
 #pragma omp for schedule(static) nowait
             for (int b = 0; b < nblk; b++) {
                 int n0 = b * P.nb, nb = N - n0 < P.nb ? N - n0 : P.nb;
-                P.panel(m, nb, K, buf, ldx, W + (size_t)n0 * K, beta, yt + n0, N);
+                if (!y16) {
+                    P.panel(m, nb, K, buf, ldx, W + (size_t)n0 * K, beta, y + (size_t)m0 * N + n0, N);
+                    continue;
+                }
+                P.panel(m, nb, K, buf, ldx, W + (size_t)n0 * K, 0.0f, pan, nb);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < nb; j++) y16[(size_t)(m0 + i) * N + n0 + j] = fp32_to_bf16(pan[i * nb + j]);
             }
         }
     }
@@ -382,7 +391,7 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
         return;
     }
     if (path > cpu_bf16_best_path()) path = cpu_bf16_best_path();
-    bf_run(be, M, N, K, x, W, beta, y, bf_path_of(path, 0));
+    bf_run(be, M, N, K, x, W, beta, y, NULL, bf_path_of(path, 0));
 }
 
 /* a[rows, cols] (row stride ld) widened exactly to fp32 into w[rows, cols] */
@@ -421,15 +430,22 @@ static void bf_pack(uint16_t *dst, const uint16_t *src, int rows, int cols, int 
    both operands widened exactly to fp32, then the fp32 matmul. Either way
    only the order of the fp32 sums differs from a GPU's tensor cores. */
 void cpu_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
-                   const uint16_t *B, int ldb, float beta, float *C, int ldc) {
-    cpu_gemm_bf16_path(be, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc, cpu_bf16_best_path());
+                   const uint16_t *B, int ldb, float beta, float *C, uint16_t *C16, int ldc) {
+    cpu_gemm_bf16_path(be, transA, transB, M, N, K, A, lda, B, ldb, beta, C, C16, ldc, cpu_bf16_best_path());
 }
 
 void cpu_gemm_bf16_path(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
-                        const uint16_t *B, int ldb, float beta, float *C, int ldc, int path) {
+                        const uint16_t *B, int ldb, float beta, float *C, uint16_t *C16, int ldc, int path) {
     if (M <= 0 || N <= 0) return;
+    if (C16 && (C || beta != 0.0f)) {
+        CPU_ERR(be, "gemm_bf16: a bf16 output takes beta 0 and no fp32 output");
+        return;
+    }
     if (K <= 0) {
-        bf_empty_k(C, M, N, ldc, beta);
+        if (C16)
+            for (int r = 0; r < M; r++) memset(C16 + (size_t)r * ldc, 0, (size_t)N * sizeof(uint16_t));
+        else
+            bf_empty_k(C, M, N, ldc, beta);
         return;
     }
     int nt = be->n_threads > 0 ? be->n_threads : 1;
@@ -450,7 +466,7 @@ void cpu_gemm_bf16_path(backend *be, int transA, int transB, int M, int N, int K
             else bf_transpose(buf + na, B, K, N, ldb, nt); /* B [K, N] */
             b = buf + na;
         }
-        bf_run(be, M, N, K, a, b, beta, C, bf_path_of(path, 1));
+        bf_run(be, M, N, K, a, b, beta, C, C16, bf_path_of(path, 1));
         return;
     }
     int ar = transA ? K : M, ac = transA ? M : K; /* A as stored [ar, ac] */
@@ -461,5 +477,11 @@ void cpu_gemm_bf16_path(backend *be, int transA, int transB, int M, int N, int K
     float *wb = wa + ((na + 15) & ~(size_t)15);
     bf_widen(wa, A, ar, ac, lda, nt);
     bf_widen(wb, B, br, bc, ldb, nt);
-    cpu_matmul(be, transA, transB, M, N, K, 1.0f, wa, ac > 0 ? ac : 1, 0, wb, bc > 0 ? bc : 1, 0, beta, C, ldc, 0, 1);
+    float *c32 = C16 ? cpu_scratch2(be, (size_t)M * N * sizeof(float)) : C; /* C16: fp32 [M, N], then rounded */
+    if (!c32) return;
+    cpu_matmul(be, transA, transB, M, N, K, 1.0f, wa, ac > 0 ? ac : 1, 0, wb, bc > 0 ? bc : 1, 0, beta, c32,
+               C16 ? N : ldc, 0, 1);
+    if (C16)
+        for (int r = 0; r < M; r++)
+            for (int c = 0; c < N; c++) C16[(size_t)r * ldc + c] = fp32_to_bf16(c32[(size_t)r * N + c]);
 }

@@ -177,47 +177,79 @@ void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H,
     cpu_rope(be, dx, pos, T, H, hd, theta, 1);
 }
 
-/* ---- SwiGLU: out = silu(g) u, silu(g) = g sigmoid(g) ---- */
+/* ---- SwiGLU: out = silu(g) u, silu(g) = g sigmoid(g) ----
+ * The formulas live in two chunk functions; the fp32 ops run them on the
+ * tensors, the bf16 ops on stack chunks widened from bf16 (then round the
+ * results), so both compute the same fp32 values. */
 
-void cpu_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n) {
-    long nc = (long)((n + CPU_CHUNK - 1) / CPU_CHUNK);
-#pragma omp parallel for num_threads(be->n_threads) schedule(static) if (nc > 4)
-    for (long c = 0; c < nc; c++) {
-        size_t i0 = (size_t)c * CPU_CHUNK, i1 = i0 + CPU_CHUNK < n ? i0 + CPU_CHUNK : n;
-        float buf[CPU_CHUNK], *o = out ? out + i0 : buf; /* bf16 only: the chunk's fp32 values on the stack */
+static void swiglu_chunk(float *o, const float *gate, const float *up, size_t n) {
 #pragma omp simd
-        for (size_t i = i0; i < i1; i++) {
-            float g = gate[i];
-            float s = 1.0f / (1.0f + cpu_expf(-g));
-            o[i - i0] = g * s * up[i];
-        }
-        if (out16)
-            for (size_t i = i0; i < i1; i++) out16[i] = fp32_to_bf16(o[i - i0]);
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        float s = 1.0f / (1.0f + cpu_expf(-g));
+        o[i] = g * s * up[i];
     }
 }
 
-/* dgate = dy u s (1 + g (1 - s)), dup = dy g s; each chunk is computed into
-   stack buffers, then stored as fp32 and/or bf16 */
-void cpu_swiglu_backward(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
-                         const float *dout, const float *gate, const float *up, size_t n) {
-    long nc = (long)((n + CPU_CHUNK - 1) / CPU_CHUNK);
-#pragma omp parallel for num_threads(be->n_threads) schedule(static) if (nc > 4)
-    for (long c = 0; c < nc; c++) {
-        size_t i0 = (size_t)c * CPU_CHUNK, i1 = i0 + CPU_CHUNK < n ? i0 + CPU_CHUNK : n;
-        float bg[CPU_CHUNK], bu[CPU_CHUNK];
+/* dgate = dy u s (1 + g (1 - s)), dup = dy g s; dgate/dup may alias dout
+   (each element is read before it is written) */
+static void swiglu_back_chunk(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                              size_t n) {
 #pragma omp simd
-        for (size_t i = i0; i < i1; i++) {
-            float g = gate[i], u = up[i], dy = dout[i];
-            float s = 1.0f / (1.0f + cpu_expf(-g));
-            bg[i - i0] = dy * u * (s * (1.0f + g * (1.0f - s)));
-            bu[i - i0] = dy * (g * s);
-        }
-        /* dgate/dup may alias dout: the chunk was read in full above */
-        if (dgate) memcpy(dgate + i0, bg, (i1 - i0) * sizeof(float));
-        if (dup) memcpy(dup + i0, bu, (i1 - i0) * sizeof(float));
-        if (dgate16)
-            for (size_t i = i0; i < i1; i++) dgate16[i] = fp32_to_bf16(bg[i - i0]);
-        if (dup16)
-            for (size_t i = i0; i < i1; i++) dup16[i] = fp32_to_bf16(bu[i - i0]);
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i], u = up[i], dy = dout[i];
+        float s = 1.0f / (1.0f + cpu_expf(-g));
+        float dg = dy * u * (s * (1.0f + g * (1.0f - s)));
+        float du = dy * (g * s);
+        dgate[i] = dg;
+        dup[i] = du;
     }
+}
+
+static void widen16(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_to_fp32(src[i]);
+}
+static void round16(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = fp32_to_bf16(src[i]);
+}
+
+#define CHUNK_LOOP(n, ...)                                                                    \
+    do {                                                                                       \
+        long nc_ = (long)(((n) + CPU_CHUNK - 1) / CPU_CHUNK);                                  \
+        _Pragma("omp parallel for num_threads(be->n_threads) schedule(static) if (nc_ > 4)")   \
+        for (long c_ = 0; c_ < nc_; c_++) {                                                    \
+            size_t i0 = (size_t)c_ * CPU_CHUNK, m = (n) - i0 < CPU_CHUNK ? (n) - i0 : CPU_CHUNK; \
+            __VA_ARGS__                                                                        \
+        }                                                                                      \
+    } while (0)
+
+void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
+    CHUNK_LOOP(n, { swiglu_chunk(out + i0, gate + i0, up + i0, m); });
+}
+
+void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                         const float *up, size_t n) {
+    CHUNK_LOOP(n, { swiglu_back_chunk(dgate + i0, dup + i0, dout + i0, gate + i0, up + i0, m); });
+}
+
+void cpu_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n) {
+    CHUNK_LOOP(n, {
+        float g[CPU_CHUNK], u[CPU_CHUNK];
+        widen16(g, gate + i0, m);
+        widen16(u, up + i0, m);
+        swiglu_chunk(g, g, u, m);
+        round16(out16 + i0, g, m);
+    });
+}
+
+void cpu_swiglu_backward_bf16(backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout,
+                              const uint16_t *gate, const uint16_t *up, size_t n) {
+    CHUNK_LOOP(n, {
+        float g[CPU_CHUNK], u[CPU_CHUNK];
+        widen16(g, gate + i0, m);
+        widen16(u, up + i0, m);
+        swiglu_back_chunk(g, u, dout + i0, g, u, m);
+        round16(dgate16 + i0, g, m);
+        round16(dup16 + i0, u, m);
+    });
 }

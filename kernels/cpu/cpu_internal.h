@@ -18,12 +18,12 @@ void *cpu_scratch2(backend *be, size_t bytes); /* a second one, for an op that c
 void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
 void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
 void cpu_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
-                   const uint16_t *B, int ldb, float beta, float *C, int ldc);
+                   const uint16_t *B, int ldb, float beta, float *C, uint16_t *C16, int ldc);
 /* gemm_bf16 on a given path (tests): 2 AVX512_BF16, 1 AVX2 + FMA (the matmul_bf16
    kernels on operands laid out as rows), 0 the reference (widen to fp32 + sgemm);
    a path the CPU lacks falls back to the best it has */
 void cpu_gemm_bf16_path(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
-                        const uint16_t *B, int ldb, float beta, float *C, int ldc, int path);
+                        const uint16_t *B, int ldb, float beta, float *C, uint16_t *C16, int ldc, int path);
 /* path 2: AVX512_BF16, 1: AVX2 + FMA, 0: portable C; a path this CPU lacks
    falls back to the best it has (tests call each path directly) */
 void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y,
@@ -46,9 +46,12 @@ void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, con
                           const float *w, const float *rstd, int T, int D, float beta);
 void cpu_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
 void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
-void cpu_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n);
-void cpu_swiglu_backward(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
-                         const float *dout, const float *gate, const float *up, size_t n);
+void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n);
+void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                         const float *up, size_t n);
+void cpu_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n);
+void cpu_swiglu_backward_bf16(backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout,
+                              const uint16_t *gate, const uint16_t *up, size_t n);
 
 /* cpu_attention.c */
 void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,

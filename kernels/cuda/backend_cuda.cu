@@ -242,6 +242,8 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->attention_cached_bf16 = cuda_attention_cached_bf16;
     be->swiglu_forward = cuda_swiglu_forward;
     be->swiglu_backward = cuda_swiglu_backward;
+    be->swiglu_forward_bf16 = cuda_swiglu_forward_bf16;
+    be->swiglu_backward_bf16 = cuda_swiglu_backward_bf16;
     be->logprob_forward = cuda_logprob_forward;
     be->logprob_backward = cuda_logprob_backward;
     be->sample = cuda_sample;

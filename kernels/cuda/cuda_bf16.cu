@@ -34,17 +34,23 @@ void cuda_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n) {
  * op(A)^T, i.e. (B, A) swapped with the same trans flags and leading
  * dimensions, m = N, n = M. bf16 x bf16 products (exact in fp32) are
  * accumulated in fp32 on the tensor cores (CUBLAS_COMPUTE_32F); the TF32
- * setting does not apply. */
+ * setting does not apply. C16: the same call with a bf16 C (cuBLAS rounds
+ * the fp32 result in its epilogue). */
 void cuda_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
-                    const uint16_t *B, int ldb, float beta, float *C, int ldc) {
+                    const uint16_t *B, int ldb, float beta, float *C, uint16_t *C16, int ldc) {
     if (be->err[0] || M <= 0 || N <= 0) return;
+    if (C16 && (C || beta != 0.0f)) {
+        CU_ERR(be, "gemm_bf16: a bf16 output takes beta 0 and no fp32 output");
+        return;
+    }
     if (K < 0) K = 0;
     if (lda < 1) lda = 1; /* K = 0 (C = beta C): cuBLAS still wants ld >= 1 */
     if (ldb < 1) ldb = 1;
     const float alpha = 1.0f;
     CUBLAS_CHECK(be, cublasGemmEx(CUDA_IMPL(be)->cublas, transB ? CUBLAS_OP_T : CUBLAS_OP_N,
                                   transA ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A,
-                                  CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                                  CUDA_R_16BF, lda, &beta, C16 ? (void *)C16 : (void *)C,
+                                  C16 ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
                                   CUBLAS_GEMM_DEFAULT));
 }
 
@@ -58,5 +64,5 @@ void cuda_matmul_bf16(backend *be, int M, int N, int K, const float *x, const ui
     if (!xb) return;
     cuda_cast_bf16(be, xb, x, nx);
     int ld = K > 0 ? K : 1;
-    cuda_gemm_bf16(be, 0, 1, M, N, K, xb, ld, W, ld, beta, y, N);
+    cuda_gemm_bf16(be, 0, 1, M, N, K, xb, ld, W, ld, beta, y, NULL, N);
 }

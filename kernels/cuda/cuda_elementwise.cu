@@ -146,47 +146,74 @@ void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H
     cuda_rope(be, dx, pos, T, H, hd, theta, -1.0f);
 }
 
-/* ---- SwiGLU ---- */
+/* ---- SwiGLU ----
+ * The formulas are two device functions; the bf16 kernels widen gate and up,
+ * apply them in fp32 and round the results. */
 
-static __global__ void swiglu_forward_kernel(float *out, uint16_t *out16, const float *gate, const float *up,
-                                             size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float g = gate[i];
-        float s = 1.0f / (1.0f + expf(-g));
-        float v = g * s * up[i];
-        if (out) out[i] = v;
-        if (out16) out16[i] = fp32_to_bf16(v);
+static __device__ __forceinline__ float swiglu_val(float g, float u) {
+    float s = 1.0f / (1.0f + expf(-g));
+    return g * s * u;
+}
+/* dgate = dy u s (1 + g (1 - s)), dup = dy g s */
+static __device__ __forceinline__ void swiglu_grad(float g, float u, float dy, float *dg, float *du) {
+    float s = 1.0f / (1.0f + expf(-g));
+    *dg = dy * u * (s * (1.0f + g * (1.0f - s)));
+    *du = dy * (g * s);
+}
+
+#define GRID_STRIDE(i, n) \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+static __global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, size_t n) {
+    GRID_STRIDE(i, n) out[i] = swiglu_val(gate[i], up[i]);
+}
+
+/* dgate/dup may alias dout: each element is read before it is written */
+static __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout, const float *gate,
+                                              const float *up, size_t n) {
+    GRID_STRIDE(i, n) {
+        float dg, du;
+        swiglu_grad(gate[i], up[i], dout[i], &dg, &du);
+        dgate[i] = dg;
+        dup[i] = du;
     }
 }
 
-/* dgate = dy u s (1 + g (1 - s)), dup = dy g s (fp32 and/or bf16); dgate/dup may alias dout */
-static __global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
-                                              const float *dout, const float *gate, const float *up, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float g = gate[i], u = up[i], dy = dout[i];
-        float s = 1.0f / (1.0f + expf(-g));
-        float dg = dy * u * (s * (1.0f + g * (1.0f - s)));
-        float du = dy * (g * s);
-        if (dgate) dgate[i] = dg;
-        if (dup) dup[i] = du;
-        if (dgate16) dgate16[i] = fp32_to_bf16(dg);
-        if (dup16) dup16[i] = fp32_to_bf16(du);
+static __global__ void swiglu_forward_bf16_kernel(uint16_t *out16, const uint16_t *gate, const uint16_t *up,
+                                                  size_t n) {
+    GRID_STRIDE(i, n) out16[i] = fp32_to_bf16(swiglu_val(bf16_to_fp32(gate[i]), bf16_to_fp32(up[i])));
+}
+
+static __global__ void swiglu_backward_bf16_kernel(uint16_t *dgate16, uint16_t *dup16, const float *dout,
+                                                   const uint16_t *gate, const uint16_t *up, size_t n) {
+    GRID_STRIDE(i, n) {
+        float dg, du;
+        swiglu_grad(bf16_to_fp32(gate[i]), bf16_to_fp32(up[i]), dout[i], &dg, &du);
+        dgate16[i] = fp32_to_bf16(dg);
+        dup16[i] = fp32_to_bf16(du);
     }
 }
 
-void cuda_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n) {
-    if (be->err[0] || !n) return;
-    LAUNCH(swiglu_forward_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream,
-           out, out16, gate, up, n);
-    CU_LAUNCHED(be, "swiglu_forward_kernel");
-}
+#define SWIGLU_LAUNCH(kernel, n, ...)                                                                          \
+    do {                                                                                                       \
+        if (be->err[0] || !(n)) return;                                                                        \
+        LAUNCH(kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream, __VA_ARGS__); \
+        CU_LAUNCHED(be, #kernel);                                                                              \
+    } while (0)
 
-void cuda_swiglu_backward(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
-                          const float *dout, const float *gate, const float *up, size_t n) {
-    if (be->err[0] || !n) return;
-    LAUNCH(swiglu_backward_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream,
-           dgate, dup, dgate16, dup16, dout, gate, up, n);
-    CU_LAUNCHED(be, "swiglu_backward_kernel");
+void cuda_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
+    SWIGLU_LAUNCH(swiglu_forward_kernel, n, out, gate, up, n);
+}
+void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t n) {
+    SWIGLU_LAUNCH(swiglu_backward_kernel, n, dgate, dup, dout, gate, up, n);
+}
+void cuda_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n) {
+    SWIGLU_LAUNCH(swiglu_forward_bf16_kernel, n, out16, gate, up, n);
+}
+void cuda_swiglu_backward_bf16(backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout,
+                               const uint16_t *gate, const uint16_t *up, size_t n) {
+    SWIGLU_LAUNCH(swiglu_backward_bf16_kernel, n, dgate16, dup16, dout, gate, up, n);
 }
 
 /* ---- sum of squares ----

@@ -439,10 +439,12 @@ static inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
     return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 
-/* cublasGemmEx for the one combination kernels/cuda uses: bf16 A and B
-   (uint16_t bits), fp32 C, CUBLAS_COMPUTE_32F. Each bf16 operand widens to
-   fp32 exactly, so OpenBLAS's sgemm on the widened copies gives exact
-   products accumulated in fp32, as the device does (C unread when beta == 0). */
+/* cublasGemmEx for the combinations kernels/cuda uses: bf16 A and B
+   (uint16_t bits), fp32 or bf16 C, CUBLAS_COMPUTE_32F. Each bf16 operand
+   widens to fp32 exactly, so OpenBLAS's sgemm on the widened copies gives
+   exact products accumulated in fp32, as the device does (C unread when
+   beta == 0). A bf16 C (beta 0 only here) gets the fp32 result rounded to
+   nearest even, as the device's epilogue. */
 typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
 typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
 typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
@@ -461,7 +463,8 @@ static inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta
                                           cudaDataType_t Ctype, int ldc, cublasComputeType_t ct, cublasGemmAlgo_t algo) {
     (void)h;
     (void)algo;
-    if (Atype != CUDA_R_16BF || Btype != CUDA_R_16BF || Ctype != CUDA_R_32F || ct != CUBLAS_COMPUTE_32F)
+    if (Atype != CUDA_R_16BF || Btype != CUDA_R_16BF || ct != CUBLAS_COMPUTE_32F ||
+        !(Ctype == CUDA_R_32F || (Ctype == CUDA_R_16BF && *(const float *)beta == 0.0f)))
         return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k)) return CUBLAS_STATUS_INVALID_VALUE;
@@ -476,9 +479,20 @@ static inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta
     std::vector<float> a, b;
     emu_bf16_widen(a, A, k > 0 ? (size_t)lda * (ca - 1) + ra : 0);
     emu_bf16_widen(b, B, k > 0 ? (size_t)ldb * (cb - 1) + rb : 0);
+    std::vector<float> c32;
+    if (Ctype == CUDA_R_16BF) c32.resize((size_t)ldc * n);
+    float *c = Ctype == CUDA_R_16BF ? c32.data() : (float *)C;
     cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
                 tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, *(const float *)alpha,
-                a.data(), lda, b.data(), ldb, *(const float *)beta, (float *)C, ldc);
+                a.data(), lda, b.data(), ldb, *(const float *)beta, c, ldc);
+    if (Ctype == CUDA_R_16BF)
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                uint32_t x;
+                memcpy(&x, &c32[(size_t)j * ldc + i], 4);
+                x += 0x7fffu + ((x >> 16) & 1u); /* finite values only here */
+                ((uint16_t *)C)[(size_t)j * ldc + i] = (uint16_t)(x >> 16);
+            }
     return CUBLAS_STATUS_SUCCESS;
 }
 

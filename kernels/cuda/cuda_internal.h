@@ -114,9 +114,12 @@ void cuda_bias_forward(backend *be, float *x, const float *bias, int T, int N);
 void cuda_bias_backward(backend *be, float *dbias, const float *dy, int T, int N);
 void cuda_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
 void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
-void cuda_swiglu_forward(backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n);
-void cuda_swiglu_backward(backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
-                         const float *dout, const float *gate, const float *up, size_t n);
+void cuda_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n);
+void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t n);
+void cuda_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n);
+void cuda_swiglu_backward_bf16(backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout,
+                               const uint16_t *gate, const uint16_t *up, size_t n);
 double cuda_sumsq(backend *be, const float *x, size_t n);
 void cuda_adamw(backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                 float eps, float wd, int t);
@@ -128,7 +131,7 @@ void cuda_colsum(backend *be, float *out, const float *a, const float *b, const 
 void cuda_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
 void cuda_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
 void cuda_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
-                    const uint16_t *B, int ldb, float beta, float *C, int ldc);
+                    const uint16_t *B, int ldb, float beta, float *C, uint16_t *C16, int ldc);
 
 /* cuda_norm_embed.cu */
 void cuda_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);

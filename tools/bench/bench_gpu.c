@@ -71,7 +71,7 @@ static double bench_matmul(backend *be, const char *label, int tA, int tB, int M
         be->sync(be);
         double t0 = now_seconds();
         for (int i = 0; i < INNER; i++) {
-            if (bf16) be->gemm_bf16(be, tA, tB, M, N, K, A16, lda, B16, ldb, 0.0f, C, N);
+            if (bf16) be->gemm_bf16(be, tA, tB, M, N, K, A16, lda, B16, ldb, 0.0f, C, NULL, N);
             else be->matmul(be, tA, tB, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, N, 0, 1);
         }
         be->sync(be);

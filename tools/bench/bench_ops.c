@@ -105,8 +105,8 @@ int main(int argc, char **argv) {
 
     TIME("rmsnorm fwd [2048,576]", 0, be->rmsnorm_forward(be, y, NULL, rstd, x, w, T, D, 1e-5f));
     TIME("rmsnorm bwd [2048,576]", 0, be->rmsnorm_backward(be, dx, NULL, dw, y, x, w, rstd, T, D, 0.0f));
-    TIME("swiglu fwd  [2048,1536]", 0, be->swiglu_forward(be, H, NULL, G, U, (size_t)T * F));
-    TIME("swiglu bwd  [2048,1536]", 0, be->swiglu_backward(be, dG, dU, NULL, NULL, H, G, U, (size_t)T * F));
+    TIME("swiglu fwd  [2048,1536]", 0, be->swiglu_forward(be, H, G, U, (size_t)T * F));
+    TIME("swiglu bwd  [2048,1536]", 0, be->swiglu_backward(be, dG, dU, H, G, U, (size_t)T * F));
     int32_t *pos = be->alloc(be, T * 4), *ids = be->alloc(be, T * 4);
     for (int t = 0; t < T; t++) pos[t] = t, ids[t] = (int32_t)(rng_u64(9, t) % V);
     float *q = rnd(be, (size_t)T * Hq * hd, 1, 10), *k = rnd(be, (size_t)T * Hkv * hd, 1, 11);
