@@ -19,9 +19,14 @@
  *     cache + logits per step over the step time.
  * Timing: be->sync before and after, host monotonic clock, median of reps
  * after warm-up. Exit 77 when there is no CUDA device.
+ * --profile: the training and decode runs go through kernels/profile.c
+ * (profiling off while timed); after each training run's timed steps, two
+ * more steps (forward, backward, AdamW) run profiled, a sync around each op,
+ * and their per-op table follows that run's JSON line, below a line
+ * "profile: train <dtype> ..." (tools/gpu_check.sh shows the bf16 one).
  *
  *   bench_gpu [--seqs 16] [--seqlen 1024] [--steps 5] [--decode 1,64,256]
- *             [--prompt 64] [--gen 32] [--skip-matmul] [--skip-train]
+ *             [--prompt 64] [--gen 32] [--skip-matmul] [--skip-train] [--profile]
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,6 +35,7 @@
 
 #include "model.h"
 #include "optim.h"
+#include "profile.h"
 #include "rollout.h"
 #include "util.h"
 
@@ -141,7 +147,37 @@ static void smollm2(model_config *c, int max_seq) {
     c->d_ff = 1536, c->tie_embeddings = 1, c->rope_theta = 100000.0f, c->rms_eps = 1e-5f, c->max_seq = max_seq;
 }
 
-static void bench_train(backend *be, int seqs, int seqlen, int steps, int mixed, double peak_bf16, double peak_tf32) {
+/* one training step: forward, backward, AdamW; *tf, *tb, *to: their seconds */
+static void train_step(backend *be, model *m, optim *o, const model_batch *b, const float *w, double *tf, double *tb,
+                       double *to) {
+    char err[512];
+    be->sync(be);
+    double t0 = now_seconds();
+    model_zero_grads(m);
+    if (model_forward(m, b, NULL, NULL, err, sizeof err)) {
+        fprintf(stderr, "bench_gpu: %s\n", err);
+        exit(1);
+    }
+    double t1 = now_seconds();
+    if (model_backward(m, b, w, NULL, err, sizeof err)) {
+        fprintf(stderr, "bench_gpu: %s\n", err);
+        exit(1);
+    }
+    double t2 = now_seconds();
+    double norm = optim_step(o);
+    be->sync(be);
+    double t3 = now_seconds();
+    if (!isfinite(norm)) {
+        fprintf(stderr, "bench_gpu: gradient norm %g\n", norm);
+        exit(1);
+    }
+    *tf = t1 - t0, *tb = t2 - t1, *to = t3 - t2;
+}
+
+/* profile: be is a kernels/profile.c wrapper; the table of two profiled
+   steps follows the JSON line */
+static void bench_train(backend *be, int seqs, int seqlen, int steps, int mixed, double peak_bf16, double peak_tf32,
+                        int profile) {
     model_config cfg;
     smollm2(&cfg, seqlen);
     char err[512];
@@ -175,29 +211,7 @@ static void bench_train(backend *be, int seqs, int seqlen, int steps, int mixed,
     double flops = 3.0 * model_forward_flops(&cfg, &b);
     double *tf = malloc((steps + 1) * sizeof(double)), *tb = malloc((steps + 1) * sizeof(double));
     double *to = malloc((steps + 1) * sizeof(double));
-    for (int s = 0; s < steps + 1; s++) { /* step 0 warms up */
-        be->sync(be);
-        double t0 = now_seconds();
-        model_zero_grads(&m);
-        if (model_forward(&m, &b, NULL, NULL, err, sizeof err)) {
-            fprintf(stderr, "bench_gpu: %s\n", err);
-            exit(1);
-        }
-        double t1 = now_seconds();
-        if (model_backward(&m, &b, w, NULL, err, sizeof err)) {
-            fprintf(stderr, "bench_gpu: %s\n", err);
-            exit(1);
-        }
-        double t2 = now_seconds();
-        double norm = optim_step(&o);
-        be->sync(be);
-        double t3 = now_seconds();
-        if (!isfinite(norm)) {
-            fprintf(stderr, "bench_gpu: gradient norm %g\n", norm);
-            exit(1);
-        }
-        tf[s] = t1 - t0, tb[s] = t2 - t1, to[s] = t3 - t2;
-    }
+    for (int s = 0; s < steps + 1; s++) train_step(be, &m, &o, &b, w, &tf[s], &tb[s], &to[s]); /* step 0 warms up */
     double f = median(tf + 1, steps), bw = median(tb + 1, steps), op = median(to + 1, steps);
     double fb = f + bw;
     double tfs = flops / fb / 1e12;
@@ -207,6 +221,19 @@ static void bench_train(backend *be, int seqs, int seqlen, int steps, int mixed,
            "\"mfu_vs_tf32_gemm\": %.3f}\n",
            mixed ? "bf16" : "fp32", m.n_params, T, seqs, seqlen, f * 1e3, bw * 1e3, op * 1e3, T / fb, tfs,
            peak_bf16 > 0 ? tfs / peak_bf16 : 0.0, peak_tf32 > 0 ? tfs / peak_tf32 : 0.0);
+    if (profile) {
+        enum { PROFILED = 2 };
+        double pf, pb, po, wall = 0;
+        backend_profile_reset(be);
+        backend_profile_enable(be, 1);
+        for (int s = 0; s < PROFILED; s++) train_step(be, &m, &o, &b, w, &pf, &pb, &po), wall += pf + pb + po;
+        backend_profile_enable(be, 0);
+        printf("profile: train %s smollm2-135m %d tok/step, %d profiled steps: %.1f ms per step (%.1f ms "
+               "unprofiled), %.1f ms of it in ops\n",
+               mixed ? "bf16" : "fp32", T, PROFILED, wall / PROFILED * 1e3, (fb + op) * 1e3,
+               backend_profile_get(be, NULL).sec / PROFILED * 1e3);
+        backend_profile_report(be, stdout);
+    }
     fflush(stdout);
     optim_free(&o);
     model_free(&m);
@@ -278,7 +305,7 @@ static void bench_decode(backend *be, int batch, int prompt, int gen, int bf16) 
 }
 
 int main(int argc, char **argv) {
-    int seqs = 16, seqlen = 1024, steps = 5, prompt = 64, gen = 32, skip_mm = 0, skip_train = 0;
+    int seqs = 16, seqlen = 1024, steps = 5, prompt = 64, gen = 32, skip_mm = 0, skip_train = 0, profile = 0;
     const char *decode = "1,64,256";
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--seqs")) seqs = atoi(argv[++i]);
@@ -289,9 +316,10 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--gen")) gen = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--skip-matmul")) skip_mm = 1;
         else if (!strcmp(argv[i], "--skip-train")) skip_train = 1;
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else {
             fprintf(stderr, "usage: bench_gpu [--seqs B] [--seqlen N] [--steps S] [--decode 1,64,256] [--prompt P] "
-                            "[--gen G] [--skip-matmul] [--skip-train]\n");
+                            "[--gen G] [--skip-matmul] [--skip-train] [--profile]\n");
             return 2;
         }
     }
@@ -332,9 +360,13 @@ int main(int argc, char **argv) {
         bench_attention(be, 0, seqs, seqlen, 9, 3, 64);
         bench_attention(be, 1, seqs, seqlen, 9, 3, 64);
     }
+    if (profile && !(be = backend_profile_wrap(be))) { /* after the op benchmarks: those run unwrapped */
+        fprintf(stderr, "bench_gpu: out of memory\n");
+        return 1;
+    }
     if (!skip_train) {
-        bench_train(be, seqs, seqlen, steps, 0, peak16, peak);
-        bench_train(be, seqs, seqlen, steps, 1, peak16, peak);
+        bench_train(be, seqs, seqlen, steps, 0, peak16, peak, profile);
+        bench_train(be, seqs, seqlen, steps, 1, peak16, peak, profile);
     }
     for (const char *p = decode; p && *p;) {
         int bsz = atoi(p);

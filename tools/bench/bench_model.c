@@ -4,8 +4,11 @@
  * tools/bench/run_model_bench.sh can put it next to PyTorch.
  *
  *   bench_model [--shape smollm2|10m|tiny] [--seqs B] [--seqlen N] [--steps S] [--threads K]
- *               [--dtype fp32|bf16]
+ *               [--dtype fp32|bf16] [--profile]
  * --dtype bf16: model.dtype bf16 (bf16 GEMM operands, fp32 everything else).
+ * --profile: the backend is wrapped by kernels/profile.c (profiling off
+ * during the timed steps); after them, two more steps run profiled (a sync
+ * around each op) and the per-op table follows the JSON line.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 #include <sys/resource.h>
 
 #include "model.h"
+#include "profile.h"
 #include "util.h"
 
 static int shape_config(const char *name, model_config *c) {
@@ -39,6 +43,7 @@ int main(int argc, char **argv) {
     const char *shape = "10m";
     int seqs = 4, seqlen = 512, steps = 3, threads = 0;
     const char *dtype = "fp32";
+    int profile = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--shape")) shape = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--seqs")) seqs = atoi(argv[++i]);
@@ -46,9 +51,10 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--dtype")) dtype = argv[++i];
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else {
             fprintf(stderr, "usage: bench_model [--shape smollm2|10m|tiny] [--seqs B] [--seqlen N] [--steps S] [--threads K] "
-                            "[--dtype fp32|bf16]\n");
+                            "[--dtype fp32|bf16] [--profile]\n");
             return 2;
         }
     }
@@ -59,6 +65,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     backend *be = backend_cpu_create(threads);
+    if (profile && !(be = backend_profile_wrap(be))) {
+        fprintf(stderr, "bench_model: out of memory\n");
+        return 1;
+    }
     char err[512];
     model m;
     int T = seqs * seqlen;
@@ -81,8 +91,10 @@ int main(int argc, char **argv) {
     for (int s = 0; s <= seqs; s++) cu[s] = s * seqlen;
     model_batch b = {.T = T, .n_seq = seqs, .tokens = tok, .targets = tgt, .cu_seqlens = cu, .pos = NULL};
     double flops = 3.0 * model_forward_flops(&cfg, &b);
-    double best = 1e30, tf = 0, tb = 0;
-    for (int s = 0; s < steps + 1; s++) { /* first step warms up */
+    double best = 1e30, tf = 0, tb = 0, tprof = 0;
+    enum { PROFILED = 2 };
+    for (int s = 0; s < steps + 1 + (profile ? PROFILED : 0); s++) { /* first step warms up; profiled ones last */
+        if (s == steps + 1) backend_profile_enable(be, 1);
         double t0 = now_seconds();
         model_zero_grads(&m);
         if (model_forward(&m, &b, logp, NULL, err, sizeof err)) {
@@ -95,7 +107,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         double t2 = now_seconds();
-        if (s > 0 && t2 - t0 < best) best = t2 - t0, tf = t1 - t0, tb = t2 - t1;
+        if (s > steps) tprof += t2 - t0;
+        else if (s > 0 && t2 - t0 < best) best = t2 - t0, tf = t1 - t0, tb = t2 - t1;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -103,6 +116,12 @@ int main(int argc, char **argv) {
            "\"step_s\": %.4f, \"fwd_s\": %.4f, \"bwd_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops\": %.1f, "
            "\"peak_rss_mb\": %.0f}\n",
            dtype, shape, m.n_params, T, be->n_threads, best, tf, tb, T / best, flops / best / 1e9, ru.ru_maxrss / 1024.0);
+    if (profile) {
+        printf("%d profiled steps (zero_grads + forward + backward): %.1f ms per step (%.1f ms unprofiled), "
+               "%.1f ms of it in ops\n",
+               PROFILED, tprof / PROFILED * 1e3, best * 1e3, backend_profile_get(be, NULL).sec / PROFILED * 1e3);
+        backend_profile_report(be, stdout);
+    }
     model_free(&m);
     be->destroy(be);
     free(tok), free(tgt), free(cu), free(logp), free(w);
