@@ -2,7 +2,10 @@
 # tools/gpu_check.sh: the one prepared GPU check for a lent H100/H200 (about
 # 5 minutes, at most 8): the GPU tests (each op and the whole model against
 # the CPU backend), the GPU benchmark next to PyTorch on the same shapes, a
-# compute-sanitizer memcheck pass, and one short table at the end.
+# compute-sanitizer memcheck pass, and one short table at the end, followed
+# by the per-op profile of two bf16 SmolLM2 training steps (bench_gpu
+# --profile, kernels/profile.c: where the time of a step goes; the fp32 one
+# is in bench_rft.jsonl).
 #
 #   tools/gpu_check.sh prepare   on the development machine (no GPU needed):
 #                                configure + build build-gpu (Release, sm_90,
@@ -169,8 +172,8 @@ for t in gpu_test_cuda_ops gpu_test_cuda_model; do
 done
 
 # ---- benchmarks ----
-timeout 200 "$BIN/bench_gpu" >"$OUTDIR/bench_rft.jsonl" 2>"$OUTDIR/bench_rft.err"
-say "bench_gpu: exit $? ($(wc -l <"$OUTDIR/bench_rft.jsonl") results) $(head -c 300 "$OUTDIR/bench_rft.err")"
+timeout 200 "$BIN/bench_gpu" --profile >"$OUTDIR/bench_rft.jsonl" 2>"$OUTDIR/bench_rft.err"
+say "bench_gpu: exit $? ($(grep -c "^{" "$OUTDIR/bench_rft.jsonl") results) $(head -c 300 "$OUTDIR/bench_rft.err")"
 PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench/bench_gpu_torch.py >"$OUTDIR/bench_torch.jsonl" \
     2>"$OUTDIR/bench_torch.err"
 say "bench_gpu_torch: exit $? ($(wc -l <"$OUTDIR/bench_torch.jsonl") results) $(tail -c 300 "$OUTDIR/bench_torch.err")"
@@ -237,4 +240,7 @@ for r in [x for x in rft if x.get("bench") == "decode"]:
 if not rft:
     print("(no rft benchmark results: see bench_rft.err)")
 PY
+# ---- per-op profile of the bf16 training step (the lines after "profile: train bf16") ----
+awk '/^profile: train bf16/ {p = 1; print; next} /^(\{|profile: )/ {p = 0} p' "$OUTDIR/bench_rft.jsonl" |
+    tee "$OUTDIR/profile_bf16.txt"
 say "done in $(( $(date +%s) - T0 )) s; logs in $OUTDIR"
