@@ -211,60 +211,53 @@ OP(rmsnorm_backward,
    (backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd, int T,
     int D),
    (dx, dw, dout, x, w, rstd, T, D), 4.0 * (3.0 * T * D + 3.0 * D + T), 0)
-OP(rope_forward, (backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta),
-   (x, pos, T, H, hd, theta), 4.0 * (2.0 * T * H * hd + T), 0)
-OP(rope_backward, (backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta),
-   (dx, pos, T, H, hd, theta), 4.0 * (2.0 * T * H * hd + T), 0)
+/* ops that share a signature: one macro per family */
+#define ROPE(op)                                                                                \
+    OP(op, (backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta),   \
+       (x, pos, T, H, hd, theta), 4.0 * (2.0 * T * H * hd + T), 0)
+ROPE(rope_forward)
+ROPE(rope_backward)
 
 /* attention forward: reads q, k, v, writes out, lse; backward: reads dout, q,
-   k, v, out, lse, writes dq, dk, dv (+ the B+1 offsets) */
-#define ATT_FWD_BYTES 4.0 * ((double)T * (2 * Hq * hd + 2 * Hkv * hd + Hq) + B + 1)
-#define ATT_BWD_BYTES 4.0 * ((double)T * (3 * Hq * hd + 4 * Hkv * hd + Hq) + B + 1)
-OP(attention_forward,
-   (backend *be, float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *cu_seqlens,
-    int B, int T, int Hq, int Hkv, int hd, float scale),
-   (out, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale), ATT_FWD_BYTES,
-   4.0 * Hq * hd * causal_pairs(p, cu_seqlens, B))
-OP(attention_backward,
-   (backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
-    const float *out, const float *lse, const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd,
-    float scale),
-   (dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale), ATT_BWD_BYTES,
-   10.0 * Hq * hd * causal_pairs(p, cu_seqlens, B))
-OP(attention_forward_bf16,
-   (backend *be, float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *cu_seqlens,
-    int B, int T, int Hq, int Hkv, int hd, float scale),
-   (out, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale), ATT_FWD_BYTES,
-   4.0 * Hq * hd * causal_pairs(p, cu_seqlens, B))
-OP(attention_backward_bf16,
-   (backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
-    const float *out, const float *lse, const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd,
-    float scale),
-   (dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale), ATT_BWD_BYTES,
-   10.0 * Hq * hd * causal_pairs(p, cu_seqlens, B))
+   k, v, out, lse, writes dq, dk, dv (+ the B+1 offsets of both) */
+#define ATT_FWD(op)                                                                                                 \
+    OP(op,                                                                                                          \
+       (backend *be, float *out, float *lse, const float *q, const float *k, const float *v,                        \
+        const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale),                             \
+       (out, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale),                                                   \
+       4.0 * ((double)T * (2 * Hq * hd + 2 * Hkv * hd + Hq) + B + 1), 4.0 * Hq * hd * causal_pairs(p, cu_seqlens, B))
+#define ATT_BWD(op)                                                                                                \
+    OP(op,                                                                                                         \
+       (backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,           \
+        const float *v, const float *out, const float *lse, const int32_t *cu_seqlens, int B, int T, int Hq,       \
+        int Hkv, int hd, float scale),                                                                             \
+       (dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale),                                \
+       4.0 * ((double)T * (3 * Hq * hd + 4 * Hkv * hd + Hq) + B + 1),                                              \
+       10.0 * Hq * hd * causal_pairs(p, cu_seqlens, B))
+ATT_FWD(attention_forward)
+ATT_FWD(attention_forward_bf16)
+ATT_BWD(attention_backward)
+ATT_BWD(attention_backward_bf16)
 
-/* KV cache: kv_write reads k, v, slot, pos and writes their cache rows;
-   attention_cached reads q, slot, pos and each needed cache row once, writes out */
-#define KV_WRITE_BYTES(elt) ((8.0 + 2.0 * (elt)) * T * kvd + 8.0 * T)
-OP(kv_write,
-   (backend *be, float *kc, float *vc, const float *k, const float *v, const int32_t *slot, const int32_t *pos, int T,
-    int kvd, int max_seq),
-   (kc, vc, k, v, slot, pos, T, kvd, max_seq), KV_WRITE_BYTES(4), 0)
-OP(kv_write_bf16,
-   (backend *be, uint16_t *kc, uint16_t *vc, const float *k, const float *v, const int32_t *slot, const int32_t *pos,
-    int T, int kvd, int max_seq),
-   (kc, vc, k, v, slot, pos, T, kvd, max_seq), KV_WRITE_BYTES(2), 0)
-#define CACHED_BYTES(elt) (8.0 * T * Hq * hd + 8.0 * T + 2.0 * (elt) * Hkv * hd * cached_count(p, slot, pos, T, 1))
-OP(attention_cached,
-   (backend *be, float *out, const float *q, const float *kc, const float *vc, const int32_t *slot,
-    const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq, float scale),
-   (out, q, kc, vc, slot, pos, T, Hq, Hkv, hd, max_seq, scale), CACHED_BYTES(4),
-   4.0 * Hq * hd * cached_count(p, slot, pos, T, 0))
-OP(attention_cached_bf16,
-   (backend *be, float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *slot,
-    const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq, float scale),
-   (out, q, kc, vc, slot, pos, T, Hq, Hkv, hd, max_seq, scale), CACHED_BYTES(2),
-   4.0 * Hq * hd * cached_count(p, slot, pos, T, 0))
+/* KV cache (elt_t: float or uint16_t bf16): kv_write reads k, v, slot, pos
+   and writes their cache rows; attention_cached reads q, slot, pos and each
+   needed cache row once, writes out */
+#define KV_WRITE(op, elt_t)                                                                                  \
+    OP(op,                                                                                                   \
+       (backend *be, elt_t *kc, elt_t *vc, const float *k, const float *v, const int32_t *slot,              \
+        const int32_t *pos, int T, int kvd, int max_seq),                                                    \
+       (kc, vc, k, v, slot, pos, T, kvd, max_seq), (8.0 + 2.0 * sizeof(elt_t)) * T * kvd + 8.0 * T, 0)
+#define CACHED(op, elt_t)                                                                                       \
+    OP(op,                                                                                                      \
+       (backend *be, float *out, const float *q, const elt_t *kc, const elt_t *vc, const int32_t *slot,         \
+        const int32_t *pos, int T, int Hq, int Hkv, int hd, int max_seq, float scale),                          \
+       (out, q, kc, vc, slot, pos, T, Hq, Hkv, hd, max_seq, scale),                                             \
+       8.0 * T * Hq * hd + 8.0 * T + 2.0 * sizeof(elt_t) * Hkv * hd * cached_count(p, slot, pos, T, 1),        \
+       4.0 * Hq * hd * cached_count(p, slot, pos, T, 0))
+KV_WRITE(kv_write, float)
+KV_WRITE(kv_write_bf16, uint16_t)
+CACHED(attention_cached, float)
+CACHED(attention_cached_bf16, uint16_t)
 
 OP(swiglu_forward, (backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n),
    (out, out16, gate, up, n), 8.0 * n + (out ? 4.0 * n : 0) + (out16 ? 2.0 * n : 0), 0)

@@ -4,9 +4,9 @@
  * profiled one, in fp32 and in bf16 mixed precision: log-probs, entropies and
  * every gradient must be bitwise equal, and the call count of each op must be
  * the count the model's structure issues. Then the byte and flop counts of
- * matmul, gemm_bf16 and attention_forward against their formulas, NULL ops
- * staying NULL, and an error recorded by the inner backend showing through
- * the wrapper's sync. */
+ * matmul, gemm_bf16, attention_forward and attention_cached against their
+ * formulas, NULL ops staying NULL, and an error recorded by the inner
+ * backend showing through the wrapper's sync. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,7 +131,8 @@ static void check_model(int mixed) {
     pb->destroy(pb);
 }
 
-/* bytes and flops of matmul, gemm_bf16, attention_forward against the formulas */
+/* bytes and flops of matmul, gemm_bf16, attention_forward, attention_cached
+   against the formulas */
 static void check_formulas(void) {
     backend *pb = backend_profile_wrap(backend_cpu_create(1));
     backend_profile_enable(pb, 1);
@@ -158,6 +159,16 @@ static void check_formulas(void) {
     pb->attention_forward(pb, o, lse, q, k, v, cu, 2, T, Hq, Hkv, hd, 0.5f);
     s = backend_profile_get(pb, "attention_forward");
     CHECK(s.flops == 4.0 * Hq * hd * 21, "attention_forward: %g flops, want %d", s.flops, 4 * Hq * hd * 21);
+    /* cached attention: queries at (slot, pos) (0, 2), (0, 4), (1, 1): 3 + 5 + 2
+       query-key pairs; the cache rows read: 5 of slot 0, 2 of slot 1 */
+    int slh[3] = {0, 0, 1}, poh[3] = {2, 4, 1}, max_seq = 8;
+    int32_t *sl = pb->alloc(pb, sizeof slh), *po = pb->alloc(pb, sizeof poh);
+    float *kc = pb->alloc(pb, 2 * max_seq * Hkv * hd * 4), *vc = pb->alloc(pb, 2 * max_seq * Hkv * hd * 4);
+    pb->copy_h2d(pb, sl, slh, sizeof slh), pb->copy_h2d(pb, po, poh, sizeof poh);
+    pb->attention_cached(pb, o, q, kc, vc, sl, po, 3, Hq, Hkv, hd, max_seq, 0.5f);
+    s = backend_profile_get(pb, "attention_cached");
+    CHECK(s.flops == 4.0 * Hq * hd * 10 && s.bytes == 4.0 * 2 * 3 * Hq * hd + 8 * 3 + 2 * 4.0 * Hkv * hd * 7,
+          "attention_cached: %g flops, %g bytes", s.flops, s.bytes);
     CHECK(!pb->sync(pb), "sync after good ops: %s", pb->err);
 
     /* an error the inner backend records (offsets that do not end at T) is
