@@ -168,6 +168,7 @@ CHECK_TYPE(destroy);
 static void prof_bind_thread(backend *be) {
     prof *p = be->impl;
     p->inner->bind_thread(p->inner);
+    err_take(p);
 }
 CHECK_TYPE(bind_thread);
 
