@@ -208,10 +208,12 @@ OP(rmsnorm_forward,
     float eps),
    (out, out16, rstd, x, w, T, D, eps),
    4.0 * ((double)T * D + D + T) + (out ? 4.0 * T * D : 0) + (out16 ? 2.0 * T * D : 0), 0)
+/* reads dout, x, w, rstd; dx written (beta 0) or accumulated, dx16 written, dw accumulated */
 OP(rmsnorm_backward,
-   (backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd, int T,
-    int D),
-   (dx, dw, dout, x, w, rstd, T, D), 4.0 * (3.0 * T * D + 3.0 * D + T), 0)
+   (backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x, const float *w,
+    const float *rstd, int T, int D, float beta),
+   (dx, dx16, dw, dout, x, w, rstd, T, D, beta),
+   4.0 * (2.0 * T * D + 3.0 * D + T) + (beta != 0 ? 8.0 : 4.0) * T * D + (dx16 ? 2.0 * T * D : 0), 0)
 /* ops that share a signature: one macro per family */
 #define ROPE(op)                                                                                \
     OP(op, (backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta),   \
@@ -263,16 +265,21 @@ CACHED(attention_cached_bf16, uint16_t)
 OP(swiglu_forward, (backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n),
    (out, out16, gate, up, n), 8.0 * n + (out ? 4.0 * n : 0) + (out16 ? 2.0 * n : 0), 0)
 OP(swiglu_backward,
-   (backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n),
-   (dgate, dup, dout, gate, up, n), 20.0 * n, 0)
+   (backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16, const float *dout, const float *gate,
+    const float *up, size_t n),
+   (dgate, dup, dgate16, dup16, dout, gate, up, n),
+   12.0 * n + (dgate ? 4.0 * n : 0) + (dup ? 4.0 * n : 0) + (dgate16 ? 2.0 * n : 0) + (dup16 ? 2.0 * n : 0), 0)
 OP(logprob_forward,
    (backend *be, float *logp, float *entropy, float *lse_out, const float *logits, const int32_t *targets, int T,
     int V),
    (logp, entropy, lse_out, logits, targets, T, V),
    4.0 * ((double)T * V + 2.0 * T + (entropy ? T : 0) + (lse_out ? T : 0)), 0)
+/* logits read, then overwritten in place (d16 NULL) or d16 written */
 OP(logprob_backward,
-   (backend *be, float *logits, const float *dlogp, const float *dentropy, const int32_t *targets, int T, int V),
-   (logits, dlogp, dentropy, targets, T, V), 4.0 * (2.0 * T * V + 2.0 * T + (dentropy ? T : 0)), 0)
+   (backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy, const int32_t *targets,
+    int T, int V),
+   (logits, d16, dlogp, dentropy, targets, T, V),
+   (d16 ? 6.0 : 8.0) * T * V + 4.0 * (2.0 * T + (dentropy ? T : 0)), 0)
 OP(sample,
    (backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temperature, int top_k,
     float top_p, float min_p, const double *u),

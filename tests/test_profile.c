@@ -84,7 +84,6 @@ static void check_counts(backend *pb, int mixed) {
         {"logprob_backward", C},
         {"rmsnorm_backward", 2 * L + 1},
         {"swiglu_backward", L},
-        {"add", 2 * L},
         {mixed ? "attention_backward_bf16" : "attention_backward", L},
         {"rope_backward", 2 * L},
         {"bias_backward", 3 * L},
@@ -92,10 +91,11 @@ static void check_counts(backend *pb, int mixed) {
         /* fp32: one matmul per linear, two per linear_back (the LM head's
            forward is recomputed in backward: lm_head_chunk in both) */
         {"matmul", mixed ? 0 : lin_fwd + C + 2 * lin_back},
-        /* bf16: the same as gemm_bf16; casts: the weights, att per layer,
-           dy once per linear_back */
+        /* bf16: the same as gemm_bf16; casts: the weights, att, and dq, dk,
+           dv per layer (the norm, SwiGLU and log-prob backwards round the
+           other output gradients themselves) */
         {"gemm_bf16", mixed ? lin_fwd + C + 2 * lin_back : 0},
-        {"cast_bf16", mixed ? 1 + L + lin_back : 0},
+        {"cast_bf16", mixed ? 1 + L + 3 * L : 0},
     };
     long total = 0;
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
