@@ -190,9 +190,9 @@ OP(matmul_bf16, (backend *be, int M, int N, int K, const float *x, const uint16_
    (M, N, K, x, W, beta, y), 4.0 * M * K + 2.0 * N * K + (beta != 0 ? 8.0 : 4.0) * M * N, 2.0 * M * N * K)
 OP(gemm_bf16,
    (backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
-    int ldb, float beta, float *C, int ldc),
-   (transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc),
-   2.0 * M * K + 2.0 * K * N + (beta != 0 ? 8.0 : 4.0) * M * N, 2.0 * M * N * K)
+    int ldb, float beta, float *C, uint16_t *C16, int ldc),
+   (transA, transB, M, N, K, A, lda, B, ldb, beta, C, C16, ldc),
+   2.0 * M * K + 2.0 * K * N + (C16 ? 2.0 : beta != 0 ? 8.0 : 4.0) * M * N, 2.0 * M * N * K)
 OP(add, (backend *be, float *out, const float *a, const float *b, size_t n), (out, a, b, n), 12.0 * n, 0)
 OP(scale, (backend *be, float *x, float s, size_t n), (x, s, n), 8.0 * n, 0)
 OP(bias_forward, (backend *be, float *x, const float *bias, int T, int N), (x, bias, T, N),
@@ -262,13 +262,17 @@ KV_WRITE(kv_write_bf16, uint16_t)
 CACHED(attention_cached, float)
 CACHED(attention_cached_bf16, uint16_t)
 
-OP(swiglu_forward, (backend *be, float *out, uint16_t *out16, const float *gate, const float *up, size_t n),
-   (out, out16, gate, up, n), 8.0 * n + (out ? 4.0 * n : 0) + (out16 ? 2.0 * n : 0), 0)
+OP(swiglu_forward, (backend *be, float *out, const float *gate, const float *up, size_t n), (out, gate, up, n),
+   12.0 * n, 0)
 OP(swiglu_backward,
-   (backend *be, float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16, const float *dout, const float *gate,
-    const float *up, size_t n),
-   (dgate, dup, dgate16, dup16, dout, gate, up, n),
-   12.0 * n + (dgate ? 4.0 * n : 0) + (dup ? 4.0 * n : 0) + (dgate16 ? 2.0 * n : 0) + (dup16 ? 2.0 * n : 0), 0)
+   (backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n),
+   (dgate, dup, dout, gate, up, n), 20.0 * n, 0)
+OP(swiglu_forward_bf16, (backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n),
+   (out16, gate, up, n), 6.0 * n, 0)
+OP(swiglu_backward_bf16,
+   (backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout, const uint16_t *gate, const uint16_t *up,
+    size_t n),
+   (dgate16, dup16, dout, gate, up, n), 12.0 * n, 0)
 OP(logprob_forward,
    (backend *be, float *logp, float *entropy, float *lse_out, const float *logits, const int32_t *targets, int T,
     int V),
@@ -318,7 +322,8 @@ backend *backend_profile_wrap(backend *inner) {
     SET(rmsnorm_forward), SET(rmsnorm_backward), SET(rope_forward), SET(rope_backward);
     SET(attention_forward), SET(attention_backward), SET(attention_forward_bf16), SET(attention_backward_bf16);
     SET(kv_write), SET(attention_cached), SET(kv_write_bf16), SET(attention_cached_bf16);
-    SET(swiglu_forward), SET(swiglu_backward), SET(logprob_forward), SET(logprob_backward), SET(sample);
+    SET(swiglu_forward), SET(swiglu_backward), SET(swiglu_forward_bf16), SET(swiglu_backward_bf16);
+    SET(logprob_forward), SET(logprob_backward), SET(sample);
     SET(sumsq), SET(adamw);
 #undef SET
     return w;

@@ -78,12 +78,12 @@ static void check_counts(backend *pb, int mixed) {
         {"bias_forward", 3 * L},
         {"rope_forward", 2 * L},
         {mixed ? "attention_forward_bf16" : "attention_forward", L},
-        {"swiglu_forward", L},
+        {mixed ? "swiglu_forward_bf16" : "swiglu_forward", L},
         {"logprob_forward", C},
         {"scale", 1},
         {"logprob_backward", C},
         {"rmsnorm_backward", 2 * L + 1},
-        {"swiglu_backward", L},
+        {mixed ? "swiglu_backward_bf16" : "swiglu_backward", L},
         {mixed ? "attention_backward_bf16" : "attention_backward", L},
         {"rope_backward", 2 * L},
         {"bias_backward", 3 * L},
@@ -145,10 +145,16 @@ static void check_formulas(void) {
     CHECK(s.calls == 1 && s.flops == 2.0 * M * N * K * batch && s.bytes == 4.0 * batch * (M * K + K * N + 2 * M * N),
           "matmul: %ld calls, %g flops (want %d), %g bytes", s.calls, s.flops, 2 * M * N * K * batch, s.bytes);
     uint16_t *A16 = pb->alloc(pb, M * K * 2), *B16 = pb->alloc(pb, N * K * 2);
-    pb->gemm_bf16(pb, 0, 1, M, N, K, A16, K, B16, K, 0.0f, Cm, N);
+    pb->gemm_bf16(pb, 0, 1, M, N, K, A16, K, B16, K, 0.0f, Cm, NULL, N);
     s = backend_profile_get(pb, "gemm_bf16");
     CHECK(s.flops == 2.0 * M * N * K && s.bytes == 2.0 * (M * K + N * K) + 4.0 * M * N,
           "gemm_bf16: %g flops, %g bytes", s.flops, s.bytes);
+    uint16_t *C16 = pb->alloc(pb, M * N * 2); /* a bf16 output: 2 bytes per element written */
+    pb->gemm_bf16(pb, 0, 1, M, N, K, A16, K, B16, K, 0.0f, NULL, C16, N);
+    s = backend_profile_get(pb, "gemm_bf16");
+    CHECK(s.calls == 2 && s.bytes == 2.0 * (2.0 * (M * K + N * K) + 3.0 * M * N), "gemm_bf16 C16: %g bytes",
+          s.bytes);
+    pb->free(pb, C16);
 
     /* attention over 2 sequences of 3 and 5 tokens: 6 + 15 causal pairs */
     int Hq = 2, Hkv = 1, hd = 4, T = 8, cuh[3] = {0, 3, 8};
