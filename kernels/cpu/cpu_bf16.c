@@ -348,37 +348,44 @@ static void bf_empty_k(float *C, int M, int N, int ldc, float beta) {
 }
 
 /* y[M,N] = x[M,K] W[N,K]^T (+ y) on path P: the loop every path shares.
-   y16 != NULL (y NULL, beta 0): each panel is computed into the thread's
-   fp32 buffer [BF_TILE_M, nb] and stored rounded to bf16 into y16[M,N]. */
+   y16 != NULL (y NULL, beta 0): each thread computes its columns of a tile
+   into its fp32 strip [BF_TILE_M, its blocks * nb] and stores them rounded
+   to bf16 into y16[M,N], row by row. */
 static void bf_run(backend *be, int M, int N, int K, const void *x, const uint16_t *W, float beta, float *y,
                    uint16_t *y16, bf_path P) {
     int ldx = bf_ldx(K), nblk = (N + P.nb - 1) / P.nb;
     int nt = be->n_threads > 0 ? be->n_threads : 1;
-    /* bytes per thread: the x tile (bf16 rows, or fp32 rows on AVX2), then the y16 panel */
-    size_t tile = (size_t)BF_TILE_M * ldx * sizeof(float) + (y16 ? (size_t)BF_TILE_M * P.nb * sizeof(float) : 0);
-    char *tiles = cpu_scratch(be, (size_t)nt * tile); /* [threads][BF_TILE_M, ldx] (+ [BF_TILE_M, nb]) */
+    int strip = ((nblk + nt - 1) / nt) * P.nb; /* the widest thread's columns (y16) */
+    /* bytes per thread: the x tile (bf16 rows, or fp32 rows on AVX2), then the y16 strip */
+    size_t tile = (size_t)BF_TILE_M * ldx * sizeof(float) + (y16 ? (size_t)BF_TILE_M * strip * sizeof(float) : 0);
+    char *tiles = cpu_scratch(be, (size_t)nt * tile); /* [threads][BF_TILE_M, ldx] (+ [BF_TILE_M, strip]) */
     if (!tiles) return;
     /* every thread converts each tile of x itself (M x K conversions against
        M x N x K / threads products) and takes a contiguous range of weight
        rows, streaming its share of W once per tile */
 #pragma omp parallel num_threads(nt) if ((long)N * K * ((M < BF_TILE_M ? M : BF_TILE_M) + 4) > 1000000)
     {
-        void *buf = tiles + (size_t)omp_get_thread_num() * tile;
-        float *pan = (float *)((char *)buf + (size_t)BF_TILE_M * ldx * sizeof(float)); /* y16 only */
-        for (int m0 = 0; m0 < M; m0 += BF_TILE_M) {
+        int it = omp_get_thread_num(), nth = omp_get_num_threads();
+        int b0 = (int)((long)nblk * it / nth), b1 = (int)((long)nblk * (it + 1) / nth); /* this thread's blocks */
+        int c0 = b0 * P.nb, c1 = b1 * P.nb < N ? b1 * P.nb : N, w = c1 - c0;         /* and columns */
+        void *buf = tiles + (size_t)it * tile;
+        float *pan = (float *)((char *)buf + (size_t)BF_TILE_M * ldx * sizeof(float)); /* y16: [m, w] */
+        for (int m0 = 0; m0 < M && b0 < b1; m0 += BF_TILE_M) {
             int m = M - m0 < BF_TILE_M ? M - m0 : BF_TILE_M;
             P.tile(buf, ldx, (const char *)x + (size_t)m0 * K * P.x_bytes, m, K);
-#pragma omp for schedule(static) nowait
-            for (int b = 0; b < nblk; b++) {
+            for (int b = b0; b < b1; b++) {
                 int n0 = b * P.nb, nb = N - n0 < P.nb ? N - n0 : P.nb;
-                if (!y16) {
+                if (y16)
+                    P.panel(m, nb, K, buf, ldx, W + (size_t)n0 * K, 0.0f, pan + (n0 - c0), w);
+                else
                     P.panel(m, nb, K, buf, ldx, W + (size_t)n0 * K, beta, y + (size_t)m0 * N + n0, N);
-                    continue;
-                }
-                P.panel(m, nb, K, buf, ldx, W + (size_t)n0 * K, 0.0f, pan, nb);
-                for (int i = 0; i < m; i++)
-                    for (int j = 0; j < nb; j++) y16[(size_t)(m0 + i) * N + n0 + j] = fp32_to_bf16(pan[i * nb + j]);
             }
+            if (y16)
+                for (int i = 0; i < m; i++) {
+                    uint16_t *dst = y16 + (size_t)(m0 + i) * N + c0;
+                    const float *src = pan + (size_t)i * w;
+                    for (int j = 0; j < w; j++) dst[j] = fp32_to_bf16(src[j]);
+                }
         }
     }
 }
