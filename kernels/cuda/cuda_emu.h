@@ -365,6 +365,11 @@ static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d
     *v = a == cudaDevAttrMultiProcessorCount ? 4 : a == cudaDevAttrComputeCapabilityMajor ? 9 : EMU_SMEM_OPTIN;
     return cudaSuccess;
 }
+/* a 16 GB device, as far as memory reports go (allocations are host mallocs) */
+static inline cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    *free_b = *total_b = (size_t)16 << 30;
+    return cudaSuccess;
+}
 static inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned f) {
     (void)f;
     *s = (cudaStream_t)malloc(1);
