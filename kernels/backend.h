@@ -176,15 +176,16 @@ struct backend {
     /* dgate, dup written (may alias dout) */
     void (*swiglu_backward)(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                             const float *up, size_t n);
-    /* model.dtype bf16: gate and up [n] are bf16 (the projections' rounded
-     * outputs, gemm_bf16 C16); the same formulas in fp32 on their values,
-     * results rounded to bf16: out16 = bf16(silu(g) u) (the down projection's
-     * operand); dgate16, dup16 = bf16 of the fp32 gradients given dout fp32
-     * (the gate and up projections' output-gradient operands). Outputs do
-     * not alias inputs. */
-    void (*swiglu_forward_bf16)(backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n);
-    void (*swiglu_backward_bf16)(backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout,
-                                 const uint16_t *gate, const uint16_t *up, size_t n);
+    /* model.dtype bf16: gu[T, 2F] bf16 holds both projections of each row,
+     * gate = gu[t, 0:F], up = gu[t, F:2F] (one gemm_bf16 with C16 over the
+     * stacked weights [gate; up] made them); the same formulas in fp32 on
+     * their values, results rounded to bf16: out16[T, F] = bf16(silu(g) u)
+     * (the down projection's operand); dgu16[T, 2F] = bf16 of the fp32
+     * gradients (dgate | dup per row) given dout[T, F] fp32 (the output-
+     * gradient operand of the stacked projection). Outputs do not alias
+     * inputs. */
+    void (*swiglu_forward_bf16)(backend *be, uint16_t *out16, const uint16_t *gu, int T, int F);
+    void (*swiglu_backward_bf16)(backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F);
 
     /* ---- fused log-softmax + target gather (+ entropy) ----
      * For each row t of logits[T,V]: lse = logsumexp(row), logp[t] = row[targets[t]] - lse,

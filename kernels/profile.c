@@ -267,12 +267,10 @@ OP(swiglu_forward, (backend *be, float *out, const float *gate, const float *up,
 OP(swiglu_backward,
    (backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n),
    (dgate, dup, dout, gate, up, n), 20.0 * n, 0)
-OP(swiglu_forward_bf16, (backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n),
-   (out16, gate, up, n), 6.0 * n, 0)
-OP(swiglu_backward_bf16,
-   (backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout, const uint16_t *gate, const uint16_t *up,
-    size_t n),
-   (dgate16, dup16, dout, gate, up, n), 12.0 * n, 0)
+OP(swiglu_forward_bf16, (backend *be, uint16_t *out16, const uint16_t *gu, int T, int F), (out16, gu, T, F),
+   6.0 * T * F, 0)
+OP(swiglu_backward_bf16, (backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F),
+   (dgu16, dout, gu, T, F), 12.0 * T * F, 0)
 OP(logprob_forward,
    (backend *be, float *logp, float *entropy, float *lse_out, const float *logits, const int32_t *targets, int T,
     int V),

@@ -569,26 +569,37 @@ static void test_swiglu(backend *be1, backend *be2) {
     be2->swiglu_backward(be2, a2, b2, dy, g, u, n);
     check_true("swiglu forward+backward bitwise equal with 1 and 2 threads",
                same(y1, y2, n * 4) && same(a1, a2, n * 4) && same(b1, b2, n * 4));
-    { /* the bf16 ops: the fp32 ops on the widened bf16 inputs, results
-         rounded, bitwise (1 and 2 threads) */
-        uint16_t *g16 = malloc(n * 2), *u16 = malloc(n * 2), *h1 = malloc(n * 2), *h2 = malloc(n * 2);
-        uint16_t *k1 = malloc(n * 2), *k2 = malloc(n * 2);
-        for (size_t i = 0; i < n; i++) g16[i] = bf16_ref(g[i]), u16[i] = bf16_ref(u[i]), g[i] = bf16_val(g16[i]),
-                                       u[i] = bf16_val(u16[i]);
-        be1->swiglu_forward(be1, y1, g, u, n);
-        be1->swiglu_backward(be1, a1, b1, dy, g, u, n);
-        be1->swiglu_forward_bf16(be1, h1, g16, u16, n);
-        be2->swiglu_forward_bf16(be2, h2, g16, u16, n);
+    for (int fi = 0; fi < 2; fi++) { /* the bf16 ops, rows of gu [T, 2F] = gate | up: the fp32 ops on the
+                                          widened bf16 inputs, results rounded, bitwise (1 and 2 threads) */
+        int F = fi ? 5000 : 7, T = (int)(n / F); /* 5000: rows longer than a chunk */
+        size_t nn = (size_t)T * F;
+        uint16_t *gu = malloc(nn * 4), *h1 = malloc(nn * 2), *h2 = malloc(nn * 2), *d1 = malloc(nn * 4),
+                 *d2 = malloc(nn * 4);
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) {
+                size_t i = (size_t)t * F + f, o = (size_t)t * 2 * F + f;
+                gu[o] = bf16_ref(g[i]), gu[o + F] = bf16_ref(u[i]), g[i] = bf16_val(gu[o]), u[i] = bf16_val(gu[o + F]);
+            }
+        be1->swiglu_forward(be1, y1, g, u, nn);
+        be1->swiglu_backward(be1, a1, b1, dy, g, u, nn);
+        be1->swiglu_forward_bf16(be1, h1, gu, T, F);
+        be2->swiglu_forward_bf16(be2, h2, gu, T, F);
         int ok = 1;
-        for (size_t i = 0; i < n; i++) ok &= h1[i] == bf16_ref(y1[i]) && h2[i] == h1[i];
-        check_true("swiglu_forward_bf16 = bf16(swiglu_forward(bf16 inputs)) bitwise, 1 and 2 threads", ok);
-        be1->swiglu_backward_bf16(be1, h1, h2, dy, g16, u16, n);
-        be2->swiglu_backward_bf16(be2, k1, k2, dy, g16, u16, n);
+        for (size_t i = 0; i < nn; i++) ok &= h1[i] == bf16_ref(y1[i]) && h2[i] == h1[i];
+        char name[128];
+        snprintf(name, sizeof name, "swiglu_forward_bf16 = bf16(swiglu_forward(bf16 gate, up)) bitwise, F%d", F);
+        check_true(name, ok);
+        be1->swiglu_backward_bf16(be1, d1, dy, gu, T, F);
+        be2->swiglu_backward_bf16(be2, d2, dy, gu, T, F);
         ok = 1;
-        for (size_t i = 0; i < n; i++)
-            ok &= h1[i] == bf16_ref(a1[i]) && h2[i] == bf16_ref(b1[i]) && k1[i] == h1[i] && k2[i] == h2[i];
-        check_true("swiglu_backward_bf16 = bf16(swiglu_backward(bf16 inputs)) bitwise, 1 and 2 threads", ok);
-        free(g16), free(u16), free(h1), free(h2), free(k1), free(k2);
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) {
+                size_t i = (size_t)t * F + f, o = (size_t)t * 2 * F + f;
+                ok &= d1[o] == bf16_ref(a1[i]) && d1[o + F] == bf16_ref(b1[i]) && d2[o] == d1[o] && d2[o + F] == d1[o + F];
+            }
+        snprintf(name, sizeof name, "swiglu_backward_bf16 = bf16(swiglu_backward(bf16 gate, up)) bitwise, F%d", F);
+        check_true(name, ok);
+        free(gu), free(h1), free(h2), free(d1), free(d2);
     }
     free(g); free(u); free(dy); free(y1); free(y2); free(a1); free(a2); free(b1); free(b2); free(yr);
 }

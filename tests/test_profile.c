@@ -67,7 +67,8 @@ static int run_model(backend *be, int mixed, run_out *o) {
    + backward (no entropy weights) of the model above, from model.c's order:
    C LM-head chunks, qkv biases on */
 static void check_counts(backend *pb, int mixed) {
-    const long C = 3, lin_fwd = 7 * L + C, lin_back = 7 * L + C; /* linear / linear_back calls */
+    /* linear / linear_back calls (bf16: gate and up are one stacked product) */
+    const long C = 3, lin_fwd = (mixed ? 6 : 7) * L + C, lin_back = (mixed ? 6 : 7) * L + C;
     struct { const char *op; long n; } want[] = {
         {"zero", 1},
         {"copy_h2d", 4 + 1},                     /* batch_upload: tokens, targets, pos, offsets; dlogp */

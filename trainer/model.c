@@ -24,16 +24,16 @@
  *   gate, up  [T, F]   MLP projections;  h [T, F] = silu(gate) * up
  * model.dtype bf16 (model_set_mixed) adds bf16 views (NULL otherwise): the
  * inputs of the linear layers, kept for the backward's weight gradients, and
- * the MLP projections, which only SwiGLU reads. The norms, the gate and up
- * GEMMs and SwiGLU write xn1_16, xn2_16, gate16, up16, h16 (and xnf16)
- * directly in place of their fp32 views, so these live in the first half of
- * those views' memory; att16, a rounded copy of att (attention's backward
- * reads att in fp32), is carved out of m->acts16:
- *   xn1_16 [T, D], att16 [T, qd], xn2_16 [T, D], gate16, up16, h16 [T, F]
+ * the MLP projections, which only SwiGLU reads. The norms, the stacked
+ * gate/up GEMM and SwiGLU write xn1_16, xn2_16, gu16, h16 (and xnf16)
+ * directly in place of fp32 views (gu16 in gate's memory, the others in the
+ * first half of their own view's); att16, a rounded copy of att (attention's
+ * backward reads att in fp32), is carved out of m->acts16:
+ *   xn1_16 [T, D], att16 [T, qd], xn2_16 [T, D], gu16 [T, 2F] (gate | up per row), h16 [T, F]
  */
 typedef struct layer_acts {
     float *xn1, *rstd1, *q, *k, *v, *att, *lse, *mid, *xn2, *rstd2, *gate, *up, *h;
-    uint16_t *xn1_16, *att16, *xn2_16, *gate16, *up16, *h16;
+    uint16_t *xn1_16, *att16, *xn2_16, *gu16, *h16;
 } layer_acts;
 
 typedef struct act_views {
@@ -56,7 +56,7 @@ typedef struct act_views {
     uint16_t *xnf16;      /* [T, D] LM-head input (in xnf's memory) */
     uint16_t *dy16;       /* [max(T * max(D, qd, kvd), chunk * V)] an output gradient rounded to bf16 for its two
                              products (m->acts16): dlogits, d(res), dq, dk, dv in turn. SwiGLU's backward writes
-                             dgate16, dup16 [T, F] into the memory of the fp32 views dgate, dup. */
+                             dgu16 [T, 2F] (dgate | dup per row) into the memory of the fp32 view dgate. */
 } act_views;
 
 static int qdim(const model_config *c) { return c->n_head * c->head_dim; }
@@ -480,9 +480,10 @@ static void block_out(model *m, const layer_weights *w, layer_acts *la, float *o
 }
 
 /* MLP half: xn2 = norm(x); h = silu(xn2 wgate^T) * (xn2 wup^T); out += h wdown^T.
-   mix: xn2, gate, up and h are bf16 only (xn2_16, gate16, up16, h16): the
-   two projections' outputs are rounded by their GEMM, as torch.autocast
-   stores them. */
+   mix: xn2, gate, up and h are bf16 only (xn2_16, gu16, h16). gate and up
+   are one GEMM over the stacked weights [wgate; wup] [2F, D] (adjacent in
+   the parameter table: model_set_mixed checks), rounded by the GEMM as
+   torch.autocast stores them. */
 static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const float *x, float *out, int T, int mix) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
@@ -496,9 +497,8 @@ static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const fl
         return;
     }
     be->rmsnorm_forward(be, NULL, la->xn2_16, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
-    be->gemm_bf16(be, 0, 1, T, F, D, la->xn2_16, D, w16(m, w->wgate), D, 0.0f, NULL, la->gate16, F);
-    be->gemm_bf16(be, 0, 1, T, F, D, la->xn2_16, D, w16(m, w->wup), D, 0.0f, NULL, la->up16, F);
-    be->swiglu_forward_bf16(be, la->h16, la->gate16, la->up16, (size_t)T * F);
+    be->gemm_bf16(be, 0, 1, T, 2 * F, D, la->xn2_16, D, w16(m, w->wgate), D, 0.0f, NULL, la->gu16, 2 * F);
+    be->swiglu_forward_bf16(be, la->h16, la->gu16, T, F);
     linear(m, out, la->h, la->h16, w->wdown, T, D, F, 1.0f);
 }
 
@@ -582,7 +582,7 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
        dy16 by the op that computes it; ops run in order, so each use of
        dy16 is finished before the next op overwrites it */
     uint16_t *dy16 = mix ? a->dy16 : NULL;
-    uint16_t *dgate16 = mix ? (uint16_t *)a->dgate : NULL, *dup16 = mix ? (uint16_t *)a->dup : NULL;
+    uint16_t *dgu16 = mix ? (uint16_t *)a->dgate : NULL; /* [T, 2F] */
     /* LM head, chunk by chunk: logits -> dlogits (in place, or rounded into dy16) */
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
         int n = T - t0 < a->chunk ? T - t0 : a->chunk;
@@ -601,12 +601,14 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         const uint16_t *xn1_16 = mix ? la->xn1_16 : NULL, *xn2_16 = mix ? la->xn2_16 : NULL;
         /* res[l+1] = mid + h @ wdown^T (dy16 holds dres rounded by the norm backward) */
         linear_back(m, gl->wdown, a->dh, a->dres, dy16, la->h, mix ? la->h16 : NULL, wl->wdown, T, D, F, 0.0f);
-        if (mix)
-            be->swiglu_backward_bf16(be, dgate16, dup16, a->dh, la->gate16, la->up16, (size_t)T * F);
-        else
+        if (mix) { /* the stacked [wgate; wup]: one product each for dW and dx */
+            be->swiglu_backward_bf16(be, dgu16, a->dh, la->gu16, T, F);
+            linear_back(m, gl->wgate, a->dx, NULL, dgu16, NULL, xn2_16, wl->wgate, T, 2 * F, D, 0.0f);
+        } else {
             be->swiglu_backward(be, a->dgate, a->dup, a->dh, la->gate, la->up, (size_t)T * F);
-        linear_back(m, gl->wgate, a->dx, a->dgate, dgate16, la->xn2, xn2_16, wl->wgate, T, F, D, 0.0f);
-        linear_back(m, gl->wup, a->dx, a->dup, dup16, la->xn2, xn2_16, wl->wup, T, F, D, 1.0f);
+            linear_back(m, gl->wgate, a->dx, a->dgate, NULL, la->xn2, NULL, wl->wgate, T, F, D, 0.0f);
+            linear_back(m, gl->wup, a->dx, a->dup, NULL, la->xn2, NULL, wl->wup, T, F, D, 1.0f);
+        }
         /* dres += the norm's input gradient: now d(mid) */
         be->rmsnorm_backward(be, a->dres, dy16, gl->mlp_norm, a->dx, la->mid, wl->mlp_norm, la->rstd2, T, D, 1.0f);
         /* mid = res[l] + att @ wo^T */
@@ -664,6 +666,9 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
     if (!be->cast_bf16 || !be->gemm_bf16 || !be->attention_forward_bf16 || !be->attention_backward_bf16 ||
         !be->swiglu_forward_bf16 || !be->swiglu_backward_bf16)
         return errf(err, cap, "the %s backend has no bf16 GEMM / attention (a CUDA GPU needs compute capability 8.0 or later)", be->name);
+    for (int l = 0; l < m->cfg.n_layer; l++) /* the stacked gate/up product needs [wgate; wup] adjacent */
+        if (m->w.layers[l].wup != m->w.layers[l].wgate + (size_t)m->cfg.d_ff * m->cfg.d_model)
+            return errf(err, cap, "model: layer %d's gate and up projections are not adjacent", l);
     if (!m->wbf16) {
         m->wbf16 = be->alloc(be, m->n_params * sizeof(uint16_t));
         if (!m->wbf16) return errf(err, cap, "bf16 weights (%zu MB): %s", m->n_params * 2 >> 20, be->err);
@@ -679,7 +684,7 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
         for (int l = 0; l < m->cfg.n_layer; l++) { /* bf16 written in place of the fp32 views */
             layer_acts *la = &a->layer[l];
             la->xn1_16 = (uint16_t *)la->xn1, la->xn2_16 = (uint16_t *)la->xn2, la->h16 = (uint16_t *)la->h;
-            la->gate16 = (uint16_t *)la->gate, la->up16 = (uint16_t *)la->up;
+            la->gu16 = (uint16_t *)la->gate; /* [T, 2F] bf16 = [T, F] fp32 bytes */
         }
         a->xnf16 = (uint16_t *)a->xnf;
     }

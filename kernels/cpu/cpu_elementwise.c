@@ -232,24 +232,30 @@ void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dou
     CHUNK_LOOP(n, { swiglu_back_chunk(dgate + i0, dup + i0, dout + i0, gate + i0, up + i0, m); });
 }
 
-void cpu_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n) {
-    CHUNK_LOOP(n, {
-        float g[CPU_CHUNK], u[CPU_CHUNK];
-        widen16(g, gate + i0, m);
-        widen16(u, up + i0, m);
+/* rows of gu [T, 2F] (gate | up), in chunks of a row */
+#define ROW_LOOP(...)                                                                              \
+    _Pragma("omp parallel for num_threads(be->n_threads) schedule(static) if ((long)T * F > 4 * CPU_CHUNK)") \
+    for (int t = 0; t < T; t++)                                                                    \
+        for (int f0 = 0; f0 < F; f0 += CPU_CHUNK) {                                                \
+            int m = F - f0 < CPU_CHUNK ? F - f0 : CPU_CHUNK;                                       \
+            const uint16_t *gr = gu + (size_t)t * 2 * F + f0, *ur = gr + F;                        \
+            float g[CPU_CHUNK], u[CPU_CHUNK];                                                      \
+            widen16(g, gr, m);                                                                     \
+            widen16(u, ur, m);                                                                     \
+            __VA_ARGS__                                                                            \
+        }
+
+void cpu_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gu, int T, int F) {
+    ROW_LOOP({
         swiglu_chunk(g, g, u, m);
-        round16(out16 + i0, g, m);
-    });
+        round16(out16 + (size_t)t * F + f0, g, m);
+    })
 }
 
-void cpu_swiglu_backward_bf16(backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout,
-                              const uint16_t *gate, const uint16_t *up, size_t n) {
-    CHUNK_LOOP(n, {
-        float g[CPU_CHUNK], u[CPU_CHUNK];
-        widen16(g, gate + i0, m);
-        widen16(u, up + i0, m);
-        swiglu_back_chunk(g, u, dout + i0, g, u, m);
-        round16(dgate16 + i0, g, m);
-        round16(dup16 + i0, u, m);
-    });
+void cpu_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F) {
+    ROW_LOOP({
+        swiglu_back_chunk(g, u, dout + (size_t)t * F + f0, g, u, m);
+        round16(dgu16 + (size_t)t * 2 * F + f0, g, m);
+        round16(dgu16 + (size_t)t * 2 * F + F + f0, u, m);
+    })
 }

@@ -179,18 +179,22 @@ static __global__ void swiglu_backward_kernel(float *dgate, float *dup, const fl
     }
 }
 
-static __global__ void swiglu_forward_bf16_kernel(uint16_t *out16, const uint16_t *gate, const uint16_t *up,
-                                                  size_t n) {
-    GRID_STRIDE(i, n) out16[i] = fp32_to_bf16(swiglu_val(bf16_to_fp32(gate[i]), bf16_to_fp32(up[i])));
+/* element i of [T, F] is gate at gu[t, f], up at gu[t, F + f] (t = i / F) */
+static __global__ void swiglu_forward_bf16_kernel(uint16_t *out16, const uint16_t *gu, int F, size_t n) {
+    GRID_STRIDE(i, n) {
+        size_t g = i + (i / F) * F; /* t * 2F + f */
+        out16[i] = fp32_to_bf16(swiglu_val(bf16_to_fp32(gu[g]), bf16_to_fp32(gu[g + F])));
+    }
 }
 
-static __global__ void swiglu_backward_bf16_kernel(uint16_t *dgate16, uint16_t *dup16, const float *dout,
-                                                   const uint16_t *gate, const uint16_t *up, size_t n) {
+static __global__ void swiglu_backward_bf16_kernel(uint16_t *dgu16, const float *dout, const uint16_t *gu, int F,
+                                                   size_t n) {
     GRID_STRIDE(i, n) {
+        size_t g = i + (i / F) * F;
         float dg, du;
-        swiglu_grad(bf16_to_fp32(gate[i]), bf16_to_fp32(up[i]), dout[i], &dg, &du);
-        dgate16[i] = fp32_to_bf16(dg);
-        dup16[i] = fp32_to_bf16(du);
+        swiglu_grad(bf16_to_fp32(gu[g]), bf16_to_fp32(gu[g + F]), dout[i], &dg, &du);
+        dgu16[g] = fp32_to_bf16(dg);
+        dgu16[g + F] = fp32_to_bf16(du);
     }
 }
 
@@ -208,12 +212,13 @@ void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *do
                           const float *up, size_t n) {
     SWIGLU_LAUNCH(swiglu_backward_kernel, n, dgate, dup, dout, gate, up, n);
 }
-void cuda_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gate, const uint16_t *up, size_t n) {
-    SWIGLU_LAUNCH(swiglu_forward_bf16_kernel, n, out16, gate, up, n);
+void cuda_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gu, int T, int F) {
+    size_t n = T > 0 && F > 0 ? (size_t)T * F : 0;
+    SWIGLU_LAUNCH(swiglu_forward_bf16_kernel, n, out16, gu, F, n);
 }
-void cuda_swiglu_backward_bf16(backend *be, uint16_t *dgate16, uint16_t *dup16, const float *dout,
-                               const uint16_t *gate, const uint16_t *up, size_t n) {
-    SWIGLU_LAUNCH(swiglu_backward_bf16_kernel, n, dgate16, dup16, dout, gate, up, n);
+void cuda_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F) {
+    size_t n = T > 0 && F > 0 ? (size_t)T * F : 0;
+    SWIGLU_LAUNCH(swiglu_backward_bf16_kernel, n, dgu16, dout, gu, F, n);
 }
 
 /* ---- sum of squares ----

@@ -203,37 +203,37 @@ static void test_elementwise(size_t n) {
     check(name, &dg, n, 1e-4);
     snprintf(name, sizeof name, "swiglu_backward dup n=%zu", n);
     check(name, &du, n, 1e-4);
-    { /* the bf16 ops on bf16 gate/up: outputs compared widened (tol 1e-2) */
-        uint16_t *hb = malloc(n * 2), *g16[2], *u16[2], *o16[2], *dg16[2], *du16[2];
+    { /* the bf16 ops on rows of gu [T, 2F] = bf16 gate | up: outputs compared widened (tol 1e-2) */
+        int F = n >= 37 ? 37 : 1, T = (int)(n / F);
+        size_t nn = (size_t)T * F;
+        uint16_t *hb = malloc(nn * 4), *gu[2], *o16[2], *d16[2];
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) {
+                hb[(size_t)t * 2 * F + f] = fp32_to_bf16(gt.h[(size_t)t * F + f]);
+                hb[(size_t)t * 2 * F + F + f] = fp32_to_bf16(up.h[(size_t)t * F + f]);
+            }
         backend *bes[2] = {cpu, gpu};
         for (int b = 0; b < 2; b++) {
-            g16[b] = be_alloc(bes[b], n * 2), u16[b] = be_alloc(bes[b], n * 2), o16[b] = be_alloc(bes[b], n * 2);
-            dg16[b] = be_alloc(bes[b], n * 2), du16[b] = be_alloc(bes[b], n * 2);
-            for (size_t i = 0; i < n; i++) hb[i] = fp32_to_bf16(gt.h[i]);
-            bes[b]->copy_h2d(bes[b], g16[b], hb, n * 2);
-            for (size_t i = 0; i < n; i++) hb[i] = fp32_to_bf16(up.h[i]);
-            bes[b]->copy_h2d(bes[b], u16[b], hb, n * 2);
-            poison_dev(bes[b], o16[b], n * 2), poison_dev(bes[b], dg16[b], n * 2), poison_dev(bes[b], du16[b], n * 2);
-            bes[b]->swiglu_forward_bf16(bes[b], o16[b], g16[b], u16[b], n);
-            bes[b]->swiglu_backward_bf16(bes[b], dg16[b], du16[b], b ? dy.g : dy.c, g16[b], u16[b], n);
+            gu[b] = be_alloc(bes[b], nn * 4), o16[b] = be_alloc(bes[b], nn * 2), d16[b] = be_alloc(bes[b], nn * 4);
+            bes[b]->copy_h2d(bes[b], gu[b], hb, nn * 4);
+            poison_dev(bes[b], o16[b], nn * 2), poison_dev(bes[b], d16[b], nn * 4);
+            bes[b]->swiglu_forward_bf16(bes[b], o16[b], gu[b], T, F);
+            bes[b]->swiglu_backward_bf16(bes[b], d16[b], b ? dy.g : dy.c, gu[b], T, F);
         }
-        uint16_t *outs[3][2] = {{o16[0], o16[1]}, {dg16[0], dg16[1]}, {du16[0], du16[1]}};
-        const char *what[3] = {"swiglu_forward_bf16", "swiglu_backward_bf16 dgate16", "swiglu_backward_bf16 dup16"};
-        for (int w = 0; w < 3; w++) {
+        ten w = t_out(2 * nn);
+        for (int k = 0; k < 2; k++) { /* out16 [nn], then dgu16 [2 nn] */
+            size_t cnt = k ? 2 * nn : nn;
             for (int b = 0; b < 2; b++) {
-                float *dst = b ? o.g : o.c;
-                bes[b]->copy_d2h(bes[b], hb, outs[w][b], n * 2);
+                bes[b]->copy_d2h(bes[b], hb, k ? d16[b] : o16[b], cnt * 2);
                 bes[b]->sync(bes[b]);
-                for (size_t i = 0; i < n; i++) o.h[i] = bf16_to_fp32(hb[i]);
-                bes[b]->copy_h2d(bes[b], dst, o.h, n * sizeof(float));
+                for (size_t i = 0; i < cnt; i++) w.h[i] = bf16_to_fp32(hb[i]);
+                bes[b]->copy_h2d(bes[b], b ? w.g : w.c, w.h, cnt * sizeof(float));
             }
-            snprintf(name, sizeof name, "%s n=%zu", what[w], n);
-            check(name, &o, n, 1e-2);
+            snprintf(name, sizeof name, "%s T%d F%d", k ? "swiglu_backward_bf16 dgu16" : "swiglu_forward_bf16", T, F);
+            check(name, &w, cnt, 1e-2);
         }
-        for (int b = 0; b < 2; b++) {
-            bes[b]->free(bes[b], g16[b]), bes[b]->free(bes[b], u16[b]), bes[b]->free(bes[b], o16[b]);
-            bes[b]->free(bes[b], dg16[b]), bes[b]->free(bes[b], du16[b]);
-        }
+        t_free(&w);
+        for (int b = 0; b < 2; b++) bes[b]->free(bes[b], gu[b]), bes[b]->free(bes[b], o16[b]), bes[b]->free(bes[b], d16[b]);
         free(hb);
     }
 
