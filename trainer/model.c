@@ -154,8 +154,11 @@ static void weights_bind(const model *m, float *base, model_weights *w) {
 }
 
 /* Carves the activation views out of one allocation; with base == NULL only
- * counts the floats needed. */
-static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, float *base, act_views *a) {
+ * counts the floats needed. mixed (model.dtype bf16): layers 1.. get only
+ * the room their bf16 contents need: xn1, xn2 and h half their fp32 size,
+ * gate [T, F] floats holding gu16 [T, 2F], no up (NULL). Layer 0 keeps the
+ * full fp32 views: they are the rollouts' scratch (model_step_cached). */
+static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, int mixed, float *base, act_views *a) {
     size_t off = 0;
     int D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c), L = c->n_layer;
 #define TAKE(ptr, n)                                 \
@@ -167,8 +170,9 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, float
     for (int l = 0; l <= L; l++) TAKE(a->res[l], (size_t)T * D);
     for (int l = 0; l < L; l++) {
         layer_acts *la = a ? &a->layer[l] : NULL;
+        int half = mixed && l > 0; /* bf16 only: half the floats */
 #define LT(field, n) TAKE(la->field, n)
-        LT(xn1, (size_t)T * D);
+        LT(xn1, half ? ((size_t)T * D + 1) / 2 : (size_t)T * D);
         LT(rstd1, T);
         LT(q, (size_t)T * qd);
         LT(k, (size_t)T * kvd);
@@ -176,11 +180,15 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, float
         LT(att, (size_t)T * qd);
         LT(lse, (size_t)T * c->n_head);
         LT(mid, (size_t)T * D);
-        LT(xn2, (size_t)T * D);
+        LT(xn2, half ? ((size_t)T * D + 1) / 2 : (size_t)T * D);
         LT(rstd2, T);
         LT(gate, (size_t)T * F);
-        LT(up, (size_t)T * F);
-        LT(h, (size_t)T * F);
+        if (half) {
+            if (a) la->up = NULL;
+        } else {
+            LT(up, (size_t)T * F);
+        }
+        LT(h, half ? ((size_t)T * F + 1) / 2 : (size_t)T * F);
 #undef LT
     }
     int chunk = (int)(chunk_bytes / sizeof(float) / (size_t)c->vocab); /* the backend's preferred logits chunk */
@@ -244,6 +252,8 @@ static size_t acts16_carve(const model_config *c, int T, int chunk, uint16_t *ba
     return off;
 }
 
+static size_t lm_chunk_bytes(const backend *be) { return be->lm_chunk_bytes ? be->lm_chunk_bytes : (size_t)16 << 20; }
+
 int model_create(model *m, const model_config *cfg, backend *be, int max_tokens, char *err, size_t cap) {
     memset(m, 0, sizeof *m);
     if (config_check(cfg, err, cap)) return -1;
@@ -275,15 +285,9 @@ int model_create(model *m, const model_config *cfg, backend *be, int max_tokens,
     m->cur_params = m->params;
     weights_bind(m, m->params, &m->w);
 
-    size_t chunk_bytes = be->lm_chunk_bytes ? be->lm_chunk_bytes : (size_t)16 << 20;
-    m->acts_floats = acts_carve(cfg, max_tokens, chunk_bytes, NULL, NULL);
-    m->acts = be->alloc(be, m->acts_floats * sizeof(float));
-    if (!m->acts) {
-        errf(err, cap, "model: cannot allocate %.1f MB of activations for %d tokens: %s",
-             m->acts_floats * 4.0 / 1e6, max_tokens, be->err);
-        goto fail;
-    }
-    acts_carve(cfg, max_tokens, chunk_bytes, m->acts, a);
+    /* the activations are allocated at the first forward (acts_ensure), in
+       the layout of the precision chosen by then (model_set_mixed) */
+    acts_carve(cfg, max_tokens, lm_chunk_bytes(be), 0, NULL, a); /* the views' chunk; pointers NULL */
     return 0;
 fail:
     model_free(m);
@@ -353,6 +357,33 @@ void model_init_weights(model *m, uint64_t seed) {
     }
     m->be->sync(m->be);
     free(host);
+}
+
+/* Allocates m->acts (one buffer) on first use, carved for the current
+   precision: model.dtype bf16's compact layout (acts_carve) when
+   model_set_mixed turned it on, so the fp32 layout's memory is never
+   touched then. The bf16 views live in the memory of the fp32 views they
+   replace. */
+static int acts_ensure(model *m, char *err, size_t cap) {
+    if (m->acts) return 0;
+    backend *be = m->be;
+    act_views *a = m->act_views;
+    size_t n = acts_carve(&m->cfg, m->max_tokens, lm_chunk_bytes(be), m->acts_mixed, NULL, NULL);
+    m->acts = be->alloc(be, n * sizeof(float));
+    if (!m->acts)
+        return errf(err, cap, "model: cannot allocate %.1f MB of activations for %d tokens: %s", n * 4.0 / 1e6,
+                    m->max_tokens, be->err);
+    m->acts_floats = n;
+    acts_carve(&m->cfg, m->max_tokens, lm_chunk_bytes(be), m->acts_mixed, m->acts, a);
+    if (m->acts_mixed) {
+        for (int l = 0; l < m->cfg.n_layer; l++) {
+            layer_acts *la = &a->layer[l];
+            la->xn1_16 = (uint16_t *)la->xn1, la->xn2_16 = (uint16_t *)la->xn2, la->h16 = (uint16_t *)la->h;
+            la->gu16 = (uint16_t *)la->gate; /* [T, 2F] bf16 = [T, F] fp32 bytes */
+        }
+        a->xnf16 = (uint16_t *)a->xnf;
+    }
+    return 0;
 }
 
 /* Validates the batch and uploads it (tokens, targets, positions, offsets). */
@@ -507,7 +538,7 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
     const model_config *c = &m->cfg;
     act_views *a = m->act_views;
     m->have_forward = 0;
-    if (batch_upload(m, b, err, cap)) return -1;
+    if (acts_ensure(m, err, cap) || batch_upload(m, b, err, cap)) return -1;
     int T = b->T, B = b->n_seq, D = c->d_model, mix = m->mixed;
     float scale = 1.0f / sqrtf((float)c->head_dim);
 
@@ -662,6 +693,11 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
     backend *be = m->be;
     m->have_forward = 0; /* a pending backward would read copies of the other kind */
     m->mixed = 0;
+    if (m->acts_mixed != on) { /* the other layout: allocated again at the next forward */
+        if (m->acts) be->free(be, m->acts);
+        m->acts = NULL;
+        m->acts_mixed = on;
+    }
     if (!on) return 0;
     if (!be->cast_bf16 || !be->gemm_bf16 || !be->attention_forward_bf16 || !be->attention_backward_bf16 ||
         !be->swiglu_forward_bf16 || !be->swiglu_backward_bf16)
@@ -681,12 +717,6 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
             return errf(err, cap, "bf16 activations (%.1f MB for %d tokens): %s", n * 2.0 / 1e6, m->max_tokens,
                         be->err);
         acts16_carve(&m->cfg, m->max_tokens, a->chunk, m->acts16, a);
-        for (int l = 0; l < m->cfg.n_layer; l++) { /* bf16 written in place of the fp32 views */
-            layer_acts *la = &a->layer[l];
-            la->xn1_16 = (uint16_t *)la->xn1, la->xn2_16 = (uint16_t *)la->xn2, la->h16 = (uint16_t *)la->h;
-            la->gu16 = (uint16_t *)la->gate; /* [T, 2F] bf16 = [T, F] fp32 bytes */
-        }
-        a->xnf16 = (uint16_t *)a->xnf;
     }
     m->mixed = 1;
     return 0;
@@ -760,6 +790,7 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
     }
     for (int i = 0; i < n_out; i++)
         if (out_rows[i] < 0 || out_rows[i] >= T) return errf(err, cap, "model_step_cached: output row %d out of range", out_rows[i]);
+    if (acts_ensure(m, err, cap)) return -1;
     int D = cf->d_model, kvd = kvdim(cf);
     float scale = 1.0f / sqrtf((float)cf->head_dim);
     be->copy_h2d(be, a->tokens, tokens, (size_t)T * sizeof(int32_t));

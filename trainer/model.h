@@ -84,6 +84,7 @@ typedef struct model {
 
     float *acts;               /* device activations, one allocation */
     size_t acts_floats;
+    int acts_mixed;       /* m->acts is carved in model.dtype bf16's compact layout */
     void *act_views;           /* private: carved views (see model.c) */
 
     float *cur_params;         /* the buffer m->w points into (m->params or a model_use_params buffer) */
