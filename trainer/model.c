@@ -190,12 +190,17 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, int m
         }
         LT(h, half ? ((size_t)T * F + 1) / 2 : (size_t)T * F);
 #undef LT
+        if (a && mixed) { /* the bf16 contents, in place of the fp32 views */
+            la->xn1_16 = (uint16_t *)la->xn1, la->xn2_16 = (uint16_t *)la->xn2, la->h16 = (uint16_t *)la->h;
+            la->gu16 = (uint16_t *)la->gate; /* [T, 2F] bf16 = [T, F] fp32 bytes */
+        }
     }
     int chunk = (int)(chunk_bytes / sizeof(float) / (size_t)c->vocab); /* the backend's preferred logits chunk */
     if (chunk < 16) chunk = 16;
     if (chunk > T) chunk = T;
     if (a) a->chunk = chunk;
     TAKE(a->xnf, (size_t)T * D);
+    if (a && mixed) a->xnf16 = (uint16_t *)a->xnf;
     TAKE(a->rstdf, T);
     TAKE(a->logits, (size_t)chunk * c->vocab);
     TAKE(a->logp, T);
@@ -375,15 +380,16 @@ static int acts_ensure(model *m, char *err, size_t cap) {
                     m->max_tokens, be->err);
     m->acts_floats = n;
     acts_carve(&m->cfg, m->max_tokens, lm_chunk_bytes(be), m->acts_mixed, m->acts, a);
-    if (m->acts_mixed) {
-        for (int l = 0; l < m->cfg.n_layer; l++) {
-            layer_acts *la = &a->layer[l];
-            la->xn1_16 = (uint16_t *)la->xn1, la->xn2_16 = (uint16_t *)la->xn2, la->h16 = (uint16_t *)la->h;
-            la->gu16 = (uint16_t *)la->gate; /* [T, 2F] bf16 = [T, F] fp32 bytes */
-        }
-        a->xnf16 = (uint16_t *)a->xnf;
-    }
     return 0;
+}
+
+/* the activations' layout for mixed from now on: a buffer of the other
+   layout is freed and allocated again at the next forward */
+static void acts_layout(model *m, int mixed) {
+    if (m->acts_mixed == mixed) return;
+    if (m->acts) m->be->free(m->be, m->acts);
+    m->acts = NULL;
+    m->acts_mixed = mixed;
 }
 
 /* Validates the batch and uploads it (tokens, targets, positions, offsets). */
@@ -693,12 +699,10 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
     backend *be = m->be;
     m->have_forward = 0; /* a pending backward would read copies of the other kind */
     m->mixed = 0;
-    if (m->acts_mixed != on) { /* the other layout: allocated again at the next forward */
-        if (m->acts) be->free(be, m->acts);
-        m->acts = NULL;
-        m->acts_mixed = on;
+    if (!on) {
+        acts_layout(m, 0);
+        return 0;
     }
-    if (!on) return 0;
     if (!be->cast_bf16 || !be->gemm_bf16 || !be->attention_forward_bf16 || !be->attention_backward_bf16 ||
         !be->swiglu_forward_bf16 || !be->swiglu_backward_bf16)
         return errf(err, cap, "the %s backend has no bf16 GEMM / attention (a CUDA GPU needs compute capability 8.0 or later)", be->name);
@@ -718,6 +722,7 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
                         be->err);
         acts16_carve(&m->cfg, m->max_tokens, a->chunk, m->acts16, a);
     }
+    acts_layout(m, 1); /* only once bf16 is sure to run: the fp32 path needs the full layout */
     m->mixed = 1;
     return 0;
 }
