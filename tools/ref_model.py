@@ -28,13 +28,19 @@ in float64:
                      (model.dtype: bf16): every linear layer and the LM head
                      take bf16 operands (x and W rounded to bf16 in the
                      forward, the output gradient rounded before dx = dy W
-                     and dW = dy^T x; float64 sums of the exact products),
-                     the MLP's gate and up projections are stored rounded
-                     to bf16 (Round16: SwiGLU reads the rounded values, its
-                     gradient passes through unchanged), and attention
-                     rounds the operands of its products as rft's
-                     attention_*_bf16 ops do (BF16Attention), everything
-                     else as above.
+                     and dW = dy^T x; sums of the exact products in
+                     float32, as rft sums them: where a value rounds to
+                     bf16 depends on it, and float64 sums resolve some fp32
+                     ties the other way),
+                     the MLP's gate and up projections and the q/k/v
+                     projections are stored rounded to bf16 (Round16: the
+                     next op reads the rounded values, the gradient passes
+                     through unchanged; q/k/v again after bias and RoPE, as
+                     rope_forward_bf16 stores them; their gradient is rounded
+                     before the bias sums it, RoundGrad16), and attention
+                     rounds the operands of its products and its output as
+                     rft's attention_*_bf16 ops do (BF16Attention),
+                     everything else as above.
 
 The model here is written out by hand over the packed batch (block-diagonal
 causal mask) in float64, with RoPE's inv_freq, angles and cos/sin in float32
@@ -208,13 +214,29 @@ class Round16(torch.autograd.Function):
         return dy
 
 
+class RoundGrad16(torch.autograd.Function):
+    """identity forward, bf16(dy) backward: a gradient rounded where rft
+    rounds it before it is summed (the q/k/v bias gradients: column sums of
+    rope_backward_bf16's rounded rows)."""
+
+    @staticmethod
+    def forward(ctx, y):
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        return bf16(dy)
+
+
 class BF16Attention(torch.autograd.Function):
     """rft's attention_forward_bf16 / attention_backward_bf16 (kernels/backend.h)
     for rows of at most 64 keys (one key tile of the online softmax): the
     operands of Q K^T, P V, dO V^T, P^T dO, dS^T Q and dS K rounded to bf16;
-    P = bf16(exp(s - m)) / sum(exp(s - m)); lse, D = rowsum(dO O) and the
-    softmax statistics unrounded. q, k, v [H, T, hd] (k, v repeated per
-    query head); mask [T, T] True where a key is visible."""
+    P = bf16(exp(s - m)) / sum(exp(s - m)); the output O rounded to bf16
+    (o_proj's operand) and the incoming dO too (o_proj's backward writes it
+    in bf16); lse, the softmax statistics and D = rowsum(dO O) (over those
+    rounded values) unrounded. q, k, v [H, T, hd] (k, v repeated per query
+    head); mask [T, T] True where a key is visible."""
 
     @staticmethod
     def forward(ctx, q, k, v, mask, scale):
@@ -223,7 +245,7 @@ class BF16Attention(torch.autograd.Function):
         m = s.max(-1, keepdim=True).values
         e = torch.exp(s - m)
         l = e.sum(-1, keepdim=True)
-        o = (bf16(e) / l) @ vb
+        o = bf16((bf16(e) / l) @ vb)
         lse = m + torch.log(l)
         ctx.save_for_backward(qb, kb, vb, o, lse, mask)
         ctx.scale = scale
@@ -235,10 +257,11 @@ class BF16Attention(torch.autograd.Function):
         scale = ctx.scale
         s = (scale * qb @ kb.transpose(1, 2)).masked_fill(~mask[None], float("-inf"))
         p = torch.exp(s - lse)
-        dp = bf16(do) @ vb.transpose(1, 2)
+        do = bf16(do)
+        dp = do @ vb.transpose(1, 2)
         d = (do * o).sum(-1, keepdim=True)
         ds = p * (dp - d)
-        dv = bf16(p).transpose(1, 2) @ bf16(do)
+        dv = bf16(p).transpose(1, 2) @ do
         dk = scale * bf16(ds).transpose(1, 2) @ qb
         dq = scale * bf16(ds) @ kb
         return dq, dk, dv, None, None
@@ -268,13 +291,19 @@ def forward(P, c, b, mixed=False):
         q = lin(h, P[p + "self_attn.q_proj.weight"])
         k = lin(h, P[p + "self_attn.k_proj.weight"])
         v = lin(h, P[p + "self_attn.v_proj.weight"])
+        if mixed:  # the products stored in bf16 (gemm_bf16 C16)
+            q, k, v = Round16.apply(q), Round16.apply(k), Round16.apply(v)
         if c["qkv_bias"]:
             q = q + P[p + "self_attn.q_proj.bias"]
             k = k + P[p + "self_attn.k_proj.bias"]
             v = v + P[p + "self_attn.v_proj.bias"]
+        if mixed:  # rope_backward_bf16 rounds the gradient before the bias sums it
+            q, k, v = RoundGrad16.apply(q), RoundGrad16.apply(k), RoundGrad16.apply(v)
         q, k, v = q.view(T, Hq, hd), k.view(T, Hkv, hd), v.view(T, Hkv, hd)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        if mixed:  # rope_forward_bf16 rounds its rows once (q, k after RoPE, v after its bias)
+            q, k, v = Round16.apply(q), Round16.apply(k), Round16.apply(v)
         k = k.repeat_interleave(Hq // Hkv, dim=1)  # query head h reads kv head h // (Hq/Hkv)
         v = v.repeat_interleave(Hq // Hkv, dim=1)
         if mixed:  # rft's bf16 attention; every fixture sequence fits one 64-key tile
@@ -434,7 +463,7 @@ def rel(a, b):
 
 # ------------------------------------------------------------------ writing
 
-def write(path, c, W, b, ref, grad_ent, clip):
+def write(path, c, W, b, ref, mixed, grad_ent, clip):
     with h5py.File(path, "w", libver=("earliest", "v110")) as f:
         f.attrs["format"] = "rft-checkpoint"
         f.attrs["format_version"] = np.int32(1)
@@ -469,11 +498,11 @@ def write(path, c, W, b, ref, grad_ent, clip):
         a.attrs["final_loss"] = np.float64(ref["adam"]["final_loss"])
         m = r.create_group("bf16")
         for k in ("logp", "entropy"):
-            m[k] = ref["bf16"][k].numpy().astype(np.float64)
+            m[k] = mixed[k].numpy().astype(np.float64)
         for k in ("grad", "grad_ent") if grad_ent else ("grad",):
             gm = m.create_group(k)
             for name, _ in tensor_table(c):
-                gm[name] = ref["bf16"][k][name].numpy().astype(np.float32)
+                gm[name] = mixed[k][name].numpy().astype(np.float32)
 
 
 def main():
@@ -510,7 +539,9 @@ def main():
         print(f"  adam float32 vs float64: worst loss rel {np.max(np.abs(al - bl) / np.abs(bl)):.2e}, "
               f"worst norm rel {np.max(np.abs(an - bn) / bn):.2e}")
         path = os.path.join(outdir, name + ".h5")
-        write(path, c, W, b, ref, spec["grad_ent"], spec["grad_clip"])
+        # bf16/ from the float32 run: rft decides each bf16 rounding on fp32
+        # values, and float64 sums resolve some fp32 ties the other way
+        write(path, c, W, b, ref, f32["bf16"], spec["grad_ent"], spec["grad_clip"])
         print(f"  wrote {path} ({os.path.getsize(path)} bytes)")
 
 

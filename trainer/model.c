@@ -23,17 +23,17 @@
  *   xn2       [T, D]   MLP RMSNorm output,            rstd2 [T]
  *   gate, up  [T, F]   MLP projections;  h [T, F] = silu(gate) * up
  * model.dtype bf16 (model_set_mixed) adds bf16 views (NULL otherwise): the
- * inputs of the linear layers, kept for the backward's weight gradients, and
- * the MLP projections, which only SwiGLU reads. The norms, the stacked
- * gate/up GEMM and SwiGLU write xn1_16, xn2_16, gu16, h16 (and xnf16)
- * directly in place of fp32 views (gu16 in gate's memory, the others in the
- * first half of their own view's); att16, a rounded copy of att (attention's
- * backward reads att in fp32), is carved out of m->acts16:
- *   xn1_16 [T, D], att16 [T, qd], xn2_16 [T, D], gu16 [T, 2F] (gate | up per row), h16 [T, F]
+ * inputs of the linear layers, kept for the backward's weight gradients, the
+ * attention's operands and the MLP projections. The norms, the stacked GEMMs,
+ * RoPE, attention and SwiGLU write them directly in place of fp32 views
+ * (qkv16 from q's memory on, gu16 in gate's, the others in the first half of
+ * their own view's):
+ *   xn1_16 [T, D], qkv16 [T, qd + 2 kvd] (q | k | v per row, after bias and RoPE),
+ *   att16 [T, qd], xn2_16 [T, D], gu16 [T, 2F] (gate | up per row), h16 [T, F]
  */
 typedef struct layer_acts {
     float *xn1, *rstd1, *q, *k, *v, *att, *lse, *mid, *xn2, *rstd2, *gate, *up, *h;
-    uint16_t *xn1_16, *att16, *xn2_16, *gu16, *h16;
+    uint16_t *xn1_16, *qkv16, *att16, *xn2_16, *gu16, *h16;
 } layer_acts;
 
 typedef struct act_views {
@@ -54,9 +54,11 @@ typedef struct act_views {
     int chunk;            /* tokens per LM-head chunk */
     /* model.dtype bf16 only */
     uint16_t *xnf16;      /* [T, D] LM-head input (in xnf's memory) */
-    uint16_t *dy16;       /* [max(T * max(D, qd, kvd), chunk * V)] an output gradient rounded to bf16 for its two
-                             products (m->acts16): dlogits, d(res), dq, dk, dv in turn. SwiGLU's backward writes
-                             dgu16 [T, 2F] (dgate | dup per row) into the memory of the fp32 view dgate. */
+    uint16_t *dy16;       /* [max(T * max(D, qd + 2 kvd), chunk * V)] an output gradient rounded to bf16 for its
+                             two products (m->acts16): dlogits, d(res), d(qkv) [T, qd + 2 kvd] in turn.
+                             SwiGLU's backward writes dgu16 [T, 2F] (dgate | dup per row) into the memory of
+                             the fp32 view dgate, o_proj's backward datt16 [T, qd] into datt's. */
+    uint16_t *ones16;     /* [T] bf16 1.0 (m->acts16): the q/k/v bias gradients' column sums as products */
 } act_views;
 
 static int qdim(const model_config *c) { return c->n_head * c->head_dim; }
@@ -155,7 +157,8 @@ static void weights_bind(const model *m, float *base, model_weights *w) {
 
 /* Carves the activation views out of one allocation; with base == NULL only
  * counts the floats needed. mixed (model.dtype bf16): layers 1.. get only
- * the room their bf16 contents need: xn1, xn2 and h half their fp32 size,
+ * the room their bf16 contents need: xn1, xn2, att and h half their fp32
+ * size, q [T, (qd + 2 kvd) / 2] floats holding qkv16 and no k, v (NULL),
  * gate [T, F] floats holding gu16 [T, 2F], no up (NULL). Layer 0 keeps the
  * full fp32 views: they are the rollouts' scratch (model_step_cached). */
 static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, int mixed, float *base, act_views *a) {
@@ -174,10 +177,15 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, int m
 #define LT(field, n) TAKE(la->field, n)
         LT(xn1, half ? ((size_t)T * D + 1) / 2 : (size_t)T * D);
         LT(rstd1, T);
-        LT(q, (size_t)T * qd);
-        LT(k, (size_t)T * kvd);
-        LT(v, (size_t)T * kvd);
-        LT(att, (size_t)T * qd);
+        if (half) { /* qkv16 [T, qd + 2 kvd] bf16 */
+            LT(q, ((size_t)T * (qd + 2 * kvd) + 1) / 2);
+            if (a) la->k = la->v = NULL;
+        } else { /* consecutive: qkv16 spans them */
+            LT(q, (size_t)T * qd);
+            LT(k, (size_t)T * kvd);
+            LT(v, (size_t)T * kvd);
+        }
+        LT(att, half ? ((size_t)T * qd + 1) / 2 : (size_t)T * qd);
         LT(lse, (size_t)T * c->n_head);
         LT(mid, (size_t)T * D);
         LT(xn2, half ? ((size_t)T * D + 1) / 2 : (size_t)T * D);
@@ -192,6 +200,7 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, int m
 #undef LT
         if (a && mixed) { /* the bf16 contents, in place of the fp32 views */
             la->xn1_16 = (uint16_t *)la->xn1, la->xn2_16 = (uint16_t *)la->xn2, la->h16 = (uint16_t *)la->h;
+            la->qkv16 = (uint16_t *)la->q, la->att16 = (uint16_t *)la->att;
             la->gu16 = (uint16_t *)la->gate; /* [T, 2F] bf16 = [T, F] fp32 bytes */
         }
     }
@@ -233,26 +242,21 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, int m
     return off;
 }
 
-/* Carves the bf16 buffers of model.dtype bf16 (att16 per layer, dy16) out of
- * one allocation of uint16; with base == NULL only counts them. Needs
- * a->chunk set. */
+/* Carves the bf16 buffers of model.dtype bf16 (dy16, ones16) out of one
+ * allocation of uint16; with base == NULL only counts them. Needs a->chunk
+ * set. */
 static size_t acts16_carve(const model_config *c, int T, int chunk, uint16_t *base, act_views *a) {
     size_t off = 0;
-    int D = c->d_model, qd = qdim(c), kvd = kvdim(c);
+    int D = c->d_model, qkvd = qdim(c) + 2 * kvdim(c);
 #define TAKE16(ptr, n)                               \
     do {                                             \
         uint16_t *p_ = base ? base + off : NULL;     \
         if (a) ptr = p_;                             \
         off += ((size_t)(n) + 31) & ~(size_t)31;     \
     } while (0)
-    for (int l = 0; l < c->n_layer; l++) {
-        layer_acts *la = a ? &a->layer[l] : NULL;
-        TAKE16(la->att16, (size_t)T * qd);
-    }
-    int w = D > qd ? D : qd;
-    if (kvd > w) w = kvd;
-    size_t dy = (size_t)T * w, lm = (size_t)chunk * c->vocab;
+    size_t dy = (size_t)T * (D > qkvd ? D : qkvd), lm = (size_t)chunk * c->vocab;
     TAKE16(a->dy16, dy > lm ? dy : lm);
+    TAKE16(a->ones16, T);
 #undef TAKE16
     return off;
 }
@@ -440,12 +444,6 @@ static int batch_upload(model *m, const model_batch *b, char *err, size_t cap) {
 /* the bf16 copy of weight tensor W (a view into cur_params) */
 static const uint16_t *w16(const model *m, const float *W) { return m->wbf16 + (W - m->cur_params); }
 
-/* x16[n] = bf16(x[n]) when x16 != NULL (model.dtype bf16); returns x16 */
-static const uint16_t *round16(const model *m, uint16_t *x16, const float *x, size_t n) {
-    if (x16) m->be->cast_bf16(m->be, x16, x, n);
-    return x16;
-}
-
 /* y[T, out] = x[T, in] @ W[out, in]^T (+ beta * y).
  * x16 != NULL (model.dtype bf16): x16 holds x rounded to bf16 and W's bf16
  * copy is used (gemm_bf16: exact products, fp32 sums). Otherwise, between
@@ -466,7 +464,7 @@ static void linear(const model *m, float *y, const float *x, const uint16_t *x16
  * dW += dy^T @ x; dx (= when beta 0, += when 1) dy @ W. With x16 (the
  * forward's bf16 copy of x, model.dtype bf16) both products take bf16
  * operands: dy16, dy rounded once to bf16 by the op that computed dy (the
- * norm and SwiGLU backwards, the log-prob backward) or by round16. */
+ * norm and SwiGLU backwards, the log-prob backward). */
 static void linear_back(const model *m, float *dW, float *dx, const float *dy, const uint16_t *dy16, const float *x,
                         const uint16_t *x16, const float *W, int T, int out, int in, float beta) {
     backend *be = m->be;
@@ -487,19 +485,42 @@ static void lm_head_chunk(model *m, int t0, int n, int mix) {
     linear(m, a->logits, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head, n, c->vocab, c->d_model, 0.0f);
 }
 
+/* wq, wk, wv adjacent in the parameter table (no biases between them): the
+   stacked [wq; wk; wv] [qd + 2 kvd, D] is one operand (so are their grads) */
+static int qkv_adjacent(const model_config *c, const layer_weights *w) {
+    size_t D = (size_t)c->d_model;
+    return w->wk == w->wq + (size_t)qdim(c) * D && w->wv == w->wk + (size_t)kvdim(c) * D;
+}
+
 /* Block input half: xn1 = norm(x); q, k, v projections (+ bias), RoPE on q, k.
    mix (model.dtype bf16): the norm writes xn1 as bf16 (xn1_16) only, the
-   operand of the three products and of their weight gradients. */
+   operand of the products and of their weight gradients; the products write
+   the stacked rows qkv16 [T, qd + 2 kvd] rounded to bf16 (one GEMM over the
+   stacked weights when they are adjacent), rope_forward_bf16 adds the biases
+   and rotates them in place, rounding once more (the attention's operands). */
 static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const float *x, const int32_t *pos, int T,
                       int mix) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
-    int D = c->d_model, qd = qdim(c), kvd = kvdim(c);
-    uint16_t *x16 = mix ? la->xn1_16 : NULL;
-    be->rmsnorm_forward(be, x16 ? NULL : la->xn1, x16, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
-    linear(m, la->q, la->xn1, x16, w->wq, T, qd, D, 0.0f);
-    linear(m, la->k, la->xn1, x16, w->wk, T, kvd, D, 0.0f);
-    linear(m, la->v, la->xn1, x16, w->wv, T, kvd, D, 0.0f);
+    int D = c->d_model, qd = qdim(c), kvd = kvdim(c), Q3 = qd + 2 * kvd;
+    if (mix) {
+        uint16_t *x16 = la->xn1_16, *y = la->qkv16;
+        be->rmsnorm_forward(be, NULL, x16, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
+        if (qkv_adjacent(c, w)) {
+            be->gemm_bf16(be, 0, 1, T, Q3, D, x16, D, w16(m, w->wq), D, 0.0f, NULL, y, Q3);
+        } else {
+            be->gemm_bf16(be, 0, 1, T, qd, D, x16, D, w16(m, w->wq), D, 0.0f, NULL, y, Q3);
+            be->gemm_bf16(be, 0, 1, T, kvd, D, x16, D, w16(m, w->wk), D, 0.0f, NULL, y + qd, Q3);
+            be->gemm_bf16(be, 0, 1, T, kvd, D, x16, D, w16(m, w->wv), D, 0.0f, NULL, y + qd + kvd, Q3);
+        }
+        be->rope_forward_bf16(be, y, w->bq, w->bk, w->bv, pos, T, c->n_head, c->n_kv_head, c->head_dim,
+                              c->rope_theta);
+        return;
+    }
+    be->rmsnorm_forward(be, la->xn1, NULL, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
+    linear(m, la->q, la->xn1, NULL, w->wq, T, qd, D, 0.0f);
+    linear(m, la->k, la->xn1, NULL, w->wk, T, kvd, D, 0.0f);
+    linear(m, la->v, la->xn1, NULL, w->wv, T, kvd, D, 0.0f);
     if (c->qkv_bias) {
         be->bias_forward(be, la->q, w->bq, T, qd);
         be->bias_forward(be, la->k, w->bk, T, kvd);
@@ -509,11 +530,36 @@ static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const fl
     be->rope_forward(be, la->k, pos, T, c->n_kv_head, c->head_dim, c->rope_theta);
 }
 
-/* out += att @ wo^T (mix: att rounded into att16) */
+/* model.dtype bf16: the backward of block_qkv's products from d16 [T, qd +
+   2 kvd] (rope_backward_bf16's rows, each rounded once): the bias gradients
+   as products of ones16 with d16's column blocks (sums of the rounded
+   gradients, fp32 accumulation), dW += d16^T xn1_16 and dx = d16 W, one
+   product each over the stacked weights when they are adjacent. */
+static void qkv_backward(model *m, const layer_weights *w, const layer_weights *g, const layer_acts *la,
+                         const uint16_t *d16, float *dx, int T) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    int D = c->d_model, qd = qdim(c), kvd = kvdim(c), Q3 = qd + 2 * kvd;
+    const float *W[3] = {w->wq, w->wk, w->wv};
+    float *dW[3] = {g->wq, g->wk, g->wv}, *db[3] = {g->bq, g->bk, g->bv};
+    int n[3] = {qd, kvd, kvd}, o[3] = {0, qd, qd + kvd};
+    for (int i = 0; i < 3 && c->qkv_bias; i++) /* db[1, n] += ones[1, T] d[T, n] */
+        be->gemm_bf16(be, 0, 0, 1, n[i], T, ((act_views *)m->act_views)->ones16, T, d16 + o[i], Q3, 1.0f, db[i], NULL, n[i]);
+    if (qkv_adjacent(c, w)) {
+        be->gemm_bf16(be, 1, 0, Q3, D, T, d16, Q3, la->xn1_16, D, 1.0f, g->wq, NULL, D);
+        be->gemm_bf16(be, 0, 0, T, D, Q3, d16, Q3, w16(m, w->wq), D, 0.0f, dx, NULL, D);
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        be->gemm_bf16(be, 1, 0, n[i], D, T, d16 + o[i], Q3, la->xn1_16, D, 1.0f, dW[i], NULL, D);
+        be->gemm_bf16(be, 0, 0, T, D, n[i], d16 + o[i], Q3, w16(m, W[i]), D, i ? 1.0f : 0.0f, dx, NULL, D);
+    }
+}
+
+/* out += att @ wo^T (mix: from att16, the bf16 attention's output) */
 static void block_out(model *m, const layer_weights *w, layer_acts *la, float *out, int T, int mix) {
     const model_config *c = &m->cfg;
-    const uint16_t *a16 = round16(m, mix ? la->att16 : NULL, la->att, (size_t)T * qdim(c));
-    linear(m, out, la->att, a16, w->wo, T, c->d_model, qdim(c), 1.0f);
+    linear(m, out, la->att, mix ? la->att16 : NULL, w->wo, T, c->d_model, qdim(c), 1.0f);
 }
 
 /* MLP half: xn2 = norm(x); h = silu(xn2 wgate^T) * (xn2 wup^T); out += h wdown^T.
@@ -556,9 +602,12 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
         layer_weights *w = &m->w.layers[l];
         layer_acts *la = &a->layer[l];
         block_qkv(m, w, la, a->res[l], a->pos, T, mix);
-        (mix ? be->attention_forward_bf16 : be->attention_forward)(be, la->att, la->lse, la->q, la->k, la->v,
-                                                                    a->cu_seqlens, B, T, c->n_head, c->n_kv_head,
-                                                                    c->head_dim, scale);
+        if (mix)
+            be->attention_forward_bf16(be, la->att16, la->lse, la->qkv16, a->cu_seqlens, B, T, c->n_head,
+                                       c->n_kv_head, c->head_dim, scale);
+        else
+            be->attention_forward(be, la->att, la->lse, la->q, la->k, la->v, a->cu_seqlens, B, T, c->n_head,
+                                  c->n_kv_head, c->head_dim, scale);
         /* mid = res[l] + att @ wo^T */
         be->copy_d2d(be, la->mid, a->res[l], (size_t)T * D * sizeof(float));
         block_out(m, w, la, la->mid, T, mix);
@@ -635,7 +684,7 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
     for (int l = c->n_layer - 1; l >= 0; l--) {
         layer_weights *wl = &m->w.layers[l], *gl = &g->layers[l];
         layer_acts *la = &a->layer[l];
-        const uint16_t *xn1_16 = mix ? la->xn1_16 : NULL, *xn2_16 = mix ? la->xn2_16 : NULL;
+        const uint16_t *xn2_16 = mix ? la->xn2_16 : NULL;
         /* res[l+1] = mid + h @ wdown^T (dy16 holds dres rounded by the norm backward) */
         linear_back(m, gl->wdown, a->dh, a->dres, dy16, la->h, mix ? la->h16 : NULL, wl->wdown, T, D, F, 0.0f);
         if (mix) { /* the stacked [wgate; wup]: one product each for dW and dx */
@@ -649,23 +698,31 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         /* dres += the norm's input gradient: now d(mid) */
         be->rmsnorm_backward(be, a->dres, dy16, gl->mlp_norm, a->dx, la->mid, wl->mlp_norm, la->rstd2, T, D, 1.0f);
         /* mid = res[l] + att @ wo^T */
-        linear_back(m, gl->wo, a->datt, a->dres, dy16, la->att, mix ? la->att16 : NULL, wl->wo, T, D, qd, 0.0f);
-        (mix ? be->attention_backward_bf16 : be->attention_backward)(be, a->dq, a->dk, a->dv, a->datt, la->q, la->k,
-                                                                      la->v, la->att, la->lse, a->cu_seqlens, B, T,
-                                                                      c->n_head, c->n_kv_head, c->head_dim, scale);
-        be->rope_backward(be, a->dq, a->pos, T, c->n_head, c->head_dim, c->rope_theta);
-        be->rope_backward(be, a->dk, a->pos, T, c->n_kv_head, c->head_dim, c->rope_theta);
-        if (c->qkv_bias) {
-            be->bias_backward(be, gl->bq, a->dq, T, qd);
-            be->bias_backward(be, gl->bk, a->dk, T, kvd);
-            be->bias_backward(be, gl->bv, a->dv, T, kvd);
+        if (mix) { /* dWo += dmid^T att16; datt16 [T, qd] = bf16(dmid wo) (in datt's memory) */
+            uint16_t *datt16 = (uint16_t *)a->datt;
+            be->gemm_bf16(be, 1, 0, D, qd, T, dy16, D, la->att16, qd, 1.0f, gl->wo, NULL, qd);
+            be->gemm_bf16(be, 0, 0, T, qd, D, dy16, D, w16(m, wl->wo), qd, 0.0f, NULL, datt16, qd);
+            be->attention_backward_bf16(be, a->dq, a->dk, a->dv, datt16, la->qkv16, la->att16, la->lse,
+                                        a->cu_seqlens, B, T, c->n_head, c->n_kv_head, c->head_dim, scale);
+            /* d(qkv) [T, qd + 2 kvd] into dy16 (dmid's copy is consumed) */
+            be->rope_backward_bf16(be, dy16, a->dq, a->dk, a->dv, a->pos, T, c->n_head, c->n_kv_head, c->head_dim,
+                                   c->rope_theta);
+            qkv_backward(m, wl, gl, la, dy16, a->dx, T);
+        } else {
+            linear_back(m, gl->wo, a->datt, a->dres, NULL, la->att, NULL, wl->wo, T, D, qd, 0.0f);
+            be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, la->q, la->k, la->v, la->att, la->lse,
+                                   a->cu_seqlens, B, T, c->n_head, c->n_kv_head, c->head_dim, scale);
+            be->rope_backward(be, a->dq, a->pos, T, c->n_head, c->head_dim, c->rope_theta);
+            be->rope_backward(be, a->dk, a->pos, T, c->n_kv_head, c->head_dim, c->rope_theta);
+            if (c->qkv_bias) {
+                be->bias_backward(be, gl->bq, a->dq, T, qd);
+                be->bias_backward(be, gl->bk, a->dk, T, kvd);
+                be->bias_backward(be, gl->bv, a->dv, T, kvd);
+            }
+            linear_back(m, gl->wq, a->dx, a->dq, NULL, la->xn1, NULL, wl->wq, T, qd, D, 0.0f);
+            linear_back(m, gl->wk, a->dx, a->dk, NULL, la->xn1, NULL, wl->wk, T, kvd, D, 1.0f);
+            linear_back(m, gl->wv, a->dx, a->dv, NULL, la->xn1, NULL, wl->wv, T, kvd, D, 1.0f);
         }
-        linear_back(m, gl->wq, a->dx, a->dq, round16(m, dy16, a->dq, (size_t)T * qd), la->xn1, xn1_16, wl->wq, T,
-                    qd, D, 0.0f);
-        linear_back(m, gl->wk, a->dx, a->dk, round16(m, dy16, a->dk, (size_t)T * kvd), la->xn1, xn1_16, wl->wk, T,
-                    kvd, D, 1.0f);
-        linear_back(m, gl->wv, a->dx, a->dv, round16(m, dy16, a->dv, (size_t)T * kvd), la->xn1, xn1_16, wl->wv, T,
-                    kvd, D, 1.0f);
         /* dres += the norm's input gradient: now d(res[l]) */
         be->rmsnorm_backward(be, a->dres, dy16, gl->attn_norm, a->dx, a->res[l], wl->attn_norm, la->rstd1, T, D,
                              1.0f);
@@ -704,7 +761,7 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
         return 0;
     }
     if (!be->cast_bf16 || !be->gemm_bf16 || !be->attention_forward_bf16 || !be->attention_backward_bf16 ||
-        !be->swiglu_forward_bf16 || !be->swiglu_backward_bf16)
+        !be->swiglu_forward_bf16 || !be->swiglu_backward_bf16 || !be->rope_forward_bf16 || !be->rope_backward_bf16)
         return errf(err, cap, "the %s backend has no bf16 GEMM / attention (a CUDA GPU needs compute capability 8.0 or later)", be->name);
     for (int l = 0; l < m->cfg.n_layer; l++) /* the stacked gate/up product needs [wgate; wup] adjacent */
         if (m->w.layers[l].wup != m->w.layers[l].wgate + (size_t)m->cfg.d_ff * m->cfg.d_model)
@@ -721,6 +778,11 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
             return errf(err, cap, "bf16 activations (%.1f MB for %d tokens): %s", n * 2.0 / 1e6, m->max_tokens,
                         be->err);
         acts16_carve(&m->cfg, m->max_tokens, a->chunk, m->acts16, a);
+        uint16_t *one = malloc((size_t)m->max_tokens * sizeof *one);
+        if (!one) return errf(err, cap, "out of memory");
+        for (int t = 0; t < m->max_tokens; t++) one[t] = 0x3f80; /* bf16 1.0 */
+        be->copy_h2d(be, a->ones16, one, (size_t)m->max_tokens * sizeof *one);
+        free(one);
     }
     acts_layout(m, 1); /* only once bf16 is sure to run: the fp32 path needs the full layout */
     m->mixed = 1;

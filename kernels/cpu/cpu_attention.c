@@ -19,16 +19,17 @@
  *   scheduling; chunks are at most 8 per sequence, so the partial buffers stay
  *   within ~9x the size of k and v.
  *
- * bf16 (attention_forward_bf16 / attention_backward_bf16): the same code with
- * a flag. The operands of every product (q, k, v, dO, P, dS) are rounded to
- * bf16 (kernels/bf16.h) where the CUDA tensor-core kernels round them, and the
+ * bf16 (attention_forward_bf16 / attention_backward_bf16): the stacked bf16
+ * rows q | k | v (and O, dO) are widened exactly into fp32 copies and run
+ * through the same code with a flag: P and dS are rounded to bf16
+ * (kernels/bf16.h) where the CUDA tensor-core kernels round them, and the
  * products run as fp32 sgemm on those values (bf16 x bf16 is exact in fp32,
  * so only the summation order differs from the device). The CUDA forward
  * rounds P = exp(s - m) with m the running row max over 64-key tiles (online
  * softmax), so the bf16 forward takes the row max tile by tile too
  * (ATT_KT) and scales each tile by exp(m_tile - m_row) after rounding; with
  * one tile per row (fp32) this is the exact softmax above. Softmax
- * statistics, lse and D = rowsum(dO * O) stay fp32 on unrounded values.
+ * statistics, lse and D = rowsum(dO * O) stay fp32; O is rounded at the end.
  */
 #include <cblas.h>
 #include <float.h>
@@ -44,21 +45,11 @@
 #endif
 #define ATT_KT 64 /* key tile of the CUDA bf16 forward's online softmax (cuda_attention.cu AT) */
 
-/* x[n] rounded to bf16 values (nearest even) in place */
-static void att_round(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
-}
-/* bf16-rounded copies of k[n] and v[n] in one malloc'd block [2, n] (NULL on
-   OOM), which *k and *v then point to */
-static float *att_round_kv(const float **k, const float **v, size_t n) {
-    float *r = malloc(2 * (n ? n : 1) * sizeof(float));
-    if (!r) return NULL;
-    memcpy(r, *k, n * sizeof(float));
-    memcpy(r + n, *v, n * sizeof(float));
-    att_round(r, 2 * n);
-    *k = r;
-    *v = r + n;
-    return r;
+/* dst[rows, cols] = x[r * ld + c], bf16 values widened (exactly) to fp32 */
+static void att_widen(float *dst, const uint16_t *x, int rows, int cols, size_t ld, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = bf16_to_fp32(x[(size_t)r * ld + c]);
 }
 
 typedef struct {
@@ -133,7 +124,7 @@ static void att_scatter(float *dst, const float *src, int n, int G, int hd, int 
     for (int t = 0; t < n; t++) memcpy(dst + (size_t)t * ld, src + (size_t)t * G * hd, (size_t)G * hd * sizeof(float));
 }
 
-/* bf16: operands rounded (file comment); k and v are then rounded copies */
+/* bf16: P rounded, q, k, v already bf16 values (file comment) */
 static void att_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                         const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale, int bf16) {
     if (Hkv <= 0 || Hq % Hkv) { CPU_ERR(be, "attention: Hq %d not a multiple of Hkv %d", Hq, Hkv); return; }
@@ -145,10 +136,9 @@ static void att_forward(backend *be, float *out, float *lse, const float *q, con
     const int ldq = Hq * hd, ldk = Hkv * hd;
     size_t per = att_scratch_floats(G, hd, maxlen);
     float *scratch = malloc((size_t)nt * per * sizeof(float));
-    float *kvr = bf16 ? att_round_kv(&k, &v, (size_t)T * ldk) : NULL; /* [2, T, Hkv, hd] */
-    if (!scratch || (bf16 && !kvr)) {
+    if (!scratch) {
         CPU_ERR(be, "attention: out of memory");
-        free(scratch); free(kvr); free(bl);
+        free(bl);
         return;
     }
     cpu_blas_threads(1); /* single-threaded sgemm inside the OpenMP region */
@@ -164,7 +154,6 @@ static void att_forward(backend *be, float *out, float *lse, const float *q, con
             const float *K = k + (size_t)b->s0 * ldk + (size_t)g * hd;
             const float *Vv = v + (size_t)b->s0 * ldk + (size_t)g * hd;
             att_gather(w.Qs, q + row0 * ldq + (size_t)g * G * hd, b->n, G, hd, ldq);
-            if (bf16) att_round(w.Qs, (size_t)nq * hd);
             /* S[nq, nk] = scale Qs[nq, hd] K[nk, hd]^T */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, w.Qs, hd, K, ldk, 0.0f, w.S,
                         nk);
@@ -209,7 +198,6 @@ static void att_forward(backend *be, float *out, float *lse, const float *q, con
         }
     }
     free(scratch);
-    free(kvr);
     free(bl);
 }
 
@@ -217,9 +205,32 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
                            const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
     att_forward(be, out, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale, 0);
 }
-void cpu_attention_forward_bf16(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+/* the bf16 ops: the stacked bf16 rows q | k | v (and O, dO) widened into
+   fp32 copies [T, qd], [T, kvd], [T, kvd] (, [T, qd] x 2) in one block (NULL +
+   be->err on OOM) */
+static float *att_widen_all(backend *be, const uint16_t *qkv, const uint16_t *o16, const uint16_t *do16, int T,
+                            int qd, int kvd) {
+    size_t W = (size_t)qd + 2 * (size_t)kvd, n = (size_t)T * (W + 2 * (size_t)qd);
+    float *f = malloc((n ? n : 1) * sizeof(float));
+    if (!f) { CPU_ERR(be, "attention: out of memory"); return NULL; }
+    float *q = f, *k = q + (size_t)T * qd, *v = k + (size_t)T * kvd, *o = v + (size_t)T * kvd, *dO = o + (size_t)T * qd;
+    att_widen(q, qkv, T, qd, W, be->n_threads);
+    att_widen(k, qkv + qd, T, kvd, W, be->n_threads);
+    att_widen(v, qkv + qd + kvd, T, kvd, W, be->n_threads);
+    if (o16) att_widen(o, o16, T, qd, (size_t)qd, be->n_threads);
+    if (do16) att_widen(dO, do16, T, qd, (size_t)qd, be->n_threads);
+    return f;
+}
+
+void cpu_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const uint16_t *qkv,
                                 const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
-    att_forward(be, out, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale, 1);
+    int qd = Hq * hd, kvd = Hkv * hd;
+    float *q = att_widen_all(be, qkv, NULL, NULL, T, qd, kvd);
+    if (!q) return;
+    float *k = q + (size_t)T * qd, *v = k + (size_t)T * kvd, *o = v + (size_t)T * kvd;
+    att_forward(be, o, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale, 1);
+    if (!be->err[0]) cpu_cast_bf16(be, out16, o, (size_t)T * qd);
+    free(q);
 }
 
 /* backward work item: query blocks [r0, r1) (rows of sequence s0..s0+L) for kv
@@ -294,10 +305,8 @@ static void att_backward(backend *be, float *dq, float *dk, float *dv, const flo
     /* the backward reads q, dO, lse and D per kv head as stacked [Hkv, T, G*hd] / [Hkv, T, G] copies */
     size_t nqe = (size_t)T * Hq * hd;
     float *scratch = malloc(((size_t)nt * per + 2 * nqe + 2 * (size_t)T * Hq + buf_floats) * sizeof(float));
-    float *kvr = bf16 ? att_round_kv(&k, &v, (size_t)T * ldk) : NULL; /* [2, T, Hkv, hd] */
-    if (!scratch || (bf16 && !kvr)) {
+    if (!scratch) {
         CPU_ERR(be, "attention: out of memory");
-        free(scratch); free(kvr);
         free(items); free(order); free(gbase); free(gcount); free(tok_seq);
         return;
     }
@@ -320,10 +329,6 @@ static void att_backward(backend *be, float *dq, float *dk, float *dv, const flo
                 Lst[st] = lse[i];
                 memcpy(Qst + st * hd, q + i * hd, (size_t)hd * sizeof(float));
                 memcpy(dOst + st * hd, gr, (size_t)hd * sizeof(float));
-                if (bf16) {
-                    att_round(Qst + st * hd, (size_t)hd);
-                    att_round(dOst + st * hd, (size_t)hd);
-                }
             }
 #pragma omp for schedule(dynamic, 1)
         for (int ii = 0; ii < ni; ii++) {
@@ -392,7 +397,6 @@ static void att_backward(backend *be, float *dq, float *dk, float *dv, const flo
         }
     }
     free(scratch);
-    free(kvr);
     free(items); free(order); free(gbase); free(gcount); free(tok_seq);
 }
 
@@ -401,8 +405,13 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
                             const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
     att_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale, 0);
 }
-void cpu_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                                 const float *k, const float *v, const float *out, const float *lse,
+void cpu_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16,
+                                 const uint16_t *qkv, const uint16_t *out16, const float *lse,
                                  const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
-    att_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale, 1);
+    int qd = Hq * hd, kvd = Hkv * hd;
+    float *q = att_widen_all(be, qkv, out16, dout16, T, qd, kvd);
+    if (!q) return;
+    float *k = q + (size_t)T * qd, *v = k + (size_t)T * kvd, *o = v + (size_t)T * kvd, *dO = o + (size_t)T * qd;
+    att_backward(be, dq, dk, dv, dO, q, k, v, o, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale, 1);
+    free(q);
 }

@@ -131,18 +131,48 @@ void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, con
 /* ---- RoPE ----
  * Matches transformers: inv_freq[i] = 1 / theta^(float(2i)/hd) in fp32,
  * angle = float(pos) * inv_freq[i] in fp32, cos/sin in fp32;
- * out1 = x1 cos - x2 sin, out2 = x2 cos + x1 sin (x1 = x[:hd/2], x2 = x[hd/2:]). */
-static void cpu_rope(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta, int inverse) {
+ * out1 = x1 cos - x2 sin, out2 = x2 cos + x1 sin (x1 = x[:hd/2], x2 = x[hd/2:]).
+ * The bf16 ops (model.dtype bf16) work on stacked rows q | k | v: a row is
+ * widened (or gathered from dq, dk, dv) into a thread's fp32 buffer, the
+ * Hq + Hkv heads of q and k (adjacent in the row) rotated there, and the
+ * row rounded back once. */
+typedef struct {
+    int mode;                       /* 0: x in place; 1: bf16 forward; 2: bf16 backward */
+    float *x;                       /* mode 0: [T, H, hd] */
+    int H;                          /* mode 0: heads; modes 1, 2: Hq + Hkv (the rotated heads) */
+    uint16_t *x16;                  /* modes 1, 2: [T, W] stacked q | k | v rows, W = (H + Hkv) hd */
+    int Hkv;
+    const float *bq, *bk, *bv;      /* mode 1: biases or NULL */
+    const float *dq, *dk, *dv;      /* mode 2 */
+} rope_rows;
+
+/* the H heads of hd dims at row[0 : H*hd] rotated by cs = cos[hd/2] | sin[hd/2] */
+static void rope_heads(float *row, int H, int hd, const float *cs) {
     int half = hd / 2;
+    for (int h = 0; h < H; h++) {
+        float *x1 = row + (size_t)h * hd, *x2 = x1 + half;
+#pragma omp simd
+        for (int i = 0; i < half; i++) {
+            float a = x1[i], b = x2[i], c = cs[i], s = cs[half + i];
+            x1[i] = a * c - b * s;
+            x2[i] = b * c + a * s;
+        }
+    }
+}
+
+static void cpu_rope(backend *be, const rope_rows *r, const int32_t *pos, int T, int hd, float theta, int inverse) {
+    int half = hd / 2, Hq = r->H - r->Hkv, qd = Hq * hd, kvd = r->Hkv * hd;
+    size_t W = r->mode ? (size_t)(r->H + r->Hkv) * hd : 0; /* stacked row width */
     if (hd % 2) { CPU_ERR(be, "rope: head_dim %d is odd", hd); return; }
     float *inv = malloc((size_t)half * sizeof(float));
     if (!inv) { CPU_ERR(be, "rope: out of memory"); return; }
     for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-    int nt = (long)T * H * hd > 16384 ? be->n_threads : 1;
+    int nt = (long)T * r->H * hd > 16384 ? be->n_threads : 1;
 #pragma omp parallel num_threads(nt)
     {
-        float *cs = malloc((size_t)hd * sizeof(float)); /* cos[half], sin[half] */
+        float *cs = malloc(((size_t)hd + W) * sizeof(float)); /* cos[half], sin[half], then a stacked row */
         if (cs) {
+            float *buf = cs + hd;
 #pragma omp for schedule(static)
             for (int t = 0; t < T; t++) {
                 float p = (float)pos[t];
@@ -151,15 +181,24 @@ static void cpu_rope(backend *be, float *x, const int32_t *pos, int T, int H, in
                     cs[i] = cosf(a);
                     cs[half + i] = inverse ? -sinf(a) : sinf(a);
                 }
-                for (int h = 0; h < H; h++) {
-                    float *x1 = x + ((size_t)t * H + h) * hd, *x2 = x1 + half;
-#pragma omp simd
-                    for (int i = 0; i < half; i++) {
-                        float a = x1[i], b = x2[i], c = cs[i], s = cs[half + i];
-                        x1[i] = a * c - b * s;
-                        x2[i] = b * c + a * s;
-                    }
+                if (r->mode == 0) {
+                    rope_heads(r->x + (size_t)t * r->H * hd, r->H, hd, cs);
+                    continue;
                 }
+                uint16_t *x16 = r->x16 + (size_t)t * W;
+                if (r->mode == 1) {
+                    for (size_t j = 0; j < W; j++) buf[j] = bf16_to_fp32(x16[j]);
+                    if (r->bq) {
+                        for (int j = 0; j < qd; j++) buf[j] += r->bq[j];
+                        for (int j = 0; j < kvd; j++) buf[qd + j] += r->bk[j], buf[qd + kvd + j] += r->bv[j];
+                    }
+                } else {
+                    memcpy(buf, r->dq + (size_t)t * qd, (size_t)qd * sizeof(float));
+                    memcpy(buf + qd, r->dk + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+                    memcpy(buf + qd + kvd, r->dv + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+                }
+                rope_heads(buf, r->H, hd, cs);
+                for (size_t j = 0; j < W; j++) x16[j] = fp32_to_bf16(buf[j]);
             }
             free(cs);
         } else {
@@ -171,10 +210,20 @@ static void cpu_rope(backend *be, float *x, const int32_t *pos, int T, int H, in
 }
 
 void cpu_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta) {
-    cpu_rope(be, x, pos, T, H, hd, theta, 0);
+    cpu_rope(be, &(rope_rows){.mode = 0, .x = x, .H = H}, pos, T, hd, theta, 0);
 }
 void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta) {
-    cpu_rope(be, dx, pos, T, H, hd, theta, 1);
+    cpu_rope(be, &(rope_rows){.mode = 0, .x = dx, .H = H}, pos, T, hd, theta, 1);
+}
+void cpu_rope_forward_bf16(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,
+                           const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta) {
+    rope_rows r = {.mode = 1, .H = Hq + Hkv, .x16 = qkv, .Hkv = Hkv, .bq = bq, .bk = bk, .bv = bv};
+    cpu_rope(be, &r, pos, T, hd, theta, 0);
+}
+void cpu_rope_backward_bf16(backend *be, uint16_t *dqkv16, const float *dq, const float *dk, const float *dv,
+                            const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta) {
+    rope_rows r = {.mode = 2, .H = Hq + Hkv, .x16 = dqkv16, .Hkv = Hkv, .dq = dq, .dk = dk, .dv = dv};
+    cpu_rope(be, &r, pos, T, hd, theta, 1);
 }
 
 /* ---- SwiGLU: out = silu(g) u, silu(g) = g sigmoid(g) ----

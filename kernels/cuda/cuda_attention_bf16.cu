@@ -1,10 +1,12 @@
 /* kernels/cuda/cuda_attention_bf16.cu: attention_forward_bf16 and
  * attention_backward_bf16 (backend.h): the causal GQA flash attention of
  * cuda_attention.cu with its products on the tensor cores (nvcuda::wmma,
- * bf16 m16n16k16, fp32 accumulators). q, k, v, dO are fp32 in memory and
- * rounded to bf16 (kernels/bf16.h) as their 64-row tiles are loaded into
- * shared memory; P and dS are rounded when written for the next product.
- * Softmax statistics, lse, D and the outputs stay fp32.
+ * bf16 m16n16k16, fp32 accumulators). q, k, v come as bf16 rows q | k | v
+ * of one stacked tensor and dO as bf16 (backend.h); their 64-row tiles are
+ * copied into shared memory as they are; P and dS are rounded (kernels/bf16.h)
+ * when written for the next product. Softmax statistics, lse and D =
+ * rowsum(dO * O) (tc_rowdot_kernel, over the bf16 values) stay fp32; the
+ * forward's output is rounded to bf16 as it is stored, dq, dk, dv are fp32.
  *
  * Same work split as the fp32 kernels, same tile map (cuda_attn_prepare),
  * same determinism (each output element has one owner block, no atomics):
@@ -93,28 +95,27 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 
 static __device__ __forceinline__ bf16_t tc_bf16(float x) { return __ushort_as_bfloat16(fp32_to_bf16(x)); }
 
-/* rows [row0, row0 + 64) of x[T, H, hd], head h, as bf16 into dst[64][HD+8];
-   rows >= nvalid and dims >= hd become 0. Four dims per load when hd % 4 ==
-   0 (rows of x are then 16-byte aligned), else one. */
+/* rows [row0, row0 + 64) of a bf16 tensor of row stride ld, columns [0, hd)
+   from x (the head's first column), into dst[64][HD+8]; rows >= nvalid and
+   dims >= hd become 0. Eight dims (16 bytes) per load when hd, ld and x
+   allow it (rows 16-byte aligned), else one. */
 template <int HD>
-static __device__ __forceinline__ void tc_load_tile(bf16_t *dst, const float *x, int row0, int nvalid, int H, int h,
+static __device__ __forceinline__ void tc_load_tile(bf16_t *dst, const uint16_t *x, size_t ld, int row0, int nvalid,
                                                     int hd) {
-    if (hd % 4 == 0) {
-        for (int idx = threadIdx.x; idx < TC_T * HD / 4; idx += TC_THREADS) {
-            const int r = idx / (HD / 4), d = idx % (HD / 4) * 4;
-            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (r < nvalid && d < hd) v = *(const float4 *)(x + ((size_t)(row0 + r) * H + h) * hd + d);
-            *(uint2 *)(dst + r * TC_TLD(HD) + d) =
-                make_uint2(fp32_to_bf16(v.x) | (unsigned)fp32_to_bf16(v.y) << 16,
-                           fp32_to_bf16(v.z) | (unsigned)fp32_to_bf16(v.w) << 16);
+    if (hd % 8 == 0 && ld % 8 == 0 && ((size_t)x & 15) == 0) {
+        for (int idx = threadIdx.x; idx < TC_T * HD / 8; idx += TC_THREADS) {
+            const int r = idx / (HD / 8), d = idx % (HD / 8) * 8;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (r < nvalid && d < hd) v = *(const uint4 *)(x + (size_t)(row0 + r) * ld + d);
+            *(uint4 *)(dst + r * TC_TLD(HD) + d) = v;
         }
         return;
     }
     for (int idx = threadIdx.x; idx < TC_T * HD; idx += TC_THREADS) {
         const int r = idx / HD, d = idx % HD;
-        float v = 0.0f;
-        if (r < nvalid && d < hd) v = x[((size_t)(row0 + r) * H + h) * hd + d];
-        dst[r * TC_TLD(HD) + d] = tc_bf16(v);
+        uint16_t v = 0;
+        if (r < nvalid && d < hd) v = x[(size_t)(row0 + r) * ld + d];
+        dst[r * TC_TLD(HD) + d] = __ushort_as_bfloat16(v);
     }
 }
 
@@ -174,11 +175,15 @@ static __device__ __forceinline__ void warp_scale_rows(frag_c *o, float *stage, 
         for (int i = 0; i < frag_c::num_elements; i++) o[j].x[i] *= fs.x[i];
 }
 
-/* x[(row0 + r) * H + h][c] = mul * (row r, column c of o[HD/16]) for r < nrows,
-   c < hd, through the warp's 16x16 stage tile (warp-collective) */
-template <int HD>
-static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *stage, float *x, int row0, int nrows,
-                                                       int H, int h, int hd, float mul) {
+static __device__ __forceinline__ void tc_put(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void tc_put(uint16_t *p, float v) { *p = fp32_to_bf16(v); }
+
+/* x[(row0 + r) * ld + c] = mul * (row r, column c of o[HD/16]) for r < nrows,
+   c < hd (x: the head's first column; fp32, or bf16 rounded to nearest even),
+   through the warp's 16x16 stage tile (warp-collective) */
+template <int HD, typename OutT>
+static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *stage, OutT *x, size_t ld, int row0,
+                                                       int nrows, int hd, float mul) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
     for (int j = 0; j < HD / 16; j++) {
@@ -187,18 +192,17 @@ static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *s
         __syncwarp();
         for (int e = lane; e < 256; e += 32) {
             const int r = e / 16, c = j * 16 + e % 16;
-            if (r < nrows && c < hd) x[((size_t)(row0 + r) * H + h) * hd + c] = stage[e] * mul;
+            if (r < nrows && c < hd) tc_put(x + (size_t)(row0 + r) * ld + c, stage[e] * mul);
         }
     }
 }
 
 /* ---- forward ---- */
 template <int HD>
-static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(float *out, float *lse, const float *q,
-                                                                        const float *k, const float *v,
-                                                                        const int32_t *cu, const int2 *map,
-                                                                        const int *count, int Hq, int Hkv, int hd,
-                                                                        float scale) {
+static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(uint16_t *out, float *lse,
+                                                                        const uint16_t *qkv, const int32_t *cu,
+                                                                        const int2 *map, const int *count, int Hq,
+                                                                        int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
     TC_SMEM(sm);
@@ -213,8 +217,10 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(float *o
     const int h = blockIdx.y, kvh = h / (Hq / Hkv);
     const int s0 = cu[e.x], L = cu[e.x + 1] - s0;
     const int q0 = e.y * TC_T, nq = min(TC_T, L - q0), qw = 16 * warp, qi = q0 + qw + r;
+    const size_t W = (size_t)(Hq + 2 * Hkv) * hd; /* the stacked rows q | k | v */
+    const uint16_t *q = qkv + (size_t)h * hd, *k = qkv + (size_t)(Hq + kvh) * hd, *v = k + (size_t)Hkv * hd;
 
-    tc_load_tile<HD>(Qs, q, s0 + q0, nq, Hq, h, hd);
+    tc_load_tile<HD>(Qs, q, W, s0 + q0, nq, hd);
     frag_c o[NF];
 #pragma unroll
     for (int j = 0; j < NF; j++) wmma::fill_fragment(o[j], 0.0f);
@@ -222,8 +228,8 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(float *o
     for (int kt = 0; kt <= e.y; kt++) {
         const int k0 = kt * TC_T;
         __syncthreads(); /* the previous tile's Ks, Vs are consumed */
-        tc_load_tile<HD>(Ks, k, s0 + k0, min(TC_T, L - k0), Hkv, kvh, hd);
-        tc_load_tile<HD>(Vs, v, s0 + k0, min(TC_T, L - k0), Hkv, kvh, hd);
+        tc_load_tile<HD>(Ks, k, W, s0 + k0, min(TC_T, L - k0), hd);
+        tc_load_tile<HD>(Vs, v, W, s0 + k0, min(TC_T, L - k0), hd);
         __syncthreads();
         warp_mm_abt<HD>(Sw, Qs + qw * TLD, Ks);
         __syncwarp();
@@ -253,14 +259,14 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(float *o
     }
     warp_scale_rows<HD>(o, stage, 1.0f / l);
     if (half == 0 && qw + r < nq) lse[(size_t)(s0 + qi) * Hq + h] = m + logf(l);
-    warp_store_rows<HD>(o, stage, out, s0 + q0 + qw, nq - qw, Hq, h, hd, 1.0f);
+    warp_store_rows<HD>(o, stage, out + (size_t)h * hd, (size_t)Hq * hd, s0 + q0 + qw, nq - qw, hd, 1.0f);
 }
 
 /* ---- backward ---- */
 template <int HD>
 static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_dkdv_kernel(
-    float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v, const float *lse,
-    const float *Dd, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    float *dk, float *dv, const uint16_t *dout, const uint16_t *qkv, const float *lse, const float *Dd,
+    const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
     TC_SMEM(sm);
@@ -276,9 +282,11 @@ static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_
     const int s0 = cu[e.x], L = cu[e.x + 1] - s0;
     const int kt = e.y, k0 = kt * TC_T, nk = min(TC_T, L - k0), nqt = (L + TC_T - 1) / TC_T;
     const int kw = 16 * warp, kj = k0 + kw + r;
+    const size_t W = (size_t)(Hq + 2 * Hkv) * hd; /* the stacked rows q | k | v */
+    const uint16_t *k = qkv + (size_t)(Hq + kvh) * hd, *v = k + (size_t)Hkv * hd;
 
-    tc_load_tile<HD>(Ks, k, s0 + k0, nk, Hkv, kvh, hd);
-    tc_load_tile<HD>(Vs, v, s0 + k0, nk, Hkv, kvh, hd);
+    tc_load_tile<HD>(Ks, k, W, s0 + k0, nk, hd);
+    tc_load_tile<HD>(Vs, v, W, s0 + k0, nk, hd);
     frag_c dka[NF], dva[NF];
 #pragma unroll
     for (int j = 0; j < NF; j++) {
@@ -290,8 +298,8 @@ static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_
         for (int qt = kt; qt < nqt; qt++) {
             const int q0 = qt * TC_T, nq = min(TC_T, L - q0);
             __syncthreads(); /* previous tiles consumed */
-            tc_load_tile<HD>(Qs, q, s0 + q0, nq, Hq, h, hd);
-            tc_load_tile<HD>(dOs, dout, s0 + q0, nq, Hq, h, hd);
+            tc_load_tile<HD>(Qs, qkv + (size_t)h * hd, W, s0 + q0, nq, hd);
+            tc_load_tile<HD>(dOs, dout + (size_t)h * hd, (size_t)Hq * hd, s0 + q0, nq, hd);
             if (threadIdx.x < TC_T) {
                 const int c = threadIdx.x;
                 const size_t row = (size_t)(s0 + q0 + c) * Hq + h;
@@ -321,14 +329,15 @@ static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_
             warp_mm_acc<HD>(dka, dSTw, Qs);
         }
     }
-    warp_store_rows<HD>(dka, Sw, dk, s0 + k0 + kw, nk - kw, Hkv, kvh, hd, scale);
-    warp_store_rows<HD>(dva, Sw, dv, s0 + k0 + kw, nk - kw, Hkv, kvh, hd, 1.0f);
+    const size_t kvd = (size_t)Hkv * hd;
+    warp_store_rows<HD>(dka, Sw, dk + (size_t)kvh * hd, kvd, s0 + k0 + kw, nk - kw, hd, scale);
+    warp_store_rows<HD>(dva, Sw, dv + (size_t)kvh * hd, kvd, s0 + k0 + kw, nk - kw, hd, 1.0f);
 }
 
 template <int HD>
 static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dq_kernel(
-    float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse, const float *Dd,
-    const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    float *dq, const uint16_t *dout, const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *cu,
+    const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
     TC_SMEM(sm);
@@ -342,9 +351,11 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dq_kernel(
     const int h = blockIdx.y, kvh = h / (Hq / Hkv);
     const int s0 = cu[e.x], L = cu[e.x + 1] - s0;
     const int q0 = e.y * TC_T, nq = min(TC_T, L - q0), qw = 16 * warp, qi = q0 + qw + r;
+    const size_t W = (size_t)(Hq + 2 * Hkv) * hd, qd = (size_t)Hq * hd; /* the stacked rows q | k | v */
+    const uint16_t *k = qkv + (size_t)(Hq + kvh) * hd, *v = k + (size_t)Hkv * hd;
 
-    tc_load_tile<HD>(Qs, q, s0 + q0, nq, Hq, h, hd);
-    tc_load_tile<HD>(dOs, dout, s0 + q0, nq, Hq, h, hd);
+    tc_load_tile<HD>(Qs, qkv + (size_t)h * hd, W, s0 + q0, nq, hd);
+    tc_load_tile<HD>(dOs, dout + (size_t)h * hd, qd, s0 + q0, nq, hd);
     const size_t row = (size_t)(s0 + qi) * Hq + h;
     const float lse_r = qw + r < nq ? lse[row] : 0.0f, D_r = qw + r < nq ? Dd[row] : 0.0f;
     frag_c dqa[NF];
@@ -353,8 +364,8 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dq_kernel(
     for (int kt = 0; kt <= e.y; kt++) {
         const int k0 = kt * TC_T;
         __syncthreads();
-        tc_load_tile<HD>(Ks, k, s0 + k0, min(TC_T, L - k0), Hkv, kvh, hd);
-        tc_load_tile<HD>(Vs, v, s0 + k0, min(TC_T, L - k0), Hkv, kvh, hd);
+        tc_load_tile<HD>(Ks, k, W, s0 + k0, min(TC_T, L - k0), hd);
+        tc_load_tile<HD>(Vs, v, W, s0 + k0, min(TC_T, L - k0), hd);
         __syncthreads();
         warp_mm_abt<HD>(Sw, Qs + qw * TLD, Ks);
         __syncwarp();
@@ -375,28 +386,38 @@ static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dq_kernel(
         __syncwarp();
         warp_mm_acc<HD>(dqa, dSw, Ks);
     }
-    warp_store_rows<HD>(dqa, Sw, dq, s0 + q0 + qw, nq - qw, Hq, h, hd, scale);
+    warp_store_rows<HD>(dqa, Sw, dq + (size_t)h * hd, qd, s0 + q0 + qw, nq - qw, hd, scale);
 }
 
 #else
 template <int HD>
-static __global__ void attn_tc_fwd_kernel(float *, float *, const float *, const float *, const float *,
-                                          const int32_t *, const int2 *, const int *, int, int, int, float) {
+static __global__ void attn_tc_fwd_kernel(uint16_t *, float *, const uint16_t *, const int32_t *, const int2 *,
+                                          const int *, int, int, int, float) {
     __trap();
 }
 template <int HD>
-static __global__ void attn_tc_dkdv_kernel(float *, float *, const float *, const float *, const float *,
-                                           const float *, const float *, const float *, const int32_t *,
-                                           const int2 *, const int *, int, int, int, float) {
+static __global__ void attn_tc_dkdv_kernel(float *, float *, const uint16_t *, const uint16_t *, const float *,
+                                           const float *, const int32_t *, const int2 *, const int *, int, int, int,
+                                           float) {
     __trap();
 }
 template <int HD>
-static __global__ void attn_tc_dq_kernel(float *, const float *, const float *, const float *, const float *,
-                                         const float *, const float *, const int32_t *, const int2 *, const int *,
-                                         int, int, int, float) {
+static __global__ void attn_tc_dq_kernel(float *, const uint16_t *, const uint16_t *, const float *, const float *,
+                                         const int32_t *, const int2 *, const int *, int, int, int, float) {
     __trap();
 }
 #endif
+
+/* Dd[t, h] = sum_d dO[t,h,d] * O[t,h,d] over the bf16 values; one warp per (t, h) */
+static __global__ void tc_rowdot_kernel(float *Dd, const uint16_t *dout, const uint16_t *out, int TH, int hd) {
+    const int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, l = threadIdx.x % 32;
+    if (w >= TH) return;
+    const uint16_t *a = dout + (size_t)w * hd, *b = out + (size_t)w * hd;
+    float s = 0.0f;
+    for (int d = l; d < hd; d += 32) s += bf16_to_fp32(a[d]) * bf16_to_fp32(b[d]);
+    s = warp_sum(s);
+    if (l == 0) Dd[w] = s;
+}
 
 /* ---- host side ---- */
 
@@ -419,7 +440,7 @@ int cuda_attention_bf16_setup(backend *be) {
     return 0;
 }
 
-void cuda_attention_forward_bf16(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+void cuda_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const uint16_t *qkv,
                                  const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
     if (be->err[0] || T <= 0) return;
     void *unused;
@@ -430,30 +451,30 @@ void cuda_attention_forward_bf16(backend *be, float *out, float *lse, const floa
     cudaStream_t st = CUDA_IMPL(be)->stream;
     dim3 grid(cap, Hq);
     if (hd <= 64)
-        LAUNCH(attn_tc_fwd_kernel<64>, grid, TC_THREADS, TC_FWD_SMEM(64), st, out, lse, q, k, v, cu_seqlens, map,
-               count, Hq, Hkv, hd, scale);
+        LAUNCH(attn_tc_fwd_kernel<64>, grid, TC_THREADS, TC_FWD_SMEM(64), st, out16, lse, qkv, cu_seqlens, map, count,
+               Hq, Hkv, hd, scale);
     else
-        LAUNCH(attn_tc_fwd_kernel<128>, grid, TC_THREADS, TC_FWD_SMEM(128), st, out, lse, q, k, v, cu_seqlens, map,
+        LAUNCH(attn_tc_fwd_kernel<128>, grid, TC_THREADS, TC_FWD_SMEM(128), st, out16, lse, qkv, cu_seqlens, map,
                count, Hq, Hkv, hd, scale);
     CU_LAUNCHED(be, "attn_tc_fwd_kernel");
 }
 
 /* the dK/dV and dQ kernels for head-dim bound HD on grids gkv, gq */
 template <int HD>
-static void tc_backward(backend *be, dim3 gkv, dim3 gq, float *dq, float *dk, float *dv, const float *dout,
-                        const float *q, const float *k, const float *v, const float *lse, const float *Dd,
-                        const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+static void tc_backward(backend *be, dim3 gkv, dim3 gq, float *dq, float *dk, float *dv, const uint16_t *dout,
+                        const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *cu, const int2 *map,
+                        const int *count, int Hq, int Hkv, int hd, float scale) {
     cudaStream_t st = CUDA_IMPL(be)->stream;
-    LAUNCH(attn_tc_dkdv_kernel<HD>, gkv, TC_THREADS, TC_DKDV_SMEM(HD), st, dk, dv, dout, q, k, v, lse, Dd, cu, map,
-           count, Hq, Hkv, hd, scale);
+    LAUNCH(attn_tc_dkdv_kernel<HD>, gkv, TC_THREADS, TC_DKDV_SMEM(HD), st, dk, dv, dout, qkv, lse, Dd, cu, map, count,
+           Hq, Hkv, hd, scale);
     CU_LAUNCHED(be, "attn_tc_dkdv_kernel");
-    LAUNCH(attn_tc_dq_kernel<HD>, gq, TC_THREADS, TC_DQ_SMEM(HD), st, dq, dout, q, k, v, lse, Dd, cu, map, count, Hq,
-           Hkv, hd, scale);
+    LAUNCH(attn_tc_dq_kernel<HD>, gq, TC_THREADS, TC_DQ_SMEM(HD), st, dq, dout, qkv, lse, Dd, cu, map, count, Hq, Hkv,
+           hd, scale);
     CU_LAUNCHED(be, "attn_tc_dq_kernel");
 }
 
-void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                                  const float *k, const float *v, const float *out, const float *lse,
+void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16,
+                                  const uint16_t *qkv, const uint16_t *out16, const float *lse,
                                   const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
     if (be->err[0] || T <= 0) return;
     void *dbuf;
@@ -463,7 +484,8 @@ void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, 
                                 &count);
     if (cap < 0) return;
     float *Dd = (float *)dbuf; /* [T, Hq] */
-    cuda_attn_rowdot(be, Dd, dout, out, T * Hq, hd);
-    (hd <= 64 ? tc_backward<64> : tc_backward<128>)(be, dim3(cap, Hkv), dim3(cap, Hq), dq, dk, dv, dout, q, k, v,
-                                                    lse, Dd, cu_seqlens, map, count, Hq, Hkv, hd, scale);
+    LAUNCH(tc_rowdot_kernel, (T * Hq + 7) / 8, 256, 0, CUDA_IMPL(be)->stream, Dd, dout16, out16, T * Hq, hd);
+    CU_LAUNCHED(be, "tc_rowdot_kernel");
+    (hd <= 64 ? tc_backward<64> : tc_backward<128>)(be, dim3(cap, Hkv), dim3(cap, Hq), dq, dk, dv, dout16, qkv, lse,
+                                                    Dd, cu_seqlens, map, count, Hq, Hkv, hd, scale);
 }

@@ -146,6 +146,75 @@ void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H
     cuda_rope(be, dx, pos, T, H, hd, theta, -1.0f);
 }
 
+/* rope_forward_bf16 / rope_backward_bf16 (backend.h) on stacked rows q | k |
+   v of W = (Hq + 2 Hkv) hd: the same thread split and arithmetic as
+   rope_kernel over the Hq + Hkv rotated heads; thread (t, i) also carries dims
+   i and i + hd/2 of each v head through. Values come from the bf16 rows (+
+   bias: forward, in place: a thread reads only what it writes) or from dq,
+   dk, dv (backward), and are rounded once. */
+struct rope_src {
+    const uint16_t *x;                   /* forward: the rows, or NULL */
+    const float *bq, *bk, *bv;           /* forward: biases or NULL */
+    const float *dq, *dk, *dv;           /* backward */
+    int qd, kvd, W;
+};
+static __device__ __forceinline__ float rope_src_get(const rope_src &s, int t, int j) {
+    if (s.x) {
+        float v = bf16_to_fp32(s.x[(size_t)t * s.W + j]);
+        if (s.bq) v += j < s.qd ? s.bq[j] : j < s.qd + s.kvd ? s.bk[j - s.qd] : s.bv[j - s.qd - s.kvd];
+        return v;
+    }
+    return j < s.qd ? s.dq[(size_t)t * s.qd + j]
+           : j < s.qd + s.kvd ? s.dk[(size_t)t * s.kvd + j - s.qd]
+                              : s.dv[(size_t)t * s.kvd + j - s.qd - s.kvd];
+}
+static __global__ void rope_bf16_kernel(uint16_t *out, rope_src src, const int32_t *pos, int T, int Hr, int Hkv,
+                                        int hd, float theta, float sign) {
+    int half = hd / 2;
+    size_t n = (size_t)T * half;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < n; idx += (size_t)gridDim.x * blockDim.x) {
+        int t = (int)(idx / half), i = (int)(idx % half);
+        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        float a = (float)pos[t] * inv;
+        float c = cosf(a), s = sign * sinf(a);
+        uint16_t *row = out + (size_t)t * src.W;
+        for (int h = 0; h < Hr; h++) {
+            int j = h * hd + i;
+            float u = rope_src_get(src, t, j), w = rope_src_get(src, t, j + half);
+            row[j] = fp32_to_bf16(u * c - w * s);
+            row[j + half] = fp32_to_bf16(w * c + u * s);
+        }
+        for (int h = 0; h < Hkv; h++) {
+            int j = (Hr + h) * hd + i;
+            float u = rope_src_get(src, t, j), w = rope_src_get(src, t, j + half);
+            row[j] = fp32_to_bf16(u);
+            row[j + half] = fp32_to_bf16(w);
+        }
+    }
+}
+
+static void cuda_rope_bf16(backend *be, uint16_t *out, rope_src src, const int32_t *pos, int T, int Hq, int Hkv,
+                           int hd, float theta, float sign) {
+    if (be->err[0] || T <= 0) return;
+    if (hd % 2) { CU_ERR(be, "rope: head_dim %d is odd", hd); return; }
+    src.qd = Hq * hd, src.kvd = Hkv * hd, src.W = (Hq + 2 * Hkv) * hd;
+    size_t n = (size_t)T * (hd / 2);
+    LAUNCH(rope_bf16_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream, out, src,
+           pos, T, Hq + Hkv, Hkv, hd, theta, sign);
+    CU_LAUNCHED(be, "rope_bf16_kernel");
+}
+
+void cuda_rope_forward_bf16(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,
+                            const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta) {
+    rope_src src = {qkv, bq, bk, bv, NULL, NULL, NULL, 0, 0, 0};
+    cuda_rope_bf16(be, qkv, src, pos, T, Hq, Hkv, hd, theta, 1.0f);
+}
+void cuda_rope_backward_bf16(backend *be, uint16_t *dqkv16, const float *dq, const float *dk, const float *dv,
+                             const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta) {
+    rope_src src = {NULL, NULL, NULL, NULL, dq, dk, dv, 0, 0, 0};
+    cuda_rope_bf16(be, dqkv16, src, pos, T, Hq, Hkv, hd, theta, -1.0f);
+}
+
 /* ---- SwiGLU ----
  * The formulas are two device functions; the bf16 kernels widen gate and up,
  * apply them in fp32 and round the results. */

@@ -114,6 +114,10 @@ void cuda_bias_forward(backend *be, float *x, const float *bias, int T, int N);
 void cuda_bias_backward(backend *be, float *dbias, const float *dy, int T, int N);
 void cuda_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
 void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
+void cuda_rope_forward_bf16(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,
+                            const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta);
+void cuda_rope_backward_bf16(backend *be, uint16_t *dqkv16, const float *dq, const float *dk, const float *dv,
+                             const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta);
 void cuda_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n);
 void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t n);
@@ -155,10 +159,10 @@ void cuda_attention_forward(backend *be, float *out, float *lse, const float *q,
 void cuda_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
                              const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
-void cuda_attention_forward_bf16(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+void cuda_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const uint16_t *qkv,
                                  const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
-void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                                  const float *k, const float *v, const float *out, const float *lse,
+void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16,
+                                  const uint16_t *qkv, const uint16_t *out16, const float *lse,
                                   const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 
 /* cuda_kvcache.cu */

@@ -147,6 +147,26 @@ static void check_out16(const char *what, const ten *t, const uint16_t *d16c, co
     free(hc), free(hg), free(bc), free(bg);
 }
 
+/* bf16 values h[n] on a backend */
+static uint16_t *b16_up(backend *be, const uint16_t *h, size_t n) {
+    uint16_t *p = be_alloc(be, n * 2 + 4);
+    be->copy_h2d(be, p, h, n * 2);
+    return p;
+}
+/* both backends' bf16 outputs (c16 on the CPU, g16 on the GPU, [n], n <=
+   w->n) widened into the fp32 tensor w, for check() */
+static void widen16(ten *w, const uint16_t *c16, const uint16_t *g16, size_t n) {
+    uint16_t *hb = malloc(n * 2 + 2);
+    for (int b = 0; b < 2; b++) {
+        backend *be = b ? gpu : cpu;
+        be->copy_d2h(be, hb, b ? g16 : c16, n * 2);
+        be->sync(be);
+        for (size_t i = 0; i < n; i++) w->h[i] = bf16_to_fp32(hb[i]);
+        be->copy_h2d(be, b ? w->g : w->c, w->h, n * sizeof(float));
+    }
+    free(hb);
+}
+
 static double mm_tol = 1e-5;
 static const char *mm_mode = "fp32";
 
@@ -349,14 +369,48 @@ static void test_rope(int T, int H, int hd, int maxpos) {
     cpu->free(cpu, pc); gpu->free(gpu, pg); free(pos);
 }
 
+/* rope_forward_bf16 (with and without biases) and rope_backward_bf16 on
+   stacked rows q | k | v: the same fp32 arithmetic, rounded once (an fp32
+   contraction may move a value across a rounding boundary: 1e-3) */
+static void test_rope_bf16(int T, int Hq, int Hkv, int hd, int maxpos) {
+    char name[160];
+    int qd = Hq * hd, kvd = Hkv * hd, W = qd + 2 * kvd;
+    size_t n = (size_t)T * W;
+    int32_t *pos = malloc(T * sizeof(int32_t));
+    for (int t = 0; t < T; t++) pos[t] = t < 4 ? t : rnd_int(maxpos);
+    int32_t *pc = i_up(cpu, pos, T), *pg = i_up(gpu, pos, T);
+    ten b = t_rand(W, -1, 1), dq = t_rand((size_t)T * qd, -1, 1), dk = t_rand((size_t)T * kvd, -1, 1),
+        dv = t_rand((size_t)T * kvd, -1, 1), w = t_out(n);
+    uint16_t *h = malloc(n * 2 + 2);
+    for (size_t i = 0; i < n; i++) h[i] = fp32_to_bf16(rnd_uniform(-2, 2));
+    for (int withb = 0; withb < 2; withb++) {
+        uint16_t *xc = b16_up(cpu, h, n), *xg = b16_up(gpu, h, n);
+        cpu->rope_forward_bf16(cpu, xc, withb ? b.c : NULL, withb ? b.c + qd : NULL, withb ? b.c + qd + kvd : NULL,
+                               pc, T, Hq, Hkv, hd, 10000.0f);
+        gpu->rope_forward_bf16(gpu, xg, withb ? b.g : NULL, withb ? b.g + qd : NULL, withb ? b.g + qd + kvd : NULL,
+                               pg, T, Hq, Hkv, hd, 10000.0f);
+        widen16(&w, xc, xg, n);
+        snprintf(name, sizeof name, "rope_forward_bf16%s T%d Hq%d Hkv%d hd%d", withb ? " +bias" : "", T, Hq, Hkv, hd);
+        check(name, &w, n, 1e-3);
+        cpu->free(cpu, xc), gpu->free(gpu, xg);
+    }
+    uint16_t *dc = be_alloc(cpu, n * 2 + 4), *dg = be_alloc(gpu, n * 2 + 4);
+    poison_dev(cpu, dc, n * 2), poison_dev(gpu, dg, n * 2);
+    cpu->rope_backward_bf16(cpu, dc, dq.c, dk.c, dv.c, pc, T, Hq, Hkv, hd, 10000.0f);
+    gpu->rope_backward_bf16(gpu, dg, dq.g, dk.g, dv.g, pg, T, Hq, Hkv, hd, 10000.0f);
+    widen16(&w, dc, dg, n);
+    snprintf(name, sizeof name, "rope_backward_bf16 T%d Hq%d Hkv%d hd%d", T, Hq, Hkv, hd);
+    check(name, &w, n, 1e-3);
+    snprintf(name, sizeof name, "rope_backward_bf16 leaves dq unchanged T%d", T);
+    check(name, &dq, dq.n, 0);
+    cpu->free(cpu, dc), gpu->free(gpu, dg);
+    t_free(&b), t_free(&dq), t_free(&dk), t_free(&dv), t_free(&w);
+    cpu->free(cpu, pc); gpu->free(gpu, pg); free(pos); free(h);
+}
+
 /* attention forward and backward, fp32 ops (tol 1e-4) and the bf16 ops
    against the CPU backend's bf16 ops (which round the same operands: only the
    summation order differs; tol_bf16) */
-typedef void (*attn_fwd_fn)(backend *, float *, float *, const float *, const float *, const float *,
-                            const int32_t *, int, int, int, int, int, float);
-typedef void (*attn_bwd_fn)(backend *, float *, float *, float *, const float *, const float *, const float *,
-                            const float *, const float *, const float *, const int32_t *, int, int, int, int, int,
-                            float);
 static const double tol_attn_bf16 = 5e-4;
 static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
     char name[160], shape[96];
@@ -376,36 +430,63 @@ static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
         v = t_rand((size_t)T * Hkv * hd, -1, 1);
     ten o = t_out((size_t)T * Hq * hd), lse = t_out((size_t)T * Hq), dout = t_rand((size_t)T * Hq * hd, -1, 1);
     ten dq = t_out(q.n), dk = t_out(k.n), dv = t_out(v.n);
-    for (int bf = 0; bf < 2; bf++) {
-        attn_fwd_fn fc = bf ? cpu->attention_forward_bf16 : cpu->attention_forward;
-        attn_fwd_fn fg = bf ? gpu->attention_forward_bf16 : gpu->attention_forward;
-        attn_bwd_fn bc = bf ? cpu->attention_backward_bf16 : cpu->attention_backward;
-        attn_bwd_fn bg = bf ? gpu->attention_backward_bf16 : gpu->attention_backward;
-        const char *tag = bf ? "attn_bf16" : "attn";
-        double tol = bf ? tol_attn_bf16 : 1e-4;
-        t_poison(&o); t_poison(&lse); t_poison(&dq); t_poison(&dk); t_poison(&dv);
-        fc(cpu, o.c, lse.c, q.c, k.c, v.c, cc, B, T, Hq, Hkv, hd, scale);
-        fg(gpu, o.g, lse.g, q.g, k.g, v.g, cg, B, T, Hq, Hkv, hd, scale);
-        snprintf(name, sizeof name, "%s fwd out %s", tag, shape);
-        check(name, &o, o.n, tol);
-        snprintf(name, sizeof name, "%s fwd lse %s", tag, shape);
-        check(name, &lse, lse.n, bf ? tol / 10 : tol);
-        /* backward from the CPU's forward results on both, so only the backward is compared */
-        float *tmp = malloc(o.n * sizeof(float));
-        cpu->copy_d2h(cpu, tmp, o.c, o.n * sizeof(float));
-        gpu->copy_h2d(gpu, o.g, tmp, o.n * sizeof(float));
-        cpu->copy_d2h(cpu, tmp, lse.c, lse.n * sizeof(float));
-        gpu->copy_h2d(gpu, lse.g, tmp, lse.n * sizeof(float));
-        free(tmp);
-        bc(cpu, dq.c, dk.c, dv.c, dout.c, q.c, k.c, v.c, o.c, lse.c, cc, B, T, Hq, Hkv, hd, scale);
-        bg(gpu, dq.g, dk.g, dv.g, dout.g, q.g, k.g, v.g, o.g, lse.g, cg, B, T, Hq, Hkv, hd, scale);
-        snprintf(name, sizeof name, "%s bwd dq %s", tag, shape);
-        check(name, &dq, dq.n, tol);
-        snprintf(name, sizeof name, "%s bwd dk %s", tag, shape);
-        check(name, &dk, dk.n, tol);
-        snprintf(name, sizeof name, "%s bwd dv %s", tag, shape);
-        check(name, &dv, dv.n, tol);
-    }
+    cpu->attention_forward(cpu, o.c, lse.c, q.c, k.c, v.c, cc, B, T, Hq, Hkv, hd, scale);
+    gpu->attention_forward(gpu, o.g, lse.g, q.g, k.g, v.g, cg, B, T, Hq, Hkv, hd, scale);
+    snprintf(name, sizeof name, "attn fwd out %s", shape);
+    check(name, &o, o.n, 1e-4);
+    snprintf(name, sizeof name, "attn fwd lse %s", shape);
+    check(name, &lse, lse.n, 1e-4);
+    /* backward from the CPU's forward results on both, so only the backward is compared */
+    float *tmp = malloc(o.n * sizeof(float));
+    cpu->copy_d2h(cpu, tmp, o.c, o.n * sizeof(float));
+    gpu->copy_h2d(gpu, o.g, tmp, o.n * sizeof(float));
+    cpu->copy_d2h(cpu, tmp, lse.c, lse.n * sizeof(float));
+    gpu->copy_h2d(gpu, lse.g, tmp, lse.n * sizeof(float));
+    cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, q.c, k.c, v.c, o.c, lse.c, cc, B, T, Hq, Hkv, hd, scale);
+    gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, q.g, k.g, v.g, o.g, lse.g, cg, B, T, Hq, Hkv, hd, scale);
+    snprintf(name, sizeof name, "attn bwd dq %s", shape);
+    check(name, &dq, dq.n, 1e-4);
+    snprintf(name, sizeof name, "attn bwd dk %s", shape);
+    check(name, &dk, dk.n, 1e-4);
+    snprintf(name, sizeof name, "attn bwd dv %s", shape);
+    check(name, &dv, dv.n, 1e-4);
+
+    /* bf16: the same q, k, v rounded into stacked rows q | k | v, dO rounded */
+    int qd = Hq * hd, kvd = Hkv * hd, W = qd + 2 * kvd;
+    uint16_t *h16 = malloc((size_t)T * W * 2 + 2), *hdo = malloc(o.n * 2 + 2), *ho = malloc(o.n * 2 + 2);
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < W; j++)
+            h16[(size_t)t * W + j] = fp32_to_bf16(j < qd ? q.h[(size_t)t * qd + j]
+                                                 : j < qd + kvd ? k.h[(size_t)t * kvd + j - qd]
+                                                                : v.h[(size_t)t * kvd + j - qd - kvd]);
+    for (size_t i = 0; i < o.n; i++) hdo[i] = fp32_to_bf16(dout.h[i]);
+    uint16_t *qkvc = b16_up(cpu, h16, (size_t)T * W), *qkvg = b16_up(gpu, h16, (size_t)T * W);
+    uint16_t *doc = b16_up(cpu, hdo, o.n), *dog = b16_up(gpu, hdo, o.n);
+    uint16_t *o16c = be_alloc(cpu, o.n * 2 + 4), *o16g = be_alloc(gpu, o.n * 2 + 4);
+    poison_dev(cpu, o16c, o.n * 2), poison_dev(gpu, o16g, o.n * 2);
+    t_poison(&lse); t_poison(&dq); t_poison(&dk); t_poison(&dv);
+    cpu->attention_forward_bf16(cpu, o16c, lse.c, qkvc, cc, B, T, Hq, Hkv, hd, scale);
+    gpu->attention_forward_bf16(gpu, o16g, lse.g, qkvg, cg, B, T, Hq, Hkv, hd, scale);
+    widen16(&o, o16c, o16g, o.n);
+    snprintf(name, sizeof name, "attn_bf16 fwd out %s", shape);
+    check(name, &o, o.n, tol_attn_bf16);
+    snprintf(name, sizeof name, "attn_bf16 fwd lse %s", shape);
+    check(name, &lse, lse.n, tol_attn_bf16 / 10);
+    cpu->copy_d2h(cpu, ho, o16c, o.n * 2);
+    gpu->copy_h2d(gpu, o16g, ho, o.n * 2);
+    cpu->copy_d2h(cpu, tmp, lse.c, lse.n * sizeof(float));
+    gpu->copy_h2d(gpu, lse.g, tmp, lse.n * sizeof(float));
+    cpu->attention_backward_bf16(cpu, dq.c, dk.c, dv.c, doc, qkvc, o16c, lse.c, cc, B, T, Hq, Hkv, hd, scale);
+    gpu->attention_backward_bf16(gpu, dq.g, dk.g, dv.g, dog, qkvg, o16g, lse.g, cg, B, T, Hq, Hkv, hd, scale);
+    snprintf(name, sizeof name, "attn_bf16 bwd dq %s", shape);
+    check(name, &dq, dq.n, tol_attn_bf16);
+    snprintf(name, sizeof name, "attn_bf16 bwd dk %s", shape);
+    check(name, &dk, dk.n, tol_attn_bf16);
+    snprintf(name, sizeof name, "attn_bf16 bwd dv %s", shape);
+    check(name, &dv, dv.n, tol_attn_bf16);
+    free(tmp), free(h16), free(hdo), free(ho);
+    cpu->free(cpu, qkvc), gpu->free(gpu, qkvg), cpu->free(cpu, doc), gpu->free(gpu, dog);
+    cpu->free(cpu, o16c), gpu->free(gpu, o16g);
     t_free(&q); t_free(&k); t_free(&v); t_free(&o); t_free(&lse); t_free(&dout); t_free(&dq); t_free(&dk);
     t_free(&dv);
     cpu->free(cpu, cc); gpu->free(gpu, cg); free(cu);
@@ -1242,11 +1323,15 @@ int main(void) {
     test_rmsnorm(5, 64);
     test_rope(200, 3, 64, 5000);
     test_rope(37, 2, 18, 40000);
+    test_rope_bf16(200, 9, 3, 64, 5000);
+    test_rope_bf16(37, 2, 1, 18, 40000);
+    test_rope_bf16(50, 4, 4, 128, 300);
 
     { int l[] = {1, 70, 130}; test_attention(3, l, 4, 2, 64); }
     { int l[] = {257, 64}; test_attention(2, l, 3, 1, 40); }
     { int l[] = {0, 63, 65, 1}; test_attention(4, l, 2, 2, 80); }
     { int l[] = {190}; test_attention(1, l, 2, 1, 128); }
+    { int l[] = {100, 29}; test_attention(2, l, 3, 1, 36); } /* hd % 8 != 0: the bf16 tiles load one element at a time */
     { int l[] = {1500}; test_attention(1, l, 2, 1, 64); }
     {
         int l[40];

@@ -113,16 +113,34 @@ static void bench_attention(backend *be, int bf16, int seqs, int seqlen, int Hq,
     for (int b = 0; b <= seqs; b++) cuh[b] = b * seqlen;
     be->copy_h2d(be, cu, cuh, (seqs + 1) * sizeof(int32_t));
     float sc = 1.0f / sqrtf((float)hd);
+    /* bf16: q, k, v as the stacked bf16 rows q | k | v (the random q, k, v
+       widths laid out as one [T, qd + 2 kvd] tensor), O and dO bf16 */
+    size_t nw = nq + 2 * nk;
+    uint16_t *qkv16 = NULL, *o16 = NULL, *dO16 = NULL;
+    if (bf16) {
+        float *w = dev_random(be, nw, 1, 7);
+        qkv16 = be->alloc(be, nw * 2), o16 = be->alloc(be, nq * 2), dO16 = be->alloc(be, nq * 2);
+        if (!w || !qkv16 || !o16 || !dO16) {
+            fprintf(stderr, "bench_gpu: attention: %s\n", be->err);
+            exit(1);
+        }
+        be->cast_bf16(be, qkv16, w, nw);
+        be->cast_bf16(be, dO16, dO, nq);
+        be->free(be, w);
+    }
     enum { REPS = 7 };
     double tf[REPS], tb[REPS];
     for (int r = -2; r < REPS; r++) { /* two warm-up rounds */
         be->sync(be);
         double t0 = now_seconds();
-        (bf16 ? be->attention_forward_bf16 : be->attention_forward)(be, o, lse, q, k, v, cu, seqs, T, Hq, Hkv, hd, sc);
+        if (bf16) be->attention_forward_bf16(be, o16, lse, qkv16, cu, seqs, T, Hq, Hkv, hd, sc);
+        else be->attention_forward(be, o, lse, q, k, v, cu, seqs, T, Hq, Hkv, hd, sc);
         be->sync(be);
         double t1 = now_seconds();
-        (bf16 ? be->attention_backward_bf16 : be->attention_backward)(be, dq, dk, dv, dO, q, k, v, o, lse, cu, seqs, T,
-                                                                      Hq, Hkv, hd, sc);
+        if (bf16)
+            be->attention_backward_bf16(be, dq, dk, dv, dO16, qkv16, o16, lse, cu, seqs, T, Hq, Hkv, hd, sc);
+        else
+            be->attention_backward(be, dq, dk, dv, dO, q, k, v, o, lse, cu, seqs, T, Hq, Hkv, hd, sc);
         be->sync(be);
         if (r >= 0) tf[r] = t1 - t0, tb[r] = now_seconds() - t1;
     }
@@ -138,6 +156,7 @@ static void bench_attention(backend *be, int bf16, int seqs, int seqlen, int Hq,
     fflush(stdout);
     be->free(be, q); be->free(be, k); be->free(be, v); be->free(be, dO); be->free(be, o); be->free(be, lse);
     be->free(be, dq); be->free(be, dk); be->free(be, dv); be->free(be, cu);
+    if (bf16) be->free(be, qkv16), be->free(be, o16), be->free(be, dO16);
     free(cuh);
 }
 
