@@ -194,11 +194,13 @@ struct backend {
      * stacked weights [gate; up] made them); the same formulas in fp32 on
      * their values, results rounded to bf16: out16[T, F] = bf16(silu(g) u)
      * (the down projection's operand); dgu16[T, 2F] = bf16 of the fp32
-     * gradients (dgate | dup per row) given dout[T, F] fp32 (the output-
-     * gradient operand of the stacked projection). Outputs do not alias
+     * gradients (dgate | dup per row) given dout16[T, F] bf16 (the down
+     * projection's input gradient, rounded by its GEMM): the output-
+     * gradient operand of the stacked projection. Outputs do not alias
      * inputs. */
     void (*swiglu_forward_bf16)(backend *be, uint16_t *out16, const uint16_t *gu, int T, int F);
-    void (*swiglu_backward_bf16)(backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F);
+    void (*swiglu_backward_bf16)(backend *be, uint16_t *dgu16, const uint16_t *dout16, const uint16_t *gu, int T,
+                                 int F);
 
     /* ---- fused log-softmax + target gather (+ entropy) ----
      * For each row t of logits[T,V]: lse = logsumexp(row), logp[t] = row[targets[t]] - lse,

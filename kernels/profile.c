@@ -292,8 +292,8 @@ OP(swiglu_backward,
    (dgate, dup, dout, gate, up, n), 20.0 * n, 0)
 OP(swiglu_forward_bf16, (backend *be, uint16_t *out16, const uint16_t *gu, int T, int F), (out16, gu, T, F),
    6.0 * T * F, 0)
-OP(swiglu_backward_bf16, (backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F),
-   (dgu16, dout, gu, T, F), 12.0 * T * F, 0)
+OP(swiglu_backward_bf16, (backend *be, uint16_t *dgu16, const uint16_t *dout16, const uint16_t *gu, int T, int F),
+   (dgu16, dout16, gu, T, F), 10.0 * T * F, 0)
 OP(logprob_forward,
    (backend *be, float *logp, float *entropy, float *lse_out, const float *logits, const int32_t *targets, int T,
     int V),

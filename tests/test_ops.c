@@ -645,14 +645,16 @@ static void test_swiglu(backend *be1, backend *be2) {
         int F = fi ? 5000 : 7, T = (int)(n / F); /* 5000: rows longer than a chunk */
         size_t nn = (size_t)T * F;
         uint16_t *gu = malloc(nn * 4), *h1 = malloc(nn * 2), *h2 = malloc(nn * 2), *d1 = malloc(nn * 4),
-                 *d2 = malloc(nn * 4);
+                 *d2 = malloc(nn * 4), *dy16 = malloc(nn * 2);
+        float *dyr = malloc(nn * 4); /* dy rounded: the bf16 backward's input */
+        for (size_t i = 0; i < nn; i++) dy16[i] = bf16_ref(dy[i]), dyr[i] = bf16_val(dy16[i]);
         for (int t = 0; t < T; t++)
             for (int f = 0; f < F; f++) {
                 size_t i = (size_t)t * F + f, o = (size_t)t * 2 * F + f;
                 gu[o] = bf16_ref(g[i]), gu[o + F] = bf16_ref(u[i]), g[i] = bf16_val(gu[o]), u[i] = bf16_val(gu[o + F]);
             }
         be1->swiglu_forward(be1, y1, g, u, nn);
-        be1->swiglu_backward(be1, a1, b1, dy, g, u, nn);
+        be1->swiglu_backward(be1, a1, b1, dyr, g, u, nn);
         be1->swiglu_forward_bf16(be1, h1, gu, T, F);
         be2->swiglu_forward_bf16(be2, h2, gu, T, F);
         int ok = 1;
@@ -660,17 +662,17 @@ static void test_swiglu(backend *be1, backend *be2) {
         char name[128];
         snprintf(name, sizeof name, "swiglu_forward_bf16 = bf16(swiglu_forward(bf16 gate, up)) bitwise, F%d", F);
         check_true(name, ok);
-        be1->swiglu_backward_bf16(be1, d1, dy, gu, T, F);
-        be2->swiglu_backward_bf16(be2, d2, dy, gu, T, F);
+        be1->swiglu_backward_bf16(be1, d1, dy16, gu, T, F);
+        be2->swiglu_backward_bf16(be2, d2, dy16, gu, T, F);
         ok = 1;
         for (int t = 0; t < T; t++)
             for (int f = 0; f < F; f++) {
                 size_t i = (size_t)t * F + f, o = (size_t)t * 2 * F + f;
                 ok &= d1[o] == bf16_ref(a1[i]) && d1[o + F] == bf16_ref(b1[i]) && d2[o] == d1[o] && d2[o + F] == d1[o + F];
             }
-        snprintf(name, sizeof name, "swiglu_backward_bf16 = bf16(swiglu_backward(bf16 gate, up)) bitwise, F%d", F);
+        snprintf(name, sizeof name, "swiglu_backward_bf16 = bf16(swiglu_backward(bf16 gate, up, dy)) bitwise, F%d", F);
         check_true(name, ok);
-        free(gu), free(h1), free(h2), free(d1), free(d2);
+        free(gu), free(h1), free(h2), free(d1), free(d2), free(dy16), free(dyr);
     }
     free(g); free(u); free(dy); free(y1); free(y2); free(a1); free(a2); free(b1); free(b2); free(yr);
 }

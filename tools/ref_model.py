@@ -215,9 +215,10 @@ class Round16(torch.autograd.Function):
 
 
 class RoundGrad16(torch.autograd.Function):
-    """identity forward, bf16(dy) backward: a gradient rounded where rft
-    rounds it before it is summed (the q/k/v bias gradients: column sums of
-    rope_backward_bf16's rounded rows)."""
+    """identity forward, bf16(dy) backward: a gradient rft stores in bf16
+    before the op that reads it (SwiGLU's input gradient dh, written by the
+    down projection's dx GEMM) or rounds before it is summed (the q/k/v bias
+    gradients: column sums of rope_backward_bf16's rounded rows)."""
 
     @staticmethod
     def forward(ctx, y):
@@ -320,7 +321,10 @@ def forward(P, c, b, mixed=False):
         u = lin(h, P[p + "mlp.up_proj.weight"])
         if mixed:  # stored in bf16 (gemm_bf16 C16)
             g, u = Round16.apply(g), Round16.apply(u)
-        x = x + lin(torch.nn.functional.silu(g) * u, P[p + "mlp.down_proj.weight"])
+        h = torch.nn.functional.silu(g) * u
+        if mixed:  # its gradient comes rounded from the down projection's dx GEMM (C16)
+            h = RoundGrad16.apply(h)
+        x = x + lin(h, P[p + "mlp.down_proj.weight"])
     x = rmsnorm(x, P["model.norm.weight"], eps)
     head = P["model.embed_tokens.weight"] if c["tie_embeddings"] else P["lm_head.weight"]
     return lin(x, head)

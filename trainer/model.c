@@ -464,13 +464,15 @@ static void linear(const model *m, float *y, const float *x, const uint16_t *x16
  * dW += dy^T @ x; dx (= when beta 0, += when 1) dy @ W. With x16 (the
  * forward's bf16 copy of x, model.dtype bf16) both products take bf16
  * operands: dy16, dy rounded once to bf16 by the op that computed dy (the
- * norm and SwiGLU backwards, the log-prob backward). */
-static void linear_back(const model *m, float *dW, float *dx, const float *dy, const uint16_t *dy16, const float *x,
-                        const uint16_t *x16, const float *W, int T, int out, int in, float beta) {
+ * norm, RoPE and SwiGLU backwards, the log-prob backward, a dx16 here);
+ * with dx16 (beta 0) dx is written rounded to bf16 there instead, for an op
+ * that reads it in bf16. */
+static void linear_back(const model *m, float *dW, float *dx, uint16_t *dx16, const float *dy, const uint16_t *dy16,
+                        const float *x, const uint16_t *x16, const float *W, int T, int out, int in, float beta) {
     backend *be = m->be;
     if (x16) {
         be->gemm_bf16(be, 1, 0, out, in, T, dy16, out, x16, in, 1.0f, dW, NULL, in);
-        be->gemm_bf16(be, 0, 0, T, in, out, dy16, out, w16(m, W), in, beta, dx, NULL, in);
+        be->gemm_bf16(be, 0, 0, T, in, out, dy16, out, w16(m, W), in, beta, dx16 ? NULL : dx, dx16, in);
         return;
     }
     be->matmul(be, 1, 0, out, in, T, 1.0f, dy, out, 0, x, in, 0, 1.0f, dW, in, 0, 1);
@@ -675,7 +677,7 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         size_t o = (size_t)t0 * D;
         lm_head_chunk(m, t0, n, mix);
         be->logprob_backward(be, a->logits, dy16, a->dlogp + t0, went ? a->dent + t0 : NULL, a->targets + t0, n, V);
-        linear_back(m, g->lm_head, a->dx + o, a->logits, dy16, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head,
+        linear_back(m, g->lm_head, a->dx + o, NULL, a->logits, dy16, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head,
                     n, V, D, 0.0f);
     }
     be->rmsnorm_backward(be, a->dres, dy16, g->final_norm, a->dx, a->res[c->n_layer], m->w.final_norm, a->rstdf, T,
@@ -685,23 +687,24 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         layer_weights *wl = &m->w.layers[l], *gl = &g->layers[l];
         layer_acts *la = &a->layer[l];
         const uint16_t *xn2_16 = mix ? la->xn2_16 : NULL;
-        /* res[l+1] = mid + h @ wdown^T (dy16 holds dres rounded by the norm backward) */
-        linear_back(m, gl->wdown, a->dh, a->dres, dy16, la->h, mix ? la->h16 : NULL, wl->wdown, T, D, F, 0.0f);
+        /* res[l+1] = mid + h @ wdown^T (dy16 holds dres rounded by the norm backward; mix: dh in bf16, in
+           dh's memory) */
+        uint16_t *dh16 = mix ? (uint16_t *)a->dh : NULL;
+        linear_back(m, gl->wdown, a->dh, dh16, a->dres, dy16, la->h, mix ? la->h16 : NULL, wl->wdown, T, D, F, 0.0f);
         if (mix) { /* the stacked [wgate; wup]: one product each for dW and dx */
-            be->swiglu_backward_bf16(be, dgu16, a->dh, la->gu16, T, F);
-            linear_back(m, gl->wgate, a->dx, NULL, dgu16, NULL, xn2_16, wl->wgate, T, 2 * F, D, 0.0f);
+            be->swiglu_backward_bf16(be, dgu16, dh16, la->gu16, T, F);
+            linear_back(m, gl->wgate, a->dx, NULL, NULL, dgu16, NULL, xn2_16, wl->wgate, T, 2 * F, D, 0.0f);
         } else {
             be->swiglu_backward(be, a->dgate, a->dup, a->dh, la->gate, la->up, (size_t)T * F);
-            linear_back(m, gl->wgate, a->dx, a->dgate, NULL, la->xn2, NULL, wl->wgate, T, F, D, 0.0f);
-            linear_back(m, gl->wup, a->dx, a->dup, NULL, la->xn2, NULL, wl->wup, T, F, D, 1.0f);
+            linear_back(m, gl->wgate, a->dx, NULL, a->dgate, NULL, la->xn2, NULL, wl->wgate, T, F, D, 0.0f);
+            linear_back(m, gl->wup, a->dx, NULL, a->dup, NULL, la->xn2, NULL, wl->wup, T, F, D, 1.0f);
         }
         /* dres += the norm's input gradient: now d(mid) */
         be->rmsnorm_backward(be, a->dres, dy16, gl->mlp_norm, a->dx, la->mid, wl->mlp_norm, la->rstd2, T, D, 1.0f);
         /* mid = res[l] + att @ wo^T */
-        if (mix) { /* dWo += dmid^T att16; datt16 [T, qd] = bf16(dmid wo) (in datt's memory) */
+        if (mix) { /* datt16 [T, qd] = bf16(dmid wo) (in datt's memory) */
             uint16_t *datt16 = (uint16_t *)a->datt;
-            be->gemm_bf16(be, 1, 0, D, qd, T, dy16, D, la->att16, qd, 1.0f, gl->wo, NULL, qd);
-            be->gemm_bf16(be, 0, 0, T, qd, D, dy16, D, w16(m, wl->wo), qd, 0.0f, NULL, datt16, qd);
+            linear_back(m, gl->wo, NULL, datt16, NULL, dy16, NULL, la->att16, wl->wo, T, D, qd, 0.0f);
             be->attention_backward_bf16(be, a->dq, a->dk, a->dv, datt16, la->qkv16, la->att16, la->lse,
                                         a->cu_seqlens, B, T, c->n_head, c->n_kv_head, c->head_dim, scale);
             /* d(qkv) [T, qd + 2 kvd] into dy16 (dmid's copy is consumed) */
@@ -709,7 +712,7 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
                                    c->rope_theta);
             qkv_backward(m, wl, gl, la, dy16, a->dx, T);
         } else {
-            linear_back(m, gl->wo, a->datt, a->dres, NULL, la->att, NULL, wl->wo, T, D, qd, 0.0f);
+            linear_back(m, gl->wo, a->datt, NULL, a->dres, NULL, la->att, NULL, wl->wo, T, D, qd, 0.0f);
             be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, la->q, la->k, la->v, la->att, la->lse,
                                    a->cu_seqlens, B, T, c->n_head, c->n_kv_head, c->head_dim, scale);
             be->rope_backward(be, a->dq, a->pos, T, c->n_head, c->head_dim, c->rope_theta);
@@ -719,9 +722,9 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
                 be->bias_backward(be, gl->bk, a->dk, T, kvd);
                 be->bias_backward(be, gl->bv, a->dv, T, kvd);
             }
-            linear_back(m, gl->wq, a->dx, a->dq, NULL, la->xn1, NULL, wl->wq, T, qd, D, 0.0f);
-            linear_back(m, gl->wk, a->dx, a->dk, NULL, la->xn1, NULL, wl->wk, T, kvd, D, 1.0f);
-            linear_back(m, gl->wv, a->dx, a->dv, NULL, la->xn1, NULL, wl->wv, T, kvd, D, 1.0f);
+            linear_back(m, gl->wq, a->dx, NULL, a->dq, NULL, la->xn1, NULL, wl->wq, T, qd, D, 0.0f);
+            linear_back(m, gl->wk, a->dx, NULL, a->dk, NULL, la->xn1, NULL, wl->wk, T, kvd, D, 1.0f);
+            linear_back(m, gl->wv, a->dx, NULL, a->dv, NULL, la->xn1, NULL, wl->wv, T, kvd, D, 1.0f);
         }
         /* dres += the norm's input gradient: now d(res[l]) */
         be->rmsnorm_backward(be, a->dres, dy16, gl->attn_norm, a->dx, a->res[l], wl->attn_norm, la->rstd1, T, D,

@@ -301,9 +301,12 @@ void cpu_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gu, i
     })
 }
 
-void cpu_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F) {
+void cpu_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const uint16_t *dout16, const uint16_t *gu, int T,
+                              int F) {
     ROW_LOOP({
-        swiglu_back_chunk(g, u, dout + (size_t)t * F + f0, g, u, m);
+        float dy[CPU_CHUNK];
+        widen16(dy, dout16 + (size_t)t * F + f0, m);
+        swiglu_back_chunk(g, u, dy, g, u, m);
         round16(dgu16 + (size_t)t * 2 * F + f0, g, m);
         round16(dgu16 + (size_t)t * 2 * F + F + f0, u, m);
     })

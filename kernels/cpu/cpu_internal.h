@@ -54,7 +54,8 @@ void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float 
 void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n);
 void cpu_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gu, int T, int F);
-void cpu_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F);
+void cpu_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const uint16_t *dout16, const uint16_t *gu, int T,
+                              int F);
 
 /* cpu_attention.c */
 void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,

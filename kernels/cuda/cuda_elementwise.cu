@@ -256,12 +256,12 @@ static __global__ void swiglu_forward_bf16_kernel(uint16_t *out16, const uint16_
     }
 }
 
-static __global__ void swiglu_backward_bf16_kernel(uint16_t *dgu16, const float *dout, const uint16_t *gu, int F,
-                                                   size_t n) {
+static __global__ void swiglu_backward_bf16_kernel(uint16_t *dgu16, const uint16_t *dout16, const uint16_t *gu,
+                                                   int F, size_t n) {
     GRID_STRIDE(i, n) {
         size_t g = i + (i / F) * F;
         float dg, du;
-        swiglu_grad(bf16_to_fp32(gu[g]), bf16_to_fp32(gu[g + F]), dout[i], &dg, &du);
+        swiglu_grad(bf16_to_fp32(gu[g]), bf16_to_fp32(gu[g + F]), bf16_to_fp32(dout16[i]), &dg, &du);
         dgu16[g] = fp32_to_bf16(dg);
         dgu16[g + F] = fp32_to_bf16(du);
     }
@@ -285,9 +285,10 @@ void cuda_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gu, 
     size_t n = T > 0 && F > 0 ? (size_t)T * F : 0;
     SWIGLU_LAUNCH(swiglu_forward_bf16_kernel, n, out16, gu, F, n);
 }
-void cuda_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F) {
+void cuda_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const uint16_t *dout16, const uint16_t *gu, int T,
+                               int F) {
     size_t n = T > 0 && F > 0 ? (size_t)T * F : 0;
-    SWIGLU_LAUNCH(swiglu_backward_bf16_kernel, n, dgu16, dout, gu, F, n);
+    SWIGLU_LAUNCH(swiglu_backward_bf16_kernel, n, dgu16, dout16, gu, F, n);
 }
 
 /* ---- sum of squares ----

@@ -122,7 +122,8 @@ void cuda_swiglu_forward(backend *be, float *out, const float *gate, const float
 void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t n);
 void cuda_swiglu_forward_bf16(backend *be, uint16_t *out16, const uint16_t *gu, int T, int F);
-void cuda_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const float *dout, const uint16_t *gu, int T, int F);
+void cuda_swiglu_backward_bf16(backend *be, uint16_t *dgu16, const uint16_t *dout16, const uint16_t *gu, int T,
+                               int F);
 double cuda_sumsq(backend *be, const float *x, size_t n);
 void cuda_adamw(backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                 float eps, float wd, int t);

@@ -226,7 +226,7 @@ static void test_elementwise(size_t n) {
     { /* the bf16 ops on rows of gu [T, 2F] = bf16 gate | up: outputs compared widened (tol 1e-2) */
         int F = n >= 37 ? 37 : 1, T = (int)(n / F);
         size_t nn = (size_t)T * F;
-        uint16_t *hb = malloc(nn * 4), *gu[2], *o16[2], *d16[2];
+        uint16_t *hb = malloc(nn * 4), *gu[2], *o16[2], *d16[2], *dy16[2];
         for (int t = 0; t < T; t++)
             for (int f = 0; f < F; f++) {
                 hb[(size_t)t * 2 * F + f] = fp32_to_bf16(gt.h[(size_t)t * F + f]);
@@ -238,7 +238,11 @@ static void test_elementwise(size_t n) {
             bes[b]->copy_h2d(bes[b], gu[b], hb, nn * 4);
             poison_dev(bes[b], o16[b], nn * 2), poison_dev(bes[b], d16[b], nn * 4);
             bes[b]->swiglu_forward_bf16(bes[b], o16[b], gu[b], T, F);
-            bes[b]->swiglu_backward_bf16(bes[b], d16[b], b ? dy.g : dy.c, gu[b], T, F);
+        }
+        for (size_t i = 0; i < nn; i++) hb[i] = fp32_to_bf16(dy.h[i]);
+        for (int b = 0; b < 2; b++) {
+            dy16[b] = b16_up(bes[b], hb, nn);
+            bes[b]->swiglu_backward_bf16(bes[b], d16[b], dy16[b], gu[b], T, F);
         }
         ten w = t_out(2 * nn);
         for (int k = 0; k < 2; k++) { /* out16 [nn], then dgu16 [2 nn] */
@@ -253,7 +257,7 @@ static void test_elementwise(size_t n) {
             check(name, &w, cnt, 1e-2);
         }
         t_free(&w);
-        for (int b = 0; b < 2; b++) bes[b]->free(bes[b], gu[b]), bes[b]->free(bes[b], o16[b]), bes[b]->free(bes[b], d16[b]);
+        for (int b = 0; b < 2; b++) bes[b]->free(bes[b], gu[b]), bes[b]->free(bes[b], o16[b]), bes[b]->free(bes[b], d16[b]), bes[b]->free(bes[b], dy16[b]);
         free(hb);
     }
 
