@@ -144,6 +144,7 @@ void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd,
                           float eps);
 void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
                           const float *w, const float *rstd, int T, int D, float beta);
+int cuda_norm_setup(backend *be); /* raises the norm backward's shared-memory limit; 0 ok */
 
 /* cuda_attention.cu */
 int cuda_attention_setup(backend *be); /* raises the shared-memory limits; 0 ok */

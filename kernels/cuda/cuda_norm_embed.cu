@@ -1,6 +1,7 @@
 /* kernels/cuda/cuda_norm_embed.cu: RMSNorm forward/backward (one warp per
- * row, warp-shuffle reductions; the weight gradient through the
- * deterministic two-pass column sum) and the embedding lookup and its
+ * row, warp-shuffle reductions; the backward reads dout and x once for both
+ * dx and the weight gradient: per-block column partials, then their sum in
+ * a fixed order) and the embedding lookup and its
  * deterministic scatter-add (token positions stably sorted by id, then one
  * block per distinct id adds its rows in token order: no atomics, bitwise
  * reproducible). */
@@ -88,23 +89,73 @@ static __global__ void rmsnorm_forward_kernel(float *out, uint16_t *out16, float
     }
 }
 
-/* dx (= or += when beta != 0) r (w dy) - x r^3 / D * sum_d(w dy x); dx16 = bf16(dx) */
-static __global__ void rmsnorm_backward_dx_kernel(float *dx, uint16_t *dx16, const float *dout, const float *x,
-                                                  const float *w, const float *rstd, int T, int D, float beta) {
-    int t = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, l = threadIdx.x % 32;
-    if (t >= T) return;
-    const float *xr = x + (size_t)t * D, *dy = dout + (size_t)t * D;
-    float r = rstd[t];
-    double dot = 0.0;
-    for (int d = l; d < D; d += 32) dot += (double)(w[d] * dy[d]) * xr[d];
-    dot = warp_sum_d(dot);
-    float c = (float)(dot * r * r * r / D);
-    float *g = dx + (size_t)t * D;
-    for (int d = l; d < D; d += 32) {
-        float v = r * (w[d] * dy[d]) - c * xr[d];
-        if (beta != 0.0f) v = g[d] + v;
-        g[d] = v;
-        if (dx16) dx16[(size_t)t * D + d] = fp32_to_bf16(v);
+/* RMSNorm backward, one pass over dout and x.
+   dx (= or += when beta != 0) r (w dy) - x r^3 / D * sum_d(w dy x); dx16 = bf16(dx).
+   Block b covers rows [b * NORM_WARPS * rpw, +NORM_WARPS * rpw); warp i takes
+   rows i, i + NORM_WARPS, ... of it, one at a time. With part (the weight
+   gradient in the same pass): the warp also adds dy x r of its rows to its own
+   shared row acc[i][D] (lane l owns columns l + 32j: no exchange, rows in
+   order), and the block writes part[b, d] = acc[0][d] + ... + acc[7][d] (warp
+   order). An element's dy and x are read before its dx is written, by the same
+   lane: dx may alias dout. Dynamic shared memory: NORM_WARPS * D floats when
+   part, else none. */
+#define NORM_WARPS 8
+static __global__ void rmsnorm_backward_kernel(float *dx, uint16_t *dx16, float *part, const float *dout,
+                                               const float *x, const float *w, const float *rstd, int T, int D,
+                                               int rpw, float beta) {
+#ifdef RFT_CUDA_EMU
+    float *acc = (float *)emu_dyn_smem();
+#else
+    extern __shared__ float acc[];
+#endif
+    int wi = threadIdx.x / 32, l = threadIdx.x % 32;
+    float *a = acc + (size_t)wi * D; /* [D], this warp's column sums */
+    if (part)
+        for (int d = l; d < D; d += 32) a[d] = 0.0f;
+    int r0 = blockIdx.x * NORM_WARPS * rpw;
+    for (int k = 0; k < rpw; k++) {
+        int t = r0 + k * NORM_WARPS + wi;
+        if (t >= T) break;
+        const float *xr = x + (size_t)t * D, *dy = dout + (size_t)t * D;
+        float r = rstd[t];
+        double dot = 0.0;
+        for (int d = l; d < D; d += 32) dot += (double)(w[d] * dy[d]) * xr[d];
+        dot = warp_sum_d(dot);
+        float c = (float)(dot * r * r * r / D);
+        float *g = dx + (size_t)t * D;
+        for (int d = l; d < D; d += 32) {
+            float gy = dy[d], xv = xr[d];
+            if (part) a[d] += (gy * xv) * r;
+            float v = r * (w[d] * gy) - c * xv;
+            if (beta != 0.0f) v = g[d] + v;
+            g[d] = v;
+            if (dx16) dx16[(size_t)t * D + d] = fp32_to_bf16(v);
+        }
+    }
+    if (!part) return;
+    __syncthreads();
+    for (int d = threadIdx.x; d < D; d += NORM_WARPS * 32) {
+        float s = 0.0f;
+        for (int i = 0; i < NORM_WARPS; i++) s += acc[(size_t)i * D + d];
+        part[(size_t)blockIdx.x * D + d] = s;
+    }
+}
+
+/* dw[D] += the sum of part[nblk, D] over blocks, in double: thread (x, y) of a
+   (32 columns, 8) block adds blocks y, y + 8, ... of its column in order, then
+   y = 0 adds the 8 sums in y order (a fixed order: bitwise reproducible) */
+static __global__ void rmsnorm_dw_final_kernel(float *dw, const float *part, int nblk, int D) {
+    __shared__ double red[8][32];
+    int col = blockIdx.x * 32 + threadIdx.x;
+    double s = 0.0;
+    if (col < D)
+        for (int b = threadIdx.y; b < nblk; b += 8) s += part[(size_t)b * D + col];
+    red[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < D) {
+        double t = 0.0;
+        for (int y = 0; y < 8; y++) t += red[y][threadIdx.x];
+        dw[col] += (float)t;
     }
 }
 
@@ -116,12 +167,40 @@ void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd,
     CU_LAUNCHED(be, "rmsnorm_forward_kernel");
 }
 
+/* Raises rmsnorm_backward_kernel's dynamic shared-memory limit to what the
+   device allows (NORM_WARPS * D floats: D up to 7264 on sm_90). */
+int cuda_norm_setup(backend *be) {
+    cuda_impl *im = CUDA_IMPL(be);
+    return CU_CHECK(be, cudaFuncSetAttribute((const void *)rmsnorm_backward_kernel,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)im->smem_optin))
+               ? -1
+               : 0;
+}
+
+/* Rows per warp: enough that there are at most NORM_MAX_BLOCKS blocks (a
+   function of T only, so the summation order is too). A D whose per-warp sums
+   do not fit in shared memory takes the two-pass path: the column sum first
+   (dx may alias dout), then the same kernel for dx alone. */
+#define NORM_MAX_BLOCKS 512
 void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
                            const float *w, const float *rstd, int T, int D, float beta) {
     if (be->err[0] || T <= 0 || D <= 0) return;
-    /* dw first: dx may alias dout */
-    cuda_colsum(be, dw, dout, x, rstd, T, D);
-    LAUNCH(rmsnorm_backward_dx_kernel, (T + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, ROWS_PER_BLOCK * 32, 0,
-           CUDA_IMPL(be)->stream, dx, dx16, dout, x, w, rstd, T, D, beta);
-    CU_LAUNCHED(be, "rmsnorm_backward_dx_kernel");
+    cuda_impl *im = CUDA_IMPL(be);
+    int rpw = (int)(((size_t)T + NORM_WARPS * NORM_MAX_BLOCKS - 1) / (NORM_WARPS * NORM_MAX_BLOCKS));
+    int nblk = (int)(((size_t)T + (size_t)NORM_WARPS * rpw - 1) / ((size_t)NORM_WARPS * rpw));
+    size_t smem = (size_t)NORM_WARPS * D * sizeof(float);
+    float *part = NULL;
+    if (smem <= im->smem_optin) {
+        part = (float *)cuda_scratch(be, (size_t)nblk * D * sizeof(float));
+        if (!part) return;
+    } else {
+        cuda_colsum(be, dw, dout, x, rstd, T, D);
+        smem = 0;
+    }
+    LAUNCH(rmsnorm_backward_kernel, nblk, NORM_WARPS * 32, smem, im->stream, dx, dx16, part, dout, x, w, rstd, T, D,
+           rpw, beta);
+    CU_LAUNCHED(be, "rmsnorm_backward_kernel");
+    if (!part) return;
+    LAUNCH(rmsnorm_dw_final_kernel, (D + 31) / 32, dim3(32, 8), 0, im->stream, dw, part, nblk, D);
+    CU_LAUNCHED(be, "rmsnorm_dw_final_kernel");
 }

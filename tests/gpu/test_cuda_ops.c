@@ -339,6 +339,17 @@ static void test_rmsnorm(int T, int D) {
     check(name, &dx, dx.n, 1e-5);
     snprintf(name, sizeof name, "rmsnorm_backward dw %dx%d (+=)", T, D);
     check(name, &dw, dw.n, 1e-5);
+    /* beta 0 in place: dx written over dout (each element read before it is written) */
+    ten al = t_out(n);
+    memcpy(al.h, dy.h, n * sizeof(float));
+    t_reset(&al);
+    cpu->rmsnorm_backward(cpu, al.c, NULL, dw.c, al.c, x.c, w.c, rstd.c, T, D, 0.0f);
+    gpu->rmsnorm_backward(gpu, al.g, NULL, dw.g, al.g, x.g, w.g, rstd.g, T, D, 0.0f);
+    snprintf(name, sizeof name, "rmsnorm_backward dx = dout in place %dx%d", T, D);
+    check(name, &al, n, 1e-5);
+    snprintf(name, sizeof name, "rmsnorm_backward dw in place %dx%d (+=)", T, D);
+    check(name, &dw, dw.n, 1e-5);
+    t_free(&al);
     /* beta 1: dx accumulated onto the residual stream's gradient, dx16 its bf16 copy */
     ten acc = t_rand(n, -1, 1);
     uint16_t *x16c = be_alloc(cpu, n * 2), *x16g = be_alloc(gpu, n * 2);
@@ -1323,8 +1334,15 @@ int main(void) {
     test_bias(1, 1);
     test_embedding(50, 517, 129);
     test_embedding(1000, 64, 576);
+    /* the backward's blocks cover 8 rows per warp-round, at most 512 blocks: 300 ends
+       mid-block, 5 is under one block, 3000 = 375 blocks of one row per warp, 8205 has
+       three rows per warp and a last block of 21 rows; D 7301 is past the emulated
+       device's shared memory (the two-pass path) */
     test_rmsnorm(300, 577);
     test_rmsnorm(5, 64);
+    test_rmsnorm(3000, 97);
+    test_rmsnorm(8205, 33);
+    test_rmsnorm(3, 7301);
     test_rope(200, 3, 64, 5000);
     test_rope(37, 2, 18, 40000);
     test_rope_bf16(200, 9, 3, 64, 5000);
