@@ -76,8 +76,10 @@ using namespace nvcuda;
 #define TC_PSTRIP ((size_t)16 * TC_PLD * 2)
 /* blocks per SM that shared memory allows the dK/dV kernel at hd 64 (3),
    asked of ptxas as a register bound (65536 / (128 x 3)): left alone it takes
-   254 registers (2 blocks) where 168 cost ~100 bytes of spills. The other
-   kernels reach what shared memory allows (3 at hd 64, 2 at 128) without it. */
+   254 registers (2 blocks) where 168 cost ~100 bytes of spills. The forward
+   and dQ kernels carry the same bound: since their tiles load 16 bytes of
+   bf16 at a time, ptxas would otherwise give them up to 255 registers at hd
+   64 (2 blocks); with it they fit 168 without spills. */
 #define TC_MIN_BLOCKS(HD) ((HD) == 64 ? 3 : 1)
 #define TC_FWD_SMEM(HD) (3 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP))
 #define TC_DKDV_SMEM(HD) (4 * TC_TILE(HD) + 2 * TC_T * 4 + TC_WARPS * (TC_FSTRIP + 2 * TC_PSTRIP))
@@ -103,6 +105,7 @@ template <int HD>
 static __device__ __forceinline__ void tc_load_tile(bf16_t *dst, const uint16_t *x, size_t ld, int row0, int nvalid,
                                                     int hd) {
     if (hd % 8 == 0 && ld % 8 == 0 && ((size_t)x & 15) == 0) {
+#pragma unroll 2
         for (int idx = threadIdx.x; idx < TC_T * HD / 8; idx += TC_THREADS) {
             const int r = idx / (HD / 8), d = idx % (HD / 8) * 8;
             uint4 v = make_uint4(0, 0, 0, 0);
@@ -199,7 +202,7 @@ static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *s
 
 /* ---- forward ---- */
 template <int HD>
-static __global__ void __launch_bounds__(TC_THREADS) attn_tc_fwd_kernel(uint16_t *out, float *lse,
+static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_fwd_kernel(uint16_t *out, float *lse,
                                                                         const uint16_t *qkv, const int32_t *cu,
                                                                         const int2 *map, const int *count, int Hq,
                                                                         int Hkv, int hd, float scale) {
@@ -335,7 +338,7 @@ static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_
 }
 
 template <int HD>
-static __global__ void __launch_bounds__(TC_THREADS) attn_tc_dq_kernel(
+static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_dq_kernel(
     float *dq, const uint16_t *dout, const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *cu,
     const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
