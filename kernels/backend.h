@@ -100,9 +100,12 @@ struct backend {
     /* ---- RMSNorm ----
      * out[T,D] = x * rstd * w, rstd[T] = 1/sqrt(mean(x^2) + eps) (saved for backward).
      * out16 [T,D]: the same values rounded to bf16 (model.dtype bf16: the
-     * next GEMM's operand). Either out or out16 may be NULL. */
-    void (*rmsnorm_forward)(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w,
-                            int T, int D, float eps);
+     * next GEMM's operand). Either out or out16 may be NULL. xcopy [T,D]
+     * (may be NULL): a copy of x, written as x is read (the residual
+     * stream's next buffer, which the block's last GEMM then accumulates
+     * into: no separate copy pass). */
+    void (*rmsnorm_forward)(backend *be, float *out, uint16_t *out16, float *rstd, float *xcopy, const float *x,
+                            const float *w, int T, int D, float eps);
     /* dx[T,D] = beta * dx + d/dx (beta 0: written, may alias dout; beta 1:
      * accumulated, the residual stream's gradient), dw[D] += d/dw.
      * dx16 [T,D] (may be NULL): the resulting dx rounded to bf16 (model.dtype

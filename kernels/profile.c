@@ -204,10 +204,11 @@ OP(embedding_forward, (backend *be, float *out, const float *table, const int32_
 OP(embedding_backward, (backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D),
    (dtable, dout, ids, T, D), 4.0 * (3.0 * T * D + T), 0)
 OP(rmsnorm_forward,
-   (backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T, int D,
-    float eps),
-   (out, out16, rstd, x, w, T, D, eps),
-   4.0 * ((double)T * D + D + T) + (out ? 4.0 * T * D : 0) + (out16 ? 2.0 * T * D : 0), 0)
+   (backend *be, float *out, uint16_t *out16, float *rstd, float *xcopy, const float *x, const float *w, int T,
+    int D, float eps),
+   (out, out16, rstd, xcopy, x, w, T, D, eps),
+   4.0 * ((double)T * D + D + T) + (out ? 4.0 * T * D : 0) + (out16 ? 2.0 * T * D : 0) +
+       (xcopy ? 4.0 * T * D : 0), 0)
 /* reads dout, x, w, rstd; dx written (beta 0) or accumulated, dx16 written, dw accumulated */
 OP(rmsnorm_backward,
    (backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x, const float *w,

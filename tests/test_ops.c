@@ -397,7 +397,7 @@ static void test_rmsnorm(backend *be1, backend *be2) {
         rms_ctx c = {T, D, todouble(x, n), todouble(w, D), todouble(R, n), eps};
         double *yr = malloc(n * 8), *rr = malloc(T * 8);
         rms_ref(&c, yr, rr);
-        be2->rmsnorm_forward(be2, y, NULL, rstd, x, w, T, D, eps);
+        be2->rmsnorm_forward(be2, y, NULL, rstd, NULL, x, w, T, D, eps);
         char name[128];
         snprintf(name, sizeof name, "rmsnorm_forward T%d D%d", T, D);
         check(name, relerr(y, yr, n), 1e-6);
@@ -419,8 +419,8 @@ static void test_rmsnorm(backend *be1, backend *be2) {
     float *x = randf(n, 1), *w = randf(D, 1), *dy = randf(n, 1);
     float *y1 = malloc(n * 4), *y2 = malloc(n * 4), *r1 = malloc(T * 4), *r2 = malloc(T * 4);
     float *dx1 = malloc(n * 4), *dx2 = malloc(n * 4), *dw1 = calloc(D, 4), *dw2 = calloc(D, 4);
-    be1->rmsnorm_forward(be1, y1, NULL, r1, x, w, T, D, 1e-6f);
-    be2->rmsnorm_forward(be2, y2, NULL, r2, x, w, T, D, 1e-6f);
+    be1->rmsnorm_forward(be1, y1, NULL, r1, NULL, x, w, T, D, 1e-6f);
+    be2->rmsnorm_forward(be2, y2, NULL, r2, NULL, x, w, T, D, 1e-6f);
     be1->rmsnorm_backward(be1, dx1, NULL, dw1, dy, x, w, r1, T, D, 0.0f);
     be2->rmsnorm_backward(be2, dx2, NULL, dw2, dy, x, w, r2, T, D, 0.0f);
     check_true("rmsnorm forward+backward bitwise equal with 1 and 2 threads",
@@ -428,10 +428,13 @@ static void test_rmsnorm(backend *be1, backend *be2) {
     { /* out16: the fp32 output's bf16 rounding, with or without the fp32 output */
         uint16_t *h1 = malloc(n * 2), *h2 = malloc(n * 2);
         int ok = 1;
-        be2->rmsnorm_forward(be2, y1, h1, r1, x, w, T, D, 1e-6f);
-        be1->rmsnorm_forward(be1, NULL, h2, r1, x, w, T, D, 1e-6f);
+        float *xc = malloc(n * 4);
+        be2->rmsnorm_forward(be2, y1, h1, r1, NULL, x, w, T, D, 1e-6f);
+        be1->rmsnorm_forward(be1, NULL, h2, r1, xc, x, w, T, D, 1e-6f);
         for (size_t i = 0; i < n; i++) ok &= h1[i] == bf16_ref(y2[i]) && h2[i] == h1[i] && y1[i] == y2[i];
         check_true("rmsnorm out16 = bf16(out) bitwise, with and without out", ok);
+        check_true("rmsnorm_forward xcopy = x bitwise", same(xc, x, n * 4));
+        free(xc);
         /* backward, beta 1: dx += the gradient (bitwise the sum of the beta 0
            result and the old dx), dw accumulates the same; dx16 = bf16(new dx) */
         float *acc = randf(n, 1), *acc0 = copyf(acc, n), *dw3 = calloc(D, 4);

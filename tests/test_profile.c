@@ -73,7 +73,6 @@ static void check_counts(backend *pb, int mixed) {
         {"zero", 1},
         {"copy_h2d", 4 + 1},                     /* batch_upload: tokens, targets, pos, offsets; dlogp */
         {"copy_d2h", 2 + 1},                     /* logp, entropy; and the test's gradient read */
-        {"copy_d2d", 2 * L},                     /* mid, res[l+1] */
         {"embedding_forward", 1},
         {"rmsnorm_forward", 2 * L + 1},
         {"bias_forward", mixed ? 0 : 3 * L},    /* bf16: rope_forward_bf16 adds the biases */

@@ -494,20 +494,22 @@ static int qkv_adjacent(const model_config *c, const layer_weights *w) {
     return w->wk == w->wq + (size_t)qdim(c) * D && w->wv == w->wk + (size_t)kvdim(c) * D;
 }
 
-/* Block input half: xn1 = norm(x); q, k, v projections (+ bias), RoPE on q, k.
+/* Block input half: xn1 = norm(x); q, k, v projections (+ bias), RoPE on q, k;
+   xcopy (may be NULL) = x, written by the norm as it reads x (the buffer
+   o_proj then accumulates into: model_forward's mid).
    mix (model.dtype bf16): the norm writes xn1 as bf16 (xn1_16) only, the
    operand of the products and of their weight gradients; the products write
    the stacked rows qkv16 [T, qd + 2 kvd] rounded to bf16 (one GEMM over the
    stacked weights when they are adjacent), rope_forward_bf16 adds the biases
    and rotates them in place, rounding once more (the attention's operands). */
-static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const float *x, const int32_t *pos, int T,
-                      int mix) {
+static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const float *x, float *xcopy,
+                      const int32_t *pos, int T, int mix) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int D = c->d_model, qd = qdim(c), kvd = kvdim(c), Q3 = qd + 2 * kvd;
     if (mix) {
         uint16_t *x16 = la->xn1_16, *y = la->qkv16;
-        be->rmsnorm_forward(be, NULL, x16, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
+        be->rmsnorm_forward(be, NULL, x16, la->rstd1, xcopy, x, w->attn_norm, T, D, c->rms_eps);
         if (qkv_adjacent(c, w)) {
             be->gemm_bf16(be, 0, 1, T, Q3, D, x16, D, w16(m, w->wq), D, 0.0f, NULL, y, Q3);
         } else {
@@ -519,7 +521,7 @@ static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const fl
                               c->rope_theta);
         return;
     }
-    be->rmsnorm_forward(be, la->xn1, NULL, la->rstd1, x, w->attn_norm, T, D, c->rms_eps);
+    be->rmsnorm_forward(be, la->xn1, NULL, la->rstd1, xcopy, x, w->attn_norm, T, D, c->rms_eps);
     linear(m, la->q, la->xn1, NULL, w->wq, T, qd, D, 0.0f);
     linear(m, la->k, la->xn1, NULL, w->wk, T, kvd, D, 0.0f);
     linear(m, la->v, la->xn1, NULL, w->wv, T, kvd, D, 0.0f);
@@ -569,19 +571,21 @@ static void block_out(model *m, const layer_weights *w, layer_acts *la, float *o
    are one GEMM over the stacked weights [wgate; wup] [2F, D] (adjacent in
    the parameter table: model_set_mixed checks), rounded by the GEMM as
    torch.autocast stores them. */
-static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const float *x, float *out, int T, int mix) {
+static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const float *x, float *out, int copy, int T,
+                      int mix) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int D = c->d_model, F = c->d_ff;
+    float *xcopy = copy ? out : NULL; /* out = x first, written by the norm as it reads x */
     if (!mix) {
-        be->rmsnorm_forward(be, la->xn2, NULL, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
+        be->rmsnorm_forward(be, la->xn2, NULL, la->rstd2, xcopy, x, w->mlp_norm, T, D, c->rms_eps);
         linear(m, la->gate, la->xn2, NULL, w->wgate, T, F, D, 0.0f);
         linear(m, la->up, la->xn2, NULL, w->wup, T, F, D, 0.0f);
         be->swiglu_forward(be, la->h, la->gate, la->up, (size_t)T * F);
         linear(m, out, la->h, NULL, w->wdown, T, D, F, 1.0f);
         return;
     }
-    be->rmsnorm_forward(be, NULL, la->xn2_16, la->rstd2, x, w->mlp_norm, T, D, c->rms_eps);
+    be->rmsnorm_forward(be, NULL, la->xn2_16, la->rstd2, xcopy, x, w->mlp_norm, T, D, c->rms_eps);
     be->gemm_bf16(be, 0, 1, T, 2 * F, D, la->xn2_16, D, w16(m, w->wgate), D, 0.0f, NULL, la->gu16, 2 * F);
     be->swiglu_forward_bf16(be, la->h16, la->gu16, T, F);
     linear(m, out, la->h, la->h16, w->wdown, T, D, F, 1.0f);
@@ -603,7 +607,7 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
     for (int l = 0; l < c->n_layer; l++) {
         layer_weights *w = &m->w.layers[l];
         layer_acts *la = &a->layer[l];
-        block_qkv(m, w, la, a->res[l], a->pos, T, mix);
+        block_qkv(m, w, la, a->res[l], la->mid, a->pos, T, mix); /* mid = res[l] (copied by the norm) */
         if (mix)
             be->attention_forward_bf16(be, la->att16, la->lse, la->qkv16, a->cu_seqlens, B, T, c->n_head,
                                        c->n_kv_head, c->head_dim, scale);
@@ -611,13 +615,11 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
             be->attention_forward(be, la->att, la->lse, la->q, la->k, la->v, a->cu_seqlens, B, T, c->n_head,
                                   c->n_kv_head, c->head_dim, scale);
         /* mid = res[l] + att @ wo^T */
-        be->copy_d2d(be, la->mid, a->res[l], (size_t)T * D * sizeof(float));
         block_out(m, w, la, la->mid, T, mix);
-        /* res[l+1] = mid + mlp(mid) */
-        be->copy_d2d(be, a->res[l + 1], la->mid, (size_t)T * D * sizeof(float));
-        block_mlp(m, w, la, la->mid, a->res[l + 1], T, mix);
+        /* res[l+1] = mid + mlp(mid) (res[l+1] = mid copied by the MLP's norm) */
+        block_mlp(m, w, la, la->mid, a->res[l + 1], 1, T, mix);
     }
-    be->rmsnorm_forward(be, mix ? NULL : a->xnf, mix ? a->xnf16 : NULL, a->rstdf, a->res[c->n_layer], m->w.final_norm,
+    be->rmsnorm_forward(be, mix ? NULL : a->xnf, mix ? a->xnf16 : NULL, a->rstdf, NULL, a->res[c->n_layer], m->w.final_norm,
                         T, D, c->rms_eps);
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
         int n = T - t0 < a->chunk ? T - t0 : a->chunk;
@@ -872,7 +874,7 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
     be->embedding_forward(be, x, m->w.embed, a->tokens, T, D);
     for (int l = 0; l < cf->n_layer; l++) {
         layer_weights *w = &m->w.layers[l];
-        block_qkv(m, w, la, x, a->pos, T, 0);
+        block_qkv(m, w, la, x, NULL, a->pos, T, 0);
         void *kc = kv_layer(c, l, 0), *vc = kv_layer(c, l, 1);
         if (c->bf16) {
             be->kv_write_bf16(be, kc, vc, la->k, la->v, a->slot, a->pos, T, kvd, c->max_seq);
@@ -884,12 +886,12 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
                                  cf->head_dim, c->max_seq, scale);
         }
         block_out(m, w, la, x, T, 0);
-        block_mlp(m, w, la, x, x, T, 0);
+        block_mlp(m, w, la, x, x, 0, T, 0);
     }
     /* final norm of the requested rows only, gathered into xnf[0:n_out] */
     for (int i = 0; i < n_out; i++)
         be->copy_d2d(be, a->dx + (size_t)i * D, x + (size_t)out_rows[i] * D, D * sizeof(float));
-    be->rmsnorm_forward(be, a->xnf, NULL, a->rstdf, a->dx, m->w.final_norm, n_out, D, cf->rms_eps);
+    be->rmsnorm_forward(be, a->xnf, NULL, a->rstdf, NULL, a->dx, m->w.final_norm, n_out, D, cf->rms_eps);
     for (int s = 0; s < n_out; s += a->chunk) {
         int k = n_out - s < a->chunk ? n_out - s : a->chunk;
         lm_head_chunk(m, s, k, 0);

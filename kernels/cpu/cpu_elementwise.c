@@ -59,8 +59,8 @@ void cpu_embedding_backward(backend *be, float *dtable, const float *dout, const
 
 /* ---- RMSNorm ---- */
 
-void cpu_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T,
-                         int D, float eps) {
+void cpu_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, float *xcopy, const float *x,
+                         const float *w, int T, int D, float eps) {
 #pragma omp parallel for num_threads(be->n_threads) schedule(static) if ((long)T * D > 16384)
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * D;
@@ -69,6 +69,7 @@ void cpu_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, 
         for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
         float r = (float)(1.0 / sqrt(ss / D + (double)eps));
         rstd[t] = r;
+        if (xcopy) memcpy(xcopy + (size_t)t * D, xr, (size_t)D * sizeof(float));
         if (out) {
             float *o = out + (size_t)t * D;
 #pragma omp simd

@@ -140,8 +140,8 @@ void cuda_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, co
 /* cuda_norm_embed.cu */
 void cuda_embedding_forward(backend *be, float *out, const float *table, const int32_t *ids, int T, int D);
 void cuda_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
-void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T, int D,
-                          float eps);
+void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, float *xcopy, const float *x,
+                          const float *w, int T, int D, float eps);
 void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
                           const float *w, const float *rstd, int T, int D, float beta);
 int cuda_norm_setup(backend *be); /* raises the norm backward's shared-memory limit; 0 ok */

@@ -70,9 +70,9 @@ void cuda_embedding_backward(backend *be, float *dtable, const float *dout, cons
 
 /* ---- RMSNorm ---- */
 
-/* out[T,D] = x * rstd * w; rstd[T]. Sum of squares in double per lane, as the
-   CPU reference accumulates in double. */
-static __global__ void rmsnorm_forward_kernel(float *out, uint16_t *out16, float *rstd, const float *x,
+/* out[T,D] = x * rstd * w; rstd[T]; xcopy = x. Sum of squares in double per
+   lane, as the CPU reference accumulates in double. */
+static __global__ void rmsnorm_forward_kernel(float *out, uint16_t *out16, float *rstd, float *xcopy, const float *x,
                                               const float *w, int T, int D, float eps) {
     int t = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, l = threadIdx.x % 32;
     if (t >= T) return;
@@ -84,6 +84,7 @@ static __global__ void rmsnorm_forward_kernel(float *out, uint16_t *out16, float
     if (l == 0) rstd[t] = r;
     for (int d = l; d < D; d += 32) {
         float v = (xr[d] * r) * w[d];
+        if (xcopy) xcopy[(size_t)t * D + d] = xr[d];
         if (out) out[(size_t)t * D + d] = v;
         if (out16) out16[(size_t)t * D + d] = fp32_to_bf16(v);
     }
@@ -159,11 +160,11 @@ static __global__ void rmsnorm_dw_final_kernel(float *dw, const float *part, int
     }
 }
 
-void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, const float *x, const float *w, int T,
-                          int D, float eps) {
+void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, float *xcopy, const float *x,
+                          const float *w, int T, int D, float eps) {
     if (be->err[0] || T <= 0 || D <= 0) return;
     LAUNCH(rmsnorm_forward_kernel, (T + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, ROWS_PER_BLOCK * 32, 0,
-           CUDA_IMPL(be)->stream, out, out16, rstd, x, w, T, D, eps);
+           CUDA_IMPL(be)->stream, out, out16, rstd, xcopy, x, w, T, D, eps);
     CU_LAUNCHED(be, "rmsnorm_forward_kernel");
 }
 

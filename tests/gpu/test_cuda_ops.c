@@ -320,16 +320,21 @@ static void test_rmsnorm(int T, int D) {
     size_t n = (size_t)T * D;
     uint16_t *o16c = be_alloc(cpu, n * 2), *o16g = be_alloc(gpu, n * 2);
     poison_dev(gpu, o16g, n * 2);
-    cpu->rmsnorm_forward(cpu, out.c, o16c, rstd.c, x.c, w.c, T, D, 1e-5f);
-    gpu->rmsnorm_forward(gpu, out.g, o16g, rstd.g, x.g, w.g, T, D, 1e-5f);
+    cpu->rmsnorm_forward(cpu, out.c, o16c, rstd.c, NULL, x.c, w.c, T, D, 1e-5f);
+    gpu->rmsnorm_forward(gpu, out.g, o16g, rstd.g, NULL, x.g, w.g, T, D, 1e-5f);
     snprintf(name, sizeof name, "rmsnorm_forward out %dx%d", T, D);
     check(name, &out, out.n, 1e-5);
     snprintf(name, sizeof name, "rmsnorm_forward out16 %dx%d", T, D);
     check_out16(name, &out, o16c, o16g, n);
-    poison_dev(gpu, o16g, n * 2); /* out16 alone */
-    gpu->rmsnorm_forward(gpu, NULL, o16g, rstd.g, x.g, w.g, T, D, 1e-5f);
+    poison_dev(gpu, o16g, n * 2); /* out16 alone, with the copy of x */
+    ten xc = t_out(n);
+    cpu->rmsnorm_forward(cpu, NULL, o16c, rstd.c, xc.c, x.c, w.c, T, D, 1e-5f);
+    gpu->rmsnorm_forward(gpu, NULL, o16g, rstd.g, xc.g, x.g, w.g, T, D, 1e-5f);
     snprintf(name, sizeof name, "rmsnorm_forward out16 only %dx%d", T, D);
     check_out16(name, &out, o16c, o16g, n);
+    snprintf(name, sizeof name, "rmsnorm_forward xcopy = x %dx%d", T, D);
+    check(name, &xc, n, 0);
+    t_free(&xc);
     cpu->free(cpu, o16c), gpu->free(gpu, o16g);
     snprintf(name, sizeof name, "rmsnorm_forward rstd %dx%d", T, D);
     check(name, &rstd, rstd.n, 1e-5);
