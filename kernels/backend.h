@@ -107,11 +107,15 @@ struct backend {
     void (*rmsnorm_forward)(backend *be, float *out, uint16_t *out16, float *rstd, float *xcopy, const float *x,
                             const float *w, int T, int D, float eps);
     /* dx[T,D] = beta * dx + d/dx (beta 0: written, may alias dout; beta 1:
-     * accumulated, the residual stream's gradient), dw[D] += d/dw.
-     * dx16 [T,D] (may be NULL): the resulting dx rounded to bf16 (model.dtype
-     * bf16: the next linear layer's output-gradient operand). */
-    void (*rmsnorm_backward)(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
-                             const float *w, const float *rstd, int T, int D, float beta);
+     * accumulated, the residual stream's gradient), dw[D] += d/dw, from
+     * dout [T,D] fp32, or from dout16 [T,D] bf16 (model.dtype bf16: the
+     * input gradient of the products that read the norm's output, rounded
+     * by them); one of the two is NULL. dx16 [T,D] (may be NULL): the
+     * resulting dx rounded to bf16 (model.dtype bf16: the next linear
+     * layer's output-gradient operand). */
+    void (*rmsnorm_backward)(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout,
+                             const uint16_t *dout16, const float *x, const float *w, const float *rstd, int T, int D,
+                             float beta);
 
     /* ---- RoPE (Hugging Face "rotate_half" convention: dims i and i+hd/2 pair up) ----
      * x[T, H, hd] rotated in place by angle pos[t] * theta^(-2i/hd). backward

@@ -211,10 +211,11 @@ OP(rmsnorm_forward,
        (xcopy ? 4.0 * T * D : 0), 0)
 /* reads dout, x, w, rstd; dx written (beta 0) or accumulated, dx16 written, dw accumulated */
 OP(rmsnorm_backward,
-   (backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x, const float *w,
-    const float *rstd, int T, int D, float beta),
-   (dx, dx16, dw, dout, x, w, rstd, T, D, beta),
-   4.0 * (2.0 * T * D + 3.0 * D + T) + (beta != 0 ? 8.0 : 4.0) * T * D + (dx16 ? 2.0 * T * D : 0), 0)
+   (backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const uint16_t *dout16, const float *x,
+    const float *w, const float *rstd, int T, int D, float beta),
+   (dx, dx16, dw, dout, dout16, x, w, rstd, T, D, beta),
+   (dout16 ? 2.0 : 4.0) * T * D + 4.0 * ((double)T * D + 3.0 * D + T) + (beta != 0 ? 8.0 : 4.0) * T * D +
+       (dx16 ? 2.0 * T * D : 0), 0)
 /* ops that share a signature: one macro per family */
 #define ROPE(op)                                                                                \
     OP(op, (backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta),   \

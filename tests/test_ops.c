@@ -403,7 +403,7 @@ static void test_rmsnorm(backend *be1, backend *be2) {
         check(name, relerr(y, yr, n), 1e-6);
         snprintf(name, sizeof name, "rmsnorm_forward rstd T%d D%d", T, D);
         check(name, relerr(rstd, rr, T), 1e-6);
-        be2->rmsnorm_backward(be2, dx, NULL, dw, R, x, w, rstd, T, D, 0.0f);
+        be2->rmsnorm_backward(be2, dx, NULL, dw, R, NULL, x, w, rstd, T, D, 0.0f);
         for (int d = 0; d < D; d++) dw[d] -= dw0[d]; /* accumulated */
         size_t nc = T * D > 2000 ? 300 : n;
         snprintf(name, sizeof name, "rmsnorm_backward dx vs finite diff T%d D%d", T, D);
@@ -421,8 +421,8 @@ static void test_rmsnorm(backend *be1, backend *be2) {
     float *dx1 = malloc(n * 4), *dx2 = malloc(n * 4), *dw1 = calloc(D, 4), *dw2 = calloc(D, 4);
     be1->rmsnorm_forward(be1, y1, NULL, r1, NULL, x, w, T, D, 1e-6f);
     be2->rmsnorm_forward(be2, y2, NULL, r2, NULL, x, w, T, D, 1e-6f);
-    be1->rmsnorm_backward(be1, dx1, NULL, dw1, dy, x, w, r1, T, D, 0.0f);
-    be2->rmsnorm_backward(be2, dx2, NULL, dw2, dy, x, w, r2, T, D, 0.0f);
+    be1->rmsnorm_backward(be1, dx1, NULL, dw1, dy, NULL, x, w, r1, T, D, 0.0f);
+    be2->rmsnorm_backward(be2, dx2, NULL, dw2, dy, NULL, x, w, r2, T, D, 0.0f);
     check_true("rmsnorm forward+backward bitwise equal with 1 and 2 threads",
                same(y1, y2, n * 4) && same(r1, r2, T * 4) && same(dx1, dx2, n * 4) && same(dw1, dw2, D * 4));
     { /* out16: the fp32 output's bf16 rounding, with or without the fp32 output */
@@ -438,16 +438,24 @@ static void test_rmsnorm(backend *be1, backend *be2) {
         /* backward, beta 1: dx += the gradient (bitwise the sum of the beta 0
            result and the old dx), dw accumulates the same; dx16 = bf16(new dx) */
         float *acc = randf(n, 1), *acc0 = copyf(acc, n), *dw3 = calloc(D, 4);
-        be2->rmsnorm_backward(be2, acc, h1, dw3, dy, x, w, r2, T, D, 1.0f);
+        be2->rmsnorm_backward(be2, acc, h1, dw3, dy, NULL, x, w, r2, T, D, 1.0f);
         ok = same(dw3, dw2, D * 4);
         for (size_t i = 0; i < n; i++) ok &= acc[i] == acc0[i] + dx2[i] && h1[i] == bf16_ref(acc[i]);
         check_true("rmsnorm_backward beta 1 accumulates into dx bitwise, dx16 = bf16(dx)", ok);
         /* beta 0 with dx aliasing dout (dw read before dx is written) */
         float *al = copyf(dy, n), *dw4 = calloc(D, 4);
-        be2->rmsnorm_backward(be2, al, h2, dw4, al, x, w, r2, T, D, 0.0f);
+        be2->rmsnorm_backward(be2, al, h2, dw4, al, NULL, x, w, r2, T, D, 0.0f);
         ok = same(al, dx2, n * 4) && same(dw4, dw2, D * 4);
         for (size_t i = 0; i < n; i++) ok &= h2[i] == bf16_ref(dx2[i]);
         check_true("rmsnorm_backward dx aliasing dout, dx16 = bf16(dx)", ok);
+        /* dout16: bitwise the fp32 op on the widened bf16 gradient */
+        uint16_t *dy16 = malloc(n * 2);
+        float *dyr = malloc(n * 4), *dx5 = malloc(n * 4), *dx6 = malloc(n * 4), *dw5 = calloc(D, 4), *dw6 = calloc(D, 4);
+        for (size_t i = 0; i < n; i++) dy16[i] = bf16_ref(dy[i]), dyr[i] = bf16_val(dy16[i]);
+        be2->rmsnorm_backward(be2, dx5, NULL, dw5, dyr, NULL, x, w, r2, T, D, 0.0f);
+        be1->rmsnorm_backward(be1, dx6, NULL, dw6, NULL, dy16, x, w, r2, T, D, 0.0f);
+        check_true("rmsnorm_backward dout16 = fp32 op on bf16(dout) bitwise", same(dx5, dx6, n * 4) && same(dw5, dw6, D * 4));
+        free(dy16), free(dyr), free(dx5), free(dx6), free(dw5), free(dw6);
         free(acc), free(acc0), free(dw3), free(al), free(dw4);
         free(h1), free(h2);
     }

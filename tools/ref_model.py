@@ -216,9 +216,10 @@ class Round16(torch.autograd.Function):
 
 class RoundGrad16(torch.autograd.Function):
     """identity forward, bf16(dy) backward: a gradient rft stores in bf16
-    before the op that reads it (SwiGLU's input gradient dh, written by the
-    down projection's dx GEMM) or rounds before it is summed (the q/k/v bias
-    gradients: column sums of rope_backward_bf16's rounded rows)."""
+    before the op that reads it (SwiGLU's input gradient dh and the norms'
+    output gradients, written by the dx GEMM of the products that read them)
+    or rounds before it is summed (the q/k/v bias gradients: column sums of
+    rope_backward_bf16's rounded rows)."""
 
     @staticmethod
     def forward(ctx, y):
@@ -289,6 +290,8 @@ def forward(P, c, b, mixed=False):
     for l in range(c["n_layer"]):
         p = f"model.layers.{l}."
         h = rmsnorm(x, P[p + "input_layernorm.weight"], eps)
+        if mixed:  # its gradient comes rounded from the products' dx GEMM (C16)
+            h = RoundGrad16.apply(h)
         q = lin(h, P[p + "self_attn.q_proj.weight"])
         k = lin(h, P[p + "self_attn.k_proj.weight"])
         v = lin(h, P[p + "self_attn.v_proj.weight"])
@@ -317,6 +320,8 @@ def forward(P, c, b, mixed=False):
             att = torch.einsum("hts,shd->thd", torch.softmax(sc, dim=-1), v).reshape(T, Hq * hd)
         x = x + lin(att, P[p + "self_attn.o_proj.weight"])
         h = rmsnorm(x, P[p + "post_attention_layernorm.weight"], eps)
+        if mixed:
+            h = RoundGrad16.apply(h)
         g = lin(h, P[p + "mlp.gate_proj.weight"])
         u = lin(h, P[p + "mlp.up_proj.weight"])
         if mixed:  # stored in bf16 (gemm_bf16 C16)
@@ -326,6 +331,8 @@ def forward(P, c, b, mixed=False):
             h = RoundGrad16.apply(h)
         x = x + lin(h, P[p + "mlp.down_proj.weight"])
     x = rmsnorm(x, P["model.norm.weight"], eps)
+    if mixed:
+        x = RoundGrad16.apply(x)
     head = P["model.embed_tokens.weight"] if c["tie_embeddings"] else P["lm_head.weight"]
     return lin(x, head)
 

@@ -59,6 +59,8 @@ typedef struct act_views {
                              SwiGLU's backward writes dgu16 [T, 2F] (dgate | dup per row) into the memory of
                              the fp32 view dgate, o_proj's backward datt16 [T, qd] into datt's. */
     uint16_t *ones16;     /* [T] bf16 1.0 (m->acts16): the q/k/v bias gradients' column sums as products */
+    uint16_t *dxn16;      /* [T, D] (m->acts16) a norm output's gradient, written in bf16 by the products that
+                             read the norm's output, for the norm's backward */
 } act_views;
 
 static int qdim(const model_config *c) { return c->n_head * c->head_dim; }
@@ -257,6 +259,7 @@ static size_t acts16_carve(const model_config *c, int T, int chunk, uint16_t *ba
     size_t dy = (size_t)T * (D > qkvd ? D : qkvd), lm = (size_t)chunk * c->vocab;
     TAKE16(a->dy16, dy > lm ? dy : lm);
     TAKE16(a->ones16, T);
+    TAKE16(a->dxn16, (size_t)T * D);
 #undef TAKE16
     return off;
 }
@@ -537,10 +540,11 @@ static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const fl
 /* model.dtype bf16: the backward of block_qkv's products from d16 [T, qd +
    2 kvd] (rope_backward_bf16's rows, each rounded once): the bias gradients
    as products of ones16 with d16's column blocks (sums of the rounded
-   gradients, fp32 accumulation), dW += d16^T xn1_16 and dx = d16 W, one
-   product each over the stacked weights when they are adjacent. */
+   gradients, fp32 accumulation), dW += d16^T xn1_16 and dx16 = bf16(d16 W),
+   one product each over the stacked weights when they are adjacent (else
+   three summed into dx, then rounded). */
 static void qkv_backward(model *m, const layer_weights *w, const layer_weights *g, const layer_acts *la,
-                         const uint16_t *d16, float *dx, int T) {
+                         const uint16_t *d16, float *dx, uint16_t *dx16, int T) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int D = c->d_model, qd = qdim(c), kvd = kvdim(c), Q3 = qd + 2 * kvd;
@@ -551,13 +555,14 @@ static void qkv_backward(model *m, const layer_weights *w, const layer_weights *
         be->gemm_bf16(be, 0, 0, 1, n[i], T, ((act_views *)m->act_views)->ones16, T, d16 + o[i], Q3, 1.0f, db[i], NULL, n[i]);
     if (qkv_adjacent(c, w)) {
         be->gemm_bf16(be, 1, 0, Q3, D, T, d16, Q3, la->xn1_16, D, 1.0f, g->wq, NULL, D);
-        be->gemm_bf16(be, 0, 0, T, D, Q3, d16, Q3, w16(m, w->wq), D, 0.0f, dx, NULL, D);
+        be->gemm_bf16(be, 0, 0, T, D, Q3, d16, Q3, w16(m, w->wq), D, 0.0f, NULL, dx16, D);
         return;
     }
     for (int i = 0; i < 3; i++) {
         be->gemm_bf16(be, 1, 0, n[i], D, T, d16 + o[i], Q3, la->xn1_16, D, 1.0f, dW[i], NULL, D);
         be->gemm_bf16(be, 0, 0, T, D, n[i], d16 + o[i], Q3, w16(m, W[i]), D, i ? 1.0f : 0.0f, dx, NULL, D);
     }
+    be->cast_bf16(be, dx16, dx, (size_t)T * D);
 }
 
 /* out += att @ wo^T (mix: from att16, the bf16 attention's output) */
@@ -679,10 +684,13 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         size_t o = (size_t)t0 * D;
         lm_head_chunk(m, t0, n, mix);
         be->logprob_backward(be, a->logits, dy16, a->dlogp + t0, went ? a->dent + t0 : NULL, a->targets + t0, n, V);
-        linear_back(m, g->lm_head, a->dx + o, NULL, a->logits, dy16, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head,
+        linear_back(m, g->lm_head, a->dx + o, mix ? a->dxn16 + o : NULL, a->logits, dy16, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head,
                     n, V, D, 0.0f);
     }
-    be->rmsnorm_backward(be, a->dres, dy16, g->final_norm, a->dx, a->res[c->n_layer], m->w.final_norm, a->rstdf, T,
+    /* mix: the norms' backwards read their output's gradient in bf16 (dxn16), as the products wrote it */
+    const float *dxn = mix ? NULL : a->dx;
+    const uint16_t *dxn16 = mix ? a->dxn16 : NULL;
+    be->rmsnorm_backward(be, a->dres, dy16, g->final_norm, dxn, dxn16, a->res[c->n_layer], m->w.final_norm, a->rstdf, T,
                          D, 0.0f);
 
     for (int l = c->n_layer - 1; l >= 0; l--) {
@@ -695,14 +703,14 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         linear_back(m, gl->wdown, a->dh, dh16, a->dres, dy16, la->h, mix ? la->h16 : NULL, wl->wdown, T, D, F, 0.0f);
         if (mix) { /* the stacked [wgate; wup]: one product each for dW and dx */
             be->swiglu_backward_bf16(be, dgu16, dh16, la->gu16, T, F);
-            linear_back(m, gl->wgate, a->dx, NULL, NULL, dgu16, NULL, xn2_16, wl->wgate, T, 2 * F, D, 0.0f);
+            linear_back(m, gl->wgate, a->dx, a->dxn16, NULL, dgu16, NULL, xn2_16, wl->wgate, T, 2 * F, D, 0.0f);
         } else {
             be->swiglu_backward(be, a->dgate, a->dup, a->dh, la->gate, la->up, (size_t)T * F);
             linear_back(m, gl->wgate, a->dx, NULL, a->dgate, NULL, la->xn2, NULL, wl->wgate, T, F, D, 0.0f);
             linear_back(m, gl->wup, a->dx, NULL, a->dup, NULL, la->xn2, NULL, wl->wup, T, F, D, 1.0f);
         }
         /* dres += the norm's input gradient: now d(mid) */
-        be->rmsnorm_backward(be, a->dres, dy16, gl->mlp_norm, a->dx, la->mid, wl->mlp_norm, la->rstd2, T, D, 1.0f);
+        be->rmsnorm_backward(be, a->dres, dy16, gl->mlp_norm, dxn, dxn16, la->mid, wl->mlp_norm, la->rstd2, T, D, 1.0f);
         /* mid = res[l] + att @ wo^T */
         if (mix) { /* datt16 [T, qd] = bf16(dmid wo) (in datt's memory) */
             uint16_t *datt16 = (uint16_t *)a->datt;
@@ -712,7 +720,7 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
             /* d(qkv) [T, qd + 2 kvd] into dy16 (dmid's copy is consumed) */
             be->rope_backward_bf16(be, dy16, a->dq, a->dk, a->dv, a->pos, T, c->n_head, c->n_kv_head, c->head_dim,
                                    c->rope_theta);
-            qkv_backward(m, wl, gl, la, dy16, a->dx, T);
+            qkv_backward(m, wl, gl, la, dy16, a->dx, a->dxn16, T);
         } else {
             linear_back(m, gl->wo, a->datt, NULL, a->dres, NULL, la->att, NULL, wl->wo, T, D, qd, 0.0f);
             be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, la->q, la->k, la->v, la->att, la->lse,
@@ -729,7 +737,7 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
             linear_back(m, gl->wv, a->dx, NULL, a->dv, NULL, la->xn1, NULL, wl->wv, T, kvd, D, 1.0f);
         }
         /* dres += the norm's input gradient: now d(res[l]) */
-        be->rmsnorm_backward(be, a->dres, dy16, gl->attn_norm, a->dx, a->res[l], wl->attn_norm, la->rstd1, T, D,
+        be->rmsnorm_backward(be, a->dres, dy16, gl->attn_norm, dxn, dxn16, a->res[l], wl->attn_norm, la->rstd1, T, D,
                              1.0f);
     }
     be->embedding_backward(be, g->embed, a->dres, a->tokens, T, D);

@@ -84,10 +84,21 @@ void cpu_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, 
 
 /* y = x r w, r = (mean x^2 + eps)^-1/2:
    dx (= or +=) r (w dy) - x r^3 / D * sum_d(w dy x);  dw += sum_t dy x r.
-   dw is summed before any dx row is written (dx may alias dout when beta 0). */
-void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
-                          const float *w, const float *rstd, int T, int D, float beta) {
+   dw is summed before any dx row is written (dx may alias dout when beta 0).
+   dout16: widened first into a temporary fp32 copy. */
+void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout,
+                          const uint16_t *dout16, const float *x, const float *w, const float *rstd, int T, int D,
+                          float beta) {
     int nt = (long)T * D > 16384 ? be->n_threads : 1;
+    float *wide = NULL;
+    if (dout16) {
+        size_t n = (size_t)T * D;
+        wide = malloc((n ? n : 1) * sizeof(float));
+        if (!wide) { CPU_ERR(be, "rmsnorm_backward: out of memory"); return; }
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++) wide[i] = bf16_to_fp32(dout16[i]);
+        dout = wide;
+    }
 #pragma omp parallel num_threads(nt)
     {
         /* dw: column ownership, tokens in order */
@@ -127,6 +138,7 @@ void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, con
             }
         }
     }
+    free(wide);
 }
 
 /* ---- RoPE ----

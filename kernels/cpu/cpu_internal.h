@@ -43,8 +43,9 @@ void cpu_embedding_forward(backend *be, float *out, const float *table, const in
 void cpu_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
 void cpu_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, float *xcopy, const float *x,
                          const float *w, int T, int D, float eps);
-void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
-                          const float *w, const float *rstd, int T, int D, float beta);
+void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout,
+                          const uint16_t *dout16, const float *x, const float *w, const float *rstd, int T, int D,
+                          float beta);
 void cpu_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta);
 void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
 void cpu_rope_forward_bf16(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,

@@ -56,8 +56,8 @@ void cuda_bias_forward(backend *be, float *x, const float *bias, int T, int N) {
    [chunk * CS_ROWS, +CS_ROWS) of its 32 columns into part[chunk, col]. Pass 2:
    one thread per column adds the chunk sums in chunk order. */
 #define CS_ROWS 256
-static __global__ void colsum_partial_kernel(float *part, const float *a, const float *b, const float *rs, int T,
-                                             int N) {
+static __global__ void colsum_partial_kernel(float *part, const float *a, const uint16_t *a16, const float *b,
+                                             const float *rs, int T, int N) {
     __shared__ float red[8][33];
     int col = blockIdx.x * 32 + threadIdx.x;
     int r0 = blockIdx.y * CS_ROWS;
@@ -66,7 +66,7 @@ static __global__ void colsum_partial_kernel(float *part, const float *a, const 
     if (col < N) {
         for (int r = r0 + threadIdx.y; r < r1; r += 8) {
             size_t i = (size_t)r * N + col;
-            float v = a[i];
+            float v = a16 ? bf16_to_fp32(a16[i]) : a[i];
             if (b) v *= b[i];
             if (rs) v *= rs[r];
             s += v;
@@ -89,7 +89,8 @@ static __global__ void colsum_final_kernel(float *out, const float *part, int nc
     out[col] += (float)s;
 }
 
-void cuda_colsum(backend *be, float *out, const float *a, const float *b, const float *rs, int T, int N) {
+void cuda_colsum(backend *be, float *out, const float *a, const uint16_t *a16, const float *b, const float *rs, int T,
+                 int N) {
     if (be->err[0] || T <= 0 || N <= 0) return;
     int nchunk = (T + CS_ROWS - 1) / CS_ROWS;
     if (nchunk > 65535) { CU_ERR(be, "colsum: %d rows is too many", T); return; }
@@ -97,14 +98,14 @@ void cuda_colsum(backend *be, float *out, const float *a, const float *b, const 
     if (!part) return;
     cudaStream_t st = CUDA_IMPL(be)->stream;
     dim3 g1((N + 31) / 32, nchunk), b1(32, 8);
-    LAUNCH(colsum_partial_kernel, g1, b1, 0, st, part, a, b, rs, T, N);
+    LAUNCH(colsum_partial_kernel, g1, b1, 0, st, part, a, a16, b, rs, T, N);
     CU_LAUNCHED(be, "colsum_partial_kernel");
     LAUNCH(colsum_final_kernel, (N + 127) / 128, 128, 0, st, out, part, nchunk, N);
     CU_LAUNCHED(be, "colsum_final_kernel");
 }
 
 void cuda_bias_backward(backend *be, float *dbias, const float *dy, int T, int N) {
-    cuda_colsum(be, dbias, dy, NULL, NULL, T, N);
+    cuda_colsum(be, dbias, dy, NULL, NULL, NULL, T, N);
 }
 
 /* ---- RoPE ----

@@ -129,7 +129,8 @@ void cuda_adamw(backend *be, float *p, const float *g, float *m, float *v, size_
                 float eps, float wd, int t);
 /* column sums: out[N] += sum_t a[t,j] * (b ? b[t,j] : 1) * (rs ? rs[t] : 1),
    deterministic (fixed row chunks, then the chunk sums in order) */
-void cuda_colsum(backend *be, float *out, const float *a, const float *b, const float *rs, int T, int N);
+void cuda_colsum(backend *be, float *out, const float *a, const uint16_t *a16, const float *b, const float *rs, int T,
+                 int N);
 
 /* cuda_bf16.cu (bf16 bits in uint16_t: round to nearest even, NaN -> quiet NaN) */
 void cuda_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
@@ -142,8 +143,9 @@ void cuda_embedding_forward(backend *be, float *out, const float *table, const i
 void cuda_embedding_backward(backend *be, float *dtable, const float *dout, const int32_t *ids, int T, int D);
 void cuda_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, float *xcopy, const float *x,
                           const float *w, int T, int D, float eps);
-void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
-                          const float *w, const float *rstd, int T, int D, float beta);
+void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout,
+                           const uint16_t *dout16, const float *x, const float *w, const float *rstd, int T, int D,
+                           float beta);
 int cuda_norm_setup(backend *be); /* raises the norm backward's shared-memory limit; 0 ok */
 
 /* cuda_attention.cu */

@@ -98,12 +98,15 @@ static __global__ void rmsnorm_forward_kernel(float *out, uint16_t *out16, float
    shared row acc[i][D] (lane l owns columns l + 32j: no exchange, rows in
    order), and the block writes part[b, d] = acc[0][d] + ... + acc[7][d] (warp
    order). An element's dy and x are read before its dx is written, by the same
-   lane: dx may alias dout. Dynamic shared memory: NORM_WARPS * D floats when
-   part, else none. */
+   lane: dx may alias dout. dout16 (bf16) in place of dout when not NULL.
+   Dynamic shared memory: NORM_WARPS * D floats when part, else none. */
 #define NORM_WARPS 8
+static __device__ __forceinline__ float norm_dy(const float *dout, const uint16_t *dout16, size_t i) {
+    return dout16 ? bf16_to_fp32(dout16[i]) : dout[i];
+}
 static __global__ void rmsnorm_backward_kernel(float *dx, uint16_t *dx16, float *part, const float *dout,
-                                               const float *x, const float *w, const float *rstd, int T, int D,
-                                               int rpw, float beta) {
+                                               const uint16_t *dout16, const float *x, const float *w,
+                                               const float *rstd, int T, int D, int rpw, float beta) {
 #ifdef RFT_CUDA_EMU
     float *acc = (float *)emu_dyn_smem();
 #else
@@ -117,15 +120,16 @@ static __global__ void rmsnorm_backward_kernel(float *dx, uint16_t *dx16, float 
     for (int k = 0; k < rpw; k++) {
         int t = r0 + k * NORM_WARPS + wi;
         if (t >= T) break;
-        const float *xr = x + (size_t)t * D, *dy = dout + (size_t)t * D;
+        const float *xr = x + (size_t)t * D;
+        const size_t row = (size_t)t * D;
         float r = rstd[t];
         double dot = 0.0;
-        for (int d = l; d < D; d += 32) dot += (double)(w[d] * dy[d]) * xr[d];
+        for (int d = l; d < D; d += 32) dot += (double)(w[d] * norm_dy(dout, dout16, row + d)) * xr[d];
         dot = warp_sum_d(dot);
         float c = (float)(dot * r * r * r / D);
         float *g = dx + (size_t)t * D;
         for (int d = l; d < D; d += 32) {
-            float gy = dy[d], xv = xr[d];
+            float gy = norm_dy(dout, dout16, row + d), xv = xr[d];
             if (part) a[d] += (gy * xv) * r;
             float v = r * (w[d] * gy) - c * xv;
             if (beta != 0.0f) v = g[d] + v;
@@ -183,8 +187,9 @@ int cuda_norm_setup(backend *be) {
    do not fit in shared memory takes the two-pass path: the column sum first
    (dx may alias dout), then the same kernel for dx alone. */
 #define NORM_MAX_BLOCKS 512
-void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout, const float *x,
-                           const float *w, const float *rstd, int T, int D, float beta) {
+void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout,
+                           const uint16_t *dout16, const float *x, const float *w, const float *rstd, int T, int D,
+                           float beta) {
     if (be->err[0] || T <= 0 || D <= 0) return;
     cuda_impl *im = CUDA_IMPL(be);
     int rpw = (int)(((size_t)T + NORM_WARPS * NORM_MAX_BLOCKS - 1) / (NORM_WARPS * NORM_MAX_BLOCKS));
@@ -195,11 +200,11 @@ void cuda_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, co
         part = (float *)cuda_scratch(be, (size_t)nblk * D * sizeof(float));
         if (!part) return;
     } else {
-        cuda_colsum(be, dw, dout, x, rstd, T, D);
+        cuda_colsum(be, dw, dout, dout16, x, rstd, T, D);
         smem = 0;
     }
-    LAUNCH(rmsnorm_backward_kernel, nblk, NORM_WARPS * 32, smem, im->stream, dx, dx16, part, dout, x, w, rstd, T, D,
-           rpw, beta);
+    LAUNCH(rmsnorm_backward_kernel, nblk, NORM_WARPS * 32, smem, im->stream, dx, dx16, part, dout, dout16, x, w, rstd,
+           T, D, rpw, beta);
     CU_LAUNCHED(be, "rmsnorm_backward_kernel");
     if (!part) return;
     LAUNCH(rmsnorm_dw_final_kernel, (D + 31) / 32, dim3(32, 8), 0, im->stream, dw, part, nblk, D);

@@ -338,8 +338,8 @@ static void test_rmsnorm(int T, int D) {
     cpu->free(cpu, o16c), gpu->free(gpu, o16g);
     snprintf(name, sizeof name, "rmsnorm_forward rstd %dx%d", T, D);
     check(name, &rstd, rstd.n, 1e-5);
-    cpu->rmsnorm_backward(cpu, dx.c, NULL, dw.c, dy.c, x.c, w.c, rstd.c, T, D, 0.0f);
-    gpu->rmsnorm_backward(gpu, dx.g, NULL, dw.g, dy.g, x.g, w.g, rstd.g, T, D, 0.0f);
+    cpu->rmsnorm_backward(cpu, dx.c, NULL, dw.c, dy.c, NULL, x.c, w.c, rstd.c, T, D, 0.0f);
+    gpu->rmsnorm_backward(gpu, dx.g, NULL, dw.g, dy.g, NULL, x.g, w.g, rstd.g, T, D, 0.0f);
     snprintf(name, sizeof name, "rmsnorm_backward dx %dx%d", T, D);
     check(name, &dx, dx.n, 1e-5);
     snprintf(name, sizeof name, "rmsnorm_backward dw %dx%d (+=)", T, D);
@@ -348,8 +348,8 @@ static void test_rmsnorm(int T, int D) {
     ten al = t_out(n);
     memcpy(al.h, dy.h, n * sizeof(float));
     t_reset(&al);
-    cpu->rmsnorm_backward(cpu, al.c, NULL, dw.c, al.c, x.c, w.c, rstd.c, T, D, 0.0f);
-    gpu->rmsnorm_backward(gpu, al.g, NULL, dw.g, al.g, x.g, w.g, rstd.g, T, D, 0.0f);
+    cpu->rmsnorm_backward(cpu, al.c, NULL, dw.c, al.c, NULL, x.c, w.c, rstd.c, T, D, 0.0f);
+    gpu->rmsnorm_backward(gpu, al.g, NULL, dw.g, al.g, NULL, x.g, w.g, rstd.g, T, D, 0.0f);
     snprintf(name, sizeof name, "rmsnorm_backward dx = dout in place %dx%d", T, D);
     check(name, &al, n, 1e-5);
     snprintf(name, sizeof name, "rmsnorm_backward dw in place %dx%d (+=)", T, D);
@@ -359,12 +359,24 @@ static void test_rmsnorm(int T, int D) {
     ten acc = t_rand(n, -1, 1);
     uint16_t *x16c = be_alloc(cpu, n * 2), *x16g = be_alloc(gpu, n * 2);
     poison_dev(gpu, x16g, n * 2);
-    cpu->rmsnorm_backward(cpu, acc.c, x16c, dw.c, dy.c, x.c, w.c, rstd.c, T, D, 1.0f);
-    gpu->rmsnorm_backward(gpu, acc.g, x16g, dw.g, dy.g, x.g, w.g, rstd.g, T, D, 1.0f);
+    cpu->rmsnorm_backward(cpu, acc.c, x16c, dw.c, dy.c, NULL, x.c, w.c, rstd.c, T, D, 1.0f);
+    gpu->rmsnorm_backward(gpu, acc.g, x16g, dw.g, dy.g, NULL, x.g, w.g, rstd.g, T, D, 1.0f);
     snprintf(name, sizeof name, "rmsnorm_backward dx beta 1 (+=) %dx%d", T, D);
     check(name, &acc, n, 1e-5);
     snprintf(name, sizeof name, "rmsnorm_backward dx16 beta 1 %dx%d", T, D);
     check_out16(name, &acc, x16c, x16g, n);
+    /* dout16: the gradient in bf16 (model.dtype bf16) */
+    uint16_t *hb = malloc(n * 2 + 2);
+    for (size_t i = 0; i < n; i++) hb[i] = fp32_to_bf16(dy.h[i]);
+    uint16_t *d16c = b16_up(cpu, hb, n), *d16g = b16_up(gpu, hb, n);
+    t_poison(&dx);
+    cpu->rmsnorm_backward(cpu, dx.c, NULL, dw.c, NULL, d16c, x.c, w.c, rstd.c, T, D, 0.0f);
+    gpu->rmsnorm_backward(gpu, dx.g, NULL, dw.g, NULL, d16g, x.g, w.g, rstd.g, T, D, 0.0f);
+    snprintf(name, sizeof name, "rmsnorm_backward dx from dout16 %dx%d", T, D);
+    check(name, &dx, n, 1e-5);
+    snprintf(name, sizeof name, "rmsnorm_backward dw from dout16 %dx%d (+=)", T, D);
+    check(name, &dw, dw.n, 1e-5);
+    cpu->free(cpu, d16c), gpu->free(gpu, d16g), free(hb);
     cpu->free(cpu, x16c), gpu->free(gpu, x16g);
     t_free(&acc);
     t_free(&x); t_free(&w); t_free(&out); t_free(&rstd); t_free(&dy); t_free(&dx); t_free(&dw);

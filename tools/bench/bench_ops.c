@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
     }
 
     TIME("rmsnorm fwd [2048,576]", 0, be->rmsnorm_forward(be, y, NULL, rstd, NULL, x, w, T, D, 1e-5f));
-    TIME("rmsnorm bwd [2048,576]", 0, be->rmsnorm_backward(be, dx, NULL, dw, y, x, w, rstd, T, D, 0.0f));
+    TIME("rmsnorm bwd [2048,576]", 0, be->rmsnorm_backward(be, dx, NULL, dw, y, NULL, x, w, rstd, T, D, 0.0f));
     TIME("swiglu fwd  [2048,1536]", 0, be->swiglu_forward(be, H, G, U, (size_t)T * F));
     TIME("swiglu bwd  [2048,1536]", 0, be->swiglu_backward(be, dG, dU, H, G, U, (size_t)T * F));
     int32_t *pos = be->alloc(be, T * 4), *ids = be->alloc(be, T * 4);
