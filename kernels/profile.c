@@ -398,14 +398,17 @@ void backend_profile_report(backend *be, FILE *f) {
     qsort(idx, n, sizeof *idx, by_time);
     fprintf(f, "profile (%s backend; a sync before and after each op; GB/s counts the minimum traffic):\n",
             p->inner->name);
-    fprintf(f, "%-24s %8s %11s %6s %9s %8s\n", "op", "calls", "total ms", "%", "GFLOP/s", "GB/s");
+    fprintf(f, "%-24s %8s %11s %6s %9s %8s %9s\n", "op", "calls", "total ms", "%", "GFLOP/s", "GB/s", "GB");
+    double bytes = 0;
     for (size_t j = 0; j < n; j++) {
         const profile_stat *s = &p->stat[idx[j]];
         char gf[32] = "-", gb[32] = "-";
         if (s->flops > 0 && s->sec > 0) snprintf(gf, sizeof gf, "%.1f", s->flops / s->sec / 1e9);
         if (s->bytes > 0 && s->sec > 0) snprintf(gb, sizeof gb, "%.1f", s->bytes / s->sec / 1e9);
-        fprintf(f, "%-24s %8ld %11.3f %6.1f %9s %8s\n", p->name[idx[j]], s->calls, s->sec * 1e3,
-                total > 0 ? 100 * s->sec / total : 0.0, gf, gb);
+        fprintf(f, "%-24s %8ld %11.3f %6.1f %9s %8s %9.3f\n", p->name[idx[j]], s->calls, s->sec * 1e3,
+                total > 0 ? 100 * s->sec / total : 0.0, gf, gb, s->bytes / 1e9);
+        bytes += s->bytes;
     }
-    fprintf(f, "%-24s %8ld %11.3f %6.1f\n", "total", calls, total * 1e3, n ? 100.0 : 0.0);
+    fprintf(f, "%-24s %8ld %11.3f %6.1f %9s %8s %9.3f\n", "total", calls, total * 1e3, n ? 100.0 : 0.0, "", "",
+            bytes / 1e9);
 }

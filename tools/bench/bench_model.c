@@ -4,11 +4,14 @@
  * tools/bench/run_model_bench.sh can put it next to PyTorch.
  *
  *   bench_model [--shape smollm2|10m|tiny] [--seqs B] [--seqlen N] [--steps S] [--threads K]
- *               [--dtype fp32|bf16] [--profile]
+ *               [--dtype fp32|bf16] [--profile] [--lm-chunk-mb N]
  * --dtype bf16: model.dtype bf16 (bf16 GEMM operands, fp32 everything else).
  * --profile: the backend is wrapped by kernels/profile.c (profiling off
  * during the timed steps); after them, two more steps run profiled (a sync
  * around each op) and the per-op table follows the JSON line.
+ * --lm-chunk-mb N: LM-head logits chunks of N MB instead of the CPU's 16 MB
+ * (1024: the CUDA backend's chunk on an 80 GB card), so the profile's bytes
+ * are a GPU step's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +46,7 @@ int main(int argc, char **argv) {
     const char *shape = "10m";
     int seqs = 4, seqlen = 512, steps = 3, threads = 0;
     const char *dtype = "fp32";
-    int profile = 0;
+    int profile = 0, chunk_mb = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--shape")) shape = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--seqs")) seqs = atoi(argv[++i]);
@@ -52,19 +55,21 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--dtype")) dtype = argv[++i];
         else if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (i + 1 < argc && !strcmp(argv[i], "--lm-chunk-mb")) chunk_mb = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_model [--shape smollm2|10m|tiny] [--seqs B] [--seqlen N] [--steps S] [--threads K] "
-                            "[--dtype fp32|bf16] [--profile]\n");
+                            "[--dtype fp32|bf16] [--profile] [--lm-chunk-mb N]\n");
             return 2;
         }
     }
     model_config cfg;
-    if (shape_config(shape, &cfg) || seqs <= 0 || seqlen <= 0 || steps <= 0 ||
+    if (shape_config(shape, &cfg) || seqs <= 0 || seqlen <= 0 || steps <= 0 || chunk_mb < 0 ||
         (strcmp(dtype, "fp32") && strcmp(dtype, "bf16"))) {
         fprintf(stderr, "bench_model: bad arguments\n");
         return 2;
     }
     backend *be = backend_cpu_create(threads);
+    if (chunk_mb) be->lm_chunk_bytes = (size_t)chunk_mb << 20;
     if (profile && !(be = backend_profile_wrap(be))) {
         fprintf(stderr, "bench_model: out of memory\n");
         return 1;
