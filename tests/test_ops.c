@@ -534,6 +534,16 @@ static void test_rope(backend *be1, backend *be2) {
     free(pos); free(x); free(y); free(y2); free(c.x); free(yr);
 }
 
+/* rows[T, qd + 2 kvd] = bf16(q[t] | k[t] | v[t]) */
+static void stack_rows16(uint16_t *rows, const float *q, const float *k, const float *v, int T, int qd, int kvd) {
+    int W = qd + 2 * kvd;
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < W; j++)
+            rows[(size_t)t * W + j] = fp32_to_bf16(j < qd ? q[(size_t)t * qd + j]
+                                                  : j < qd + kvd ? k[(size_t)t * kvd + j - qd]
+                                                                 : v[(size_t)t * kvd + j - qd - kvd]);
+}
+
 /* rope_forward_bf16 / rope_backward_bf16 (model.dtype bf16) on stacked rows
    q | k | v: bitwise what the fp32 ops give on the widened values (+ bias),
    rounded once; v untouched by RoPE; 1 and 2 threads bitwise equal */
@@ -566,11 +576,7 @@ static void test_rope_bf16(backend *be1, backend *be2) {
                 }
             be2->rope_forward(be2, q, pos, T, Hq, hd, 10000.0f);
             be2->rope_forward(be2, k, pos, T, Hkv, hd, 10000.0f);
-            for (int t = 0; t < T; t++)
-                for (int j = 0; j < W; j++)
-                    want[(size_t)t * W + j] = fp32_to_bf16(j < qd ? q[(size_t)t * qd + j]
-                                                          : j < qd + kvd ? k[(size_t)t * kvd + j - qd]
-                                                                         : v[(size_t)t * kvd + j - qd - kvd]);
+            stack_rows16(want, q, k, v, T, qd, kvd);
             char name[160];
             snprintf(name, sizeof name, "rope_forward_bf16 = bf16(rope_forward(x%s)) bitwise, T%d Hq%d Hkv%d hd%d",
                      withb ? " + bias" : "", T, Hq, Hkv, hd);
@@ -592,11 +598,7 @@ static void test_rope_bf16(backend *be1, backend *be2) {
         check_true(name, same(dq, dq0, (size_t)T * qd * 4) && same(dk, dk0, (size_t)T * kvd * 4));
         be2->rope_backward(be2, dq0, pos, T, Hq, hd, 10000.0f);
         be2->rope_backward(be2, dk0, pos, T, Hkv, hd, 10000.0f);
-        for (int t = 0; t < T; t++)
-            for (int j = 0; j < W; j++)
-                want[(size_t)t * W + j] = fp32_to_bf16(j < qd ? dq0[(size_t)t * qd + j]
-                                                      : j < qd + kvd ? dk0[(size_t)t * kvd + j - qd]
-                                                                     : dv[(size_t)t * kvd + j - qd - kvd]);
+        stack_rows16(want, dq0, dk0, dv, T, qd, kvd);
         snprintf(name, sizeof name, "rope_backward_bf16 = bf16(rope_backward(dq) | .. | dv) bitwise, T%d Hq%d Hkv%d hd%d",
                  T, Hq, Hkv, hd);
         check_true(name, same(h[1], want, n * 2) && same(h[0], h[1], n * 2));
@@ -813,11 +815,7 @@ static void test_attention_bf16(backend *be1, backend *be2, const att_ctx *c, co
     float scale = (float)c->scale;
     int qd = Hq * hd, kvd = Hkv * hd, W = qd + 2 * kvd;
     uint16_t *qkv = malloc((size_t)T * W * 2 + 2), *dO16 = malloc(nq * 2 + 2), *o16 = malloc(nq * 2 + 2);
-    for (int t = 0; t < T; t++)
-        for (int j = 0; j < W; j++)
-            qkv[(size_t)t * W + j] = fp32_to_bf16(j < qd ? q[(size_t)t * qd + j]
-                                                 : j < qd + kvd ? k[(size_t)t * kvd + j - qd]
-                                                                : v[(size_t)t * kvd + j - qd - kvd]);
+    stack_rows16(qkv, q, k, v, T, qd, kvd);
     for (size_t j = 0; j < nq; j++) dO16[j] = fp32_to_bf16(R[j]);
     double *ref[5];
     for (int i = 0; i < 5; i++) ref[i] = malloc(n[i] * 8);

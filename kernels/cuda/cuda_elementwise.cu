@@ -113,14 +113,19 @@ void cuda_bias_backward(backend *be, float *dbias, const float *dy, int T, int N
  * (powf), angle = float(pos) * inv_freq, cosf/sinf (full-precision versions,
  * the build does not use fast math). One thread per (t, pair i), looping over
  * heads so the angle is computed once per token and pair. */
+/* cos and sign * sin of token position p's angle for pair i */
+static __device__ __forceinline__ void rope_cs(int p, int i, int hd, float theta, float sign, float *c, float *s) {
+    float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    float a = (float)p * inv;
+    *c = cosf(a), *s = sign * sinf(a);
+}
 static __global__ void rope_kernel(float *x, const int32_t *pos, int T, int H, int hd, float theta, float sign) {
     int half = hd / 2;
     size_t n = (size_t)T * half;
     for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < n; idx += (size_t)gridDim.x * blockDim.x) {
         int t = (int)(idx / half), i = (int)(idx % half);
-        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-        float a = (float)pos[t] * inv;
-        float c = cosf(a), s = sign * sinf(a);
+        float c, s;
+        rope_cs(pos[t], i, hd, theta, sign, &c, &s);
         float *row = x + (size_t)t * H * hd;
         for (int h = 0; h < H; h++) {
             float *x1 = row + (size_t)h * hd + i, *x2 = x1 + half;
@@ -175,9 +180,8 @@ static __global__ void rope_bf16_kernel(uint16_t *out, rope_src src, const int32
     size_t n = (size_t)T * half;
     for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < n; idx += (size_t)gridDim.x * blockDim.x) {
         int t = (int)(idx / half), i = (int)(idx % half);
-        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-        float a = (float)pos[t] * inv;
-        float c = cosf(a), s = sign * sinf(a);
+        float c, s;
+        rope_cs(pos[t], i, hd, theta, sign, &c, &s);
         uint16_t *row = out + (size_t)t * src.W;
         for (int h = 0; h < Hr; h++) {
             int j = h * hd + i;
