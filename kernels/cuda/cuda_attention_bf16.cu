@@ -45,6 +45,8 @@
  * (compile time) is 64 or 128; head_dim <= HD is zero-padded. Sizes: TC_*_SMEM
  * below; docs/cuda.md has the numbers and the ptxas register counts. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda_internal.h"
 
@@ -74,13 +76,15 @@ using namespace nvcuda;
 #define TC_TILE(HD) ((size_t)TC_T * TC_TLD(HD) * 2)
 #define TC_FSTRIP ((size_t)16 * TC_SLD * 4)
 #define TC_PSTRIP ((size_t)16 * TC_PLD * 2)
-/* blocks per SM that shared memory allows the dK/dV kernel at hd 64 (3),
-   asked of ptxas as a register bound (65536 / (128 x 3)): left alone it takes
-   254 registers (2 blocks) where 168 cost ~100 bytes of spills. The forward
-   and dQ kernels carry the same bound: since their tiles load 16 bytes of
-   bf16 at a time, ptxas would otherwise give them up to 255 registers at hd
-   64 (2 blocks); with it they fit 168 without spills. */
-#define TC_MIN_BLOCKS(HD) ((HD) == 64 ? 3 : 1)
+/* MINB, each kernel's minimum blocks per SM (__launch_bounds__): 3 at hd
+   64, what shared memory allows, asked of ptxas as a register bound (65536 /
+   (128 x 3) = 170): left alone it gives the dK/dV kernel 254 registers (2
+   blocks) where 168 cost ~100 bytes of spills, and the forward and dQ
+   kernels (16-byte bf16 tile loads) up to 255. Both variants are compiled at
+   hd 64; RFT_CUDA_TC_MIN_BLOCKS=1 in the environment picks the unbounded one
+   when the backend is created, so one GPU run (tools/gpu_check.sh) can time
+   both. hd 128: 1 (shared memory allows 2 blocks either way). */
+#define TC_MINB_64 3
 #define TC_FWD_SMEM(HD) (3 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP))
 #define TC_DKDV_SMEM(HD) (4 * TC_TILE(HD) + 2 * TC_T * 4 + TC_WARPS * (TC_FSTRIP + 2 * TC_PSTRIP))
 #define TC_DQ_SMEM(HD) (4 * TC_TILE(HD) + TC_WARPS * (TC_FSTRIP + TC_PSTRIP))
@@ -201,8 +205,8 @@ static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *s
 }
 
 /* ---- forward ---- */
-template <int HD>
-static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_fwd_kernel(uint16_t *out, float *lse,
+template <int HD, int MINB>
+static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_fwd_kernel(uint16_t *out, float *lse,
                                                                         const uint16_t *qkv, const int32_t *cu,
                                                                         const int2 *map, const int *count, int Hq,
                                                                         int Hkv, int hd, float scale) {
@@ -266,8 +270,8 @@ static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_
 }
 
 /* ---- backward ---- */
-template <int HD>
-static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_dkdv_kernel(
+template <int HD, int MINB>
+static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_dkdv_kernel(
     float *dk, float *dv, const uint16_t *dout, const uint16_t *qkv, const float *lse, const float *Dd,
     const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
@@ -337,8 +341,8 @@ static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_
     warp_store_rows<HD>(dva, Sw, dv + (size_t)kvh * hd, kvd, s0 + k0 + kw, nk - kw, hd, 1.0f);
 }
 
-template <int HD>
-static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_dq_kernel(
+template <int HD, int MINB>
+static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_dq_kernel(
     float *dq, const uint16_t *dout, const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *cu,
     const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
@@ -393,18 +397,18 @@ static __global__ void __launch_bounds__(TC_THREADS, TC_MIN_BLOCKS(HD)) attn_tc_
 }
 
 #else
-template <int HD>
+template <int HD, int MINB>
 static __global__ void attn_tc_fwd_kernel(uint16_t *, float *, const uint16_t *, const int32_t *, const int2 *,
                                           const int *, int, int, int, float) {
     __trap();
 }
-template <int HD>
+template <int HD, int MINB>
 static __global__ void attn_tc_dkdv_kernel(float *, float *, const uint16_t *, const uint16_t *, const float *,
                                            const float *, const int32_t *, const int2 *, const int *, int, int, int,
                                            float) {
     __trap();
 }
-template <int HD>
+template <int HD, int MINB>
 static __global__ void attn_tc_dq_kernel(float *, const uint16_t *, const uint16_t *, const float *, const float *,
                                          const int32_t *, const int2 *, const int *, int, int, int, float) {
     __trap();
@@ -425,22 +429,50 @@ static __global__ void tc_rowdot_kernel(float *Dd, const uint16_t *dout, const u
 /* ---- host side ---- */
 
 /* Raises the dynamic shared-memory limits (hd 128 kernels only where
-   cuda_attention_setup found room for the fp32 ones: attn_hd_max). */
+   cuda_attention_setup found room for the fp32 ones: attn_hd_max) and picks
+   the hd-64 variant (TC_MINB_64, or 1 with RFT_CUDA_TC_MIN_BLOCKS=1). */
 int cuda_attention_bf16_setup(backend *be) {
+    cuda_impl *im = CUDA_IMPL(be);
+    const char *e = getenv("RFT_CUDA_TC_MIN_BLOCKS");
+    im->tc_minb_64 = e && !strcmp(e, "1") ? 1 : TC_MINB_64;
 #define SET_SMEM(kern, bytes)                                                                          \
     if (CU_CHECK(be, cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, \
                                           (int)(bytes))))                                             \
         return -1;
-    SET_SMEM(attn_tc_fwd_kernel<64>, TC_FWD_SMEM(64));
-    SET_SMEM(attn_tc_dkdv_kernel<64>, TC_DKDV_SMEM(64));
-    SET_SMEM(attn_tc_dq_kernel<64>, TC_DQ_SMEM(64));
-    if (CUDA_IMPL(be)->attn_hd_max >= 128) {
-        SET_SMEM(attn_tc_fwd_kernel<128>, TC_FWD_SMEM(128));
-        SET_SMEM(attn_tc_dkdv_kernel<128>, TC_DKDV_SMEM(128));
-        SET_SMEM(attn_tc_dq_kernel<128>, TC_DQ_SMEM(128));
+#define SET_ALL(HD, MINB)                                                   \
+    SET_SMEM((attn_tc_fwd_kernel<HD, MINB>), TC_FWD_SMEM(HD));              \
+    SET_SMEM((attn_tc_dkdv_kernel<HD, MINB>), TC_DKDV_SMEM(HD));            \
+    SET_SMEM((attn_tc_dq_kernel<HD, MINB>), TC_DQ_SMEM(HD));
+    SET_ALL(64, TC_MINB_64)
+    SET_ALL(64, 1)
+    if (im->attn_hd_max >= 128) {
+        SET_ALL(128, 1)
     }
+#undef SET_ALL
 #undef SET_SMEM
     return 0;
+}
+
+/* the forward, and the dK/dV and dQ kernels (grids gkv, gq), of one variant */
+template <int HD, int MINB>
+static void tc_forward(backend *be, dim3 grid, uint16_t *out16, float *lse, const uint16_t *qkv, const int32_t *cu,
+                       const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    auto fwd = attn_tc_fwd_kernel<HD, MINB>;
+    LAUNCH(fwd, grid, TC_THREADS, TC_FWD_SMEM(HD), CUDA_IMPL(be)->stream, out16, lse, qkv, cu, map, count, Hq, Hkv, hd,
+           scale);
+    CU_LAUNCHED(be, "attn_tc_fwd_kernel");
+}
+template <int HD, int MINB>
+static void tc_backward(backend *be, dim3 gkv, dim3 gq, float *dq, float *dk, float *dv, const uint16_t *dout,
+                        const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *cu, const int2 *map,
+                        const int *count, int Hq, int Hkv, int hd, float scale) {
+    cudaStream_t st = CUDA_IMPL(be)->stream;
+    auto dkdv = attn_tc_dkdv_kernel<HD, MINB>;
+    auto dqk = attn_tc_dq_kernel<HD, MINB>;
+    LAUNCH(dkdv, gkv, TC_THREADS, TC_DKDV_SMEM(HD), st, dk, dv, dout, qkv, lse, Dd, cu, map, count, Hq, Hkv, hd, scale);
+    CU_LAUNCHED(be, "attn_tc_dkdv_kernel");
+    LAUNCH(dqk, gq, TC_THREADS, TC_DQ_SMEM(HD), st, dq, dout, qkv, lse, Dd, cu, map, count, Hq, Hkv, hd, scale);
+    CU_LAUNCHED(be, "attn_tc_dq_kernel");
 }
 
 void cuda_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const uint16_t *qkv,
@@ -451,29 +483,9 @@ void cuda_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const
     int *count;
     int cap = cuda_attn_prepare(be, cu_seqlens, B, T, Hq, Hkv, hd, 0, &unused, &map, &count);
     if (cap < 0) return;
-    cudaStream_t st = CUDA_IMPL(be)->stream;
     dim3 grid(cap, Hq);
-    if (hd <= 64)
-        LAUNCH(attn_tc_fwd_kernel<64>, grid, TC_THREADS, TC_FWD_SMEM(64), st, out16, lse, qkv, cu_seqlens, map, count,
-               Hq, Hkv, hd, scale);
-    else
-        LAUNCH(attn_tc_fwd_kernel<128>, grid, TC_THREADS, TC_FWD_SMEM(128), st, out16, lse, qkv, cu_seqlens, map,
-               count, Hq, Hkv, hd, scale);
-    CU_LAUNCHED(be, "attn_tc_fwd_kernel");
-}
-
-/* the dK/dV and dQ kernels for head-dim bound HD on grids gkv, gq */
-template <int HD>
-static void tc_backward(backend *be, dim3 gkv, dim3 gq, float *dq, float *dk, float *dv, const uint16_t *dout,
-                        const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *cu, const int2 *map,
-                        const int *count, int Hq, int Hkv, int hd, float scale) {
-    cudaStream_t st = CUDA_IMPL(be)->stream;
-    LAUNCH(attn_tc_dkdv_kernel<HD>, gkv, TC_THREADS, TC_DKDV_SMEM(HD), st, dk, dv, dout, qkv, lse, Dd, cu, map, count,
-           Hq, Hkv, hd, scale);
-    CU_LAUNCHED(be, "attn_tc_dkdv_kernel");
-    LAUNCH(attn_tc_dq_kernel<HD>, gq, TC_THREADS, TC_DQ_SMEM(HD), st, dq, dout, qkv, lse, Dd, cu, map, count, Hq, Hkv,
-           hd, scale);
-    CU_LAUNCHED(be, "attn_tc_dq_kernel");
+    (hd > 64 ? tc_forward<128, 1> : CUDA_IMPL(be)->tc_minb_64 == 1 ? tc_forward<64, 1> : tc_forward<64, TC_MINB_64>)(
+        be, grid, out16, lse, qkv, cu_seqlens, map, count, Hq, Hkv, hd, scale);
 }
 
 void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16,
@@ -489,6 +501,6 @@ void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, 
     float *Dd = (float *)dbuf; /* [T, Hq] */
     LAUNCH(tc_rowdot_kernel, (T * Hq + 7) / 8, 256, 0, CUDA_IMPL(be)->stream, Dd, dout16, out16, T * Hq, hd);
     CU_LAUNCHED(be, "tc_rowdot_kernel");
-    (hd <= 64 ? tc_backward<64> : tc_backward<128>)(be, dim3(cap, Hkv), dim3(cap, Hq), dq, dk, dv, dout16, qkv, lse,
-                                                    Dd, cu_seqlens, map, count, Hq, Hkv, hd, scale);
+    (hd > 64 ? tc_backward<128, 1> : CUDA_IMPL(be)->tc_minb_64 == 1 ? tc_backward<64, 1> : tc_backward<64, TC_MINB_64>)(
+        be, dim3(cap, Hkv), dim3(cap, Hq), dq, dk, dv, dout16, qkv, lse, Dd, cu_seqlens, map, count, Hq, Hkv, hd, scale);
 }

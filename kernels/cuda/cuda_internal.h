@@ -34,6 +34,7 @@ typedef struct cuda_impl {
     int n_sm;             /* multiprocessors */
     size_t smem_optin;    /* max dynamic shared memory per block (opt-in) */
     int attn_hd_max;      /* largest head_dim the attention kernels take on this device (64 or 128) */
+    int tc_minb_64;       /* the hd-64 bf16 attention kernels' variant: blocks per SM asked of ptxas (3, or 1) */
     void *scratch;        /* device scratch for multi-pass ops, grown on demand */
     size_t scratch_bytes;
     double *host_sumsq;   /* pinned host word for sumsq's result */

@@ -524,6 +524,55 @@ static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
     cpu->free(cpu, cc); gpu->free(gpu, cg); free(cu);
 }
 
+/* the bf16 attention kernels' other variant at hd 64 (RFT_CUDA_TC_MIN_BLOCKS=1
+   when a backend is created: no register bound): the same code under
+   another register allocation, so the same results as the default one */
+static void test_attention_variant(void) {
+    char err[512];
+    setenv("RFT_CUDA_TC_MIN_BLOCKS", "1", 1);
+    backend *g1 = backend_cuda_create(0, err, sizeof err);
+    unsetenv("RFT_CUDA_TC_MIN_BLOCKS");
+    if (!g1) {
+        printf("FAIL backend with RFT_CUDA_TC_MIN_BLOCKS=1: %s\n", err);
+        n_fail++, n_check++;
+        return;
+    }
+    const int B = 2, lens[2] = {130, 70}, Hq = 4, Hkv = 2, hd = 64, T = 200, W = (Hq + 2 * Hkv) * hd;
+    int32_t cu[3] = {0, lens[0], lens[0] + lens[1]};
+    size_t nw = (size_t)T * W, nq = (size_t)T * Hq * hd, nk = (size_t)T * Hkv * hd, nl = (size_t)T * Hq;
+    uint16_t *h = malloc((nw + nq) * 2);
+    for (size_t i = 0; i < nw + nq; i++) h[i] = fp32_to_bf16(rnd_uniform(-2, 2));
+    float *res[2];
+    for (int v = 0; v < 2; v++) {
+        backend *be = v ? g1 : gpu;
+        uint16_t *qkv = b16_up(be, h, nw), *dO = b16_up(be, h + nw, nq), *o = be_alloc(be, nq * 2 + 4);
+        float *lse = be_alloc(be, nl * 4), *dq = be_alloc(be, nq * 4), *dk = be_alloc(be, nk * 4),
+              *dv = be_alloc(be, nk * 4);
+        int32_t *c = i_up(be, cu, 3);
+        be->attention_forward_bf16(be, o, lse, qkv, c, B, T, Hq, Hkv, hd, 0.125f);
+        be->attention_backward_bf16(be, dq, dk, dv, dO, qkv, o, lse, c, B, T, Hq, Hkv, hd, 0.125f);
+        size_t n = nq / 2 + nl + nq + 2 * nk; /* o (as floats' room), lse, dq, dk, dv */
+        res[v] = malloc(n * 4);
+        float *r = res[v];
+        be->copy_d2h(be, r, o, nq * 2), r += nq / 2;
+        be->copy_d2h(be, r, lse, nl * 4), r += nl;
+        be->copy_d2h(be, r, dq, nq * 4), r += nq;
+        be->copy_d2h(be, r, dk, nk * 4), r += nk;
+        be->copy_d2h(be, r, dv, nk * 4);
+        if (be->sync(be)) printf("  error: %s\n", be->err);
+        be->free(be, qkv), be->free(be, dO), be->free(be, o), be->free(be, lse), be->free(be, dq);
+        be->free(be, dk), be->free(be, dv), be->free(be, c);
+    }
+    size_t n = nq / 2 + nl + nq + 2 * nk, diff = 0;
+    for (size_t i = 0; i < n; i++) diff += memcmp(&res[0][i], &res[1][i], 4) != 0;
+    n_check++;
+    if (diff) n_fail++;
+    printf("%-4s %-44s %zu of %zu values differ\n", diff ? "FAIL" : "ok",
+           "attn_bf16 hd64 variant minb1 = default (bitwise)", diff, n);
+    free(res[0]), free(res[1]), free(h);
+    g1->destroy(g1);
+}
+
 /* kv_write a prefill of each slot, then attention_cached for those prefill
    tokens and for one decode token per slot. Cache positions never written
    stay poisoned: reading past pos[t] would show up as NaN. */
@@ -1371,6 +1420,7 @@ int main(void) {
     { int l[] = {0, 63, 65, 1}; test_attention(4, l, 2, 2, 80); }
     { int l[] = {190}; test_attention(1, l, 2, 1, 128); }
     { int l[] = {100, 29}; test_attention(2, l, 3, 1, 36); } /* hd % 8 != 0: the bf16 tiles load one element at a time */
+    test_attention_variant();
     { int l[] = {1500}; test_attention(1, l, 2, 1, 64); }
     {
         int l[40];

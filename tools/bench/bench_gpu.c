@@ -24,9 +24,11 @@
  * more steps (forward, backward, AdamW) run profiled, a sync around each op,
  * and their per-op table follows that run's JSON line, below a line
  * "profile: train <dtype> ..." (tools/gpu_check.sh shows the bf16 one).
+ * --attention-only: the bf16 attention pair alone (gpu_check.sh runs it
+ * again with RFT_CUDA_TC_MIN_BLOCKS=1: the kernels' other register bound).
  *
  *   bench_gpu [--seqs 16] [--seqlen 1024] [--steps 5] [--decode 1,64,256]
- *             [--prompt 64] [--gen 32] [--skip-matmul] [--skip-train] [--profile]
+ *             [--prompt 64] [--gen 32] [--skip-matmul] [--skip-train] [--profile] [--attention-only]
  */
 #include <math.h>
 #include <stdio.h>
@@ -325,6 +327,7 @@ static void bench_decode(backend *be, int batch, int prompt, int gen, int bf16) 
 
 int main(int argc, char **argv) {
     int seqs = 16, seqlen = 1024, steps = 5, prompt = 64, gen = 32, skip_mm = 0, skip_train = 0, profile = 0;
+    int attn_only = 0;
     const char *decode = "1,64,256";
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--seqs")) seqs = atoi(argv[++i]);
@@ -336,9 +339,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--skip-matmul")) skip_mm = 1;
         else if (!strcmp(argv[i], "--skip-train")) skip_train = 1;
         else if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--attention-only")) attn_only = 1;
         else {
             fprintf(stderr, "usage: bench_gpu [--seqs B] [--seqlen N] [--steps S] [--decode 1,64,256] [--prompt P] "
-                            "[--gen G] [--skip-matmul] [--skip-train] [--profile]\n");
+                            "[--gen G] [--skip-matmul] [--skip-train] [--profile] [--attention-only]\n");
             return 2;
         }
     }
@@ -348,6 +352,17 @@ int main(int argc, char **argv) {
     }
     char err[512];
     double peak = 0, peak16 = 0;
+    if (attn_only) { /* the bf16 attention pair alone (tools/gpu_check.sh times the kernel variants with it) */
+        backend *be = backend_cuda_create(0, err, sizeof err);
+        if (!be) {
+            printf("SKIPPED: %s\n", err);
+            return 77;
+        }
+        bench_attention(be, 1, seqs, seqlen, 9, 3, 64);
+        int rc = be->sync(be);
+        be->destroy(be);
+        return rc ? 1 : 0;
+    }
     if (!skip_mm) {
         setenv("RFT_CUDA_TF32", "0", 1);
         backend *be32 = backend_cuda_create(0, err, sizeof err);
