@@ -450,11 +450,13 @@ static void test_rmsnorm(backend *be1, backend *be2) {
         check_true("rmsnorm_backward dx aliasing dout, dx16 = bf16(dx)", ok);
         /* dout16: bitwise the fp32 op on the widened bf16 gradient */
         uint16_t *dy16 = malloc(n * 2);
-        float *dyr = malloc(n * 4), *dx5 = malloc(n * 4), *dx6 = malloc(n * 4), *dw5 = calloc(D, 4), *dw6 = calloc(D, 4);
+        float *dyr = malloc(n * 4), *dx5 = malloc(n * 4), *dx6 = malloc(n * 4);
+        float *dw5 = calloc(D, 4), *dw6 = calloc(D, 4);
         for (size_t i = 0; i < n; i++) dy16[i] = bf16_ref(dy[i]), dyr[i] = bf16_val(dy16[i]);
         be2->rmsnorm_backward(be2, dx5, NULL, dw5, dyr, NULL, x, w, r2, T, D, 0.0f);
         be1->rmsnorm_backward(be1, dx6, NULL, dw6, NULL, dy16, x, w, r2, T, D, 0.0f);
-        check_true("rmsnorm_backward dout16 = fp32 op on bf16(dout) bitwise", same(dx5, dx6, n * 4) && same(dw5, dw6, D * 4));
+        check_true("rmsnorm_backward dout16 = fp32 op on bf16(dout) bitwise",
+                   same(dx5, dx6, n * 4) && same(dw5, dw6, D * 4));
         free(dy16), free(dyr), free(dx5), free(dx6), free(dw5), free(dw6);
         free(acc), free(acc0), free(dw3), free(al), free(dw4);
         free(h1), free(h2);
@@ -557,7 +559,8 @@ static void test_rope_bf16(backend *be1, backend *be2) {
         for (int t = 0; t < T; t++) pos[t] = 3000 + (t * 7) % 50;
         float *x = randf(n, 1), *b = randf(W, 1), *dq = randf((size_t)T * qd, 1), *dk = randf((size_t)T * kvd, 1),
               *dv = randf((size_t)T * kvd, 1);
-        float *q = malloc((size_t)T * qd * 4), *k = malloc((size_t)T * kvd * 4 + 4), *v = malloc((size_t)T * kvd * 4 + 4);
+        float *q = malloc((size_t)T * qd * 4), *k = malloc((size_t)T * kvd * 4 + 4);
+        float *v = malloc((size_t)T * kvd * 4 + 4);
         uint16_t *h[2], *want = malloc(n * 2 + 2);
         for (int withb = 0; withb < 2; withb++) {
             for (int c = 0; c < 2; c++) {
@@ -599,8 +602,8 @@ static void test_rope_bf16(backend *be1, backend *be2) {
         be2->rope_backward(be2, dq0, pos, T, Hq, hd, 10000.0f);
         be2->rope_backward(be2, dk0, pos, T, Hkv, hd, 10000.0f);
         stack_rows16(want, dq0, dk0, dv, T, qd, kvd);
-        snprintf(name, sizeof name, "rope_backward_bf16 = bf16(rope_backward(dq) | .. | dv) bitwise, T%d Hq%d Hkv%d hd%d",
-                 T, Hq, Hkv, hd);
+        snprintf(name, sizeof name, "rope_backward_bf16 = bf16(rope_backward(dq) | .. | dv) bitwise, T%d Hq%d Hkv%d "
+                 "hd%d", T, Hq, Hkv, hd);
         check_true(name, same(h[1], want, n * 2) && same(h[0], h[1], n * 2));
         free(h[0]), free(h[1]), free(dq0), free(dk0);
         free(pos), free(x), free(b), free(dq), free(dk), free(dv), free(q), free(k), free(v), free(want);

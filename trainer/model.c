@@ -547,12 +547,13 @@ static void qkv_backward(model *m, const layer_weights *w, const layer_weights *
                          const uint16_t *d16, float *dx, uint16_t *dx16, int T) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
+    const act_views *a = m->act_views;
     int D = c->d_model, qd = qdim(c), kvd = kvdim(c), Q3 = qd + 2 * kvd;
     const float *W[3] = {w->wq, w->wk, w->wv};
     float *dW[3] = {g->wq, g->wk, g->wv}, *db[3] = {g->bq, g->bk, g->bv};
     int n[3] = {qd, kvd, kvd}, o[3] = {0, qd, qd + kvd};
     for (int i = 0; i < 3 && c->qkv_bias; i++) /* db[1, n] += ones[1, T] d[T, n] */
-        be->gemm_bf16(be, 0, 0, 1, n[i], T, ((act_views *)m->act_views)->ones16, T, d16 + o[i], Q3, 1.0f, db[i], NULL, n[i]);
+        be->gemm_bf16(be, 0, 0, 1, n[i], T, a->ones16, T, d16 + o[i], Q3, 1.0f, db[i], NULL, n[i]);
     if (qkv_adjacent(c, w)) {
         be->gemm_bf16(be, 1, 0, Q3, D, T, d16, Q3, la->xn1_16, D, 1.0f, g->wq, NULL, D);
         be->gemm_bf16(be, 0, 0, T, D, Q3, d16, Q3, w16(m, w->wq), D, 0.0f, NULL, dx16, D);
@@ -624,8 +625,8 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
         /* res[l+1] = mid + mlp(mid) (res[l+1] = mid copied by the MLP's norm) */
         block_mlp(m, w, la, la->mid, a->res[l + 1], 1, T, mix);
     }
-    be->rmsnorm_forward(be, mix ? NULL : a->xnf, mix ? a->xnf16 : NULL, a->rstdf, NULL, a->res[c->n_layer], m->w.final_norm,
-                        T, D, c->rms_eps);
+    be->rmsnorm_forward(be, mix ? NULL : a->xnf, mix ? a->xnf16 : NULL, a->rstdf, NULL, a->res[c->n_layer],
+                        m->w.final_norm, T, D, c->rms_eps);
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
         int n = T - t0 < a->chunk ? T - t0 : a->chunk;
         lm_head_chunk(m, t0, n, mix);
@@ -684,14 +685,14 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         size_t o = (size_t)t0 * D;
         lm_head_chunk(m, t0, n, mix);
         be->logprob_backward(be, a->logits, dy16, a->dlogp + t0, went ? a->dent + t0 : NULL, a->targets + t0, n, V);
-        linear_back(m, g->lm_head, a->dx + o, mix ? a->dxn16 + o : NULL, a->logits, dy16, a->xnf + o, mix ? a->xnf16 + o : NULL, m->w.lm_head,
-                    n, V, D, 0.0f);
+        linear_back(m, g->lm_head, a->dx + o, mix ? a->dxn16 + o : NULL, a->logits, dy16, a->xnf + o,
+                    mix ? a->xnf16 + o : NULL, m->w.lm_head, n, V, D, 0.0f);
     }
     /* mix: the norms' backwards read their output's gradient in bf16 (dxn16), as the products wrote it */
     const float *dxn = mix ? NULL : a->dx;
     const uint16_t *dxn16 = mix ? a->dxn16 : NULL;
-    be->rmsnorm_backward(be, a->dres, dy16, g->final_norm, dxn, dxn16, a->res[c->n_layer], m->w.final_norm, a->rstdf, T,
-                         D, 0.0f);
+    be->rmsnorm_backward(be, a->dres, dy16, g->final_norm, dxn, dxn16, a->res[c->n_layer], m->w.final_norm,
+                         a->rstdf, T, D, 0.0f);
 
     for (int l = c->n_layer - 1; l >= 0; l--) {
         layer_weights *wl = &m->w.layers[l], *gl = &g->layers[l];
@@ -710,7 +711,8 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
             linear_back(m, gl->wup, a->dx, NULL, a->dup, NULL, la->xn2, NULL, wl->wup, T, F, D, 1.0f);
         }
         /* dres += the norm's input gradient: now d(mid) */
-        be->rmsnorm_backward(be, a->dres, dy16, gl->mlp_norm, dxn, dxn16, la->mid, wl->mlp_norm, la->rstd2, T, D, 1.0f);
+        be->rmsnorm_backward(be, a->dres, dy16, gl->mlp_norm, dxn, dxn16, la->mid, wl->mlp_norm, la->rstd2, T, D,
+                             1.0f);
         /* mid = res[l] + att @ wo^T */
         if (mix) { /* datt16 [T, qd] = bf16(dmid wo) (in datt's memory) */
             uint16_t *datt16 = (uint16_t *)a->datt;
@@ -737,8 +739,8 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
             linear_back(m, gl->wv, a->dx, NULL, a->dv, NULL, la->xn1, NULL, wl->wv, T, kvd, D, 1.0f);
         }
         /* dres += the norm's input gradient: now d(res[l]) */
-        be->rmsnorm_backward(be, a->dres, dy16, gl->attn_norm, dxn, dxn16, a->res[l], wl->attn_norm, la->rstd1, T, D,
-                             1.0f);
+        be->rmsnorm_backward(be, a->dres, dy16, gl->attn_norm, dxn, dxn16, a->res[l], wl->attn_norm, la->rstd1, T,
+                             D, 1.0f);
     }
     be->embedding_backward(be, g->embed, a->dres, a->tokens, T, D);
     if (be->sync(be)) return errf(err, cap, "model_backward: %s", be->err);

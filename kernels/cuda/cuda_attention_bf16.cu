@@ -502,5 +502,6 @@ void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, 
     LAUNCH(tc_rowdot_kernel, (T * Hq + 7) / 8, 256, 0, CUDA_IMPL(be)->stream, Dd, dout16, out16, T * Hq, hd);
     CU_LAUNCHED(be, "tc_rowdot_kernel");
     (hd > 64 ? tc_backward<128, 1> : CUDA_IMPL(be)->tc_minb_64 == 1 ? tc_backward<64, 1> : tc_backward<64, TC_MINB_64>)(
-        be, dim3(cap, Hkv), dim3(cap, Hq), dq, dk, dv, dout16, qkv, lse, Dd, cu_seqlens, map, count, Hq, Hkv, hd, scale);
+        be, dim3(cap, Hkv), dim3(cap, Hq), dq, dk, dv, dout16, qkv, lse, Dd, cu_seqlens, map, count, Hq, Hkv, hd,
+        scale);
 }

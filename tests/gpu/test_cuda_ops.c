@@ -257,7 +257,10 @@ static void test_elementwise(size_t n) {
             check(name, &w, cnt, 1e-2);
         }
         t_free(&w);
-        for (int b = 0; b < 2; b++) bes[b]->free(bes[b], gu[b]), bes[b]->free(bes[b], o16[b]), bes[b]->free(bes[b], d16[b]), bes[b]->free(bes[b], dy16[b]);
+        for (int b = 0; b < 2; b++) {
+            bes[b]->free(bes[b], gu[b]), bes[b]->free(bes[b], o16[b]);
+            bes[b]->free(bes[b], d16[b]), bes[b]->free(bes[b], dy16[b]);
+        }
         free(hb);
     }
 
@@ -1419,7 +1422,7 @@ int main(void) {
     { int l[] = {257, 64}; test_attention(2, l, 3, 1, 40); }
     { int l[] = {0, 63, 65, 1}; test_attention(4, l, 2, 2, 80); }
     { int l[] = {190}; test_attention(1, l, 2, 1, 128); }
-    { int l[] = {100, 29}; test_attention(2, l, 3, 1, 36); } /* hd % 8 != 0: the bf16 tiles load one element at a time */
+    { int l[] = {100, 29}; test_attention(2, l, 3, 1, 36); } /* hd % 8 != 0: bf16 tiles load one element at a time */
     test_attention_variant();
     { int l[] = {1500}; test_attention(1, l, 2, 1, 64); }
     {
