@@ -142,28 +142,28 @@ struct backend {
      * product (Q K^T, P V; backward dP = dO V^T, dV = P^T dO, dK = dS^T Q,
      * dQ = dS K) are these bf16 values, P and dS rounded to bf16 (nearest
      * even, kernels/bf16.h), fp32 accumulation (tensor cores on CUDA); the
-     * softmax statistics, lse, D = rowsum(dO * O) (over the bf16 values) and
-     * dq, dk, dv (fp32, written) are fp32; O is rounded once at the end. P is
-     * rounded as exp(s - m) with m the running row max over 64-key tiles (the
-     * online softmax of the CUDA forward; the CPU backend reproduces it), then
-     * rescaled in fp32. The CPU and CUDA backends round the same values and
-     * differ by summation order only. */
+     * softmax statistics, lse and D = rowsum(dO * O) (over the bf16 values)
+     * are fp32; O is rounded once at the end. P is rounded as exp(s - m) with
+     * m the running row max over 64-key tiles (the online softmax of the
+     * CUDA forward; the CPU backend reproduces it), then rescaled in fp32.
+     * The backward goes through the RoPE of rope_forward_bf16 too: it writes
+     * dqkv16 [T, Hq*hd + 2*Hkv*hd] = bf16(rope_backward(dq) | rope_backward(dk)
+     * | dv) per row (positions pos[T], base theta; dq, dk, dv the fp32
+     * gradients of the attention's q, k, v), the gradient of the stacked
+     * product's output before the bias. The CPU and CUDA backends round the
+     * same values and differ by summation order only. */
     void (*attention_forward_bf16)(backend *be, uint16_t *out16, float *lse, const uint16_t *qkv,
                                    const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
-    void (*attention_backward_bf16)(backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16,
-                                    const uint16_t *qkv, const uint16_t *out16, const float *lse,
+    void (*attention_backward_bf16)(backend *be, uint16_t *dqkv16, const uint16_t *dout16, const uint16_t *qkv,
+                                    const uint16_t *out16, const float *lse, const int32_t *pos, float theta,
                                     const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
-    /* RoPE on the stacked bf16 rows qkv[T, Hq*hd + 2*Hkv*hd] (q | k | v):
-     * rope_forward_bf16, in place: x = qkv + (bq | bk | bv) (the biases
-     * [Hq*hd], [Hkv*hd], [Hkv*hd] fp32, all NULL or all set), the q and k
-     * heads rotated as rope_forward, all in fp32, each value rounded once.
-     * rope_backward_bf16: dqkv16[t] = bf16(rope_backward(dq[t]) |
-     * rope_backward(dk[t]) | dv[t]) for dq [T, Hq*hd], dk, dv [T, Hkv*hd]
-     * fp32 (not modified): the stacked projection's output gradient. */
+    /* RoPE on the stacked bf16 rows qkv[T, Hq*hd + 2*Hkv*hd] (q | k | v), in
+     * place: x = qkv + (bq | bk | bv) (the biases [Hq*hd], [Hkv*hd],
+     * [Hkv*hd] fp32, all NULL or all set), the q and k heads rotated as
+     * rope_forward, all in fp32, each value rounded once. Its backward is
+     * part of attention_backward_bf16's. */
     void (*rope_forward_bf16)(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,
                               const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta);
-    void (*rope_backward_bf16)(backend *be, uint16_t *dqkv16, const float *dq, const float *dk, const float *dv,
-                               const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta);
 
     /* ---- KV cache (rollouts) ----
      * A layer's cache is kc, vc [S, max_seq, Hkv*hd]: S slots (sequences),

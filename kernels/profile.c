@@ -248,12 +248,13 @@ OP(attention_forward_bf16,
    (out16, lse, qkv, cu_seqlens, B, T, Hq, Hkv, hd, scale),
    2.0 * T * (2 * Hq * hd + 2 * Hkv * hd) + 4.0 * ((double)T * Hq + B + 1),
    4.0 * Hq * hd * causal_pairs(p, cu_seqlens, B))
+/* backward: reads dout16, qkv, out16, lse, pos; writes the stacked dqkv16 */
 OP(attention_backward_bf16,
-   (backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16, const uint16_t *qkv,
-    const uint16_t *out16, const float *lse, const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd,
-    float scale),
-   (dq, dk, dv, dout16, qkv, out16, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale),
-   2.0 * T * (3 * Hq * hd + 2 * Hkv * hd) + 4.0 * ((double)T * (Hq * hd + 2 * Hkv * hd + Hq) + B + 1),
+   (backend *be, uint16_t *dqkv16, const uint16_t *dout16, const uint16_t *qkv, const uint16_t *out16,
+    const float *lse, const int32_t *pos, float theta, const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv,
+    int hd, float scale),
+   (dqkv16, dout16, qkv, out16, lse, pos, theta, cu_seqlens, B, T, Hq, Hkv, hd, scale),
+   2.0 * T * (4 * Hq * hd + 4 * Hkv * hd) + 4.0 * ((double)T * (Hq + 1) + B + 1),
    10.0 * Hq * hd * causal_pairs(p, cu_seqlens, B))
 /* stacked rows of W = (Hq + 2 Hkv) hd: forward reads and writes them (bf16)
    and the biases; backward reads dq, dk, dv (fp32), writes the rows */
@@ -262,10 +263,6 @@ OP(rope_forward_bf16,
     int Hq, int Hkv, int hd, float theta),
    (qkv, bq, bk, bv, pos, T, Hq, Hkv, hd, theta),
    4.0 * (double)T * (Hq + 2 * Hkv) * hd + 4.0 * T + (bq ? 4.0 * (Hq + 2 * Hkv) * hd : 0), 0)
-OP(rope_backward_bf16,
-   (backend *be, uint16_t *dqkv16, const float *dq, const float *dk, const float *dv, const int32_t *pos, int T,
-    int Hq, int Hkv, int hd, float theta),
-   (dqkv16, dq, dk, dv, pos, T, Hq, Hkv, hd, theta), 6.0 * (double)T * (Hq + 2 * Hkv) * hd + 4.0 * T, 0)
 
 /* KV cache (elt_t: float or uint16_t bf16): kv_write reads k, v, slot, pos
    and writes their cache rows; attention_cached reads q, slot, pos and each
@@ -343,7 +340,7 @@ backend *backend_profile_wrap(backend *inner) {
     SET(bind_thread), SET(matmul), SET(cast_bf16), SET(matmul_bf16), SET(gemm_bf16), SET(add), SET(scale);
     SET(bias_forward), SET(bias_backward), SET(embedding_forward), SET(embedding_backward);
     SET(rmsnorm_forward), SET(rmsnorm_backward), SET(rope_forward), SET(rope_backward);
-    SET(rope_forward_bf16), SET(rope_backward_bf16);
+    SET(rope_forward_bf16);
     SET(attention_forward), SET(attention_backward), SET(attention_forward_bf16), SET(attention_backward_bf16);
     SET(kv_write), SET(attention_cached), SET(kv_write_bf16), SET(attention_cached_bf16);
     SET(swiglu_forward), SET(swiglu_backward), SET(swiglu_forward_bf16), SET(swiglu_backward_bf16);

@@ -546,7 +546,8 @@ static void stack_rows16(uint16_t *rows, const float *q, const float *k, const f
                                                                  : v[(size_t)t * kvd + j - qd - kvd]);
 }
 
-/* rope_forward_bf16 / rope_backward_bf16 (model.dtype bf16) on stacked rows
+/* rope_forward_bf16 and cpu_rope_backward_bf16 (the last step of the bf16
+   attention backward; model.dtype bf16) on stacked rows
    q | k | v: bitwise what the fp32 ops give on the widened values (+ bias),
    rounded once; v untouched by RoPE; 1 and 2 threads bitwise equal */
 static void test_rope_bf16(backend *be1, backend *be2) {
@@ -594,7 +595,7 @@ static void test_rope_bf16(backend *be1, backend *be2) {
         for (int c = 0; c < 2; c++) {
             h[c] = malloc(n * 2 + 2);
             memset(h[c], 0xff, n * 2);
-            (c ? be2 : be1)->rope_backward_bf16(c ? be2 : be1, h[c], dq, dk, dv, pos, T, Hq, Hkv, hd, 10000.0f);
+            cpu_rope_backward_bf16(c ? be2 : be1, h[c], dq, dk, dv, pos, T, Hq, Hkv, hd, 10000.0f);
         }
         char name[160];
         snprintf(name, sizeof name, "rope_backward_bf16 leaves dq, dk unchanged, T%d Hq%d Hkv%d hd%d", T, Hq, Hkv, hd);
@@ -802,13 +803,32 @@ static void att_ref_bf16(const att_ctx *c, double *out, double *lse, double *dq,
     free(s); free(qb); free(ob); free(kb); free(vb);
 }
 
+/* x[T, H, hd] in double through RoPE^T (rope_backward) at positions pos,
+   the angles formed in fp32 as the ops form them */
+static void rope_back_ref(double *x, const int32_t *pos, int T, int H, int hd, float theta) {
+    int half = hd / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd), a = (float)pos[t] * inv;
+            double c = cos((double)a), sn = -sin((double)a);
+            for (int h = 0; h < H; h++) {
+                double *x1 = x + ((size_t)t * H + h) * hd + i, *x2 = x1 + half, u = *x1, w = *x2;
+                *x1 = u * c - w * sn;
+                *x2 = w * c + u * sn;
+            }
+        }
+}
+
 /* the bf16 ops on the inputs of an fp32 case rounded to bf16 (q, k, v
    stacked into rows q | k | v; o, lse, dq, dk, dv: the fp32 op's results):
    against att_ref_bf16 (3e-4: fp32 vs double only, but a value within an
    fp32 error of a bf16 rounding boundary rounds the other way, 2^-8
    relative: ~1e-5..1e-4 here, 1e-3 for a missed rounding), within 1e-2 of
    the fp32 ops but not equal to them (> 1e-5: the rounding happens; lse by
-   rms absolute difference), bitwise equal with 1 and 2 threads */
+   rms absolute difference), bitwise equal with 1 and 2 threads. The
+   backward's dq, dk, dv come through RoPE^T (positions restarting per
+   sequence, + 37) and rounded, in the stacked rows: the references get the
+   same RoPE^T (and the double one the rounding). */
 static void test_attention_bf16(backend *be1, backend *be2, const att_ctx *c, const float *q, const float *k,
                                 const float *v, const float *R, const float *const f32[5], const char *shape) {
     int B = c->B, T = c->T, Hq = c->Hq, Hkv = c->Hkv, hd = c->hd;
@@ -818,6 +838,10 @@ static void test_attention_bf16(backend *be1, backend *be2, const att_ctx *c, co
     float scale = (float)c->scale;
     int qd = Hq * hd, kvd = Hkv * hd, W = qd + 2 * kvd;
     uint16_t *qkv = malloc((size_t)T * W * 2 + 2), *dO16 = malloc(nq * 2 + 2), *o16 = malloc(nq * 2 + 2);
+    uint16_t *d16 = malloc((size_t)T * W * 2 + 2);
+    int32_t *pos = malloc((T + 1) * sizeof(int32_t));
+    for (int b = 0; b < B; b++)
+        for (int r = c->cu[b]; r < c->cu[b + 1]; r++) pos[r] = r - c->cu[b] + 37;
     stack_rows16(qkv, q, k, v, T, qd, kvd);
     for (size_t j = 0; j < nq; j++) dO16[j] = fp32_to_bf16(R[j]);
     double *ref[5];
@@ -830,17 +854,35 @@ static void test_attention_bf16(backend *be1, backend *be2, const att_ctx *c, co
             for (size_t j = 0; j < n[i]; j++) res[t][i][j] = NAN;
         }
         memset(o16, 0xff, nq * 2); /* NaN */
+        memset(d16, 0xff, (size_t)T * W * 2);
         be->attention_forward_bf16(be, o16, res[t][1], qkv, c->cu, B, T, Hq, Hkv, hd, scale);
-        be->attention_backward_bf16(be, res[t][2], res[t][3], res[t][4], dO16, qkv, o16, res[t][1], c->cu, B, T, Hq,
-                                    Hkv, hd, scale);
+        be->attention_backward_bf16(be, d16, dO16, qkv, o16, res[t][1], pos, 10000.0f, c->cu, B, T, Hq, Hkv, hd,
+                                    scale);
         for (size_t j = 0; j < nq; j++) res[t][0][j] = bf16_to_fp32(o16[j]);
+        for (int r = 0; r < T; r++) /* the stacked rows, unstacked into dq, dk, dv */
+            for (int j = 0; j < W; j++) {
+                float x = bf16_to_fp32(d16[(size_t)r * W + j]);
+                if (j < qd) res[t][2][(size_t)r * qd + j] = x;
+                else if (j < qd + kvd) res[t][3][(size_t)r * kvd + j - qd] = x;
+                else res[t][4][(size_t)r * kvd + j - qd - kvd] = x;
+            }
     }
-    free(qkv), free(dO16), free(o16);
+    free(qkv), free(dO16), free(o16), free(d16);
     att_ref_bf16(c, ref[0], ref[1], ref[2], ref[3], ref[4], res[1][0], res[1][1]);
+    rope_back_ref(ref[2], pos, T, Hq, hd, 10000.0f);
+    rope_back_ref(ref[3], pos, T, Hkv, hd, 10000.0f);
+    for (int i = 2; i < 5; i++)
+        for (size_t j = 0; j < n[i]; j++) ref[i][j] = bfr(ref[i][j]);
+    /* the fp32 op's dq, dk through RoPE^T too */
+    float *f32dq = copyf(f32[2], nq), *f32dk = copyf(f32[3], nk);
+    be2->rope_backward(be2, f32dq, pos, T, Hq, hd, 10000.0f);
+    be2->rope_backward(be2, f32dk, pos, T, Hkv, hd, 10000.0f);
+    const float *fr[5] = {f32[0], f32[1], f32dq, f32dk, f32[4]};
+    free(pos);
     char name[200];
     int eq = 1;
     for (int i = 0; i < 5; i++) {
-        double *f = todouble(f32[i], n[i]);
+        double *f = todouble(fr[i], n[i]);
         snprintf(name, sizeof name, "attention bf16 %s vs double bf16 ref %s", what[i], shape);
         check(name, relerr(res[1][i], ref[i], n[i]), i == 1 ? 1e-6 : 3e-4);
         /* lse: the rms absolute difference (a log: lse near 0 makes the relative one meaningless) */
@@ -861,6 +903,7 @@ static void test_attention_bf16(backend *be1, backend *be2, const att_ctx *c, co
     }
     snprintf(name, sizeof name, "attention bf16 fwd+bwd bitwise equal with 1 and 2 threads %s", shape);
     check_true(name, eq);
+    free(f32dq), free(f32dk);
     for (int i = 0; i < 5; i++) {
         free(ref[i]);
         free(res[0][i]);

@@ -87,7 +87,6 @@ static void check_counts(backend *pb, int mixed) {
         {mixed ? "swiglu_backward_bf16" : "swiglu_backward", L},
         {mixed ? "attention_backward_bf16" : "attention_backward", L},
         {"rope_backward", mixed ? 0 : 2 * L},
-        {"rope_backward_bf16", mixed ? L : 0},
         {"bias_backward", mixed ? 0 : 3 * L},   /* bf16: products with a ones row */
         {"embedding_backward", 1},
         /* fp32: one matmul per linear, two per linear_back (the LM head's

@@ -219,7 +219,7 @@ class RoundGrad16(torch.autograd.Function):
     before the op that reads it (SwiGLU's input gradient dh and the norms'
     output gradients, written by the dx GEMM of the products that read them)
     or rounds before it is summed (the q/k/v bias gradients: column sums of
-    rope_backward_bf16's rounded rows)."""
+    attention_backward_bf16's rounded rows)."""
 
     @staticmethod
     def forward(ctx, y):
@@ -301,7 +301,7 @@ def forward(P, c, b, mixed=False):
             q = q + P[p + "self_attn.q_proj.bias"]
             k = k + P[p + "self_attn.k_proj.bias"]
             v = v + P[p + "self_attn.v_proj.bias"]
-        if mixed:  # rope_backward_bf16 rounds the gradient before the bias sums it
+        if mixed:  # attention_backward_bf16 rounds the gradient (after RoPE^T) before the bias sums it
             q, k, v = RoundGrad16.apply(q), RoundGrad16.apply(k), RoundGrad16.apply(v)
         q, k, v = q.view(T, Hq, hd), k.view(T, Hkv, hd), v.view(T, Hkv, hd)
         q = q * cos + rotate_half(q) * sin

@@ -538,7 +538,7 @@ static void block_qkv(model *m, const layer_weights *w, layer_acts *la, const fl
 }
 
 /* model.dtype bf16: the backward of block_qkv's products from d16 [T, qd +
-   2 kvd] (rope_backward_bf16's rows, each rounded once): the bias gradients
+   2 kvd] (attention_backward_bf16's rows, each rounded once): the bias gradients
    as products of ones16 with d16's column blocks (sums of the rounded
    gradients, fp32 accumulation), dW += d16^T xn1_16 and dx16 = bf16(d16 W),
    one product each over the stacked weights when they are adjacent (else
@@ -717,11 +717,9 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
         if (mix) { /* datt16 [T, qd] = bf16(dmid wo) (in datt's memory) */
             uint16_t *datt16 = (uint16_t *)a->datt;
             linear_back(m, gl->wo, NULL, datt16, NULL, dy16, NULL, la->att16, wl->wo, T, D, qd, 0.0f);
-            be->attention_backward_bf16(be, a->dq, a->dk, a->dv, datt16, la->qkv16, la->att16, la->lse,
+            /* d(qkv) [T, qd + 2 kvd], through RoPE, into dy16 (dmid's copy is consumed) */
+            be->attention_backward_bf16(be, dy16, datt16, la->qkv16, la->att16, la->lse, a->pos, c->rope_theta,
                                         a->cu_seqlens, B, T, c->n_head, c->n_kv_head, c->head_dim, scale);
-            /* d(qkv) [T, qd + 2 kvd] into dy16 (dmid's copy is consumed) */
-            be->rope_backward_bf16(be, dy16, a->dq, a->dk, a->dv, a->pos, T, c->n_head, c->n_kv_head, c->head_dim,
-                                   c->rope_theta);
             qkv_backward(m, wl, gl, la, dy16, a->dx, a->dxn16, T);
         } else {
             linear_back(m, gl->wo, a->datt, NULL, a->dres, NULL, la->att, NULL, wl->wo, T, D, qd, 0.0f);
@@ -776,7 +774,7 @@ int model_set_mixed(model *m, int on, char *err, size_t cap) {
         return 0;
     }
     if (!be->cast_bf16 || !be->gemm_bf16 || !be->attention_forward_bf16 || !be->attention_backward_bf16 ||
-        !be->swiglu_forward_bf16 || !be->swiglu_backward_bf16 || !be->rope_forward_bf16 || !be->rope_backward_bf16)
+        !be->swiglu_forward_bf16 || !be->swiglu_backward_bf16 || !be->rope_forward_bf16)
         return errf(err, cap, "the %s backend has no bf16 GEMM / attention (a CUDA GPU needs compute capability 8.0 or later)", be->name);
     for (int l = 0; l < m->cfg.n_layer; l++) /* the stacked gate/up product needs [wgate; wup] adjacent */
         if (m->w.layers[l].wup != m->w.layers[l].wgate + (size_t)m->cfg.d_ff * m->cfg.d_model)

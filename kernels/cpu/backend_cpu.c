@@ -110,7 +110,6 @@ backend *backend_cpu_create(int n_threads) {
     be->rope_forward = cpu_rope_forward;
     be->rope_backward = cpu_rope_backward;
     be->rope_forward_bf16 = cpu_rope_forward_bf16;
-    be->rope_backward_bf16 = cpu_rope_backward_bf16;
     be->attention_forward = cpu_attention_forward;
     be->attention_backward = cpu_attention_backward;
     be->attention_forward_bf16 = cpu_attention_forward_bf16;

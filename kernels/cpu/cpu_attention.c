@@ -206,11 +206,12 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
     att_forward(be, out, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale, 0);
 }
 /* the bf16 ops: the stacked bf16 rows q | k | v (and O, dO) widened into
-   fp32 copies [T, qd], [T, kvd], [T, kvd] (, [T, qd] x 2) in one block (NULL +
-   be->err on OOM) */
+   fp32 copies [T, qd], [T, kvd], [T, kvd] (, [T, qd] x 2) in one block,
+   followed by room for the fp32 gradients dq, dk, dv ([T, qd + 2 kvd]) when
+   do16 is given (NULL + be->err on OOM) */
 static float *att_widen_all(backend *be, const uint16_t *qkv, const uint16_t *o16, const uint16_t *do16, int T,
                             int qd, int kvd) {
-    size_t W = (size_t)qd + 2 * (size_t)kvd, n = (size_t)T * (W + 2 * (size_t)qd);
+    size_t W = (size_t)qd + 2 * (size_t)kvd, n = (size_t)T * (W + 2 * (size_t)qd + (do16 ? W : 0));
     float *f = malloc((n ? n : 1) * sizeof(float));
     if (!f) { CPU_ERR(be, "attention: out of memory"); return NULL; }
     float *q = f, *k = q + (size_t)T * qd, *v = k + (size_t)T * kvd, *o = v + (size_t)T * kvd, *dO = o + (size_t)T * qd;
@@ -405,13 +406,17 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
                             const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
     att_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale, 0);
 }
-void cpu_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16,
-                                 const uint16_t *qkv, const uint16_t *out16, const float *lse,
+/* the fp32 gradients dq, dk, dv into the block's room, then RoPE^T and one
+   rounding into the stacked rows (cpu_rope_backward_bf16) */
+void cpu_attention_backward_bf16(backend *be, uint16_t *dqkv16, const uint16_t *dout16, const uint16_t *qkv,
+                                 const uint16_t *out16, const float *lse, const int32_t *pos, float theta,
                                  const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
     int qd = Hq * hd, kvd = Hkv * hd;
     float *q = att_widen_all(be, qkv, out16, dout16, T, qd, kvd);
     if (!q) return;
     float *k = q + (size_t)T * qd, *v = k + (size_t)T * kvd, *o = v + (size_t)T * kvd, *dO = o + (size_t)T * qd;
+    float *dq = dO + (size_t)T * qd, *dk = dq + (size_t)T * qd, *dv = dk + (size_t)T * kvd;
     att_backward(be, dq, dk, dv, dO, q, k, v, o, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale, 1);
+    if (!be->err[0]) cpu_rope_backward_bf16(be, dqkv16, dq, dk, dv, pos, T, Hq, Hkv, hd, theta);
     free(q);
 }

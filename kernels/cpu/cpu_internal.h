@@ -50,6 +50,8 @@ void cpu_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, i
 void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
 void cpu_rope_forward_bf16(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,
                            const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta);
+/* dqkv16[t] = bf16(rope_backward(dq[t]) | rope_backward(dk[t]) | dv[t]): the
+   last step of cpu_attention_backward_bf16 */
 void cpu_rope_backward_bf16(backend *be, uint16_t *dqkv16, const float *dq, const float *dk, const float *dv,
                             const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta);
 void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n);
@@ -67,8 +69,8 @@ void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const 
                             const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 void cpu_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const uint16_t *qkv,
                                 const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
-void cpu_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16,
-                                 const uint16_t *qkv, const uint16_t *out16, const float *lse,
+void cpu_attention_backward_bf16(backend *be, uint16_t *dqkv16, const uint16_t *dout16, const uint16_t *qkv,
+                                 const uint16_t *out16, const float *lse, const int32_t *pos, float theta,
                                  const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 
 /* cpu_kvcache.c */

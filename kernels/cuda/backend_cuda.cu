@@ -243,7 +243,6 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->rope_forward = cuda_rope_forward;
     be->rope_backward = cuda_rope_backward;
     be->rope_forward_bf16 = cuda_rope_forward_bf16;
-    be->rope_backward_bf16 = cuda_rope_backward_bf16;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
     be->attention_forward_bf16 = cc_major >= 8 ? cuda_attention_forward_bf16 : NULL;

@@ -6,7 +6,10 @@
  * copied into shared memory as they are; P and dS are rounded (kernels/bf16.h)
  * when written for the next product. Softmax statistics, lse and D =
  * rowsum(dO * O) (tc_rowdot_kernel, over the bf16 values) stay fp32; the
- * forward's output is rounded to bf16 as it is stored, dq, dk, dv are fp32.
+ * forward's output is rounded to bf16 as it is stored. The backward's
+ * outputs leave through RoPE^T (warp_store_rows_rope: dq, dk) and are
+ * rounded into the stacked gradient rows dqkv16 (q | k | v, as the forward's
+ * input), so no fp32 dq, dk, dv exist.
  *
  * Same work split as the fp32 kernels, same tile map (cuda_attn_prepare),
  * same determinism (each output element has one owner block, no atomics):
@@ -182,14 +185,11 @@ static __device__ __forceinline__ void warp_scale_rows(frag_c *o, float *stage, 
         for (int i = 0; i < frag_c::num_elements; i++) o[j].x[i] *= fs.x[i];
 }
 
-static __device__ __forceinline__ void tc_put(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void tc_put(uint16_t *p, float v) { *p = fp32_to_bf16(v); }
-
-/* x[(row0 + r) * ld + c] = mul * (row r, column c of o[HD/16]) for r < nrows,
-   c < hd (x: the head's first column; fp32, or bf16 rounded to nearest even),
-   through the warp's 16x16 stage tile (warp-collective) */
-template <int HD, typename OutT>
-static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *stage, OutT *x, size_t ld, int row0,
+/* x[(row0 + r) * ld + c] = bf16(mul * (row r, column c of o[HD/16])) for r <
+   nrows, c < hd (x: the head's first column), through the warp's 16x16 stage
+   tile (warp-collective) */
+template <int HD>
+static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *stage, uint16_t *x, size_t ld, int row0,
                                                        int nrows, int hd, float mul) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
@@ -199,8 +199,35 @@ static __device__ __forceinline__ void warp_store_rows(const frag_c *o, float *s
         __syncwarp();
         for (int e = lane; e < 256; e += 32) {
             const int r = e / 16, c = j * 16 + e % 16;
-            if (r < nrows && c < hd) tc_put(x + (size_t)(row0 + r) * ld + c, stage[e] * mul);
+            if (r < nrows && c < hd) x[(size_t)(row0 + r) * ld + c] = fp32_to_bf16(stage[e] * mul);
         }
+    }
+}
+
+/* rows [row0, row0 + nrows) of the stacked bf16 gradient x (the head's first
+   column, row stride ld) = bf16(rope_backward(mul * o)) for the 16 rows held
+   in o[HD/16], positions pos[row]: the fragments are staged whole in the
+   warp's stage[16][HD] (fp32; dims c and c + hd/2 pair up whatever HD pads
+   hd to), then each lane rotates pairs (i, i + hd/2) of a row as the RoPE
+   kernels do (rope_cs, sign -1), warp-collective */
+template <int HD>
+static __device__ __forceinline__ void warp_store_rows_rope(const frag_c *o, float *stage, uint16_t *x, size_t ld,
+                                                            int row0, int nrows, int hd, float mul,
+                                                            const int32_t *pos, float theta) {
+    const int lane = threadIdx.x % 32, half = hd / 2;
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) wmma::store_matrix_sync(stage + j * 16, o[j], HD, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < 16 * half; e += 32) {
+        const int r = e / half, i = e % half;
+        if (r >= nrows) continue;
+        float c, sn;
+        rope_cs(pos[row0 + r], i, hd, theta, -1.0f, &c, &sn);
+        const float a = stage[r * HD + i] * mul, b = stage[r * HD + i + half] * mul;
+        uint16_t *row = x + (size_t)(row0 + r) * ld;
+        row[i] = fp32_to_bf16(a * c - b * sn);
+        row[i + half] = fp32_to_bf16(b * c + a * sn);
     }
 }
 
@@ -272,8 +299,8 @@ static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_fwd_kernel(ui
 /* ---- backward ---- */
 template <int HD, int MINB>
 static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_dkdv_kernel(
-    float *dk, float *dv, const uint16_t *dout, const uint16_t *qkv, const float *lse, const float *Dd,
-    const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    uint16_t *dqkv, const uint16_t *dout, const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *pos,
+    float theta, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
     TC_SMEM(sm);
@@ -336,15 +363,17 @@ static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_dkdv_kernel(
             warp_mm_acc<HD>(dka, dSTw, Qs);
         }
     }
-    const size_t kvd = (size_t)Hkv * hd;
-    warp_store_rows<HD>(dka, Sw, dk + (size_t)kvh * hd, kvd, s0 + k0 + kw, nk - kw, hd, scale);
-    warp_store_rows<HD>(dva, Sw, dv + (size_t)kvh * hd, kvd, s0 + k0 + kw, nk - kw, hd, 1.0f);
+    /* dk through RoPE^T (staged in the tiles, free once every warp is past the loop), dv as it is */
+    __syncthreads();
+    warp_store_rows_rope<HD>(dka, (float *)sm + warp * 16 * HD, dqkv + (size_t)(Hq + kvh) * hd, W, s0 + k0 + kw,
+                             nk - kw, hd, scale, pos, theta);
+    warp_store_rows<HD>(dva, Sw, dqkv + (size_t)(Hq + Hkv + kvh) * hd, W, s0 + k0 + kw, nk - kw, hd, 1.0f);
 }
 
 template <int HD, int MINB>
 static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_dq_kernel(
-    float *dq, const uint16_t *dout, const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *cu,
-    const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    uint16_t *dqkv, const uint16_t *dout, const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *pos,
+    float theta, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
     TC_SMEM(sm);
@@ -393,7 +422,10 @@ static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_dq_kernel(
         __syncwarp();
         warp_mm_acc<HD>(dqa, dSw, Ks);
     }
-    warp_store_rows<HD>(dqa, Sw, dq + (size_t)h * hd, qd, s0 + q0 + qw, nq - qw, hd, scale);
+    /* dq through RoPE^T (staged in the tiles, free once every warp is past the loop) */
+    __syncthreads();
+    warp_store_rows_rope<HD>(dqa, (float *)sm + warp * 16 * HD, dqkv + (size_t)h * hd, W, s0 + q0 + qw, nq - qw, hd,
+                             scale, pos, theta);
 }
 
 #else
@@ -403,14 +435,15 @@ static __global__ void attn_tc_fwd_kernel(uint16_t *, float *, const uint16_t *,
     __trap();
 }
 template <int HD, int MINB>
-static __global__ void attn_tc_dkdv_kernel(float *, float *, const uint16_t *, const uint16_t *, const float *,
-                                           const float *, const int32_t *, const int2 *, const int *, int, int, int,
-                                           float) {
+static __global__ void attn_tc_dkdv_kernel(uint16_t *, const uint16_t *, const uint16_t *, const float *,
+                                           const float *, const int32_t *, float, const int32_t *, const int2 *,
+                                           const int *, int, int, int, float) {
     __trap();
 }
 template <int HD, int MINB>
-static __global__ void attn_tc_dq_kernel(float *, const uint16_t *, const uint16_t *, const float *, const float *,
-                                         const int32_t *, const int2 *, const int *, int, int, int, float) {
+static __global__ void attn_tc_dq_kernel(uint16_t *, const uint16_t *, const uint16_t *, const float *, const float *,
+                                         const int32_t *, float, const int32_t *, const int2 *, const int *, int, int,
+                                         int, float) {
     __trap();
 }
 #endif
@@ -463,15 +496,17 @@ static void tc_forward(backend *be, dim3 grid, uint16_t *out16, float *lse, cons
     CU_LAUNCHED(be, "attn_tc_fwd_kernel");
 }
 template <int HD, int MINB>
-static void tc_backward(backend *be, dim3 gkv, dim3 gq, float *dq, float *dk, float *dv, const uint16_t *dout,
-                        const uint16_t *qkv, const float *lse, const float *Dd, const int32_t *cu, const int2 *map,
-                        const int *count, int Hq, int Hkv, int hd, float scale) {
+static void tc_backward(backend *be, dim3 gkv, dim3 gq, uint16_t *dqkv, const uint16_t *dout, const uint16_t *qkv,
+                        const float *lse, const float *Dd, const int32_t *pos, float theta, const int32_t *cu,
+                        const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     cudaStream_t st = CUDA_IMPL(be)->stream;
     auto dkdv = attn_tc_dkdv_kernel<HD, MINB>;
     auto dqk = attn_tc_dq_kernel<HD, MINB>;
-    LAUNCH(dkdv, gkv, TC_THREADS, TC_DKDV_SMEM(HD), st, dk, dv, dout, qkv, lse, Dd, cu, map, count, Hq, Hkv, hd, scale);
+    LAUNCH(dkdv, gkv, TC_THREADS, TC_DKDV_SMEM(HD), st, dqkv, dout, qkv, lse, Dd, pos, theta, cu, map, count, Hq,
+           Hkv, hd, scale);
     CU_LAUNCHED(be, "attn_tc_dkdv_kernel");
-    LAUNCH(dqk, gq, TC_THREADS, TC_DQ_SMEM(HD), st, dq, dout, qkv, lse, Dd, cu, map, count, Hq, Hkv, hd, scale);
+    LAUNCH(dqk, gq, TC_THREADS, TC_DQ_SMEM(HD), st, dqkv, dout, qkv, lse, Dd, pos, theta, cu, map, count, Hq, Hkv,
+           hd, scale);
     CU_LAUNCHED(be, "attn_tc_dq_kernel");
 }
 
@@ -488,8 +523,8 @@ void cuda_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const
         be, grid, out16, lse, qkv, cu_seqlens, map, count, Hq, Hkv, hd, scale);
 }
 
-void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16,
-                                  const uint16_t *qkv, const uint16_t *out16, const float *lse,
+void cuda_attention_backward_bf16(backend *be, uint16_t *dqkv16, const uint16_t *dout16, const uint16_t *qkv,
+                                  const uint16_t *out16, const float *lse, const int32_t *pos, float theta,
                                   const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale) {
     if (be->err[0] || T <= 0) return;
     void *dbuf;
@@ -502,6 +537,6 @@ void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, 
     LAUNCH(tc_rowdot_kernel, (T * Hq + 7) / 8, 256, 0, CUDA_IMPL(be)->stream, Dd, dout16, out16, T * Hq, hd);
     CU_LAUNCHED(be, "tc_rowdot_kernel");
     (hd > 64 ? tc_backward<128, 1> : CUDA_IMPL(be)->tc_minb_64 == 1 ? tc_backward<64, 1> : tc_backward<64, TC_MINB_64>)(
-        be, dim3(cap, Hkv), dim3(cap, Hq), dq, dk, dv, dout16, qkv, lse, Dd, cu_seqlens, map, count, Hq, Hkv, hd,
-        scale);
+        be, dim3(cap, Hkv), dim3(cap, Hq), dqkv16, dout16, qkv, lse, Dd, pos, theta, cu_seqlens, map, count, Hq, Hkv,
+        hd, scale);
 }

@@ -113,12 +113,6 @@ void cuda_bias_backward(backend *be, float *dbias, const float *dy, int T, int N
  * (powf), angle = float(pos) * inv_freq, cosf/sinf (full-precision versions,
  * the build does not use fast math). One thread per (t, pair i), looping over
  * heads so the angle is computed once per token and pair. */
-/* cos and sign * sin of token position p's angle for pair i */
-static __device__ __forceinline__ void rope_cs(int p, int i, int hd, float theta, float sign, float *c, float *s) {
-    float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-    float a = (float)p * inv;
-    *c = cosf(a), *s = sign * sinf(a);
-}
 static __global__ void rope_kernel(float *x, const int32_t *pos, int T, int H, int hd, float theta, float sign) {
     int half = hd / 2;
     size_t n = (size_t)T * half;
@@ -152,27 +146,21 @@ void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H
     cuda_rope(be, dx, pos, T, H, hd, theta, -1.0f);
 }
 
-/* rope_forward_bf16 / rope_backward_bf16 (backend.h) on stacked rows q | k |
-   v of W = (Hq + 2 Hkv) hd: the same thread split and arithmetic as
-   rope_kernel over the Hq + Hkv rotated heads; thread (t, i) also carries dims
-   i and i + hd/2 of each v head through. Values come from the bf16 rows (+
-   bias: forward, in place: a thread reads only what it writes) or from dq,
-   dk, dv (backward), and are rounded once. */
+/* rope_forward_bf16 (backend.h) on stacked rows q | k | v of W = (Hq + 2
+   Hkv) hd, in place: the same thread split and arithmetic as rope_kernel
+   over the Hq + Hkv rotated heads; thread (t, i) also carries dims i and i +
+   hd/2 of each v head through (+ bias). A thread reads only what it writes;
+   each value is rounded once. (Its backward is the epilogue of
+   attention_backward_bf16's kernels.) */
 struct rope_src {
-    const uint16_t *x;                   /* forward: the rows, or NULL */
-    const float *bq, *bk, *bv;           /* forward: biases or NULL */
-    const float *dq, *dk, *dv;           /* backward */
+    const uint16_t *x;         /* the rows */
+    const float *bq, *bk, *bv; /* biases or NULL */
     int qd, kvd, W;
 };
 static __device__ __forceinline__ float rope_src_get(const rope_src &s, int t, int j) {
-    if (s.x) {
-        float v = bf16_to_fp32(s.x[(size_t)t * s.W + j]);
-        if (s.bq) v += j < s.qd ? s.bq[j] : j < s.qd + s.kvd ? s.bk[j - s.qd] : s.bv[j - s.qd - s.kvd];
-        return v;
-    }
-    return j < s.qd ? s.dq[(size_t)t * s.qd + j]
-           : j < s.qd + s.kvd ? s.dk[(size_t)t * s.kvd + j - s.qd]
-                              : s.dv[(size_t)t * s.kvd + j - s.qd - s.kvd];
+    float v = bf16_to_fp32(s.x[(size_t)t * s.W + j]);
+    if (s.bq) v += j < s.qd ? s.bq[j] : j < s.qd + s.kvd ? s.bk[j - s.qd] : s.bv[j - s.qd - s.kvd];
+    return v;
 }
 static __global__ void rope_bf16_kernel(uint16_t *out, rope_src src, const int32_t *pos, int T, int Hr, int Hkv,
                                         int hd, float theta, float sign) {
@@ -211,13 +199,8 @@ static void cuda_rope_bf16(backend *be, uint16_t *out, rope_src src, const int32
 
 void cuda_rope_forward_bf16(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,
                             const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta) {
-    rope_src src = {qkv, bq, bk, bv, NULL, NULL, NULL, 0, 0, 0};
+    rope_src src = {qkv, bq, bk, bv, 0, 0, 0};
     cuda_rope_bf16(be, qkv, src, pos, T, Hq, Hkv, hd, theta, 1.0f);
-}
-void cuda_rope_backward_bf16(backend *be, uint16_t *dqkv16, const float *dq, const float *dk, const float *dv,
-                             const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta) {
-    rope_src src = {NULL, NULL, NULL, NULL, dq, dk, dv, 0, 0, 0};
-    cuda_rope_bf16(be, dqkv16, src, pos, T, Hq, Hkv, hd, theta, -1.0f);
 }
 
 /* ---- SwiGLU ----

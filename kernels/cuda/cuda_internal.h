@@ -95,6 +95,15 @@ static inline int cuda_grid(size_t n, int threads, int max_blocks) {
 
 /* ---- device helpers ---- */
 #define FULL_MASK 0xffffffffu
+/* RoPE: cos and sign * sin of token position p's angle for pair i (the CPU
+   backend's fp32 arithmetic: inv_freq = 1 / theta^(2i/hd) with powf, angle =
+   float(p) * inv_freq, full-precision cosf / sinf) */
+static __device__ __forceinline__ void rope_cs(int p, int i, int hd, float theta, float sign, float *c, float *s) {
+    float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    float a = (float)p * inv;
+    *c = cosf(a), *s = sign * sinf(a);
+}
+
 static __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
     return v;
@@ -117,8 +126,6 @@ void cuda_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, 
 void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta);
 void cuda_rope_forward_bf16(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,
                             const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta);
-void cuda_rope_backward_bf16(backend *be, uint16_t *dqkv16, const float *dq, const float *dk, const float *dv,
-                             const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta);
 void cuda_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n);
 void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t n);
@@ -166,8 +173,8 @@ void cuda_attention_backward(backend *be, float *dq, float *dk, float *dv, const
                              const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 void cuda_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const uint16_t *qkv,
                                  const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
-void cuda_attention_backward_bf16(backend *be, float *dq, float *dk, float *dv, const uint16_t *dout16,
-                                  const uint16_t *qkv, const uint16_t *out16, const float *lse,
+void cuda_attention_backward_bf16(backend *be, uint16_t *dqkv16, const uint16_t *dout16, const uint16_t *qkv,
+                                  const uint16_t *out16, const float *lse, const int32_t *pos, float theta,
                                   const int32_t *cu_seqlens, int B, int T, int Hq, int Hkv, int hd, float scale);
 
 /* cuda_kvcache.cu */

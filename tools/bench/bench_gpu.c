@@ -116,16 +116,24 @@ static void bench_attention(backend *be, int bf16, int seqs, int seqlen, int Hq,
     be->copy_h2d(be, cu, cuh, (seqs + 1) * sizeof(int32_t));
     float sc = 1.0f / sqrtf((float)hd);
     /* bf16: q, k, v as the stacked bf16 rows q | k | v (the random q, k, v
-       widths laid out as one [T, qd + 2 kvd] tensor), O and dO bf16 */
+       widths laid out as one [T, qd + 2 kvd] tensor), O and dO bf16; the
+       backward writes the stacked gradient rows through RoPE^T (positions
+       0..seqlen-1 per sequence) */
     size_t nw = nq + 2 * nk;
-    uint16_t *qkv16 = NULL, *o16 = NULL, *dO16 = NULL;
+    uint16_t *qkv16 = NULL, *o16 = NULL, *dO16 = NULL, *dqkv16 = NULL;
+    int32_t *pos = NULL;
     if (bf16) {
         float *w = dev_random(be, nw, 1, 7);
         qkv16 = be->alloc(be, nw * 2), o16 = be->alloc(be, nq * 2), dO16 = be->alloc(be, nq * 2);
-        if (!w || !qkv16 || !o16 || !dO16) {
+        dqkv16 = be->alloc(be, nw * 2), pos = be->alloc(be, (size_t)T * sizeof(int32_t));
+        int32_t *ph = malloc((size_t)T * sizeof(int32_t));
+        if (!w || !qkv16 || !o16 || !dO16 || !dqkv16 || !pos || !ph) {
             fprintf(stderr, "bench_gpu: attention: %s\n", be->err);
             exit(1);
         }
+        for (int t = 0; t < T; t++) ph[t] = t % seqlen;
+        be->copy_h2d(be, pos, ph, (size_t)T * sizeof(int32_t));
+        free(ph);
         be->cast_bf16(be, qkv16, w, nw);
         be->cast_bf16(be, dO16, dO, nq);
         be->free(be, w);
@@ -140,7 +148,7 @@ static void bench_attention(backend *be, int bf16, int seqs, int seqlen, int Hq,
         be->sync(be);
         double t1 = now_seconds();
         if (bf16)
-            be->attention_backward_bf16(be, dq, dk, dv, dO16, qkv16, o16, lse, cu, seqs, T, Hq, Hkv, hd, sc);
+            be->attention_backward_bf16(be, dqkv16, dO16, qkv16, o16, lse, pos, 10000.0f, cu, seqs, T, Hq, Hkv, hd, sc);
         else
             be->attention_backward(be, dq, dk, dv, dO, q, k, v, o, lse, cu, seqs, T, Hq, Hkv, hd, sc);
         be->sync(be);
@@ -158,7 +166,7 @@ static void bench_attention(backend *be, int bf16, int seqs, int seqlen, int Hq,
     fflush(stdout);
     be->free(be, q); be->free(be, k); be->free(be, v); be->free(be, dO); be->free(be, o); be->free(be, lse);
     be->free(be, dq); be->free(be, dk); be->free(be, dv); be->free(be, cu);
-    if (bf16) be->free(be, qkv16), be->free(be, o16), be->free(be, dO16);
+    if (bf16) be->free(be, qkv16), be->free(be, o16), be->free(be, dO16), be->free(be, dqkv16), be->free(be, pos);
     free(cuh);
 }
 
