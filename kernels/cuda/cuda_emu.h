@@ -9,10 +9,11 @@
  * one OS thread (ucontext stacks, switched with _setjmp/_longjmp), switched
  * only at __syncthreads and warp shuffles, so every barrier and exchange
  * happens as on the device; the fibers run in alternating order from one
- * phase to the next and dynamic shared memory starts as NaN in every block,
- * so a missing barrier between a shared-memory write and another thread's
- * read, or a read of shared memory the block never wrote, can show up as a
- * wrong result. __shared__
+ * phase to the next, one warp of each block runs ahead of the others up to
+ * its next __syncthreads (as a device may schedule it), and dynamic shared
+ * memory starts as NaN in every block, so a missing barrier between a
+ * shared-memory write and another thread's read, or a read of shared memory
+ * the block never wrote, can show up as a wrong result. __shared__
  * becomes `static` (one copy, blocks run in turn). Device memory is host
  * memory filled with 0xff bytes (NaN) by cudaMalloc, so reads of never
  * written memory poison results. cublasSgemm is OpenBLAS's column-major
@@ -75,7 +76,7 @@ struct emu_thread {
     ucontext_t uctx;
     jmp_buf env;
     dim3 tid;
-    int lin, made, done;
+    int lin, made, done, in_bar; /* in_bar: 1 + the generation of the __syncthreads it waits in, or 0 */
     char *stack;
 };
 #define EMU_STACK (256 * 1024)
@@ -110,7 +111,9 @@ static inline void __syncthreads(void) {
         emu_bar_gen++;
         return;
     }
+    emu_cur->in_bar = gen + 1;
     while (emu_bar_gen == gen) emu_yield();
+    emu_cur->in_bar = 0;
 }
 
 static inline void emu_warp_barrier(int w) {
@@ -328,9 +331,30 @@ template <class F> static void emu_launch(dim3 g, dim3 b, size_t smem, F f) {
                     t->lin = i;
                     t->tid = dim3(i % b.x, (i / b.x) % b.y, i / (b.x * b.y));
                     t->done = 0;
+                    t->in_bar = 0;
                 }
+                /* one warp of the block (a different one from block to block) runs ahead,
+                   up to its next __syncthreads, before the others go on in a round: a
+                   legal schedule on a device, where only a block barrier orders warps, so
+                   a missing __syncthreads between one warp's shared-memory writes and
+                   another's reads shows here even where both warps pass __syncwarp points */
+                int nw = (n + 31) / 32, lead = nw > 1 ? (int)((bx + 3 * by + 7 * bz) % nw) : -1;
                 if (smem) memset(emu_smem_buf.data(), 0xff, emu_smem_buf.size()); /* fresh NaN shared memory per block */
                 for (int round = 0; emu_live > 0; round++) {
+                    /* the leading warp's lanes until each waits in a block barrier not yet
+                       released, or is done (a bounded number of passes: lanes that wait on
+                       each other elsewhere would be a kernel bug, left to the rounds) */
+                    int pass = 0;
+                    for (int ahead = 1; lead >= 0 && ahead && pass < 4096; pass++) {
+                        ahead = 0;
+                        for (int i = lead * 32; i < n && i < lead * 32 + 32; i++) {
+                            emu_thread *t = &emu_threads[i];
+                            if (t->done || (t->in_bar && emu_bar_gen == t->in_bar - 1)) continue;
+                            ahead = 1;
+                            emu_resume(t);
+                            if (t->done) emu_thread_exited(t);
+                        }
+                    }
                     /* between two barriers each fiber runs its whole phase in turn; alternating
                        the order exposes reads of another thread's writes that lack a barrier
                        whichever thread comes first */
