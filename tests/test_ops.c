@@ -877,12 +877,12 @@ static void test_attention_bf16(backend *be1, backend *be2, const att_ctx *c, co
     float *f32dq = copyf(f32[2], nq), *f32dk = copyf(f32[3], nk);
     be2->rope_backward(be2, f32dq, pos, T, Hq, hd, 10000.0f);
     be2->rope_backward(be2, f32dk, pos, T, Hkv, hd, 10000.0f);
-    const float *fr[5] = {f32[0], f32[1], f32dq, f32dk, f32[4]};
+    const float *f32rope[5] = {f32[0], f32[1], f32dq, f32dk, f32[4]}; /* the fp32 op's results, as the bf16 op's */
     free(pos);
     char name[200];
     int eq = 1;
     for (int i = 0; i < 5; i++) {
-        double *f = todouble(fr[i], n[i]);
+        double *f = todouble(f32rope[i], n[i]);
         snprintf(name, sizeof name, "attention bf16 %s vs double bf16 ref %s", what[i], shape);
         check(name, relerr(res[1][i], ref[i], n[i]), i == 1 ? 1e-6 : 3e-4);
         /* lse: the rms absolute difference (a log: lse near 0 makes the relative one meaningless) */

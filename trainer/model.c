@@ -162,7 +162,8 @@ static void weights_bind(const model *m, float *base, model_weights *w) {
  * the room their bf16 contents need: xn1, xn2, att and h half their fp32
  * size, q [T, (qd + 2 kvd) / 2] floats holding qkv16 and no k, v (NULL),
  * gate [T, F] floats holding gu16 [T, 2F], no up (NULL). Layer 0 keeps the
- * full fp32 views: they are the rollouts' scratch (model_step_cached). */
+ * full fp32 views: they are the rollouts' scratch (model_step_cached). The
+ * backward scratch keeps only what the bf16 backward uses. */
 static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, int mixed, float *base, act_views *a) {
     size_t off = 0;
     int D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c), L = c->n_layer;
@@ -220,13 +221,21 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, int m
     TAKE(a->dent, T);
     TAKE(a->dres, (size_t)T * D);
     TAKE(a->dx, (size_t)T * D);
-    TAKE(a->dq, (size_t)T * qd);
-    TAKE(a->datt, (size_t)T * qd);
-    TAKE(a->dk, (size_t)T * kvd);
-    TAKE(a->dv, (size_t)T * kvd);
-    TAKE(a->dgate, (size_t)T * F);
-    TAKE(a->dup, (size_t)T * F);
-    TAKE(a->dh, (size_t)T * F);
+    if (mixed) { /* bf16 backward: datt and dh hold bf16 (datt16, dh16), dgate holds dgu16 [T, 2F]; no
+                    fp32 dq, dk, dv (the attention backward writes d(qkv) in bf16) and no dup */
+        if (a) a->dq = a->dk = a->dv = a->dup = NULL;
+        TAKE(a->datt, ((size_t)T * qd + 1) / 2);
+        TAKE(a->dgate, (size_t)T * F);
+        TAKE(a->dh, ((size_t)T * F + 1) / 2);
+    } else {
+        TAKE(a->dq, (size_t)T * qd);
+        TAKE(a->datt, (size_t)T * qd);
+        TAKE(a->dk, (size_t)T * kvd);
+        TAKE(a->dv, (size_t)T * kvd);
+        TAKE(a->dgate, (size_t)T * F);
+        TAKE(a->dup, (size_t)T * F);
+        TAKE(a->dh, (size_t)T * F);
+    }
     /* int32 arrays share the float allocation (same size, 4 bytes) */
     float *ip;
     TAKE(ip, T);

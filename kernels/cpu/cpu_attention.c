@@ -45,13 +45,6 @@
 #endif
 #define ATT_KT 64 /* key tile of the CUDA bf16 forward's online softmax (cuda_attention.cu AT) */
 
-/* dst[rows, cols] = x[r * ld + c], bf16 values widened (exactly) to fp32 */
-static void att_widen(float *dst, const uint16_t *x, int rows, int cols, size_t ld, int nt) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = bf16_to_fp32(x[(size_t)r * ld + c]);
-}
-
 typedef struct {
     int s0, L; /* sequence start in the packed batch, length */
     int r0, n; /* block start (relative to s0) and rows */
@@ -208,18 +201,18 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
 /* the bf16 ops: the stacked bf16 rows q | k | v (and O, dO) widened into
    fp32 copies [T, qd], [T, kvd], [T, kvd] (, [T, qd] x 2) in one block,
    followed by room for the fp32 gradients dq, dk, dv ([T, qd + 2 kvd]) when
-   do16 is given (NULL + be->err on OOM) */
+   do16 is given: the backend's scratch (NULL + be->err on OOM) */
 static float *att_widen_all(backend *be, const uint16_t *qkv, const uint16_t *o16, const uint16_t *do16, int T,
                             int qd, int kvd) {
     size_t W = (size_t)qd + 2 * (size_t)kvd, n = (size_t)T * (W + 2 * (size_t)qd + (do16 ? W : 0));
-    float *f = malloc((n ? n : 1) * sizeof(float));
-    if (!f) { CPU_ERR(be, "attention: out of memory"); return NULL; }
+    float *f = cpu_scratch(be, (n ? n : 1) * sizeof(float));
+    if (!f) return NULL;
     float *q = f, *k = q + (size_t)T * qd, *v = k + (size_t)T * kvd, *o = v + (size_t)T * kvd, *dO = o + (size_t)T * qd;
-    att_widen(q, qkv, T, qd, W, be->n_threads);
-    att_widen(k, qkv + qd, T, kvd, W, be->n_threads);
-    att_widen(v, qkv + qd + kvd, T, kvd, W, be->n_threads);
-    if (o16) att_widen(o, o16, T, qd, (size_t)qd, be->n_threads);
-    if (do16) att_widen(dO, do16, T, qd, (size_t)qd, be->n_threads);
+    cpu_widen_bf16(q, qkv, T, qd, W, be->n_threads);
+    cpu_widen_bf16(k, qkv + qd, T, kvd, W, be->n_threads);
+    cpu_widen_bf16(v, qkv + qd + kvd, T, kvd, W, be->n_threads);
+    if (o16) cpu_widen_bf16(o, o16, T, qd, (size_t)qd, be->n_threads);
+    if (do16) cpu_widen_bf16(dO, do16, T, qd, (size_t)qd, be->n_threads);
     return f;
 }
 
@@ -231,7 +224,6 @@ void cpu_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const 
     float *k = q + (size_t)T * qd, *v = k + (size_t)T * kvd, *o = v + (size_t)T * kvd;
     att_forward(be, o, lse, q, k, v, cu_seqlens, B, T, Hq, Hkv, hd, scale, 1);
     if (!be->err[0]) cpu_cast_bf16(be, out16, o, (size_t)T * qd);
-    free(q);
 }
 
 /* backward work item: query blocks [r0, r1) (rows of sequence s0..s0+L) for kv
@@ -418,5 +410,4 @@ void cpu_attention_backward_bf16(backend *be, uint16_t *dqkv16, const uint16_t *
     float *dq = dO + (size_t)T * qd, *dk = dq + (size_t)T * qd, *dv = dk + (size_t)T * kvd;
     att_backward(be, dq, dk, dv, dO, q, k, v, o, lse, cu_seqlens, B, T, Hq, Hkv, hd, scale, 1);
     if (!be->err[0]) cpu_rope_backward_bf16(be, dqkv16, dq, dk, dv, pos, T, Hq, Hkv, hd, theta);
-    free(q);
 }

@@ -401,8 +401,7 @@ void cpu_matmul_bf16_path(backend *be, int M, int N, int K, const float *x, cons
     bf_run(be, M, N, K, x, W, beta, y, NULL, bf_path_of(path, 0));
 }
 
-/* a[rows, cols] (row stride ld) widened exactly to fp32 into w[rows, cols] */
-static void bf_widen(float *w, const uint16_t *a, int rows, int cols, int ld, int nt) {
+void cpu_widen_bf16(float *w, const uint16_t *a, int rows, int cols, size_t ld, int nt) {
 #pragma omp parallel for schedule(static) num_threads(nt) if ((long)rows * cols > 65536)
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) w[(size_t)r * cols + c] = bf16_to_fp32(a[(size_t)r * ld + c]);
@@ -482,8 +481,8 @@ void cpu_gemm_bf16_path(backend *be, int transA, int transB, int M, int N, int K
     float *wa = cpu_scratch(be, (na + nb + 16) * sizeof(float)); /* [ar, ac] then [br, bc] */
     if (!wa) return;
     float *wb = wa + ((na + 15) & ~(size_t)15);
-    bf_widen(wa, A, ar, ac, lda, nt);
-    bf_widen(wb, B, br, bc, ldb, nt);
+    cpu_widen_bf16(wa, A, ar, ac, (size_t)lda, nt);
+    cpu_widen_bf16(wb, B, br, bc, (size_t)ldb, nt);
     float *c32 = C16 ? cpu_scratch2(be, (size_t)M * N * sizeof(float)) : C; /* C16: fp32 [M, N], then rounded */
     if (!c32) return;
     cpu_matmul(be, transA, transB, M, N, K, 1.0f, wa, ac > 0 ? ac : 1, 0, wb, bc > 0 ? bc : 1, 0, beta, c32,

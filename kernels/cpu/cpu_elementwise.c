@@ -85,18 +85,15 @@ void cpu_rmsnorm_forward(backend *be, float *out, uint16_t *out16, float *rstd, 
 /* y = x r w, r = (mean x^2 + eps)^-1/2:
    dx (= or +=) r (w dy) - x r^3 / D * sum_d(w dy x);  dw += sum_t dy x r.
    dw is summed before any dx row is written (dx may alias dout when beta 0).
-   dout16: widened first into a temporary fp32 copy. */
+   dout16: widened first into the backend's scratch. */
 void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, const float *dout,
                           const uint16_t *dout16, const float *x, const float *w, const float *rstd, int T, int D,
                           float beta) {
     int nt = (long)T * D > 16384 ? be->n_threads : 1;
-    float *wide = NULL;
     if (dout16) {
-        size_t n = (size_t)T * D;
-        wide = malloc((n ? n : 1) * sizeof(float));
-        if (!wide) { CPU_ERR(be, "rmsnorm_backward: out of memory"); return; }
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++) wide[i] = bf16_to_fp32(dout16[i]);
+        float *wide = cpu_scratch(be, ((size_t)T * D + 1) * sizeof(float));
+        if (!wide) return;
+        cpu_widen_bf16(wide, dout16, T, D, (size_t)D, nt);
         dout = wide;
     }
 #pragma omp parallel num_threads(nt)
@@ -138,7 +135,6 @@ void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, con
             }
         }
     }
-    free(wide);
 }
 
 /* ---- RoPE ----
@@ -150,13 +146,12 @@ void cpu_rmsnorm_backward(backend *be, float *dx, uint16_t *dx16, float *dw, con
  * Hq + Hkv heads of q and k (adjacent in the row) rotated there, and the
  * row rounded back once. */
 typedef struct {
-    int mode;                       /* 0: x in place; 1: bf16 forward; 2: bf16 backward */
-    float *x;                       /* mode 0: [T, H, hd] */
-    int H;                          /* mode 0: heads; modes 1, 2: Hq + Hkv (the rotated heads) */
-    uint16_t *x16;                  /* modes 1, 2: [T, W] stacked q | k | v rows, W = (H + Hkv) hd */
+    float *x;                       /* fp32 [T, H, hd] in place, or NULL: the stacked rows x16 */
+    int H;                          /* x: heads; x16: Hq + Hkv (the rotated heads) */
+    uint16_t *x16;                  /* [T, W] stacked q | k | v rows, W = (H + Hkv) hd */
     int Hkv;
-    const float *bq, *bk, *bv;      /* mode 1: biases or NULL */
-    const float *dq, *dk, *dv;      /* mode 2 */
+    const float *bq, *bk, *bv;      /* forward into x16 (in place): biases or NULL */
+    const float *dq, *dk, *dv;      /* backward into x16: the rows come from these, else from x16 */
 } rope_rows;
 
 /* the H heads of hd dims at row[0 : H*hd] rotated by cs = cos[hd/2] | sin[hd/2] */
@@ -175,7 +170,7 @@ static void rope_heads(float *row, int H, int hd, const float *cs) {
 
 static void cpu_rope(backend *be, const rope_rows *r, const int32_t *pos, int T, int hd, float theta, int inverse) {
     int half = hd / 2, Hq = r->H - r->Hkv, qd = Hq * hd, kvd = r->Hkv * hd;
-    size_t W = r->mode ? (size_t)(r->H + r->Hkv) * hd : 0; /* stacked row width */
+    size_t W = r->x ? 0 : (size_t)(r->H + r->Hkv) * hd; /* stacked row width */
     if (hd % 2) { CPU_ERR(be, "rope: head_dim %d is odd", hd); return; }
     float *inv = malloc((size_t)half * sizeof(float));
     if (!inv) { CPU_ERR(be, "rope: out of memory"); return; }
@@ -194,21 +189,21 @@ static void cpu_rope(backend *be, const rope_rows *r, const int32_t *pos, int T,
                     cs[i] = cosf(a);
                     cs[half + i] = inverse ? -sinf(a) : sinf(a);
                 }
-                if (r->mode == 0) {
+                if (r->x) {
                     rope_heads(r->x + (size_t)t * r->H * hd, r->H, hd, cs);
                     continue;
                 }
                 uint16_t *x16 = r->x16 + (size_t)t * W;
-                if (r->mode == 1) {
+                if (r->dq) {
+                    memcpy(buf, r->dq + (size_t)t * qd, (size_t)qd * sizeof(float));
+                    memcpy(buf + qd, r->dk + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+                    memcpy(buf + qd + kvd, r->dv + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+                } else {
                     for (size_t j = 0; j < W; j++) buf[j] = bf16_to_fp32(x16[j]);
                     if (r->bq) {
                         for (int j = 0; j < qd; j++) buf[j] += r->bq[j];
                         for (int j = 0; j < kvd; j++) buf[qd + j] += r->bk[j], buf[qd + kvd + j] += r->bv[j];
                     }
-                } else {
-                    memcpy(buf, r->dq + (size_t)t * qd, (size_t)qd * sizeof(float));
-                    memcpy(buf + qd, r->dk + (size_t)t * kvd, (size_t)kvd * sizeof(float));
-                    memcpy(buf + qd + kvd, r->dv + (size_t)t * kvd, (size_t)kvd * sizeof(float));
                 }
                 rope_heads(buf, r->H, hd, cs);
                 for (size_t j = 0; j < W; j++) x16[j] = fp32_to_bf16(buf[j]);
@@ -223,19 +218,19 @@ static void cpu_rope(backend *be, const rope_rows *r, const int32_t *pos, int T,
 }
 
 void cpu_rope_forward(backend *be, float *x, const int32_t *pos, int T, int H, int hd, float theta) {
-    cpu_rope(be, &(rope_rows){.mode = 0, .x = x, .H = H}, pos, T, hd, theta, 0);
+    cpu_rope(be, &(rope_rows){.x = x, .H = H}, pos, T, hd, theta, 0);
 }
 void cpu_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H, int hd, float theta) {
-    cpu_rope(be, &(rope_rows){.mode = 0, .x = dx, .H = H}, pos, T, hd, theta, 1);
+    cpu_rope(be, &(rope_rows){.x = dx, .H = H}, pos, T, hd, theta, 1);
 }
 void cpu_rope_forward_bf16(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,
                            const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta) {
-    rope_rows r = {.mode = 1, .H = Hq + Hkv, .x16 = qkv, .Hkv = Hkv, .bq = bq, .bk = bk, .bv = bv};
+    rope_rows r = {.H = Hq + Hkv, .x16 = qkv, .Hkv = Hkv, .bq = bq, .bk = bk, .bv = bv};
     cpu_rope(be, &r, pos, T, hd, theta, 0);
 }
 void cpu_rope_backward_bf16(backend *be, uint16_t *dqkv16, const float *dq, const float *dk, const float *dv,
                             const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta) {
-    rope_rows r = {.mode = 2, .H = Hq + Hkv, .x16 = dqkv16, .Hkv = Hkv, .dq = dq, .dk = dk, .dv = dv};
+    rope_rows r = {.H = Hq + Hkv, .x16 = dqkv16, .Hkv = Hkv, .dq = dq, .dk = dk, .dv = dv};
     cpu_rope(be, &r, pos, T, hd, theta, 1);
 }
 

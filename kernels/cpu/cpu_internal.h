@@ -16,6 +16,8 @@ void cpu_matmul(backend *be, int transA, int transB, int M, int N, int K, float 
 void *cpu_scratch(backend *be, size_t bytes);
 void *cpu_scratch2(backend *be, size_t bytes); /* a second one, for an op that calls another op using the first */
 void cpu_cast_bf16(backend *be, uint16_t *dst, const float *src, size_t n);
+/* a[rows, cols] (row stride ld) widened exactly to fp32 into w[rows, cols], nt threads */
+void cpu_widen_bf16(float *w, const uint16_t *a, int rows, int cols, size_t ld, int nt);
 void cpu_matmul_bf16(backend *be, int M, int N, int K, const float *x, const uint16_t *W, float beta, float *y);
 void cpu_gemm_bf16(backend *be, int transA, int transB, int M, int N, int K, const uint16_t *A, int lda,
                    const uint16_t *B, int ldb, float beta, float *C, uint16_t *C16, int ldc);
