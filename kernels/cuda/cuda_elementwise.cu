@@ -148,59 +148,49 @@ void cuda_rope_backward(backend *be, float *dx, const int32_t *pos, int T, int H
 
 /* rope_forward_bf16 (backend.h) on stacked rows q | k | v of W = (Hq + 2
    Hkv) hd, in place: the same thread split and arithmetic as rope_kernel
-   over the Hq + Hkv rotated heads; thread (t, i) also carries dims i and i +
-   hd/2 of each v head through (+ bias). A thread reads only what it writes;
-   each value is rounded once. (Its backward is the epilogue of
+   over the Hq + Hkv rotated heads (+ bias); thread (t, i) also carries dims
+   i and i + hd/2 of each v head through (+ bias). A thread reads only what
+   it writes; each value is rounded once. (Its backward is the epilogue of
    attention_backward_bf16's kernels.) */
-struct rope_src {
-    const uint16_t *x;         /* the rows */
-    const float *bq, *bk, *bv; /* biases or NULL */
-    int qd, kvd, W;
+struct rope_bias {
+    const float *q, *k, *v; /* or all NULL */
+    int qd, kvd;
 };
-static __device__ __forceinline__ float rope_src_get(const rope_src &s, int t, int j) {
-    float v = bf16_to_fp32(s.x[(size_t)t * s.W + j]);
-    if (s.bq) v += j < s.qd ? s.bq[j] : j < s.qd + s.kvd ? s.bk[j - s.qd] : s.bv[j - s.qd - s.kvd];
-    return v;
+static __device__ __forceinline__ float rope_bias_at(const rope_bias &b, int j) {
+    return j < b.qd ? b.q[j] : j < b.qd + b.kvd ? b.k[j - b.qd] : b.v[j - b.qd - b.kvd];
 }
-static __global__ void rope_bf16_kernel(uint16_t *out, rope_src src, const int32_t *pos, int T, int Hr, int Hkv,
-                                        int hd, float theta, float sign) {
+static __global__ void rope_bf16_kernel(uint16_t *qkv, rope_bias bias, const int32_t *pos, int T, int Hr, int Hkv,
+                                        int hd, float theta) {
     int half = hd / 2;
-    size_t n = (size_t)T * half;
+    size_t n = (size_t)T * half, W = (size_t)(Hr + Hkv) * hd;
     for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < n; idx += (size_t)gridDim.x * blockDim.x) {
         int t = (int)(idx / half), i = (int)(idx % half);
         float c, s;
-        rope_cs(pos[t], i, hd, theta, sign, &c, &s);
-        uint16_t *row = out + (size_t)t * src.W;
-        for (int h = 0; h < Hr; h++) {
+        rope_cs(pos[t], i, hd, theta, 1.0f, &c, &s);
+        uint16_t *row = qkv + (size_t)t * W;
+        for (int h = 0; h < Hr + Hkv; h++) {
             int j = h * hd + i;
-            float u = rope_src_get(src, t, j), w = rope_src_get(src, t, j + half);
-            row[j] = fp32_to_bf16(u * c - w * s);
-            row[j + half] = fp32_to_bf16(w * c + u * s);
-        }
-        for (int h = 0; h < Hkv; h++) {
-            int j = (Hr + h) * hd + i;
-            float u = rope_src_get(src, t, j), w = rope_src_get(src, t, j + half);
+            float u = bf16_to_fp32(row[j]), w = bf16_to_fp32(row[j + half]);
+            if (bias.q) u += rope_bias_at(bias, j), w += rope_bias_at(bias, j + half);
+            if (h < Hr) { /* q and k heads: rotated */
+                float r1 = u * c - w * s, r2 = w * c + u * s;
+                u = r1, w = r2;
+            }
             row[j] = fp32_to_bf16(u);
             row[j + half] = fp32_to_bf16(w);
         }
     }
 }
 
-static void cuda_rope_bf16(backend *be, uint16_t *out, rope_src src, const int32_t *pos, int T, int Hq, int Hkv,
-                           int hd, float theta, float sign) {
-    if (be->err[0] || T <= 0) return;
-    if (hd % 2) { CU_ERR(be, "rope: head_dim %d is odd", hd); return; }
-    src.qd = Hq * hd, src.kvd = Hkv * hd, src.W = (Hq + 2 * Hkv) * hd;
-    size_t n = (size_t)T * (hd / 2);
-    LAUNCH(rope_bf16_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream, out, src,
-           pos, T, Hq + Hkv, Hkv, hd, theta, sign);
-    CU_LAUNCHED(be, "rope_bf16_kernel");
-}
-
 void cuda_rope_forward_bf16(backend *be, uint16_t *qkv, const float *bq, const float *bk, const float *bv,
                             const int32_t *pos, int T, int Hq, int Hkv, int hd, float theta) {
-    rope_src src = {qkv, bq, bk, bv, 0, 0, 0};
-    cuda_rope_bf16(be, qkv, src, pos, T, Hq, Hkv, hd, theta, 1.0f);
+    if (be->err[0] || T <= 0) return;
+    if (hd % 2) { CU_ERR(be, "rope: head_dim %d is odd", hd); return; }
+    rope_bias bias = {bq, bk, bv, Hq * hd, Hkv * hd};
+    size_t n = (size_t)T * (hd / 2);
+    LAUNCH(rope_bf16_kernel, cuda_grid(n, EW_THREADS, EW_MAX_BLOCKS), EW_THREADS, 0, CUDA_IMPL(be)->stream, qkv, bias,
+           pos, T, Hq + Hkv, Hkv, hd, theta);
+    CU_LAUNCHED(be, "rope_bf16_kernel");
 }
 
 /* ---- SwiGLU ----
