@@ -37,6 +37,8 @@ struct backend {
                               CPU (16 MB), large on a GPU so the chunked GEMMs are efficient (256 MB) */
     char err[512];      /* first error recorded, "" when none */
     void *impl;         /* backend-private state */
+    int device;         /* CUDA: the device's ordinal; 0 on the CPU */
+    void *stream;       /* CUDA: the cudaStream_t every op is queued on (collectives join it); NULL on the CPU */
 
     /* ---- memory ---- */
     void *(*alloc)(backend *be, size_t bytes);   /* NULL + be->err on failure; memory is zeroed */

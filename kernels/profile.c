@@ -333,6 +333,8 @@ backend *backend_profile_wrap(backend *inner) {
     w->name = inner->name;
     w->n_threads = inner->n_threads;
     w->lm_chunk_bytes = inner->lm_chunk_bytes;
+    w->device = inner->device;
+    w->stream = inner->stream;
     w->impl = p;
     memcpy(w->err, inner->err, sizeof w->err);
 #define SET(op) w->op = inner->op ? prof_##op : NULL

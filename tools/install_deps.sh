@@ -3,7 +3,7 @@
 # (or with sudo available). Python is not needed to build or test rft.
 set -eu
 PKGS="build-essential cmake pkg-config libopenblas-dev libhdf5-dev libyaml-dev \
-libpcre2-dev libjansson-dev wordnet-base"
+libpcre2-dev libjansson-dev wordnet-base libopenmpi-dev openmpi-bin"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

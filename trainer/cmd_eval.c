@@ -54,7 +54,7 @@ static int eval_one(rft_config *c, const char *path, const char *data, int n, in
     if (slots < G) slots = G;
     rc = RFT_EXIT_RUNTIME;
     if (rollout_create(&ro, &m, tok, slots, ctx, err, cap)) goto out;
-    if (eval_run(&ro, gr, c, &d, n, k, c->train.seed, res, err, cap)) goto out;
+    if (eval_run(NULL, &ro, gr, c, &d, n, k, c->train.seed, res, err, cap)) goto out;
     rc = RFT_EXIT_OK;
 out:
     rollout_free(&ro);
@@ -127,7 +127,7 @@ int cmd_eval(int argc, char **argv) {
     if (!model_path) model_path = c.model.path;
     if (!data) data = c.data.valid[0] ? c.data.valid : c.data.train;
     if (k < 0) k = c.train.eval_samples;
-    backend *be = backend_for_device(c.device, c.threads, err, sizeof err);
+    backend *be = backend_for_device(c.device, 0, c.threads, err, sizeof err);
     if (!be) {
         fprintf(stderr, "rft eval: %s: %s\n", path, err);
         config_free(&c);

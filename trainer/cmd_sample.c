@@ -90,7 +90,7 @@ int cmd_sample(int argc, char **argv) {
     int G = (int)n;
     int slots = G < 64 ? G : 64;
     int max_tokens = 512 > slots ? 512 : slots;
-    backend *be = backend_for_device(device, (int)threads, err, sizeof err);
+    backend *be = backend_for_device(device, 0, (int)threads, err, sizeof err);
     if (!be) {
         fprintf(stderr, "rft sample: %s\n", err);
         return RFT_EXIT_BADINPUT;

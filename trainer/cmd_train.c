@@ -1,20 +1,32 @@
 /* trainer/cmd_train.c: `rft train CONFIG [--set key=value ...] [--resume
- * [CHECKPOINT]]` and `rft train --help-config` (the field reference). */
+ * [CHECKPOINT]] [--gpus N]` and `rft train --help-config` (the field
+ * reference). --gpus N starts N data-parallel ranks on this machine's first N
+ * GPUs (comm_launch); under mpirun each process is a rank already. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "config.h"
 #include "train.h"
 #include "util.h"
 
+#define USAGE "usage: rft train CONFIG [--set section.key=value ...] [--resume [CHECKPOINT]] [--gpus N] | --help-config\n"
+
 int cmd_train(int argc, char **argv) {
+    /* under mpirun every rank parses the same arguments and reads the same
+       files: rank 0 reports bad input, every rank its own run-time failure */
+    int rank = 0, size = 1, local_rank, local_size;
+    char e2[256];
+    comm_env(&rank, &size, &local_rank, &local_size, e2, sizeof e2);
+    int say = rank == 0;
     const char *path = NULL, *resume = NULL;
+    int gpus = 0, bad = 0;
     char **sets = calloc(argc, sizeof *sets);
     int n_sets = 0;
     if (!sets) return RFT_EXIT_RUNTIME;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help-config")) {
             config_print_reference(stdout);
             free(sets);
@@ -23,31 +35,55 @@ int cmd_train(int argc, char **argv) {
             sets[n_sets++] = argv[++i];
         } else if (!strncmp(argv[i], "--set=", 6)) {
             sets[n_sets++] = argv[i] + 6;
+        } else if (!strcmp(argv[i], "--gpus") && i + 1 < argc) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > 1024) {
+                if (say) fprintf(stderr, "rft train: --gpus %s: expected a number of GPUs from 1 to 1024\n", argv[i]);
+                bad = 1;
+            }
+            gpus = (int)n;
         } else if (!strcmp(argv[i], "--resume")) {
             resume = i + 1 < argc && argv[i + 1][0] != '-' && path ? argv[++i] : "";
         } else if (argv[i][0] != '-' && !path) {
             path = argv[i];
         } else {
-            fprintf(stderr, "usage: rft train CONFIG [--set section.key=value ...] [--resume [CHECKPOINT]] | --help-config\n");
-            free(sets);
-            return RFT_EXIT_BADINPUT;
+            bad = 2;
         }
     }
-    if (!path) {
-        fprintf(stderr, "usage: rft train CONFIG [--set section.key=value ...] [--resume [CHECKPOINT]] | --help-config\n");
-        free(sets);
-        return RFT_EXIT_BADINPUT;
-    }
+    if (!bad && !path) bad = 2;
+    if (bad == 2 && say) fprintf(stderr, USAGE);
     rft_config cfg;
     char err[2048];
-    if (config_load(path, sets, n_sets, &cfg, err, sizeof err)) {
-        fprintf(stderr, "rft train: %s\n", err);
-        free(sets);
-        return RFT_EXIT_BADINPUT;
+    if (!bad && config_load(path, sets, n_sets, &cfg, err, sizeof err)) {
+        if (say) fprintf(stderr, "rft train: %s\n", err);
+        bad = 1;
     }
     free(sets);
+    if (bad) return RFT_EXIT_BADINPUT;
+    if (gpus) {
+        if (strcmp(cfg.device, "cuda")) {
+            if (say)
+                fprintf(stderr, "rft train: --gpus needs device: cuda (%s has device: %s; add --set device=cuda)\n",
+                        path, cfg.device);
+            config_free(&cfg);
+            return RFT_EXIT_BADINPUT;
+        }
+        int status;
+        int r = comm_launch(gpus, &status, err, sizeof err);
+        if (r) {
+            /* the starting process: the ranks have ended */
+            if (r < 0) fprintf(stderr, "rft train: %s\n", err);
+            config_free(&cfg);
+            return r < 0 ? RFT_EXIT_RUNTIME : status;
+        }
+        comm_env(&rank, &size, &local_rank, &local_size, e2, sizeof e2); /* this process is a rank now */
+    }
     int rc = train_run(&cfg, resume, err, sizeof err);
-    if (rc) fprintf(stderr, "rft train: %s\n", err);
+    if (rc && (rank == 0 || rc != RFT_EXIT_BADINPUT)) {
+        if (size > 1) fprintf(stderr, "rft train: rank %d: %s\n", rank, err);
+        else fprintf(stderr, "rft train: %s\n", err);
+    }
     config_free(&cfg);
     return rc;
 }

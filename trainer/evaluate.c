@@ -11,10 +11,10 @@
 #include "rollout_grade.h"
 #include "util.h"
 
-backend *backend_for_device(const char *device, int threads, char *err, size_t cap) {
+backend *backend_for_device(const char *device, int index, int threads, char *err, size_t cap) {
     if (!strcmp(device, "cuda")) {
         char e2[512];
-        backend *be = backend_cuda_create(0, e2, sizeof e2);
+        backend *be = backend_cuda_create(index, e2, sizeof e2);
         if (!be) errf(err, cap, "device: cuda: %s", e2);
         return be;
     }
@@ -42,8 +42,8 @@ void rollout_config_from(const rft_config *c, const tokenizer *tok, float temper
                             .bf16 = !strcmp(c->sampling.dtype, "bf16")};
 }
 
-int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const dataset *d, int max_rows, int k,
-             uint64_t seed, eval_result *res, char *err, size_t cap) {
+int eval_run(comm *cm, rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const dataset *d, int max_rows,
+             int k, uint64_t seed, eval_result *res, char *err, size_t cap) {
     memset(res, 0, sizeof *res);
     double t0 = now_seconds();
     int rows = max_rows > 0 && max_rows < d->n ? max_rows : d->n;
@@ -67,7 +67,7 @@ int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const
     rollout_config_from(cfg, ro->tok, k > 0 ? cfg->sampling.temperature : 0.0f, rng_key(seed, 0xE7A1, 0, 0), stop,
                         stops, &rc_cfg);
     for (int i = 0; i < rows; i++) items[i] = d->rows[i].json;
-    if (rollout_grade(ro, gr, NG, pr, rows, G, &rc_cfg, items, cs, gres, NULL, err, cap)) goto done;
+    if (rollout_grade_shared(cm, ro, gr, NG, pr, rows, G, &rc_cfg, items, cs, gres, NULL, err, cap)) goto done;
     long len = 0;
     for (int i = 0; i < N; i++) len += cs[i].n_tokens;
     res->mean_length = (double)len / N;

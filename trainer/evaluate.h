@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "dataset.h"
+#include "comm.h"
 #include "grader.h"
 #include "rollout.h"
 
@@ -31,15 +32,16 @@ typedef struct eval_result {
  * stops[CONFIG_MAX_STOP], which the caller keeps alive. */
 /* The compute backend a config's `device` names: "cuda" (GPU 0; NULL with a
  * message in err when there is none) or "cpu" with `threads` threads. */
-backend *backend_for_device(const char *device, int threads, char *err, size_t err_cap);
+backend *backend_for_device(const char *device, int index, int threads, char *err, size_t err_cap);
 
 void rollout_config_from(const rft_config *cfg, const tokenizer *tok, float temperature, uint64_t seed,
                          int32_t *stop_ids, const char **stops, rollout_config *out);
 
 /* Evaluates the first max_rows rows of d (0: all). k = 0: greedy, one
- * completion; k > 0: k samples at the configured temperature. Completions are
+ * completion; k > 0: k samples at the configured temperature. cm (NULL: one
+ * rank) splits the rows across ranks; every rank gets the whole result. Completions are
  * keyed by (seed, row) so repeated evaluations see the same randomness. */
-int eval_run(rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const dataset *d, int max_rows, int k,
-             uint64_t seed, eval_result *res, char *err, size_t err_cap);
+int eval_run(comm *cm, rollout_engine *ro, grader_runner *gr, const rft_config *cfg, const dataset *d, int max_rows,
+             int k, uint64_t seed, eval_result *res, char *err, size_t err_cap);
 
 #endif

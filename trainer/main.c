@@ -24,7 +24,7 @@ static const command commands[] = {
     {"version", cmd_version, "rft version                        print the version"},
     {"inspect", cmd_inspect, "rft inspect FILE                   config, parameter count and tensors of a model file"},
     {"grade", cmd_grade, "rft grade CONFIG --samples FILE    run the graders on given completions, no model"},
-    {"train", cmd_train, "rft train CONFIG [--set k=v ...] [--resume [CKPT]]   RFT (GRPO family) or SFT training"},
+    {"train", cmd_train, "rft train CONFIG [--set k=v ...] [--resume [CKPT]] [--gpus N]   RFT (GRPO family) or SFT training"},
     {"eval", cmd_eval, "rft eval CONFIG [--model CKPT] [--data FILE] [--n N] [--compare OTHER] [--json]"},
     {"init", cmd_init, "rft init OUT.h5 --tokenizer T.json --d-model D ...   a freshly initialised model"},
     {"sample", cmd_sample, "rft sample --model M --prompt TEXT   completions from a model (--n, --temperature, --json ...)"},

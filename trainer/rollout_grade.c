@@ -157,3 +157,85 @@ out:
     if (tm) *tm = t;
     return rc;
 }
+
+/* ---- across ranks ---- */
+
+/* one completion and its grades as bytes: {n_tokens, finish, has_text,
+   text_len} (int64 each), tokens, logprobs, text, NG grade_results */
+typedef struct wire_head {
+    int64_t n_tokens, finish, has_text, text_len;
+} wire_head;
+
+static size_t wire_size(const completion *c, int NG) {
+    return sizeof(wire_head) + (size_t)c->n_tokens * (sizeof(int32_t) + sizeof(float)) + c->text_len +
+           (size_t)NG * sizeof(grade_result);
+}
+
+int rollout_grade_shared(comm *cm, rollout_engine *ro, grader_runner *gr, int NG, const rollout_prompt *prompts,
+                         int n_prompts, int G, const rollout_config *cfg, json_t *const *prompt_items,
+                         completion *out, grade_result *gres, rollout_grade_times *tm, char *err, size_t cap) {
+    if (!cm || cm->size == 1)
+        return rollout_grade(ro, gr, NG, prompts, n_prompts, G, cfg, prompt_items, out, gres, tm, err, cap);
+    /* this rank's prompts: a contiguous share [p0, p1) */
+    int p0 = (int)((long)n_prompts * cm->rank / cm->size), p1 = (int)((long)n_prompts * (cm->rank + 1) / cm->size);
+    int N = n_prompts * G, i0 = p0 * G, i1 = p1 * G;
+    if (p1 > p0 && rollout_grade(ro, gr, NG, prompts + p0, p1 - p0, G, cfg, prompt_items + p0, out + i0,
+                                 gres + (size_t)i0 * NG, tm, err, cap))
+        return -1; /* the other ranks wait in the gather below until the launcher ends them */
+    if (p1 == p0 && tm) memset(tm, 0, sizeof *tm);
+    for (int i = i0; i < i1; i++) out[i].prompt = i / G; /* index into all the prompts */
+    /* every rank's completions and grades to every rank */
+    size_t bytes = 0;
+    for (int i = i0; i < i1; i++) bytes += wire_size(&out[i], NG);
+    char *mine = malloc(bytes ? bytes : 1), *all = NULL, *p = mine;
+    size_t *counts = calloc(cm->size, sizeof *counts);
+    int rc = -1;
+    if (!mine || !counts) {
+        errf(err, cap, "out of memory");
+        goto done;
+    }
+    for (int i = i0; i < i1; i++) {
+        completion *c = &out[i];
+        wire_head h = {c->n_tokens, c->finish, c->text != NULL, (int64_t)c->text_len};
+        memcpy(p, &h, sizeof h), p += sizeof h;
+        memcpy(p, c->tokens, (size_t)c->n_tokens * sizeof(int32_t)), p += (size_t)c->n_tokens * sizeof(int32_t);
+        memcpy(p, c->logprobs, (size_t)c->n_tokens * sizeof(float)), p += (size_t)c->n_tokens * sizeof(float);
+        memcpy(p, c->text, c->text_len), p += c->text_len;
+        memcpy(p, gres + (size_t)i * NG, (size_t)NG * sizeof(grade_result)), p += (size_t)NG * sizeof(grade_result);
+    }
+    if (comm_gather(cm, mine, bytes, &all, counts, err, cap)) goto done;
+    /* unpack the other ranks' completions; rank r's prompts are its share */
+    p = all;
+    for (int r = 0; r < cm->size; r++) {
+        int a = (int)((long)n_prompts * r / cm->size) * G, z = (int)((long)n_prompts * (r + 1) / cm->size) * G;
+        if (r == cm->rank) {
+            p += counts[r];
+            continue;
+        }
+        for (int i = a; i < z; i++) {
+            completion *c = &out[i];
+            wire_head h;
+            memcpy(&h, p, sizeof h), p += sizeof h;
+            *c = (completion){.prompt = i / G, .sample = i % G, .n_tokens = (int)h.n_tokens, .finish = (int)h.finish,
+                              .text_len = (size_t)h.text_len};
+            c->tokens = malloc((size_t)h.n_tokens * sizeof(int32_t) + 1);
+            c->logprobs = malloc((size_t)h.n_tokens * sizeof(float) + 1);
+            c->text = h.has_text ? malloc((size_t)h.text_len + 1) : NULL;
+            if (!c->tokens || !c->logprobs || (h.has_text && !c->text)) {
+                errf(err, cap, "out of memory");
+                goto done;
+            }
+            memcpy(c->tokens, p, (size_t)h.n_tokens * sizeof(int32_t)), p += (size_t)h.n_tokens * sizeof(int32_t);
+            memcpy(c->logprobs, p, (size_t)h.n_tokens * sizeof(float)), p += (size_t)h.n_tokens * sizeof(float);
+            if (c->text) memcpy(c->text, p, c->text_len), c->text[c->text_len] = 0;
+            p += c->text_len;
+            memcpy(gres + (size_t)i * NG, p, (size_t)NG * sizeof(grade_result)), p += (size_t)NG * sizeof(grade_result);
+        }
+    }
+    rc = 0;
+done:
+    if (rc)
+        for (int i = 0; i < N; i++) completion_free(&out[i]);
+    free(mine), free(all), free(counts);
+    return rc;
+}

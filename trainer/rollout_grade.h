@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "comm.h"
 #include "grader.h"
 #include "rollout.h"
 
@@ -29,5 +30,15 @@ typedef struct rollout_grade_times {
 int rollout_grade(rollout_engine *ro, grader_runner *gr, int n_graders, const rollout_prompt *prompts, int n_prompts,
                   int G, const rollout_config *cfg, json_t *const *prompt_items, completion *out, grade_result *gres,
                   rollout_grade_times *tm, char *err, size_t err_cap);
+
+/* rollout_grade across the ranks of cm: each rank generates and grades a
+ * contiguous share of the prompts, then every rank receives all N
+ * completions and grades (completions are keyed by prompt id and sample, so
+ * they are those of one rank doing all). tm holds this rank's times. With one
+ * rank it is rollout_grade. On failure every completion is freed. */
+int rollout_grade_shared(comm *cm, rollout_engine *ro, grader_runner *gr, int n_graders,
+                         const rollout_prompt *prompts, int n_prompts, int G, const rollout_config *cfg,
+                         json_t *const *prompt_items, completion *out, grade_result *gres, rollout_grade_times *tm,
+                         char *err, size_t err_cap);
 
 #endif

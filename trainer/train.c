@@ -6,7 +6,17 @@
  * than one update is made, reference log-probs from a frozen copy of the
  * initial weights when kl_beta > 0). SFT runs the same loop on answers.
  * Every piece of randomness is keyed by (seed, epoch, row, sample), so a
- * resumed run repeats the uninterrupted one bit for bit. */
+ * resumed run repeats the uninterrupted one bit for bit.
+ *
+ * Data-parallel ranks (comm.h): every rank takes the same prompts, generates
+ * and grades a share of them, and receives all completions and grades, so
+ * rewards, advantages and metrics are computed identically everywhere. Each
+ * mini-batch's sequences are split into contiguous token-balanced shares;
+ * a rank runs the passes of its share, and the gradients and the loss
+ * statistics are summed across ranks before every update (the loss is
+ * normalised by the whole mini-batch), so W ranks compute the update one
+ * rank would, up to the order of floating-point sums. Rank 0 writes the
+ * files. */
 #define _GNU_SOURCE
 #include "train.h"
 
@@ -22,6 +32,7 @@
 
 #include "checkpoint.h"
 #include "chat_template.h"
+#include "comm.h"
 #include "convert.h"
 #include "dataset.h"
 #include "evaluate.h"
@@ -57,6 +68,8 @@ typedef struct tseq {
 typedef struct run {
     rft_config *cfg;
     backend *be;
+    comm *cm;                 /* the ranks of the run (one when not data-parallel) */
+    int lead;                 /* rank 0: writes logs, samples and checkpoints, prints progress */
     model m;
     int have_model;
     tokenizer *tok;
@@ -90,6 +103,25 @@ typedef struct run {
 static json_t *json_num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 enum { PASS_OLD, PASS_REF, PASS_TRAIN, PASS_SFT, PASS_EVAL_NLL };
+
+/* This rank's share [*a, *z) of seqs[a0, z0): contiguous, split where the
+   running token count crosses r/W of the total, so the ranks' passes are
+   about equally long. */
+static void rank_share(const run *R, const tseq *s, int a0, int z0, int *a, int *z) {
+    int W = R->cm->size, r = R->cm->rank;
+    *a = a0, *z = z0;
+    if (W == 1) return;
+    long tot = 0, run = 0;
+    for (int k = a0; k < z0; k++) tot += s[k].np + s[k].nc;
+    int lo = -1, hi = -1;
+    for (int k = a0; k <= z0; k++) {
+        if (lo < 0 && run * W >= tot * r) lo = k;
+        if (hi < 0 && run * W >= tot * (r + 1)) hi = k;
+        if (k < z0) run += s[k].np + s[k].nc;
+    }
+    *a = lo < 0 ? z0 : lo;
+    *z = r == W - 1 || hi < 0 ? z0 : hi;
+}
 
 /* Forward (and for PASS_TRAIN / PASS_SFT the loss and backward) over seqs in
  * micro-batches of at most R->max_tokens tokens. pp, norm_* give the
@@ -213,6 +245,7 @@ static void ckpt_name(const run *R, long step, char *out, size_t cap) {
 }
 
 static int save_checkpoint(run *R, const char *path, int with_optim, char *err, size_t cap) {
+    if (!R->lead) return 0; /* every rank holds the same weights and state */
     R->st.config_text = R->config_text;
     R->st.data_order = R->order;
     R->st.n_order = R->train.n;
@@ -276,6 +309,7 @@ static void remove_stale_tmp(const char *out_dir) {
 
 /* Keeps the newest keep_checkpoints step checkpoints. */
 static void prune_checkpoints(run *R) {
+    if (!R->lead) return;
     long steps[4096];
     int n = list_checkpoints(R->cfg->train.out_dir, steps, 4096);
     for (int i = 0; i + R->cfg->train.keep_checkpoints < n; i++) {
@@ -334,14 +368,17 @@ static int evaluate(run *R, json_t *rec, char *err, size_t cap) {
             toks += r->n_answer;
         }
         double nll = 0;
-        int rc = k ? run_passes(R, s, k, PASS_EVAL_NLL, NULL, NULL, &nll, NULL, err, cap) : 0;
+        int a, z;
+        rank_share(R, s, 0, k, &a, &z);
+        int rc = run_passes(R, s + a, z - a, PASS_EVAL_NLL, NULL, NULL, &nll, NULL, err, cap);
+        if (!rc) rc = comm_sum(R->cm, &nll, 1, err, cap);
         free(s);
         if (rc) return -1;
         if (k) json_object_set_new(rec, "valid_loss", json_num(nll / toks));
     }
     if (R->gr) {
         eval_result er;
-        if (eval_run(&R->ro, R->gr, c, &R->valid, c->train.eval_max_rows, c->train.eval_samples, c->train.seed, &er, err,
+        if (eval_run(R->cm, &R->ro, R->gr, c, &R->valid, c->train.eval_max_rows, c->train.eval_samples, c->train.seed, &er, err,
                      cap))
             return -1;
         json_object_set_new(rec, "valid_reward_mean", json_num(er.reward_mean));
@@ -372,6 +409,7 @@ static int evaluate(run *R, json_t *rec, char *err, size_t cap) {
 }
 
 static void log_record(run *R, json_t *rec) {
+    if (!R->metrics) return; /* not rank 0 */
     char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     if (s) {
         fputs(s, R->metrics);
@@ -382,6 +420,7 @@ static void log_record(run *R, json_t *rec) {
 }
 
 static void progress(run *R, json_t *rec, double elapsed) {
+    if (!R->lead) return;
     long step = R->st.step;
     double r = json_real_value(json_object_get(rec, "reward"));
     json_t *v = json_object_get(rec, "valid_reward_mean");
@@ -409,7 +448,10 @@ static int next_row(run *R) {
     return R->order[R->st.cursor++];
 }
 
-static int optimizer_update(run *R, double *gnorm_out) {
+/* sums the ranks' gradients, then one AdamW step; 1 when the gradient is not
+   finite (the update is dropped), -1 on a transport failure */
+static int optimizer_update(run *R, double *gnorm_out, char *err, size_t cap) {
+    if (comm_sum_device(R->cm, R->m.grads, R->m.n_params, err, cap)) return -1;
     double gn = optim_step(&R->opt);
     *gnorm_out = gn;
     if (!isfinite(gn)) {
@@ -436,9 +478,15 @@ static int step_sft(run *R, json_t *rec, char *err, size_t cap) {
     double t0 = now_seconds(), loss = 0, ent = 0;
     model_zero_grads(&R->m);
     pg_params pp = {.norm_tokens = toks};
-    int rc = run_passes(R, s, B, PASS_SFT, &pp, NULL, &loss, &ent, err, cap);
+    int a, z;
+    rank_share(R, s, 0, B, &a, &z);
+    int rc = run_passes(R, s + a, z - a, PASS_SFT, &pp, NULL, &loss, &ent, err, cap);
+    double sums[2] = {loss, ent};
+    if (!rc) rc = comm_sum(R->cm, sums, 2, err, cap);
+    loss = sums[0], ent = sums[1];
     double gn = 0;
-    int bad = rc ? 0 : optimizer_update(R, &gn);
+    int bad = rc ? 0 : optimizer_update(R, &gn, err, cap);
+    if (bad < 0) rc = -1, bad = 0;
     double dt = now_seconds() - t0;
     free(s), free(buf);
     if (rc) return -1;
@@ -480,7 +528,7 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
     double t0 = now_seconds();
     for (int b = 0; b < B; b++) prow[b] = R->train.rows[rows[b]].json;
     rollout_grade_times tg;
-    if (rollout_grade(&R->ro, R->gr, NG, pr, B, G, &R->rcfg, prow, cs, gres, &tg, err, cap)) goto done;
+    if (rollout_grade_shared(R->cm, &R->ro, R->gr, NG, pr, B, G, &R->rcfg, prow, cs, gres, &tg, err, cap)) goto done;
     long gen_tokens = 0, clipped = 0;
     for (int i = 0; i < N; i++) {
         items[i] = R->train.rows[rows[i / G]].json;
@@ -541,25 +589,46 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
     double loss = 0, ent = 0, gn_sum = 0;
     int n_updates = 0;
     if (K > 0) {
-        if (need_old && run_passes(R, s, K, PASS_OLD, &pp, NULL, NULL, NULL, err, cap)) goto done;
+        /* mini-batch mb is s[a, z); this rank runs the passes of its share of it */
+        int MB = c->algorithm.mini_batches < K ? c->algorithm.mini_batches : K;
+#define MB_RANGE(mb, a, z, la, lz)                                                     \
+    int a = (int)((long)K * (mb) / MB), z = (int)((long)K * ((mb) + 1) / MB), la, lz; \
+    rank_share(R, s, a, z, &la, &lz)
+        for (int mb = 0; mb < MB && need_old; mb++) {
+            MB_RANGE(mb, a, z, la, lz);
+            if (run_passes(R, s + la, lz - la, PASS_OLD, &pp, NULL, NULL, NULL, err, cap)) goto done;
+        }
         if (need_ref) {
             model_use_params(&R->m, R->ref_params);
-            int e = run_passes(R, s, K, PASS_REF, &pp, NULL, NULL, NULL, err, cap);
+            int e = 0;
+            for (int mb = 0; mb < MB && !e; mb++) {
+                MB_RANGE(mb, a, z, la, lz);
+                e = run_passes(R, s + la, lz - la, PASS_REF, &pp, NULL, NULL, NULL, err, cap);
+            }
             model_use_params(&R->m, NULL);
             if (e) goto done;
         }
-        int MB = c->algorithm.mini_batches < K ? c->algorithm.mini_batches : K;
         for (int e = 0; e < c->algorithm.ppo_epochs; e++)
             for (int mb = 0; mb < MB; mb++) {
-                int a = (int)((long)K * mb / MB), z = (int)((long)K * (mb + 1) / MB);
+                MB_RANGE(mb, a, z, la, lz);
+#undef MB_RANGE
                 pp.norm_tokens = 0;
                 for (int k = a; k < z; k++) pp.norm_tokens += s[k].nc;
                 pp.norm_seqs = z - a;
                 model_zero_grads(&R->m);
                 double l = 0, en = 0;
-                if (run_passes(R, s + a, z - a, PASS_TRAIN, &pp, &acc, &l, e == 0 ? &en : NULL, err, cap)) goto done;
+                pg_stats u = {0};
+                if (run_passes(R, s + la, lz - la, PASS_TRAIN, &pp, &u, &l, e == 0 ? &en : NULL, err, cap)) goto done;
+                /* the mini-batch's loss and statistics: sums over the ranks */
+                double sums[7] = {l, en, u.kl, u.clip_low, u.clip_high, u.ratio_mean, (double)u.tokens};
+                if (comm_sum(R->cm, sums, 7, err, cap)) goto done;
+                l = sums[0], en = sums[1];
+                acc.kl += sums[2], acc.clip_low += sums[3], acc.clip_high += sums[4], acc.ratio_mean += sums[5];
+                acc.tokens += (long)sums[6];
                 double gn;
-                if (!isfinite(l) || optimizer_update(R, &gn)) {
+                int up = isfinite(l) ? optimizer_update(R, &gn, err, cap) : 1;
+                if (up < 0) goto done;
+                if (up) {
                     bad++; /* this update is dropped; the step's other updates still apply */
                     model_zero_grads(&R->m);
                     continue;
@@ -613,7 +682,7 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
     json_object_set_new(rec, "timing/training", json_num(t3 - t2));
     json_object_set_new(rec, "tokens_per_s", json_num(gen_tokens / (t3 - t0)));
     /* samples.jsonl: the first log_samples completions */
-    for (int i = 0; i < N && i < c->train.log_samples; i++) {
+    for (int i = 0; i < N && i < c->train.log_samples && R->samples; i++) {
         json_t *o = json_object();
         json_object_set_new(o, "step", json_integer(R->st.step + 1));
         json_object_set_new(o, "row", json_integer(rows[i / G]));
@@ -638,7 +707,7 @@ static int step_rl(run *R, json_t *rec, char *err, size_t cap) {
         free(js);
         json_decref(o);
     }
-    fflush(R->samples);
+    if (R->samples) fflush(R->samples);
     rc = bad;
 done:
     if (cs)
@@ -664,6 +733,7 @@ static void run_free(run *R) {
     free(R->order);
     free(R->config_text);
     free(R->b_tok), free(R->b_tgt), free(R->b_cu), free(R->b_logp), free(R->b_ent), free(R->b_w), free(R->b_went);
+    comm_free(R->cm);
     if (R->be) R->be->destroy(R->be);
 }
 
@@ -676,17 +746,32 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     R.st.seed = c->train.seed;
     int status = RFT_EXIT_BADINPUT;
     char e2[1024];
-    R.be = backend_for_device(c->device, c->threads, e2, sizeof e2);
+    /* the ranks: rank r uses GPU local_rank; CPU ranks on one machine share its cores */
+    int rank, n_ranks, local_rank, local_size;
+    if (comm_env(&rank, &n_ranks, &local_rank, &local_size, err, cap)) return RFT_EXIT_BADINPUT;
+    int threads = c->threads;
+    if (threads <= 0 && local_size > 1) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = ncpu > local_size ? (int)(ncpu / local_size) : 1;
+    }
+    R.be = backend_for_device(c->device, local_rank, threads, e2, sizeof e2);
     if (!R.be) {
         errf(err, cap, "%s: %s", c->path, e2);
         return RFT_EXIT_BADINPUT;
     }
+    R.cm = comm_create(R.be, e2, sizeof e2);
+    if (!R.cm) {
+        errf(err, cap, "joining the ranks of the run: %s", e2);
+        R.be->destroy(R.be);
+        return RFT_EXIT_RUNTIME;
+    }
+    R.lead = R.cm->rank == 0;
     /* output directory and the checkpoint to start from */
     if (mkdir_p(c->train.out_dir, err, cap)) goto out;
     char sub[1200];
     snprintf(sub, sizeof sub, "%s/checkpoints", c->train.out_dir);
     if (mkdir_p(sub, err, cap)) goto out;
-    remove_stale_tmp(c->train.out_dir);
+    if (R.lead) remove_stale_tmp(c->train.out_dir);
     long steps[4096];
     int n_ck = list_checkpoints(c->train.out_dir, steps, 4096);
     char start[1200];
@@ -809,15 +894,15 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         free(R.st.data_order);
         R.st.data_order = NULL;
         char *now_text = config_render(c);
-        note_config_changes(R.st.config_text, now_text);
+        if (R.lead) note_config_changes(R.st.config_text, now_text);
         free(now_text);
         free(R.st.config_text);
         R.st.config_text = NULL;
         char mp[1200];
         snprintf(mp, sizeof mp, "%s/metrics.jsonl", c->train.out_dir);
-        if (truncate_log(mp, (long)R.st.step, err, cap)) goto out;
+        if (R.lead && truncate_log(mp, (long)R.st.step, err, cap)) goto out;
         snprintf(mp, sizeof mp, "%s/samples.jsonl", c->train.out_dir);
-        if (truncate_log(mp, (long)R.st.step, err, cap)) goto out;
+        if (R.lead && truncate_log(mp, (long)R.st.step, err, cap)) goto out;
     }
     if (c->algorithm.kl_beta > 0) {
         /* the reference policy: the starting weights (for a resumed run, those of the original start) */
@@ -840,7 +925,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     }
     if (R.gr || c->algorithm.name != ALGO_SFT) {
         int G = c->algorithm.name == ALGO_SFT ? (c->train.eval_samples > 0 ? c->train.eval_samples : 1) : c->sampling.group_size;
-        int slots = c->train.batch_size * G;
+        int slots = (c->train.batch_size + R.cm->size - 1) / R.cm->size * G; /* this rank's share of the prompts */
         if (R.have_valid) {
             int ev = c->train.eval_samples > 0 ? c->train.eval_samples : 1;
             if (slots < ev) slots = ev;
@@ -856,28 +941,35 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         R.have_ro = 1;
     }
     char mp[1200];
-    snprintf(mp, sizeof mp, "%s/metrics.jsonl", c->train.out_dir);
-    R.metrics = fopen(mp, resuming ? "ab" : "wb");
-    snprintf(mp, sizeof mp, "%s/samples.jsonl", c->train.out_dir);
-    R.samples = fopen(mp, resuming ? "ab" : "wb");
-    if (!R.metrics || !R.samples) {
-        errf(err, cap, "%s: %s", mp, strerror(errno));
-        goto out;
-    }
     R.config_text = config_render(c);
-    snprintf(mp, sizeof mp, "%s/config.yaml", c->train.out_dir);
-    FILE *cf = fopen(mp, "wb");
-    if (cf) fputs(R.config_text, cf), fclose(cf);
-    R.tty = isatty(2);
-    fprintf(stderr, "%s", R.config_text);
-    fprintf(stderr, "rft train: %s, %d train rows%s, %ld steps, model %s (%zu parameters), %s backend, %d threads\n",
-            algo_str(c->algorithm.name), R.train.n, R.have_valid ? "" : " (no valid set)", R.total_steps, start,
-            R.m.n_params, R.be->name, R.be->n_threads);
-    if (!strcmp(R.be->name, "cpu") && cpu_openblas_note()) fprintf(stderr, "rft train: %s\n", cpu_openblas_note());
-    if (!strcmp(R.be->name, "cpu") && !strcmp(c->sampling.dtype, "bf16") && !cpu_has_bf16_kernel())
+    if (R.lead) {
+        snprintf(mp, sizeof mp, "%s/metrics.jsonl", c->train.out_dir);
+        R.metrics = fopen(mp, resuming ? "ab" : "wb");
+        if (R.metrics) {
+            snprintf(mp, sizeof mp, "%s/samples.jsonl", c->train.out_dir);
+            R.samples = fopen(mp, resuming ? "ab" : "wb");
+        }
+        if (!R.metrics || !R.samples) {
+            errf(err, cap, "%s: %s", mp, strerror(errno));
+            goto out;
+        }
+        snprintf(mp, sizeof mp, "%s/config.yaml", c->train.out_dir);
+        FILE *cf = fopen(mp, "wb");
+        if (cf) fputs(R.config_text, cf), fclose(cf);
+        R.tty = isatty(2);
+        fprintf(stderr, "%s", R.config_text);
+        fprintf(stderr, "rft train: %s, %d train rows%s, %ld steps, model %s (%zu parameters), %s backend, %d threads",
+                algo_str(c->algorithm.name), R.train.n, R.have_valid ? "" : " (no valid set)", R.total_steps, start,
+                R.m.n_params, R.be->name, R.be->n_threads);
+        if (R.cm->size > 1) fprintf(stderr, ", %d ranks (%s)", R.cm->size, R.cm->kind);
+        fputc('\n', stderr);
+    }
+    /* the other ranks print errors only */
+    if (R.lead && !strcmp(R.be->name, "cpu") && cpu_openblas_note()) fprintf(stderr, "rft train: %s\n", cpu_openblas_note());
+    if (R.lead && !strcmp(R.be->name, "cpu") && !strcmp(c->sampling.dtype, "bf16") && !cpu_has_bf16_kernel())
         fprintf(stderr, "rft train: note: this CPU has neither AVX512_BF16 nor AVX2: sampling.dtype bf16 runs a "
                         "portable loop, slower than fp32 rollouts\n");
-    if (!strcmp(R.be->name, "cpu") && !strcmp(c->model.dtype, "bf16") && !cpu_has_bf16_kernel())
+    if (R.lead && !strcmp(R.be->name, "cpu") && !strcmp(c->model.dtype, "bf16") && !cpu_has_bf16_kernel())
         fprintf(stderr, "rft train: note: this CPU has neither AVX512_BF16 nor AVX2: model.dtype bf16 widens every "
                         "GEMM operand to fp32, slower than fp32 training\n");
     struct sigaction sa = {0};
@@ -912,6 +1004,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         R.st.step++;
         if (r > 0) {
             R.bad_streak++;
+            if (R.lead) {
             json_t *su = json_object_get(rec, "skipped_updates"), *au = json_object_get(rec, "applied_updates");
             if (su && au && json_integer_value(au) > 0)
                 fprintf(stderr, "%sstep %ld: non-finite loss or gradient in %lld of %lld updates, those skipped (%d in a row)\n",
@@ -920,6 +1013,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
             else
                 fprintf(stderr, "%sstep %ld: non-finite loss or gradient, update skipped (%d in a row)\n", R.tty ? "\n" : "",
                         (long)R.st.step, R.bad_streak);
+            }
             json_object_set_new(rec, "skipped", json_true());
             if (R.bad_streak >= c->train.max_bad_steps) {
                 log_record(&R, rec);
@@ -942,7 +1036,10 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         log_record(&R, rec);
         progress(&R, rec, now_seconds() - t_start);
         json_decref(rec);
-        interrupted = g_stop != 0 && !last; /* a signal during the last step just ends the run */
+        /* a signal during the last step just ends the run; the ranks stop after the same step */
+        double stop_votes = g_stop != 0;
+        if (comm_sum(R.cm, &stop_votes, 1, err, cap)) goto out;
+        interrupted = stop_votes > 0 && !last;
         if ((c->train.checkpoint_interval > 0 && R.st.step % c->train.checkpoint_interval == 0) || last || interrupted) {
             char p[1200];
             ckpt_name(&R, (long)R.st.step, p, sizeof p);
@@ -954,6 +1051,11 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     if (R.tty) fputc('\n', stderr);
     char p[1200];
     ckpt_name(&R, (long)R.st.step, p, sizeof p);
+    if (!R.lead) {
+        status = interrupted ? RFT_EXIT_RUNTIME : RFT_EXIT_OK;
+        if (interrupted) errf(err, cap, "interrupted after step %ld", (long)R.st.step);
+        goto out;
+    }
     if (interrupted) {
         errf(err, cap, "interrupted after step %ld; checkpoint %s; continue with --resume", (long)R.st.step, p);
         status = RFT_EXIT_RUNTIME;

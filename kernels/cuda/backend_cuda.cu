@@ -206,6 +206,8 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     if (be->lm_chunk_bytes < ((size_t)256 << 20)) be->lm_chunk_bytes = (size_t)256 << 20;
     if (be->lm_chunk_bytes > ((size_t)1 << 30)) be->lm_chunk_bytes = (size_t)1 << 30;
     if (CU_CHECK(be, cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking))) goto fail;
+    be->device = device;
+    be->stream = im->stream;
     if (CUBLAS_CHECK(be, cublasCreate(&im->cublas))) goto fail;
     if (CUBLAS_CHECK(be, cublasSetStream(im->cublas, im->stream))) goto fail;
     if (CUBLAS_CHECK(be, cublasSetMathMode(im->cublas, im->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)))
