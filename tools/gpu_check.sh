@@ -43,11 +43,11 @@ is_system_lib() {
 if [ "$MODE" = prepare ]; then
     set -e
     cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DRFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-    cmake --build build-gpu -j2 --target gpu_test_cuda_ops gpu_test_cuda_model bench_gpu
+    cmake --build build-gpu -j2 --target gpu_test_cuda_ops gpu_test_cuda_model bench_gpu rft rft-grader-worker
     rm -rf gpu_carry
     mkdir -p gpu_carry/pack/bin gpu_carry/pack/lib
     cp build-gpu/tests/gpu/gpu_test_cuda_ops build-gpu/tests/gpu/gpu_test_cuda_model build-gpu/bench/bench_gpu \
-        gpu_carry/pack/bin/
+        build-gpu/rft build-gpu/rft-grader-worker gpu_carry/pack/bin/
     strip --strip-debug gpu_carry/pack/bin/*
     for b in gpu_carry/pack/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u | while read -r l; do
         is_system_lib "$(basename "$l")" || cp -L "$l" gpu_carry/pack/lib/
@@ -147,10 +147,11 @@ if [ -z "$BIN" ]; then
         sh tools/install_deps.sh >>"$LOG" 2>&1 || say "install_deps failed (no network?)"
     fi
     if cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DRFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >>"$LOG" 2>&1 &&
-        cmake --build build-gpu -j"$(nproc)" --target gpu_test_cuda_ops gpu_test_cuda_model bench_gpu >>"$LOG" 2>&1; then
+        cmake --build build-gpu -j"$(nproc)" --target gpu_test_cuda_ops gpu_test_cuda_model bench_gpu rft \
+            rft-grader-worker >>"$LOG" 2>&1; then
         mkdir -p /tmp/gpu_build_bin
         cp build-gpu/tests/gpu/gpu_test_cuda_ops build-gpu/tests/gpu/gpu_test_cuda_model build-gpu/bench/bench_gpu \
-            /tmp/gpu_build_bin/
+            build-gpu/rft build-gpu/rft-grader-worker /tmp/gpu_build_bin/
         BIN=/tmp/gpu_build_bin
     else
         say "FAILED: no carried build and the source build failed (see $LOG); run 'tools/gpu_check.sh prepare' on"
@@ -170,6 +171,36 @@ for t in gpu_test_cuda_ops gpu_test_cuda_model; do
     say "$t: $r ($(tail -1 "$OUTDIR/$t.log"))"
     [ "$r" = PASS ] || grep -E "FAIL|error|FATAL" "$OUTDIR/$t.log" | head -20 | tee -a "$LOG"
 done
+
+# ---- the data-parallel path on one GPU: rft train --gpus 1 (launcher, NCCL opened at run time, the
+# gradient and statistics sums) against a plain CUDA run: the same rewards, the same losses up to
+# float sums ----
+if [ -x "$BIN/rft" ]; then
+    d=$(python3 -c "import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], 'lib'))" 2>/dev/null)
+    [ -n "$d" ] && [ -d "$d" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+    Q="--set device=cuda --set train.max_steps=4 --set train.eval_interval=0 --set train.eval_max_rows=20"
+    rm -rf /tmp/gq_plain /tmp/gq_gpus1
+    timeout 90 "$BIN/rft" train configs/quickstart.yaml $Q --set train.out_dir=/tmp/gq_plain >"$OUTDIR/rft_train_plain.log" 2>&1
+    rc1=$?
+    timeout 90 "$BIN/rft" train configs/quickstart.yaml $Q --set train.out_dir=/tmp/gq_gpus1 --gpus 1 \
+        >"$OUTDIR/rft_train_gpus1.log" 2>&1
+    rc2=$?
+    r=$(python3 - /tmp/gq_plain/metrics.jsonl /tmp/gq_gpus1/metrics.jsonl <<'PY' 2>&1
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+ok = len(a) == len(b) == 5
+for x, y in zip(a, b):
+    ok &= x.get("reward") == y.get("reward") and x.get("valid_reward_mean") == y.get("valid_reward_mean")
+    for k in ("loss", "grad_norm", "entropy"):
+        if k in x: ok &= abs(x[k] - y[k]) <= 1e-4 * max(abs(x[k]), abs(y[k])) + 1e-7
+print("PASS" if ok else "FAIL")
+PY
+)
+    [ $rc1 = 0 ] && [ $rc2 = 0 ] || r="FAIL(exit $rc1/$rc2)"
+    TESTS="$TESTS rft_train_gpus1=$r"
+    say "rft train --gpus 1 vs plain (4 quickstart steps on cuda): $r"
+    [ "$r" = PASS ] || tail -3 "$OUTDIR/rft_train_plain.log" "$OUTDIR/rft_train_gpus1.log" | tee -a "$LOG"
+fi
 
 # ---- benchmarks ----
 timeout 200 "$BIN/bench_gpu" --profile >"$OUTDIR/bench_rft.jsonl" 2>"$OUTDIR/bench_rft.err"

@@ -174,7 +174,7 @@ static size_t wire_size(const completion *c, int NG) {
 int rollout_grade_shared(comm *cm, rollout_engine *ro, grader_runner *gr, int NG, const rollout_prompt *prompts,
                          int n_prompts, int G, const rollout_config *cfg, json_t *const *prompt_items,
                          completion *out, grade_result *gres, rollout_grade_times *tm, char *err, size_t cap) {
-    if (!cm || cm->size == 1)
+    if (!cm || !strcmp(cm->kind, "single")) /* (one NCCL rank takes the path below: gpu_check exercises it) */
         return rollout_grade(ro, gr, NG, prompts, n_prompts, G, cfg, prompt_items, out, gres, tm, err, cap);
     /* this rank's prompts: a contiguous share [p0, p1) */
     int p0 = (int)((long)n_prompts * cm->rank / cm->size), p1 = (int)((long)n_prompts * (cm->rank + 1) / cm->size);
