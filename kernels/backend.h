@@ -218,13 +218,16 @@ struct backend {
     void (*logprob_forward)(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
                             const int32_t *targets, int T, int V);
     /* dL/dlogits given dlogp[T] (dL/dlogp) and dentropy[T] (dL/dentropy, may be NULL):
-     * dz_j = dlogp*(1[j==target] - p_j) - dentropy * p_j * (log p_j + H).
+     * dz_j = dlogp*(1[j==target] - p_j) - dentropy * p_j * (log p_j + H),
+     * with lse[T] and entropy[T] (H; read only with dentropy) as
+     * logprob_forward wrote them for these logits: one pass over the row,
+     * no statistics recomputed.
      * d16 == NULL: written in place over logits[T,V] (no second fp32 [T,V]
      * tensor). d16 != NULL: written rounded to bf16 into d16[T,V] (the LM
      * head's output-gradient operand, model.dtype bf16); logits' contents
      * are unspecified afterwards. */
     void (*logprob_backward)(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
-                             const int32_t *targets, int T, int V);
+                             const float *lse, const float *entropy, const int32_t *targets, int T, int V);
 
     /* ---- token sampling (rollouts) ----
      * ids[n] (int32), logp[n] (fp32) <- rows of logits[n, V]; u[n] (double,

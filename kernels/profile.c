@@ -300,10 +300,10 @@ OP(logprob_forward,
    4.0 * ((double)T * V + 2.0 * T + (entropy ? T : 0) + (lse_out ? T : 0)), 0)
 /* logits read, then overwritten in place (d16 NULL) or d16 written */
 OP(logprob_backward,
-   (backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy, const int32_t *targets,
-    int T, int V),
-   (logits, d16, dlogp, dentropy, targets, T, V),
-   (d16 ? 6.0 : 8.0) * T * V + 4.0 * (2.0 * T + (dentropy ? T : 0)), 0)
+   (backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy, const float *lse,
+    const float *entropy, const int32_t *targets, int T, int V),
+   (logits, d16, dlogp, dentropy, lse, entropy, targets, T, V),
+   (d16 ? 6.0 : 8.0) * T * V + 4.0 * (3.0 * T + (dentropy ? 2.0 * T : 0)), 0)
 OP(sample,
    (backend *be, int32_t *ids, float *logp, const float *logits, int n, int V, float temperature, int top_k,
     float top_p, float min_p, const double *u),

@@ -129,6 +129,89 @@ static void check_grads(model *m, hid_t fid, const char *group, double scale, co
     free(g);
 }
 
+/* ---- model_forward_backward: the LM head's forward and backward in one pass ---- */
+
+/* a loss whose weights depend on each token's log-prob (as the clipped
+   policy-gradient loss's do): w = w0 (1 + tanh(logp) / 2), went = went0 */
+typedef struct fb_ctx {
+    const float *w0, *went0;
+    float *seen;  /* [T] the log-probs the loss was given */
+    int calls;
+} fb_ctx;
+
+static void fb_weights(const float *w0, const float *logp, int n, float *w) {
+    for (int i = 0; i < n; i++) w[i] = w0[i] * (1.0f + 0.5f * tanhf(logp[i]));
+}
+
+static int fb_loss(void *ctx, int t0, int n, const float *logp, const float *ent, float *w, float *went) {
+    fb_ctx *c = ctx;
+    memcpy(c->seen + t0, logp, (size_t)n * sizeof(float));
+    fb_weights(c->w0 + t0, logp, n, w);
+    memcpy(went, c->went0 + t0, (size_t)n * sizeof(float));
+    c->calls++;
+    return 0;
+}
+
+/* on a model whose LM-head chunks hold the fewest tokens (16: the first
+   fixture's 17 tokens make two chunks, the second inside its last
+   sequence): the
+   gradients of model_forward_backward equal model_forward + model_backward
+   with the same weights bit for bit, fp32 and bf16 */
+static void check_forward_backward(ckpt_file *f, const model_config *cfg, const model_batch *b, const float *w0,
+                                   const float *went0) {
+    char err[512];
+    backend *be = backend_cpu_create(2);
+    be->lm_chunk_bytes = (size_t)3 * cfg->vocab * sizeof(float);
+    model m;
+    if (model_create(&m, cfg, be, b->T, err, sizeof err) || model_alloc_grads(&m, err, sizeof err) ||
+        ckpt_load_model(f, &m, err, sizeof err)) {
+        fail(err);
+        be->destroy(be);
+        return;
+    }
+    int T = b->T;
+    size_t P = m.n_params;
+    float *logp = malloc(T * sizeof(float)), *w = malloc(T * sizeof(float)), *seen = calloc(T, sizeof(float));
+    float *ga = malloc(P * sizeof(float)), *gb = malloc(P * sizeof(float));
+    for (int mixed = 0; mixed < 2; mixed++) {
+        if (model_set_mixed(&m, mixed, err, sizeof err)) {
+            fail(err);
+            break;
+        }
+        model_zero_grads(&m);
+        if (model_forward(&m, b, logp, NULL, err, sizeof err)) fail(err);
+        fb_weights(w0, logp, T, w);
+        if (model_backward(&m, b, w, went0, err, sizeof err)) fail(err);
+        be->copy_d2h(be, ga, m.grads, P * sizeof(float));
+        model_zero_grads(&m);
+        fb_ctx c = {.w0 = w0, .went0 = went0, .seen = seen};
+        if (model_forward_backward(&m, b, fb_loss, &c, 1, err, sizeof err)) fail(err);
+        be->copy_d2h(be, gb, m.grads, P * sizeof(float));
+        be->sync(be);
+        size_t diff = 0;
+        for (size_t i = 0; i < P; i++) diff += memcmp(&ga[i], &gb[i], sizeof(float)) != 0;
+        int same_lp = !memcmp(logp, seen, T * sizeof(float));
+        char name[200];
+        snprintf(name, sizeof name, "%s: model_forward_backward (%d LM-head chunks) = forward + backward bitwise: "
+                 "%zu of %zu gradients differ, log-probs %s", mixed ? "bf16" : "fp32", c.calls, diff, P,
+                 same_lp ? "equal" : "DIFFER");
+        check(name, (double)diff + !same_lp + (c.calls != (T + 15) / 16), 0.5); /* chunks of 16 tokens (the minimum) */
+        /* control: weights that ignore the log-probs give other gradients */
+        model_zero_grads(&m);
+        if (model_backward(&m, b, w0, went0, err, sizeof err)) fail(err);
+        be->copy_d2h(be, gb, m.grads, P * sizeof(float));
+        be->sync(be);
+        diff = 0;
+        for (size_t i = 0; i < P; i++) diff += ga[i] != gb[i];
+        snprintf(name, sizeof name, "%s: control: the log-prob-dependent weights change %zu gradients",
+                 mixed ? "bf16" : "fp32", diff);
+        check(name, diff > P / 2 ? 0 : 1, 0.5);
+    }
+    free(logp), free(w), free(seen), free(ga), free(gb);
+    model_free(&m);
+    be->destroy(be);
+}
+
 static void run_fixture(const char *path) {
     char err[512];
     printf("== %s\n", path);
@@ -284,6 +367,7 @@ static void run_fixture(const char *path) {
         check("d(-sum w logp - sum went H) in one call, worst tensor", worst, 1e-3);
         free(g);
     }
+    check_forward_backward(f, &cfg, &b, wf, wentf);
 
     /* ---- bf16 mixed precision (model.dtype: bf16): forward and gradients
        against the PyTorch reference that rounds the same operands (every

@@ -1132,7 +1132,7 @@ static void test_logprob(backend *be1, backend *be2) {
                 check(name, relerr(ls, lsr, T), 1e-6);
             }
             float *g = copyf(z, n);
-            be2->logprob_backward(be2, g, NULL, a, ent ? b : NULL, tg, T, V);
+            be2->logprob_backward(be2, g, NULL, a, ent ? b : NULL, ls, en, tg, T, V); /* the forward's lse, H */
             snprintf(name, sizeof name, "logprob_backward vs finite diff T%d V%d %s", T, V,
                      ent ? "dlogp+dentropy" : "dlogp only");
             /* all coordinates when affordable: with peaked rows (sd 30) most
@@ -1166,13 +1166,13 @@ static void test_logprob(backend *be1, backend *be2) {
     be2->logprob_forward(be2, r2[0], r2[1], r2[2], z, tg, T, V);
     float *z3 = copyf(z, n);
     tg[3] = -1; /* an ignored row: a zero gradient row in either form */
-    be1->logprob_backward(be1, z, NULL, a, b, tg, T, V);
-    be2->logprob_backward(be2, z2, NULL, a, b, tg, T, V);
+    be1->logprob_backward(be1, z, NULL, a, b, r1[2], r1[1], tg, T, V);
+    be2->logprob_backward(be2, z2, NULL, a, b, r2[2], r2[1], tg, T, V);
     check_true("logprob forward+backward bitwise equal with 1 and 2 threads",
                same(r1, r2, sizeof r1) && same(z, z2, n * 4));
     uint16_t *d16 = malloc(n * 2);
     memset(d16, 0xff, n * 2); /* poison */
-    be2->logprob_backward(be2, z3, d16, a, b, tg, T, V);
+    be2->logprob_backward(be2, z3, d16, a, b, r2[2], r2[1], tg, T, V);
     int ok16 = 1;
     for (size_t i = 0; i < n; i++) ok16 &= d16[i] == bf16_ref(z[i]);
     check_true("logprob_backward d16 = bf16(the in-place gradient) bitwise, ignored row zero", ok16);

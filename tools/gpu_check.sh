@@ -261,8 +261,8 @@ for dt in ("fp32", "bf16"):
     row(lab + " tok/s", g(tr, "tokens_per_s"), g(tp, "tokens_per_s"), "", "{:.0f}")
     row("  achieved TFLOP/s (fwd+bwd)", g(tr, "tflops"), g(tp, "tflops"), "", "{:.2f}")
     row("  MFU vs measured bf16 4096^3 GEMM", g(tr, "mfu_vs_bf16_gemm"), g(tp, "mfu_vs_bf16_gemm"), "", "{:.3f}")
-    row("  forward ms", g(tr, "fwd_ms"), g(tp, "fwd_ms"), "", "{:.1f}")
-    row("  backward ms", g(tr, "bwd_ms"), g(tp, "bwd_ms"), "", "{:.1f}")
+    fbp = tp["fwd_ms"] + tp["bwd_ms"] if tp and tp.get("fwd_ms") is not None else None
+    row("  forward+backward ms", g(tr, "fwd_bwd_ms"), fbp, "", "{:.1f}")
     row("  AdamW (+clip) ms", g(tr, "adamw_ms"), g(tp, "adamw_ms"), "", "{:.1f}")
 for r in [x for x in rft if x.get("bench") == "decode"]:
     dt = r.get("dtype", "fp32")

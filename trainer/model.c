@@ -42,6 +42,7 @@ typedef struct act_views {
     float *xnf, *rstdf;   /* final norm output [T, D], rstd [T] */
     float *logits;        /* [chunk, V] LM-head chunk (logits, then their gradient) */
     float *logp, *ent;    /* [T] */
+    float *lse;           /* [T] the LM head's log-sum-exp per token (logprob_backward reads it) */
     float *dlogp, *dent;  /* [T] = -w, -went */
     /* backward scratch */
     float *dres;          /* [T, D] gradient of the residual stream */
@@ -217,6 +218,7 @@ static size_t acts_carve(const model_config *c, int T, size_t chunk_bytes, int m
     TAKE(a->logits, (size_t)chunk * c->vocab);
     TAKE(a->logp, T);
     TAKE(a->ent, T);
+    TAKE(a->lse, T);
     TAKE(a->dlogp, T);
     TAKE(a->dent, T);
     TAKE(a->dres, (size_t)T * D);
@@ -606,7 +608,8 @@ static void block_mlp(model *m, const layer_weights *w, layer_acts *la, const fl
     linear(m, out, la->h, la->h16, w->wdown, T, D, F, 1.0f);
 }
 
-int model_forward(model *m, const model_batch *b, float *logp, float *entropy, char *err, size_t cap) {
+/* the forward up to the final norm's output xnf (the LM head's input) */
+static int forward_body(model *m, const model_batch *b, char *err, size_t cap) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     act_views *a = m->act_views;
@@ -636,10 +639,19 @@ int model_forward(model *m, const model_batch *b, float *logp, float *entropy, c
     }
     be->rmsnorm_forward(be, mix ? NULL : a->xnf, mix ? a->xnf16 : NULL, a->rstdf, NULL, a->res[c->n_layer],
                         m->w.final_norm, T, D, c->rms_eps);
+    return 0;
+}
+
+int model_forward(model *m, const model_batch *b, float *logp, float *entropy, char *err, size_t cap) {
+    if (forward_body(m, b, err, cap)) return -1;
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    act_views *a = m->act_views;
+    int T = b->T, B = b->n_seq, mix = m->mixed;
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
         int n = T - t0 < a->chunk ? T - t0 : a->chunk;
         lm_head_chunk(m, t0, n, mix);
-        be->logprob_forward(be, a->logp + t0, a->ent + t0, NULL, a->logits, a->targets + t0, n, c->vocab);
+        be->logprob_forward(be, a->logp + t0, a->ent + t0, a->lse + t0, a->logits, a->targets + t0, n, c->vocab);
     }
     if (logp) be->copy_d2h(be, logp, a->logp, (size_t)T * sizeof(float));
     if (entropy) be->copy_d2h(be, entropy, a->ent, (size_t)T * sizeof(float));
@@ -664,39 +676,37 @@ int model_logits(model *m, int t0, int n, float *out, char *err, size_t cap) {
     return 0;
 }
 
-int model_backward(model *m, const model_batch *b, const float *w, const float *went, char *err, size_t cap) {
+/* the LM head's backward for the logits chunk [n, V] of tokens [t0, t0+n)
+   (in a->logits, with their lse and entropy from logprob_forward; dlogp, dent of those tokens in place): dlogits in place (or
+   rounded into dy16), dW += dlogits^T xnf, dx (the final norm's output
+   gradient) = dlogits W */
+static void head_chunk_backward(model *m, int t0, int n, int with_dent) {
+    backend *be = m->be;
+    act_views *a = m->act_views;
+    int D = m->cfg.d_model, V = m->cfg.vocab, mix = m->mixed;
+    uint16_t *dy16 = mix ? a->dy16 : NULL;
+    size_t o = (size_t)t0 * D;
+    be->logprob_backward(be, a->logits, dy16, a->dlogp + t0, with_dent ? a->dent + t0 : NULL, a->lse + t0,
+                         a->ent + t0, a->targets + t0, n, V);
+    linear_back(m, m->g.lm_head, a->dx + o, mix ? a->dxn16 + o : NULL, a->logits, dy16, a->xnf + o,
+                mix ? a->xnf16 + o : NULL, m->w.lm_head, n, V, D, 0.0f);
+}
+
+/* the backward below the LM head: from the final norm's output gradient
+   (a->dx, or a->dxn16 in bf16) to the embedding's gradient */
+static void backward_body(model *m, int T, int B) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     act_views *a = m->act_views;
-    if (!m->grads) return errf(err, cap, "model_backward: gradients not allocated");
-    if (!m->have_forward || b->T != m->fwd_T || b->n_seq != m->fwd_B)
-        return errf(err, cap, "model_backward: call model_forward on the same batch first");
-    int T = b->T, B = b->n_seq, D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c), V = c->vocab;
-    int mix = m->mixed; /* the forward filled the bf16 copies (x16 views) */
+    int D = c->d_model, F = c->d_ff, qd = qdim(c), kvd = kvdim(c);
+    int mix = m->mixed;
     float scale = 1.0f / sqrtf((float)c->head_dim);
     model_weights *g = &m->g;
-
-    /* loss = -sum w*logp - sum went*entropy: dL/dlogp = -w, dL/dH = -went */
-    be->copy_h2d(be, a->dlogp, w, (size_t)T * sizeof(float));
-    be->scale(be, a->dlogp, -1.0f, T);
-    if (went) {
-        be->copy_h2d(be, a->dent, went, (size_t)T * sizeof(float));
-        be->scale(be, a->dent, -1.0f, T);
-    }
     /* mix: every output gradient that feeds two bf16 products is rounded into
        dy16 by the op that computes it; ops run in order, so each use of
        dy16 is finished before the next op overwrites it */
     uint16_t *dy16 = mix ? a->dy16 : NULL;
     uint16_t *dgu16 = mix ? (uint16_t *)a->dgate : NULL; /* [T, 2F] */
-    /* LM head, chunk by chunk: logits -> dlogits (in place, or rounded into dy16) */
-    for (int t0 = 0; t0 < T; t0 += a->chunk) {
-        int n = T - t0 < a->chunk ? T - t0 : a->chunk;
-        size_t o = (size_t)t0 * D;
-        lm_head_chunk(m, t0, n, mix);
-        be->logprob_backward(be, a->logits, dy16, a->dlogp + t0, went ? a->dent + t0 : NULL, a->targets + t0, n, V);
-        linear_back(m, g->lm_head, a->dx + o, mix ? a->dxn16 + o : NULL, a->logits, dy16, a->xnf + o,
-                    mix ? a->xnf16 + o : NULL, m->w.lm_head, n, V, D, 0.0f);
-    }
     /* mix: the norms' backwards read their output's gradient in bf16 (dxn16), as the products wrote it */
     const float *dxn = mix ? NULL : a->dx;
     const uint16_t *dxn16 = mix ? a->dxn16 : NULL;
@@ -750,7 +760,75 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
                              D, 1.0f);
     }
     be->embedding_backward(be, g->embed, a->dres, a->tokens, T, D);
+}
+
+int model_backward(model *m, const model_batch *b, const float *w, const float *went, char *err, size_t cap) {
+    backend *be = m->be;
+    act_views *a = m->act_views;
+    if (!m->grads) return errf(err, cap, "model_backward: gradients not allocated");
+    if (!m->have_forward || b->T != m->fwd_T || b->n_seq != m->fwd_B)
+        return errf(err, cap, "model_backward: call model_forward on the same batch first");
+    int T = b->T;
+    /* loss = -sum w*logp - sum went*entropy: dL/dlogp = -w, dL/dH = -went */
+    be->copy_h2d(be, a->dlogp, w, (size_t)T * sizeof(float));
+    be->scale(be, a->dlogp, -1.0f, T);
+    if (went) {
+        be->copy_h2d(be, a->dent, went, (size_t)T * sizeof(float));
+        be->scale(be, a->dent, -1.0f, T);
+    }
+    /* LM head, chunk by chunk: the logits again, then their gradient */
+    for (int t0 = 0; t0 < T; t0 += a->chunk) {
+        int n = T - t0 < a->chunk ? T - t0 : a->chunk;
+        lm_head_chunk(m, t0, n, m->mixed);
+        head_chunk_backward(m, t0, n, went != NULL);
+    }
+    backward_body(m, T, b->n_seq);
     if (be->sync(be)) return errf(err, cap, "model_backward: %s", be->err);
+    return 0;
+}
+
+int model_forward_backward(model *m, const model_batch *b, model_loss_fn loss_fn, void *ctx, int with_went,
+                           char *err, size_t cap) {
+    if (!m->grads) return errf(err, cap, "model_forward_backward: gradients not allocated");
+    if (forward_body(m, b, err, cap)) return -1;
+    backend *be = m->be;
+    act_views *a = m->act_views;
+    int T = b->T, V = m->cfg.vocab;
+    float *h = malloc((size_t)a->chunk * 4 * sizeof(float)); /* host: logp, entropy, w, went of a chunk */
+    if (!h) return errf(err, cap, "model_forward_backward: out of memory");
+    int rc = 0;
+    for (int t0 = 0; t0 < T && !rc; t0 += a->chunk) {
+        int n = T - t0 < a->chunk ? T - t0 : a->chunk;
+        float *hl = h, *he = h + a->chunk, *hw = h + 2 * a->chunk, *hwe = h + 3 * a->chunk;
+        /* the chunk's logits once: log-probs and entropies to the loss, its weights straight back */
+        lm_head_chunk(m, t0, n, m->mixed);
+        be->logprob_forward(be, a->logp + t0, a->ent + t0, a->lse + t0, a->logits, a->targets + t0, n, V);
+        be->copy_d2h(be, hl, a->logp + t0, (size_t)n * sizeof(float));
+        be->copy_d2h(be, he, a->ent + t0, (size_t)n * sizeof(float));
+        if (be->sync(be)) {
+            rc = errf(err, cap, "model_forward_backward: %s", be->err);
+            break;
+        }
+        memset(hwe, 0, (size_t)n * sizeof(float));
+        if (loss_fn(ctx, t0, n, hl, he, hw, hwe)) {
+            rc = errf(err, cap, "model_forward_backward: the loss failed");
+            break;
+        }
+        be->copy_h2d(be, a->dlogp + t0, hw, (size_t)n * sizeof(float));
+        be->scale(be, a->dlogp + t0, -1.0f, n);
+        if (with_went) {
+            be->copy_h2d(be, a->dent + t0, hwe, (size_t)n * sizeof(float));
+            be->scale(be, a->dent + t0, -1.0f, n);
+        }
+        head_chunk_backward(m, t0, n, with_went);
+    }
+    free(h);
+    if (rc) return rc;
+    backward_body(m, T, b->n_seq);
+    if (be->sync(be)) return errf(err, cap, "model_forward_backward: %s", be->err);
+    m->have_forward = 1;
+    m->fwd_T = T;
+    m->fwd_B = b->n_seq;
     return 0;
 }
 

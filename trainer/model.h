@@ -129,6 +129,23 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
 
 void model_zero_grads(model *m);
 
+/* The loss's weights for tokens [t0, t0+n) of the batch, from their
+ * log-probs and entropies (host, [n] each): w[i] = -dL/dlogp and went[i] =
+ * -dL/dentropy (zeroed before the call), as model_backward takes them.
+ * Called once per LM-head chunk, in token order. Nonzero stops the pass. */
+typedef int (*model_loss_fn)(void *ctx, int t0, int n, const float *logp, const float *entropy, float *w,
+                             float *went);
+
+/* model_forward then model_backward with loss_fn's weights, in one pass over
+ * the LM head: each logits chunk is computed once, its log-probs go to
+ * loss_fn and the weights it returns straight into the chunk's backward
+ * (the separate forward of the head and its logits are saved). For losses
+ * whose per-token weights depend on the token's own log-prob (with the
+ * earlier tokens'); the gradients are those of model_forward +
+ * model_backward, bit for bit. with_went: apply went (else ignored). */
+int model_forward_backward(model *m, const model_batch *b, model_loss_fn loss_fn, void *ctx, int with_went,
+                           char *err, size_t err_cap);
+
 /* Points the model's weight views at another device buffer laid out like
  * m->params (a frozen reference copy, say); NULL returns to m->params. */
 void model_use_params(model *m, float *params);

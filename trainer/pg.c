@@ -92,17 +92,64 @@ int pg_advantages(const pg_params *p, int dynamic_sampling, const double *r, con
     return zero_std;
 }
 
-void pg_loss(const pg_params *p, const pg_seq *seqs, int n, float *const *w, float *const *went, pg_stats *st) {
+double pg_token_weight(const pg_params *p, const pg_seq *s, long tokens, int n_kept) {
+    if (p->agg == AGG_TOKEN_MEAN) return 1.0 / tokens;
+    if (p->agg == AGG_SEQ_MEAN) return 1.0 / ((double)s->n * n_kept);
+    return 1.0 / ((double)p->max_new_tokens * n_kept);
+}
+
+void pg_loss_part(const pg_params *p, const pg_seq *s, double a, int t0, int t1, float *w, float *went, pg_sums *acc) {
+    double seq_log_ratio = 0;
+    if (p->algo == ALGO_GSPO) {
+        for (int t = 0; t < s->n; t++) seq_log_ratio += s->old ? (double)s->logp[t] - s->old[t] : 0;
+        seq_log_ratio /= s->n;
+    }
+    double A = s->adv;
+    for (int t = t0; t < t1; t++) {
+        double lr = p->algo == ALGO_GSPO ? seq_log_ratio : s->old ? (double)s->logp[t] - s->old[t] : 0;
+        double ratio = exp(lr);
+        double clipped = fmin(fmax(ratio, 1.0 - p->eps_low), 1.0 + p->eps_high);
+        double obj = fmin(ratio * A, clipped * A);
+        /* the unclipped branch carries the gradient unless clipping binds */
+        int is_low = A < 0 && ratio < 1.0 - p->eps_low, is_high = A > 0 && ratio > 1.0 + p->eps_high;
+        double dobj = is_low || is_high ? 0 : A * ratio;
+        double lt = -obj, dl = -dobj; /* per-token loss and its d/dlogp */
+        if (p->kl_beta > 0 && s->ref) {
+            double d = (double)s->ref[t] - s->logp[t];
+            double kl = exp(d) - d - 1;
+            lt += p->kl_beta * kl;
+            dl += p->kl_beta * (1 - exp(d));
+            acc->kl += kl;
+        }
+        acc->loss += a * lt;
+        w[t] = (float)(-a * dl);
+        if (went) went[t] = (float)(a * p->entropy_coef);
+        acc->low += is_low, acc->high += is_high;
+        acc->ratio += ratio;
+    }
+    acc->tokens += t1 - t0;
+}
+
+void pg_stats_from(const pg_sums *acc, pg_stats *st) {
     memset(st, 0, sizeof *st);
+    st->tokens = acc->tokens;
+    st->loss = acc->loss;
+    if (acc->tokens) {
+        st->kl = acc->kl / acc->tokens;
+        st->clip_low = (double)acc->low / acc->tokens;
+        st->clip_high = (double)acc->high / acc->tokens;
+        st->ratio_mean = acc->ratio / acc->tokens;
+    }
+}
+
+void pg_loss(const pg_params *p, const pg_seq *seqs, int n, float *const *w, float *const *went, pg_stats *st) {
     long tokens = 0;
     int n_kept = 0;
     for (int k = 0; k < n; k++)
         if (seqs[k].keep && seqs[k].n > 0) tokens += seqs[k].n, n_kept++;
-    long kept_here = tokens;
     if (p->norm_tokens > 0) tokens = p->norm_tokens;
     if (p->norm_seqs > 0) n_kept = p->norm_seqs;
-    double loss = 0, kl_sum = 0, ratio_sum = 0;
-    long low = 0, high = 0;
+    pg_sums acc = {0};
     for (int k = 0; k < n; k++) {
         const pg_seq *s = &seqs[k];
         if (!s->keep || s->n <= 0) {
@@ -112,46 +159,15 @@ void pg_loss(const pg_params *p, const pg_seq *seqs, int n, float *const *w, flo
             }
             continue;
         }
-        double a; /* aggregation weight of each token of this sequence */
-        if (p->agg == AGG_TOKEN_MEAN) a = 1.0 / tokens;
-        else if (p->agg == AGG_SEQ_MEAN) a = 1.0 / ((double)s->n * n_kept);
-        else a = 1.0 / ((double)p->max_new_tokens * n_kept);
-        double seq_log_ratio = 0;
-        if (p->algo == ALGO_GSPO) {
-            for (int t = 0; t < s->n; t++) seq_log_ratio += s->old ? (double)s->logp[t] - s->old[t] : 0;
-            seq_log_ratio /= s->n;
-        }
-        double A = s->adv;
-        for (int t = 0; t < s->n; t++) {
-            double lr = p->algo == ALGO_GSPO ? seq_log_ratio : s->old ? (double)s->logp[t] - s->old[t] : 0;
-            double ratio = exp(lr);
-            double clipped = fmin(fmax(ratio, 1.0 - p->eps_low), 1.0 + p->eps_high);
-            double obj = fmin(ratio * A, clipped * A);
-            /* the unclipped branch carries the gradient unless clipping binds */
-            int is_low = A < 0 && ratio < 1.0 - p->eps_low, is_high = A > 0 && ratio > 1.0 + p->eps_high;
-            double dobj = is_low || is_high ? 0 : A * ratio;
-            double lt = -obj, dl = -dobj; /* per-token loss and its d/dlogp */
-            if (p->kl_beta > 0 && s->ref) {
-                double d = (double)s->ref[t] - s->logp[t];
-                double kl = exp(d) - d - 1;
-                lt += p->kl_beta * kl;
-                dl += p->kl_beta * (1 - exp(d));
-                kl_sum += kl;
-            }
-            loss += a * lt;
-            w[k][t] = (float)(-a * dl);
-            if (went) went[k][t] = (float)(a * p->entropy_coef);
-            low += is_low, high += is_high;
-            ratio_sum += ratio;
-        }
+        pg_loss_part(p, s, pg_token_weight(p, s, tokens, n_kept), 0, s->n, w[k], went ? went[k] : NULL, &acc);
     }
-    st->tokens = kept_here;
-    st->loss = loss;
-    if (kept_here) {
-        st->kl = kl_sum / kept_here;
-        st->clip_low = (double)low / kept_here;
-        st->clip_high = (double)high / kept_here;
-        st->ratio_mean = ratio_sum / kept_here;
+    pg_stats_from(&acc, st);
+}
+
+void pg_sft_part(const pg_seq *s, long norm_tokens, int t0, int t1, float *w, double *loss) {
+    for (int t = t0; t < t1; t++) {
+        w[t] = (float)(1.0 / norm_tokens);
+        *loss -= s->logp[t] / (double)norm_tokens;
     }
 }
 
@@ -160,10 +176,6 @@ double pg_sft_loss(const pg_seq *seqs, int n, long norm_tokens, float *const *w)
     for (int k = 0; k < n; k++) tokens += seqs[k].n;
     if (norm_tokens > 0) tokens = norm_tokens;
     double loss = 0;
-    for (int k = 0; k < n; k++)
-        for (int t = 0; t < seqs[k].n; t++) {
-            w[k][t] = (float)(1.0 / tokens);
-            loss -= seqs[k].logp[t] / (double)tokens;
-        }
+    for (int k = 0; k < n; k++) pg_sft_part(&seqs[k], tokens, 0, seqs[k].n, w[k], &loss);
     return loss;
 }

@@ -62,9 +62,26 @@ typedef struct pg_stats {
  * weights of model_backward); dropped sequences get zeros. */
 void pg_loss(const pg_params *p, const pg_seq *seqs, int n, float *const *w, float *const *went, pg_stats *st);
 
+/* The same loss a piece at a time (model_forward_backward's LM-head chunks):
+ * pg_loss is pg_loss_part over each kept sequence's tokens [0, n) with
+ * a = pg_token_weight(p, s, tokens, n_kept) (the mini-batch's normalisers),
+ * summed into one pg_sums in token order, then pg_stats_from. A token's
+ * terms depend on its own log-prob only, except for gspo, whose ratio is the
+ * sequence's: there every logp[0, n) must be known. w, went (may be NULL)
+ * index s's tokens. */
+typedef struct pg_sums {
+    double loss, kl, ratio; /* sums of a * loss term, k3, ratio */
+    long low, high, tokens; /* clipped low / high, tokens seen */
+} pg_sums;
+double pg_token_weight(const pg_params *p, const pg_seq *s, long tokens, int n_kept);
+void pg_loss_part(const pg_params *p, const pg_seq *s, double a, int t0, int t1, float *w, float *went, pg_sums *acc);
+void pg_stats_from(const pg_sums *acc, pg_stats *st);
+
 /* SFT: mean negative log-likelihood over all answer tokens of the mini-batch
  * (norm_tokens of them; 0: counted from seqs); w[k][t] = 1 / norm_tokens.
  * Returns this part's contribution to the loss. */
 double pg_sft_loss(const pg_seq *seqs, int n, long norm_tokens, float *const *w);
+/* tokens [t0, t1) of one sequence: w[t] = 1 / norm_tokens, *loss -= logp[t] / norm_tokens in order */
+void pg_sft_part(const pg_seq *s, long norm_tokens, int t0, int t1, float *w, double *loss);
 
 #endif

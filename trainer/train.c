@@ -123,6 +123,51 @@ static void rank_share(const run *R, const tseq *s, int a0, int z0, int *a, int 
     *z = r == W - 1 || hi < 0 ? z0 : hi;
 }
 
+/* The loss of a training micro-batch, fed by model_forward_backward one
+   LM-head chunk at a time (tokens [t0, t0+n) of the packed batch): each
+   completion token's log-prob (and entropy) is stored, its loss terms
+   summed in token order and its weights returned, as pg_loss / pg_sft_loss
+   over the whole micro-batch would. */
+typedef struct pass_loss {
+    run *R;
+    tseq *seqs;
+    int n, mode;
+    const pg_params *pp;
+    long tokens;         /* the aggregation's normalisers */
+    int n_kept;
+    pg_sums sums;        /* PASS_TRAIN */
+    double sft_loss;     /* PASS_SFT */
+    double *ent_sum;
+} pass_loss;
+
+static int pass_loss_fn(void *ctx, int t0, int n, const float *logp, const float *ent, float *w, float *went) {
+    pass_loss *L = ctx;
+    memset(w, 0, (size_t)n * sizeof(float));
+    for (int k = 0; k < L->n; k++) {
+        tseq *s = &L->seqs[k];
+        int c0 = L->R->b_cu[k] + s->np - 1; /* the position that predicts completion token 0 */
+        int lo = c0 > t0 ? c0 : t0, hi = c0 + s->nc < t0 + n ? c0 + s->nc : t0 + n;
+        if (lo >= hi) continue;
+        int i0 = lo - c0, i1 = hi - c0, m = hi - lo;
+        memcpy(s->logp + i0, logp + (lo - t0), (size_t)m * sizeof(float));
+        if (L->mode == PASS_TRAIN && s->ent) memcpy(s->ent + i0, ent + (lo - t0), (size_t)m * sizeof(float));
+        if (L->ent_sum)
+            for (int t = lo; t < hi; t++) *L->ent_sum += ent[t - t0];
+        pg_seq ps = {.n = s->nc, .logp = s->logp, .old = s->old, .ref = s->ref, .adv = s->adv, .keep = s->keep};
+        if (L->mode == PASS_SFT) {
+            pg_sft_part(&ps, L->tokens, i0, i1, s->w, &L->sft_loss);
+        } else if (s->keep) {
+            pg_loss_part(L->pp, &ps, pg_token_weight(L->pp, &ps, L->tokens, L->n_kept), i0, i1, s->w, s->went,
+                         &L->sums);
+            memcpy(went + (lo - t0), s->went + i0, (size_t)m * sizeof(float));
+        } else {
+            continue; /* no gradient */
+        }
+        memcpy(w + (lo - t0), s->w + i0, (size_t)m * sizeof(float));
+    }
+    return 0;
+}
+
 /* Forward (and for PASS_TRAIN / PASS_SFT the loss and backward) over seqs in
  * micro-batches of at most R->max_tokens tokens. pp, norm_* give the
  * aggregation of the mini-batch; acc/loss accumulate statistics. */
@@ -147,6 +192,36 @@ static int run_passes(run *R, tseq *seqs, int n, int mode, const pg_params *pp, 
         if (j == i) return errf(err, cap, "a sequence of %d tokens exceeds train.max_tokens_per_pass (%d)",
                                 seqs[i].np + seqs[i].nc - 1, R->max_tokens);
         model_batch mb = {.T = T, .n_seq = B, .tokens = R->b_tok, .targets = R->b_tgt, .cu_seqlens = R->b_cu};
+        /* training: the LM head's forward and backward in one pass, unless the
+           loss needs a whole sequence's log-probs first (gspo's ratio) */
+        if (mode == PASS_SFT || (mode == PASS_TRAIN && pp->algo != ALGO_GSPO)) {
+            pass_loss L = {.R = R, .seqs = seqs + i, .n = j - i, .mode = mode, .pp = pp,
+                           .ent_sum = ent_sum, .tokens = pp->norm_tokens, .n_kept = pp->norm_seqs};
+            for (int k = i; k < j; k++) /* normalisers of this micro-batch alone when none are given */
+                if (seqs[k].keep && seqs[k].nc > 0) {
+                    if (pp->norm_tokens <= 0) L.tokens += seqs[k].nc;
+                    if (pp->norm_seqs <= 0) L.n_kept++;
+                }
+            if (mode == PASS_SFT && pp->norm_tokens <= 0) /* pg_sft_loss counts every sequence */
+                for (int k = i; k < j; k++) L.tokens += seqs[k].keep ? 0 : seqs[k].nc;
+            if (model_forward_backward(m, &mb, pass_loss_fn, &L, mode == PASS_TRAIN && pp->entropy_coef != 0, err,
+                                       cap))
+                return -1;
+            if (mode == PASS_SFT) {
+                *loss += L.sft_loss;
+            } else {
+                pg_stats st;
+                pg_stats_from(&L.sums, &st);
+                *loss += st.loss;
+                acc->kl += st.kl * st.tokens;
+                acc->clip_low += st.clip_low * st.tokens;
+                acc->clip_high += st.clip_high * st.tokens;
+                acc->ratio_mean += st.ratio_mean * st.tokens;
+                acc->tokens += st.tokens;
+            }
+            i = j;
+            continue;
+        }
         if (model_forward(m, &mb, R->b_logp, R->b_ent, err, cap)) return -1;
         for (int k = i; k < j; k++) {
             tseq *s = &seqs[k];

@@ -99,6 +99,7 @@ void cpu_kv_exp(float *y, const float *x, size_t n); /* the softmax's exp, <= 2 
 void cpu_logprob_forward(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
                          const int32_t *targets, int T, int V);
 void cpu_logprob_backward(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
+                          const float *lse, const float *entropy,
                           const int32_t *targets, int T, int V);
 
 /* cpu_optim.c */

@@ -78,9 +78,9 @@ void cpu_logprob_forward(backend *be, float *logp, float *entropy, float *lse_ou
     if (bad >= 0) CPU_ERR(be, "logprob_forward: target id out of range [0, %d) at row %d", V, bad);
 }
 
-/* dz_j = dlogp (1[j == target] - p_j) - dent p_j (log p_j + H) */
+/* dz_j = dlogp (1[j == target] - p_j) - dent p_j (log p_j + H), lse and H from the forward */
 void cpu_logprob_backward(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
-                          const int32_t *targets, int T, int V) {
+                          const float *lse, const float *entropy, const int32_t *targets, int T, int V) {
     int bad = -1;
 #pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 4) if (T > 1)
     for (int t = 0; t < T; t++) {
@@ -96,9 +96,7 @@ void cpu_logprob_backward(backend *be, float *logits, uint16_t *d16, const float
             if (d16) memset(d16 + (size_t)t * V, 0, (size_t)V * sizeof(uint16_t));
             continue;
         }
-        double lse, ent;
-        lp_row_stats(z, V, &lse, &ent);
-        const float L = (float)lse, H = (float)ent, gl = dlogp[t], ge = dentropy ? dentropy[t] : 0.0f;
+        const float L = lse[t], H = dentropy ? entropy[t] : 0.0f, gl = dlogp[t], ge = dentropy ? dentropy[t] : 0.0f;
 #pragma omp simd
         for (int j = 0; j < V; j++) {
             float lp = z[j] - L;

@@ -193,6 +193,7 @@ void cuda_attention_cached_bf16(backend *be, float *out, const float *q, const u
 void cuda_logprob_forward(backend *be, float *logp, float *entropy, float *lse_out, const float *logits,
                           const int32_t *targets, int T, int V);
 void cuda_logprob_backward(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
+                           const float *lse, const float *entropy,
                           const int32_t *targets, int T, int V);
 
 /* cuda_sample.cu */

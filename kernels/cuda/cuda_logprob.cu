@@ -2,7 +2,8 @@
  * over logits[T, V], forward and in-place backward. One block per row; each
  * thread keeps an online (max, sum e, sum e (z - max)) over its strided
  * elements in one pass, and the block merges the thread states in a fixed
- * order (double), so the result is reproducible. No second [T, V] tensor.
+ * order (double), so the result is reproducible. The backward takes the
+ * forward's lse and entropy and makes one pass. No second [T, V] tensor.
  * Rows whose target is < 0 are skipped (logp = entropy = lse = 0, zero
  * gradient row); a target >= V raises the backend's error flag. */
 #include <math.h>
@@ -95,10 +96,12 @@ static __global__ void __launch_bounds__(LP_THREADS) logprob_forward_kernel(floa
 }
 
 /* dz_j = dlogp (1[j == target] - p_j) - dent p_j (log p_j + H), in place
-   (d16 == NULL) or rounded to bf16 into d16 */
+   (d16 == NULL) or rounded to bf16 into d16; lse and H from the forward
+   (each element is read, then written, by the same thread) */
 static __global__ void __launch_bounds__(LP_THREADS) logprob_backward_kernel(float *logits, uint16_t *d16,
                                                                              const float *dlogp,
                                                                              const float *dentropy,
+                                                                             const float *lse, const float *entropy,
                                                                              const int32_t *targets, int T, int V,
                                                                              int *flags) {
     int t = blockIdx.x;
@@ -112,9 +115,7 @@ static __global__ void __launch_bounds__(LP_THREADS) logprob_backward_kernel(flo
             for (int j = threadIdx.x; j < V; j += blockDim.x) z[j] = 0.0f;
         return;
     }
-    double lse, ent;
-    lp_row_stats(z, V, &lse, &ent); /* ends with a barrier: every read precedes every write */
-    const float L = (float)lse, H = (float)ent;
+    const float L = lse[t], H = dentropy ? entropy[t] : 0.0f;
     const float gl = dlogp[t], ge = dentropy ? dentropy[t] : 0.0f;
     for (int j = threadIdx.x; j < V; j += blockDim.x) {
         float lp = z[j] - L;
@@ -138,10 +139,10 @@ void cuda_logprob_forward(backend *be, float *logp, float *entropy, float *lse_o
 }
 
 void cuda_logprob_backward(backend *be, float *logits, uint16_t *d16, const float *dlogp, const float *dentropy,
-                           const int32_t *targets, int T, int V) {
+                           const float *lse, const float *entropy, const int32_t *targets, int T, int V) {
     if (be->err[0] || T <= 0 || V <= 0) return;
     cuda_impl *im = CUDA_IMPL(be);
-    LAUNCH(logprob_backward_kernel, T, LP_THREADS, 0, im->stream, logits, d16, dlogp, dentropy, targets, T, V,
-           im->dev_flags);
+    LAUNCH(logprob_backward_kernel, T, LP_THREADS, 0, im->stream, logits, d16, dlogp, dentropy, lse, entropy,
+           targets, T, V, im->dev_flags);
     CU_LAUNCHED(be, "logprob_backward_kernel");
 }

@@ -3,7 +3,8 @@
  * embeddings; plain MHA, untied): log-probs and entropies of a forward over
  * a packed batch of sequences of different lengths, every parameter
  * gradient of a backward with per-token and entropy weights, then ten AdamW
- * steps (warm-up, clipping, weight decay) from identical weights: gradient
+ * steps (warm-up, clipping, weight decay; the GPU through model_forward_backward,
+ * the CPU through model_forward + model_backward) from identical weights: gradient
  * norms per step and the final parameters; greedy rollouts through the KV
  * cache (3 prompts, 32 tokens each) must pick identical tokens; rollouts
  * (greedy, temperature 1 and 0.7) with on-device sampling equal those of the
@@ -71,6 +72,17 @@ static float *fetch(backend *be, const float *p, size_t n) {
    apart at step 1 in the emulation, is 2.1e-2 apart by step 7 (the norm
    peaks at ~4 there and is clipped to 0.5), so that check gets tol_change
    too; the final parameters stay within 1.5e-3. */
+/* model_forward_backward's loss with fixed weights (ctx: fixed_w) */
+typedef struct fixed_w {
+    const float *w, *went;
+} fixed_w;
+static int fixed_loss(void *ctx, int t0, int n, const float *logp, const float *ent, float *w, float *went) {
+    const fixed_w *f = ctx;
+    memcpy(w, f->w + t0, (size_t)n * sizeof(float));
+    memcpy(went, f->went + t0, (size_t)n * sizeof(float));
+    return 0;
+}
+
 static int run_config(const char *label, const model_config *cfg, int mixed, backend *cpu, backend *gpu) {
     char err[512];
     const double tol = mixed ? 1e-2 : 1e-4, tol_change = mixed ? 5e-2 : 1e-3;
@@ -158,8 +170,9 @@ static int run_config(const char *label, const model_config *cfg, int mixed, bac
             fprintf(stderr, "FATAL: cpu step %d: %s\n", step, err);
             return -1;
         }
-        if (model_forward(&mg, &batch, NULL, NULL, err, sizeof err) ||
-            model_backward(&mg, &batch, w, went, err, sizeof err)) {
+        /* the GPU as the trainer runs it: the LM head's forward and backward in one pass */
+        fixed_w fw = {w, went};
+        if (model_forward_backward(&mg, &batch, fixed_loss, &fw, 1, err, sizeof err)) {
             fprintf(stderr, "FATAL: cuda step %d: %s\n", step, err);
             return -1;
         }

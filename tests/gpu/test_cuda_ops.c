@@ -628,19 +628,20 @@ static void test_logprob(int T, int V) {
     /* d16: the gradient rounded to bf16 (the GPU kernel leaves logits as they are) */
     uint16_t *d16c = be_alloc(cpu, z.n * 2), *d16g = be_alloc(gpu, z.n * 2);
     poison_dev(gpu, d16g, z.n * 2);
-    cpu->logprob_backward(cpu, z.c, d16c, dlp.c, dent.c, tc, T, V);
-    gpu->logprob_backward(gpu, z.g, d16g, dlp.g, dent.g, tgg, T, V);
+    /* each backend's backward takes its own forward's lse and entropy */
+    cpu->logprob_backward(cpu, z.c, d16c, dlp.c, dent.c, lse.c, ent.c, tc, T, V);
+    gpu->logprob_backward(gpu, z.g, d16g, dlp.g, dent.g, lse.g, ent.g, tgg, T, V);
     t_reset(&z);
-    cpu->logprob_backward(cpu, z.c, NULL, dlp.c, dent.c, tc, T, V);
-    gpu->logprob_backward(gpu, z.g, NULL, dlp.g, dent.g, tgg, T, V);
+    cpu->logprob_backward(cpu, z.c, NULL, dlp.c, dent.c, lse.c, ent.c, tc, T, V);
+    gpu->logprob_backward(gpu, z.g, NULL, dlp.g, dent.g, lse.g, ent.g, tgg, T, V);
     snprintf(name, sizeof name, "logprob_backward (+entropy) T%d V%d", T, V);
     check(name, &z, z.n, 1e-4);
     snprintf(name, sizeof name, "logprob_backward d16 (+entropy) T%d V%d", T, V);
     check_out16(name, &z, d16c, d16g, z.n);
     cpu->free(cpu, d16c), gpu->free(gpu, d16g);
     t_reset(&z);
-    cpu->logprob_backward(cpu, z.c, NULL, dlp.c, NULL, tc, T, V);
-    gpu->logprob_backward(gpu, z.g, NULL, dlp.g, NULL, tgg, T, V);
+    cpu->logprob_backward(cpu, z.c, NULL, dlp.c, NULL, lse.c, NULL, tc, T, V);
+    gpu->logprob_backward(gpu, z.g, NULL, dlp.g, NULL, lse.g, NULL, tgg, T, V);
     snprintf(name, sizeof name, "logprob_backward (no entropy) T%d V%d", T, V);
     check(name, &z, z.n, 1e-4);
     t_free(&z); t_free(&lp); t_free(&ent); t_free(&lse); t_free(&dlp); t_free(&dent);

@@ -4,7 +4,10 @@
  * tools/bench/run_model_bench.sh can put it next to PyTorch.
  *
  *   bench_model [--shape smollm2|10m|tiny] [--seqs B] [--seqlen N] [--steps S] [--threads K]
- *               [--dtype fp32|bf16] [--profile] [--lm-chunk-mb N]
+ *               [--dtype fp32|bf16] [--profile] [--lm-chunk-mb N] [--separate]
+ * A step is model_forward_backward (the LM head's forward and backward in
+ * one pass, as the trainer runs it); --separate: model_forward then
+ * model_backward (the head's logits computed twice; fwd_s / bwd_s split).
  * --dtype bf16: model.dtype bf16 (bf16 GEMM operands, fp32 everything else).
  * --profile: the backend is wrapped by kernels/profile.c (profiling off
  * during the timed steps); after them, two more steps run profiled (a sync
@@ -21,6 +24,12 @@
 #include "model.h"
 #include "profile.h"
 #include "util.h"
+
+/* the loss weights of the benchmark: every token 1 / T (ctx: that float) */
+static int const_loss(void *ctx, int t0, int n, const float *logp, const float *ent, float *w, float *went) {
+    for (int i = 0; i < n; i++) w[i] = *(const float *)ctx;
+    return 0;
+}
 
 static int shape_config(const char *name, model_config *c) {
     memset(c, 0, sizeof *c);
@@ -46,7 +55,7 @@ int main(int argc, char **argv) {
     const char *shape = "10m";
     int seqs = 4, seqlen = 512, steps = 3, threads = 0;
     const char *dtype = "fp32";
-    int profile = 0, chunk_mb = 0;
+    int profile = 0, chunk_mb = 0, separate = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--shape")) shape = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--seqs")) seqs = atoi(argv[++i]);
@@ -56,9 +65,10 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--dtype")) dtype = argv[++i];
         else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--lm-chunk-mb")) chunk_mb = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--separate")) separate = 1;
         else {
             fprintf(stderr, "usage: bench_model [--shape smollm2|10m|tiny] [--seqs B] [--seqlen N] [--steps S] [--threads K] "
-                            "[--dtype fp32|bf16] [--profile] [--lm-chunk-mb N]\n");
+                            "[--dtype fp32|bf16] [--profile] [--lm-chunk-mb N] [--separate]\n");
             return 2;
         }
     }
@@ -102,12 +112,14 @@ int main(int argc, char **argv) {
         if (s == steps + 1) backend_profile_enable(be, 1);
         double t0 = now_seconds();
         model_zero_grads(&m);
-        if (model_forward(&m, &b, logp, NULL, err, sizeof err)) {
+        float wt = 1.0f / T;
+        if (separate ? model_forward(&m, &b, logp, NULL, err, sizeof err)
+                     : model_forward_backward(&m, &b, const_loss, &wt, 0, err, sizeof err)) {
             fprintf(stderr, "bench_model: %s\n", err);
             return 1;
         }
         double t1 = now_seconds();
-        if (model_backward(&m, &b, w, NULL, err, sizeof err)) {
+        if (separate && model_backward(&m, &b, w, NULL, err, sizeof err)) {
             fprintf(stderr, "bench_model: %s\n", err);
             return 1;
         }
@@ -117,10 +129,12 @@ int main(int argc, char **argv) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"impl\": \"rft\", \"dtype\": \"%s\", \"shape\": \"%s\", \"params\": %zu, \"tokens\": %d, \"threads\": %d, "
-           "\"step_s\": %.4f, \"fwd_s\": %.4f, \"bwd_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops\": %.1f, "
-           "\"peak_rss_mb\": %.0f}\n",
-           dtype, shape, m.n_params, T, be->n_threads, best, tf, tb, T / best, flops / best / 1e9, ru.ru_maxrss / 1024.0);
+    printf("{\"impl\": \"rft\", \"head\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"params\": %zu, "
+           "\"tokens\": %d, \"threads\": %d, \"step_s\": %.4f, ",
+           separate ? "separate" : "fused", dtype, shape, m.n_params, T, be->n_threads, best);
+    if (separate) printf("\"fwd_s\": %.4f, \"bwd_s\": %.4f, ", tf, tb);
+    printf("\"tokens_per_s\": %.1f, \"gflops\": %.1f, \"peak_rss_mb\": %.0f}\n", T / best, flops / best / 1e9,
+           ru.ru_maxrss / 1024.0);
     if (profile) {
         printf("%d profiled steps (zero_grads + forward + backward): %.1f ms per step (%.1f ms unprofiled), "
                "%.1f ms of it in ops\n",

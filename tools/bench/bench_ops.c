@@ -137,11 +137,12 @@ int main(int argc, char **argv) {
     }
 
     float *logits = rnd(be, (size_t)T * V, 2, 15), *lp = be->alloc(be, T * 4), *ent = be->alloc(be, T * 4);
+    float *lse_z = be->alloc(be, T * 4);
     float *dl = rnd(be, T, 1, 16), *de = rnd(be, T, 1, 17);
     int32_t *tg = be->alloc(be, T * 4);
     for (int t = 0; t < T; t++) tg[t] = (int32_t)(rng_u64(18, t) % V);
-    TIME("logprob fwd [2048,49152] (+entropy)", 0, be->logprob_forward(be, lp, ent, NULL, logits, tg, T, V));
-    TIME("logprob bwd [2048,49152] in place", 0, be->logprob_backward(be, logits, NULL, dl, de, tg, T, V));
+    TIME("logprob fwd [2048,49152] (+entropy)", 0, be->logprob_forward(be, lp, ent, lse_z, logits, tg, T, V));
+    TIME("logprob bwd [2048,49152] in place", 0, be->logprob_backward(be, logits, NULL, dl, de, lse_z, ent, tg, T, V));
     TIME("lm head matmul [2048,576]x[49152,576]^T", 2.0 * T * D * V,
          be->matmul(be, 0, 1, T, V, D, 1, x, D, 0, table, D, 0, 0, logits, V, 0, 1));
     size_t np = 134515008;
