@@ -14,6 +14,9 @@
  *   3. Resume under 2 ranks: 3 steps + --resume to 6 gives the metrics and
  *      the final checkpoint of an uninterrupted 2-rank run bit for bit.
  *   4. Bad input under 2 ranks: exit 2 and the error said once (by rank 0).
+ *   5. One rank failing alone (rank 0 cannot open metrics.jsonl) ends the
+ *      job with its status (the other rank does not wait for ever in a
+ *      collective; 60 s limit).
  * Exit 77 (skipped) when rft was built without MPI or $RFT_MPIEXEC is unset. */
 #define _GNU_SOURCE
 #include "train_cli_common.h"
@@ -41,7 +44,17 @@ static int train_ranks(int W, const char *cfg, const char *out_dir, const char *
     char op[512], ep[512];
     path_in(op, sizeof op, "train_stdout.txt");
     path_in(ep, sizeof ep, "train_stderr.txt");
-    int rc = wait_status(spawn(argv, op, ep));
+    pid_t pid = spawn(argv, op, ep);
+    int rc = -1, st;
+    for (int i = 0; i < 1200 && rc < 0; i++) { /* at most 60 s: a rank left waiting would hang the test */
+        if (waitpid(pid, &st, WNOHANG) == pid) rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        else usleep(50000);
+    }
+    if (rc < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        rc = 124;
+    }
     if (err) *err = slurp(ep);
     return rc;
 }
@@ -248,6 +261,21 @@ int main(int argc, char **argv) {
         for (const char *q = err; (q = strstr(q, "rft train:")); q++) said++;
         check(rc == 2 && said == 1 && strstr(err, "/nonexistent/train.jsonl"),
               "2 ranks, a missing dataset: exit 2, the error said once (rc %d, %d times)", rc, said);
+        free(err);
+    }
+    /* 5. one rank fails alone */
+    {
+        char o[512], m[600];
+        snprintf(o, sizeof o, "%s/one_fails", dir);
+        snprintf(m, sizeof m, "%s/metrics.jsonl", o);
+        mkdir(o, 0755);
+        mkdir(m, 0755); /* rank 0 writes metrics.jsonl: it fails, rank 1 goes on to the first collective */
+        char *err = NULL;
+        double t = now_seconds();
+        rc = train_ranks(2, "tests/fixtures/train_grpo.yaml", o, NULL, 0, &err);
+        check(rc == 1 && strstr(err, "rank 0:") && strstr(err, "metrics.jsonl"),
+              "2 ranks, rank 0 cannot open metrics.jsonl: the job ends with exit 1 in %.1f s, rank 0 names the file "
+              "(rc %d)", now_seconds() - t, rc);
         free(err);
     }
     return tt_finish(t0);

@@ -85,5 +85,5 @@ int cmd_train(int argc, char **argv) {
         else fprintf(stderr, "rft train: %s\n", err);
     }
     config_free(&cfg);
-    return rc;
+    return comm_exit(rc); /* under mpirun a failure ends every rank */
 }

@@ -135,11 +135,16 @@ comm *comm_create(backend *be, char *err, size_t cap) {
     return c;
 }
 
-void comm_free(comm *c) {
+void comm_free(comm *c, int failed) {
     if (!c) return;
     if (c->stage) c->be->free(c->be, c->stage);
-    if (c->destroy) c->destroy(c);
+    if (c->destroy) c->destroy(c, failed);
     else free(c);
+}
+
+int comm_exit(int status) {
+    comm_mpi_end(status);
+    return status;
 }
 
 /* ---- collectives ---- */

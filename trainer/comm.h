@@ -35,7 +35,7 @@ struct comm {
     /* primitives over device memory of be; 0 ok, -1 with err set */
     int (*allreduce)(comm *c, void *x, size_t n, int f64); /* x[n] = sum over ranks (fp32, or fp64 when f64), in place */
     int (*allgather)(comm *c, const void *x, void *all, size_t bytes); /* all[size * bytes]: rank r's x at r * bytes */
-    void (*destroy)(comm *c);
+    void (*destroy)(comm *c, int failed); /* failed: abort, do not drain (peers may be gone) */
     void *impl;            /* the transport's state */
     void *stage;           /* device staging buffer of the host-side collectives */
     size_t stage_bytes;
@@ -52,7 +52,14 @@ int comm_env(int *rank, int *size, int *local_rank, int *local_size, char *err, 
  * err when they cannot be joined (a run launched by mpirun when rft was built
  * without MPI, a CUDA run without NCCL, a transport failure). */
 comm *comm_create(backend *be, char *err, size_t err_cap);
-void comm_free(comm *c);
+/* failed: the run ends in an error, and other ranks may be waiting in a
+   collective that will never complete: the transport is aborted, not drained */
+void comm_free(comm *c, int failed);
+/* The end of a rank's process (call it last, with the exit status): under
+ * MPI, status 0 finalizes MPI and any other status aborts the whole job with
+ * it (MPI_Finalize would wait for ranks that wait for this one). Returns
+ * status. */
+int comm_exit(int status);
 
 /* sums x[n] (fp32, device memory of c->be) over the ranks, in place */
 int comm_sum_device(comm *c, float *x, size_t n, char *err, size_t err_cap);

@@ -14,7 +14,8 @@ int comm_mpi_init(int *rank, int *size, char *err, size_t err_cap);
 comm *comm_mpi_create(backend *be, char *err, size_t err_cap);
 /* broadcasts n bytes from rank 0 over MPI_COMM_WORLD */
 int comm_mpi_bcast(void *x, size_t n, char *err, size_t err_cap);
-void comm_mpi_finalize(void);
+/* status 0: MPI_Finalize; else MPI_Abort(MPI_COMM_WORLD, status); nothing when MPI was not initialised */
+void comm_mpi_end(int status);
 
 /* NCCL: a new unique id (rank 0), and the transport over be's device memory */
 int comm_nccl_id(unsigned char id[COMM_ID_BYTES], char *err, size_t err_cap);

@@ -30,11 +30,13 @@ int comm_mpi_init(int *rank, int *size, char *err, size_t cap) {
     return 0;
 }
 
-void comm_mpi_finalize(void) {
+void comm_mpi_end(int status) {
     int on = 0, done = 0;
     MPI_Initialized(&on);
     MPI_Finalized(&done);
-    if (on && !done) MPI_Finalize();
+    if (!on || done) return;
+    if (status) MPI_Abort(MPI_COMM_WORLD, status);
+    MPI_Finalize();
 }
 
 int comm_mpi_bcast(void *x, size_t n, char *err, size_t cap) {
@@ -61,9 +63,9 @@ static int mpi_allgather(comm *c, const void *x, void *all, size_t bytes) {
     return rc == MPI_SUCCESS ? 0 : mpi_fail(c->err, sizeof c->err, "MPI_Allgather", rc);
 }
 
-static void mpi_destroy(comm *c) {
+static void mpi_destroy(comm *c, int failed) {
+    (void)failed; /* MPI itself ends in comm_exit */
     free(c);
-    comm_mpi_finalize();
 }
 
 comm *comm_mpi_create(backend *be, char *err, size_t cap) {
@@ -92,7 +94,7 @@ int comm_mpi_init(int *rank, int *size, char *err, size_t cap) {
     (void)rank, (void)size;
     return no_mpi(err, cap);
 }
-void comm_mpi_finalize(void) {}
+void comm_mpi_end(int status) { (void)status; }
 int comm_mpi_bcast(void *x, size_t n, char *err, size_t cap) {
     (void)x, (void)n;
     return no_mpi(err, cap);

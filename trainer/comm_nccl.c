@@ -27,6 +27,7 @@ static struct {
     ncclResult_t (*all_reduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t);
     ncclResult_t (*all_gather)(const void *, void *, size_t, ncclDataType_t, ncclComm_t, cudaStream_t);
     ncclResult_t (*comm_destroy)(ncclComm_t);
+    ncclResult_t (*comm_abort)(ncclComm_t);
     const char *(*get_error_string)(ncclResult_t);
 } nccl;
 
@@ -44,6 +45,7 @@ static int nccl_load(char *err, size_t cap) {
     SYM(all_reduce, "ncclAllReduce")
     SYM(all_gather, "ncclAllGather")
     SYM(comm_destroy, "ncclCommDestroy")
+    SYM(comm_abort, "ncclCommAbort")
     SYM(get_error_string, "ncclGetErrorString")
 #undef SYM
     nccl.loaded = 1;
@@ -78,10 +80,9 @@ static int nccl_allgather(comm *c, const void *x, void *all, size_t bytes) {
                       nccl.all_gather(x, all, bytes, ncclUint8, nccl_of(c), (cudaStream_t)c->be->stream));
 }
 
-static void nccl_destroy(comm *c) {
-    if (c->impl) nccl.comm_destroy(nccl_of(c));
-    free(c);
-    comm_mpi_finalize(); /* when MPI carried the id */
+static void nccl_destroy(comm *c, int failed) {
+    if (c->impl) (failed ? nccl.comm_abort : nccl.comm_destroy)(nccl_of(c)); /* abort: peers may never answer */
+    free(c); /* MPI, when it carried the id, ends in comm_exit */
 }
 
 comm *comm_nccl_create(backend *be, int rank, int size, const unsigned char id[COMM_ID_BYTES], char *err, size_t cap) {

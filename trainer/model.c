@@ -2,8 +2,11 @@
  * kernels/backend.h. Parameter table with Hugging Face names, deterministic
  * initialisation, packed-batch forward (per-token target log-probs and
  * entropies) and backward from per-token weights. The LM head is applied in
- * chunks of tokens so no [T, V] tensor is ever held whole; backward
- * recomputes each chunk's logits and turns them into gradients in place. */
+ * chunks of tokens so no [T, V] tensor is ever held whole; model_backward
+ * recomputes each chunk's logits and turns them into gradients in place,
+ * model_forward_backward (training) computes each chunk's logits once and
+ * turns them into gradients as soon as the loss has weighed their
+ * log-probs. */
 #include "model.h"
 
 #include <math.h>

@@ -794,7 +794,7 @@ done:
 
 /* ---- set-up and the loop ---- */
 
-static void run_free(run *R) {
+static void run_free(run *R, int failed) {
     if (R->metrics) fclose(R->metrics);
     if (R->samples) fclose(R->samples);
     if (R->gr) grader_runner_free(R->gr);
@@ -808,7 +808,7 @@ static void run_free(run *R) {
     free(R->order);
     free(R->config_text);
     free(R->b_tok), free(R->b_tgt), free(R->b_cu), free(R->b_logp), free(R->b_ent), free(R->b_w), free(R->b_went);
-    comm_free(R->cm);
+    comm_free(R->cm, failed);
     if (R->be) R->be->destroy(R->be);
 }
 
@@ -1147,6 +1147,6 @@ out:
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     ckpt_train_state_free(&R.st);
-    run_free(&R);
+    run_free(&R, status != RFT_EXIT_OK);
     return status;
 }
