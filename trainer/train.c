@@ -195,15 +195,9 @@ static int run_passes(run *R, tseq *seqs, int n, int mode, const pg_params *pp, 
         /* training: the LM head's forward and backward in one pass, unless the
            loss needs a whole sequence's log-probs first (gspo's ratio) */
         if (mode == PASS_SFT || (mode == PASS_TRAIN && pp->algo != ALGO_GSPO)) {
+            /* the aggregation's normalisers: the whole mini-batch's, which step_rl and step_sft set */
             pass_loss L = {.R = R, .seqs = seqs + i, .n = j - i, .mode = mode, .pp = pp,
                            .ent_sum = ent_sum, .tokens = pp->norm_tokens, .n_kept = pp->norm_seqs};
-            for (int k = i; k < j; k++) /* normalisers of this micro-batch alone when none are given */
-                if (seqs[k].keep && seqs[k].nc > 0) {
-                    if (pp->norm_tokens <= 0) L.tokens += seqs[k].nc;
-                    if (pp->norm_seqs <= 0) L.n_kept++;
-                }
-            if (mode == PASS_SFT && pp->norm_tokens <= 0) /* pg_sft_loss counts every sequence */
-                for (int k = i; k < j; k++) L.tokens += seqs[k].keep ? 0 : seqs[k].nc;
             if (model_forward_backward(m, &mb, pass_loss_fn, &L, mode == PASS_TRAIN && pp->entropy_coef != 0, err,
                                        cap))
                 return -1;
