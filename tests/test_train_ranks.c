@@ -10,6 +10,7 @@
  *      summed in another order); the final weights within 1e-4 of the
  *      largest (AdamW turns the order-of-sums noise of near-zero gradients
  *      into whole steps). A control run with another seed differs by far more.
+ *      gspo (the two-pass path: forward, loss, backward) with 2 ranks too.
  *   2. SFT with 2 ranks: loss, grad norm, valid_loss, the final weights.
  *   3. Resume under 2 ranks: 3 steps + --resume to 6 gives the metrics and
  *      the final checkpoint of an uninterrupted 2-rank run bit for bit.
@@ -218,6 +219,9 @@ int main(int argc, char **argv) {
         double d = model_rel_diff(a, b);
         check(rc == 0 && d > 1e-3, "control: another seed's final weights differ by %.2g of the largest", d);
     }
+    /* gspo: the trainer's two-pass path (its ratio is the sequence's), split the same way */
+    static const char *const gspo[] = {"algorithm.name=gspo", NULL};
+    test_vs_one("gspo", "tests/fixtures/train_grpo.yaml", 2, 7, rl_exact, gspo);
     /* 2. SFT */
     static const char *const sft_exact[] = {"step", "epoch", "learning_rate", NULL};
     test_vs_one("sft", "tests/fixtures/train_sft.yaml", 2, 7, sft_exact, NULL);
