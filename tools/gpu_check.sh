@@ -252,7 +252,7 @@ for r in [x for x in rft if x.get("bench") == "attention"]:
     row("attention fwd " + r["label"], r["fwd_tflops"], None, f" TF/s {r['fwd_ms']:.2f} ms")
     row("attention bwd " + r["label"], r["bwd_tflops"], None, f" TF/s {r['bwd_ms']:.2f} ms")
 for dt in ("fp32", "bf16"):
-    tr = next((x for x in rft if x.get("bench") == "train" and x.get("dtype", "fp32") == dt), None)
+    tr = next((x for x in rft if x.get("bench") == "train" and x.get("dtype", "fp32") == dt and x.get("head") != "separate"), None)
     tp = next((x for x in pt if x.get("bench") == "train" and x.get("dtype", "fp32") == dt), None)
     if not (tr or tp):
         continue
@@ -263,6 +263,9 @@ for dt in ("fp32", "bf16"):
     row("  MFU vs measured bf16 4096^3 GEMM", g(tr, "mfu_vs_bf16_gemm"), g(tp, "mfu_vs_bf16_gemm"), "", "{:.3f}")
     fbp = tp["fwd_ms"] + tp["bwd_ms"] if tp and tp.get("fwd_ms") is not None else None
     row("  forward+backward ms", g(tr, "fwd_bwd_ms"), fbp, "", "{:.1f}")
+    sep = next((x for x in rft if x.get("bench") == "train" and x.get("dtype", "fp32") == dt and x.get("head") == "separate"), None)
+    if sep:
+        row("  same, head's logits twice (--separate) tok/s", sep["tokens_per_s"], None, "", "{:.0f}")
     row("  AdamW (+clip) ms", g(tr, "adamw_ms"), g(tp, "adamw_ms"), "", "{:.1f}")
 for r in [x for x in rft if x.get("bench") == "decode"]:
     dt = r.get("dtype", "fp32")

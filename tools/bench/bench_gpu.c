@@ -183,13 +183,17 @@ static int const_loss(void *ctx, int t0, int n, const float *logp, const float *
 }
 
 /* one training step as the trainer runs it: forward + backward in one pass
-   over the LM head (model_forward_backward), AdamW; *tfb, *to: their seconds */
-static void train_step(backend *be, model *m, optim *o, const model_batch *b, float wt, double *tfb, double *to) {
+   over the LM head (model_forward_backward), AdamW; *tfb, *to: their
+   seconds. separate: model_forward then model_backward (the head's logits
+   computed twice), for comparison. */
+static void train_step(backend *be, model *m, optim *o, const model_batch *b, float wt, int separate, const float *w,
+                       double *tfb, double *to) {
     char err[512];
     be->sync(be);
     double t0 = now_seconds();
     model_zero_grads(m);
-    if (model_forward_backward(m, b, const_loss, &wt, 0, err, sizeof err)) {
+    if (separate ? model_forward(m, b, NULL, NULL, err, sizeof err) || model_backward(m, b, w, NULL, err, sizeof err)
+                 : model_forward_backward(m, b, const_loss, &wt, 0, err, sizeof err)) {
         fprintf(stderr, "bench_gpu: %s\n", err);
         exit(1);
     }
@@ -207,7 +211,7 @@ static void train_step(backend *be, model *m, optim *o, const model_batch *b, fl
 /* profile: be is a kernels/profile.c wrapper; the table of two profiled
    steps follows the JSON line */
 static void bench_train(backend *be, int seqs, int seqlen, int steps, int mixed, double peak_bf16, double peak_tf32,
-                        int profile) {
+                        int profile, int separate) {
     model_config cfg;
     smollm2(&cfg, seqlen);
     char err[512];
@@ -230,30 +234,33 @@ static void bench_train(backend *be, int seqs, int seqlen, int steps, int mixed,
         exit(1);
     }
     int32_t *tok = malloc(T * sizeof *tok), *tgt = malloc(T * sizeof *tgt), *cu = malloc((seqs + 1) * sizeof *cu);
+    float *w = malloc(T * sizeof *w);
     for (int t = 0; t < T; t++) {
         tok[t] = (int32_t)(rng_u64(7, t) % cfg.vocab);
         tgt[t] = (int32_t)(rng_u64(8, t) % cfg.vocab);
+        w[t] = 1.0f / T;
     }
     for (int s = 0; s <= seqs; s++) cu[s] = s * seqlen;
     model_batch b = {.T = T, .n_seq = seqs, .tokens = tok, .targets = tgt, .cu_seqlens = cu, .pos = NULL};
     double flops = 3.0 * model_forward_flops(&cfg, &b);
     double *tfb = malloc((steps + 1) * sizeof(double)), *to = malloc((steps + 1) * sizeof(double));
-    for (int s = 0; s < steps + 1; s++) train_step(be, &m, &o, &b, 1.0f / T, &tfb[s], &to[s]); /* step 0 warms up */
+    for (int s = 0; s < steps + 1; s++) /* step 0 warms up */
+        train_step(be, &m, &o, &b, 1.0f / T, separate, w, &tfb[s], &to[s]);
     double fb = median(tfb + 1, steps), op = median(to + 1, steps);
     double tfs = flops / fb / 1e12;
     /* fwd_ms: null (the forward and backward are one pass over the LM head) */
-    printf("{\"bench\": \"train\", \"impl\": \"rft-cuda\", \"dtype\": \"%s\", \"shape\": \"smollm2-135m\", "
+    printf("{\"bench\": \"train\", \"impl\": \"rft-cuda\", \"head\": \"%s\", \"dtype\": \"%s\", \"shape\": \"smollm2-135m\", "
            "\"params\": %zu, \"tokens\": %d, \"seqs\": %d, \"seqlen\": %d, \"fwd_ms\": null, \"fwd_bwd_ms\": %.2f, "
            "\"adamw_ms\": %.2f, \"tokens_per_s\": %.0f, \"tflops\": %.2f, \"mfu_vs_bf16_gemm\": %.3f, "
            "\"mfu_vs_tf32_gemm\": %.3f}\n",
-           mixed ? "bf16" : "fp32", m.n_params, T, seqs, seqlen, fb * 1e3, op * 1e3, T / fb, tfs,
+           separate ? "separate" : "fused", mixed ? "bf16" : "fp32", m.n_params, T, seqs, seqlen, fb * 1e3, op * 1e3, T / fb, tfs,
            peak_bf16 > 0 ? tfs / peak_bf16 : 0.0, peak_tf32 > 0 ? tfs / peak_tf32 : 0.0);
     if (profile) {
         enum { PROFILED = 2 };
         double pfb, po, wall = 0;
         backend_profile_reset(be);
         backend_profile_enable(be, 1);
-        for (int s = 0; s < PROFILED; s++) train_step(be, &m, &o, &b, 1.0f / T, &pfb, &po), wall += pfb + po;
+        for (int s = 0; s < PROFILED; s++) train_step(be, &m, &o, &b, 1.0f / T, separate, w, &pfb, &po), wall += pfb + po;
         backend_profile_enable(be, 0);
         printf("profile: train %s smollm2-135m %d tok/step, %d profiled steps: %.1f ms per step (%.1f ms "
                "unprofiled), %.1f ms of it in ops\n",
@@ -264,7 +271,7 @@ static void bench_train(backend *be, int seqs, int seqlen, int steps, int mixed,
     fflush(stdout);
     optim_free(&o);
     model_free(&m);
-    free(tok), free(tgt), free(cu), free(tfb), free(to);
+    free(tok), free(tgt), free(cu), free(w), free(tfb), free(to);
 }
 
 /* Rollout engine (rollout_generate, greedy, no stop) on the SmolLM2 shape:
@@ -405,8 +412,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (!skip_train) {
-        bench_train(be, seqs, seqlen, steps, 0, peak16, peak, profile);
-        bench_train(be, seqs, seqlen, steps, 1, peak16, peak, profile);
+        bench_train(be, seqs, seqlen, steps, 0, peak16, peak, profile, 0);
+        bench_train(be, seqs, seqlen, steps, 1, peak16, peak, profile, 0);
+        bench_train(be, seqs, seqlen, steps, 1, peak16, peak, 0, 1); /* the head's logits twice: what one pass saves */
     }
     for (const char *p = decode; p && *p;) {
         int bsz = atoi(p);
