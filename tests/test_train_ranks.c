@@ -18,15 +18,31 @@
  *   5. One rank failing alone (rank 0 cannot open metrics.jsonl) ends the
  *      job with its status (the other rank does not wait for ever in a
  *      collective; 60 s limit).
+ *   6. SIGTERM to the ranks mid-run: they stop after the same step, rank 0
+ *      writes the checkpoint (the others wait for it), exit 1; --resume
+ *      under 2 ranks ends with the metrics and checkpoint of a 2-rank run
+ *      never interrupted, bit for bit.
+ *   7. Ranks resuming from different checkpoints (mpiexec's A : B form)
+ *      refuse to start, naming the rank and the steps; so do ranks given
+ *      different settings.
  * Exit 77 (skipped) when rft was built without MPI or $RFT_MPIEXEC is unset. */
 #define _GNU_SOURCE
 #include "train_cli_common.h"
 
+#include <dirent.h>
+
 static const char *mpiexec;
+
+static int train_ranks_wait(pid_t pid, char **err);
+static pid_t train_ranks_start(int W, const char *cfg, const char *out_dir, const char *const *more, int resume);
 
 /* rft train CFG under `mpiexec -n W` (W = 1: a plain process) with model.path,
    train.out_dir and up to 4 more --set's; resume: --resume */
 static int train_ranks(int W, const char *cfg, const char *out_dir, const char *const *more, int resume, char **err) {
+    return train_ranks_wait(train_ranks_start(W, cfg, out_dir, more, resume), err);
+}
+
+static pid_t train_ranks_start(int W, const char *cfg, const char *out_dir, const char *const *more, int resume) {
     char model[600], out[800], nw[16];
     snprintf(model, sizeof model, "model.path=%s", model_path);
     snprintf(out, sizeof out, "train.out_dir=%s", out_dir);
@@ -45,7 +61,14 @@ static int train_ranks(int W, const char *cfg, const char *out_dir, const char *
     char op[512], ep[512];
     path_in(op, sizeof op, "train_stdout.txt");
     path_in(ep, sizeof ep, "train_stderr.txt");
-    pid_t pid = spawn(argv, op, ep);
+    return spawn(argv, op, ep);
+}
+
+/* waits at most 60 s (a rank left waiting would hang the test) for the job
+   started as pid; *err: its stderr */
+static int train_ranks_wait(pid_t pid, char **err) {
+    char ep[512];
+    path_in(ep, sizeof ep, "train_stderr.txt");
     int rc = -1, st;
     for (int i = 0; i < 1200 && rc < 0; i++) { /* at most 60 s: a rank left waiting would hang the test */
         if (waitpid(pid, &st, WNOHANG) == pid) rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -148,6 +171,39 @@ static double model_rel_diff(const char *pa, const char *pb) {
     if (fa >= 0) H5Fclose(fa);
     if (fb >= 0) H5Fclose(fb);
     return bad ? -1 : dmax / amax;
+}
+
+/* the largest "step" in a metrics.jsonl (-1: none) */
+static int max_step_logged(const char *path) {
+    char *text = slurp(path);
+    int best = -1;
+    for (char *p = text; (p = strstr(p, "\"step\":")); p += 7) {
+        int s = atoi(p + 7);
+        if (s > best) best = s;
+    }
+    free(text);
+    return best;
+}
+
+/* sends sig to every process whose parent is pid (mpiexec's ranks); returns how many */
+static int signal_children(pid_t pid, int sig) {
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d))) {
+        char p[300], buf[512];
+        snprintf(p, sizeof p, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(p, "r");
+        if (!f) continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        char *rp = strrchr(buf, ')'); /* "pid (comm) state ppid ..." */
+        int ppid = -1;
+        if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == pid && kill(atoi(e->d_name), sig) == 0) n++;
+    }
+    if (d) closedir(d);
+    return n;
 }
 
 static const char *const rl_exact[] = {"step", "epoch", "reward", "rewards/", "valid", "frac_reward_zero_std",
@@ -280,6 +336,72 @@ int main(int argc, char **argv) {
         check(rc == 1 && strstr(err, "rank 0:") && strstr(err, "metrics.jsonl"),
               "2 ranks, rank 0 cannot open metrics.jsonl: the job ends with exit 1 in %.1f s, rank 0 names the file "
               "(rc %d)", now_seconds() - t, rc);
+        free(err);
+    }
+    /* 6. SIGTERM mid-run */
+    {
+        enum { STEPS = 30 };
+        char a[512], b[512], ma[600], mb[600], ms[64];
+        snprintf(a, sizeof a, "%s/sig_straight", dir);
+        snprintf(b, sizeof b, "%s/sig_interrupted", dir);
+        snprintf(ms, sizeof ms, "train.max_steps=%d", STEPS);
+        const char *more[] = {ms, "train.checkpoint_interval=0", "train.eval_interval=0", NULL};
+        char *err = NULL;
+        snprintf(mb, sizeof mb, "%s/metrics.jsonl", b);
+        pid_t pid = train_ranks_start(2, "tests/fixtures/train_grpo.yaml", b, more, 0);
+        double ts = now_seconds();
+        while (max_step_logged(mb) < 2 && now_seconds() - ts < 30) usleep(2000);
+        int n_sig = signal_children(pid, SIGTERM); /* the ranks, as a terminal's Ctrl-C reaches them */
+        rc = train_ranks_wait(pid, &err);
+        int stopped = max_step_logged(mb);
+        check(n_sig == 2 && rc == 1 && strstr(err, "interrupted after step") && strstr(err, "--resume") && stopped >= 2 &&
+                  stopped < STEPS,
+              "SIGTERM to both ranks after step 2: exit 1, stopped at step %d, rank 0 says how to resume (rc %d, %d "
+              "signalled)", stopped, rc, n_sig);
+        free(err);
+        char ck[700];
+        snprintf(ck, sizeof ck, "%s/checkpoints/step-%06d.h5", b, stopped);
+        check(model_finite(ck) > 20000, "the interrupted 2-rank run wrote %s", ck);
+        rc = train_ranks(2, "tests/fixtures/train_grpo.yaml", b, more, 1, &err);
+        check(rc == 0 && max_step_logged(mb) == STEPS, "2 ranks: --resume runs to step %d (rc %d) %s", STEPS, rc,
+              rc ? last_line(err) : "");
+        free(err);
+        rc = train_ranks(2, "tests/fixtures/train_grpo.yaml", a, more, 0, &err);
+        free(err);
+        snprintf(ma, sizeof ma, "%s/metrics.jsonl", a);
+        check(rc == 0 && same_metrics(ma, mb, STEPS + 1),
+              "2 ranks: interrupted + resumed metrics equal the uninterrupted run's (%d records)", STEPS + 1);
+        snprintf(ma, sizeof ma, "%s/checkpoints/step-%06d.h5", a, STEPS);
+        snprintf(mb, sizeof mb, "%s/checkpoints/step-%06d.h5", b, STEPS);
+        int n = same_checkpoint(ma, mb);
+        check(n > 20, "2 ranks: interrupted + resumed final checkpoint bitwise equal (%d datasets)", n);
+    }
+    /* 7. ranks resuming from different checkpoints */
+    {
+        char o[512], c2[700], c3[700], model[600], out[800];
+        snprintf(o, sizeof o, "%s/mismatch", dir);
+        snprintf(c2, sizeof c2, "%s/grpo_2/checkpoints/step-000002.h5", dir);
+        snprintf(c3, sizeof c3, "%s/grpo_2/checkpoints/step-000003.h5", dir);
+        snprintf(model, sizeof model, "model.path=%s", model_path);
+        snprintf(out, sizeof out, "train.out_dir=%s", o);
+        char *argv[] = {(char *)mpiexec, "-n", "1", (char *)rft, "train", "tests/fixtures/train_grpo.yaml", "--set", model,
+                        "--set", out, "--resume", c2, ":", "-n", "1", (char *)rft, "train",
+                        "tests/fixtures/train_grpo.yaml", "--set", model, "--set", out, "--resume", c3, NULL};
+        char op[512], ep[512];
+        path_in(op, sizeof op, "train_stdout.txt");
+        path_in(ep, sizeof ep, "train_stderr.txt");
+        char *err = NULL;
+        rc = train_ranks_wait(spawn(argv, op, ep), &err);
+        check(rc == 1 && strstr(err, "rank 1 holds other weights") && strstr(err, "step 3 vs 2"),
+              "ranks resuming from steps 2 and 3: exit 1 naming rank 1 and the steps (rc %d)", rc);
+        free(err);
+        char *argv2[] = {(char *)mpiexec, "-n", "1", (char *)rft, "train", "tests/fixtures/train_grpo.yaml", "--set",
+                         model, "--set", out, ":", "-n", "1", (char *)rft, "train", "tests/fixtures/train_grpo.yaml",
+                         "--set", model, "--set", out, "--set", "sampling.group_size=2", NULL};
+        rm_rf(o);
+        rc = train_ranks_wait(spawn(argv2, op, ep), &err);
+        check(rc == 1 && strstr(err, "rank 1 runs another configuration"),
+              "ranks given group sizes 4 and 2: exit 1 naming rank 1 (rc %d)", rc);
         free(err);
     }
     return tt_finish(t0);

@@ -1,10 +1,17 @@
 /* trainer/comm_launch.c: `rft train --gpus N` on one machine: the starting
  * process forks N ranks (rank r on GPU r) and waits; the ranks share one
- * pipe over which rank 0 hands out the NCCL id (comm_create). When a rank
- * fails the others are killed (they would wait in a collective for ever);
- * checkpoints are written whole or not at all, so nothing written is lost.
- * SIGINT / SIGTERM reach every rank (one process group); the ranks agree to
- * stop after the same step. */
+ * pipe over which rank 0 hands out the NCCL id (comm_create).
+ * - A rank that fails ends the job: when it is rank 0 (which says what
+ *   failed) the others are killed at once; when it is another rank, rank 0
+ *   gets 10 s to end on its own (if it failed too, its message is the one to
+ *   see), then everything left is killed (it would wait in a collective for
+ *   ever). Checkpoints are written whole or not at all: nothing written is
+ *   lost. The exit status is rank 0's when it failed, else the first
+ *   failing rank's.
+ * - SIGINT / SIGTERM sent to this process are passed on to the ranks, which
+ *   agree to stop after the same step; a terminal's Ctrl-C reaches them
+ *   directly (one process group). Ranks die with this process
+ *   (PR_SET_PDEATHSIG). */
 #define _GNU_SOURCE
 #include "comm.h"
 
@@ -13,11 +20,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
+
+static pid_t *g_ranks;
+static int g_n;
+
+/* SIGINT / SIGTERM to the launcher: to every rank still running */
+static void pass_on(int sig) {
+    for (int r = 0; r < g_n; r++)
+        if (g_ranks[r] > 0) kill(g_ranks[r], sig);
+}
+
+static void kill_all(pid_t *pid, int n) {
+    for (int q = 0; q < n; q++)
+        if (pid[q] > 0) kill(pid[q], SIGKILL);
+}
 
 int comm_launch(int n, int *status, char *err, size_t cap) {
     *status = 0;
@@ -26,17 +49,21 @@ int comm_launch(int n, int *status, char *err, size_t cap) {
     if (pipe(fd)) return errf(err, cap, "pipe: %s", strerror(errno));
     pid_t *pid = calloc(n, sizeof *pid);
     if (!pid) return errf(err, cap, "out of memory");
+    pid_t parent = getpid();
     fflush(NULL);
     for (int r = 0; r < n; r++) {
         pid[r] = fork();
         if (pid[r] < 0) {
             errf(err, cap, "fork: %s", strerror(errno));
-            for (int q = 0; q < r; q++) kill(pid[q], SIGKILL);
+            kill_all(pid, r);
             for (int q = 0; q < r; q++) waitpid(pid[q], NULL, 0);
             free(pid);
+            close(fd[0]), close(fd[1]);
             return -1;
         }
         if (pid[r] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent) _exit(1); /* the launcher died before the line above */
             char v[32];
             snprintf(v, sizeof v, "%d", r);
             setenv("RFT_RANK", v, 1);
@@ -52,13 +79,25 @@ int comm_launch(int n, int *status, char *err, size_t cap) {
         }
     }
     close(fd[0]), close(fd[1]);
-    /* the ranks take the terminal's signals themselves; this process only waits */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    int left = n, failed = 0;
+    g_ranks = pid, g_n = n;
+    struct sigaction sa = {0};
+    sa.sa_handler = pass_on;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int left = n, failed = 0, killed = 0;
+    double deadline = 0;
     while (left > 0) {
         int st;
-        pid_t p = waitpid(-1, &st, 0);
+        pid_t p = waitpid(-1, &st, failed && !killed ? WNOHANG : 0);
+        if (p == 0) { /* another rank failed first: rank 0 has until the deadline */
+            if (now_seconds() > deadline) {
+                kill_all(pid, n);
+                killed = 1;
+            } else {
+                usleep(20000);
+            }
+            continue;
+        }
         if (p < 0) {
             if (errno == EINTR) continue;
             break;
@@ -69,15 +108,20 @@ int comm_launch(int n, int *status, char *err, size_t cap) {
         pid[r] = 0;
         left--;
         int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-        if (code && !failed) {
-            failed = 1;
+        if (!code || killed) continue;
+        if (r == 0) { /* rank 0 has said what failed */
             *status = code;
-            if (left && code != 2) /* bad input: rank 0 has said what */
-                fprintf(stderr, "rft train: rank %d exited with status %d; stopping the other ranks\n", r, code);
-            for (int q = 0; q < n; q++)
-                if (pid[q]) kill(pid[q], SIGKILL);
+            kill_all(pid, n);
+            killed = 1;
+        } else if (!failed) {
+            *status = code;
+            deadline = now_seconds() + 10.0;
         }
+        failed = 1;
     }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    g_ranks = NULL, g_n = 0;
     free(pid);
     return 1;
 }

@@ -20,9 +20,12 @@ static int mpi_fail(char *err, size_t cap, const char *what, int rc) {
 }
 
 int comm_mpi_init(int *rank, int *size, char *err, size_t cap) {
-    int on = 0, rc;
+    int on = 0, rc, got;
     MPI_Initialized(&on);
-    if (!on && (rc = MPI_Init(NULL, NULL)) != MPI_SUCCESS) return mpi_fail(err, cap, "MPI_Init", rc);
+    /* funneled: only the thread that joined makes MPI calls (the rollout
+       thread and OpenMP's never do) */
+    if (!on && (rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &got)) != MPI_SUCCESS)
+        return mpi_fail(err, cap, "MPI_Init_thread", rc);
     /* errors come back as codes rather than aborting the job */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, rank);

@@ -1,9 +1,10 @@
 /* trainer/comm_nccl.c: the NCCL transport: sums and gathers over the CUDA
  * backend's device memory, queued on the backend's stream after the ops that
- * produced the data. libnccl.so.2 is opened when a run with several GPU ranks
- * starts (dlopen), so rft itself does not depend on it: single-GPU and CPU
- * runs work where NCCL is not installed. Built without CUDA, each entry point
- * says so. */
+ * produced the data. libnccl.so.2 is opened when a run with GPU ranks starts
+ * (dlopen), so rft itself depends on neither its library nor its header:
+ * single-GPU and CPU runs work where NCCL is not installed. The few types
+ * and constants used are NCCL 2's stable ABI, declared below as nccl.h
+ * declares them. Built without CUDA, each entry point says so. */
 #define _GNU_SOURCE
 #include "comm_impl.h"
 
@@ -15,7 +16,16 @@
 #ifdef RFT_HAVE_CUDA
 #include <cuda_runtime.h>
 #include <dlfcn.h>
-#include <nccl.h>
+
+/* from nccl.h (NCCL 2.x) */
+typedef struct ncclComm *ncclComm_t;
+typedef struct {
+    char internal[128];
+} ncclUniqueId;
+typedef int ncclResult_t; /* an enum there; 0 = ncclSuccess */
+typedef int ncclDataType_t;
+typedef int ncclRedOp_t;
+enum { ncclSuccess = 0, ncclSum = 0, ncclUint8 = 1, ncclFloat32 = 7, ncclFloat64 = 8 };
 
 _Static_assert(sizeof(ncclUniqueId) == COMM_ID_BYTES, "ncclUniqueId size");
 

@@ -204,18 +204,28 @@ int rollout_grade_shared(comm *cm, rollout_engine *ro, grader_runner *gr, int NG
         memcpy(p, gres + (size_t)i * NG, (size_t)NG * sizeof(grade_result)), p += (size_t)NG * sizeof(grade_result);
     }
     if (comm_gather(cm, mine, bytes, &all, counts, err, cap)) goto done;
-    /* unpack the other ranks' completions; rank r's prompts are its share */
+    /* unpack the other ranks' completions; rank r's prompts are its share,
+       its bytes [p, end) (checked: ranks that disagree on the step's shape,
+       e.g. another configuration, must not read past them) */
     p = all;
     for (int r = 0; r < cm->size; r++) {
         int a = (int)((long)n_prompts * r / cm->size) * G, z = (int)((long)n_prompts * (r + 1) / cm->size) * G;
+        const char *end = p + counts[r];
         if (r == cm->rank) {
             p += counts[r];
             continue;
         }
-        for (int i = a; i < z; i++) {
+        int bad = 0;
+        for (int i = a; i < z && !bad; i++) {
             completion *c = &out[i];
             wire_head h;
+            bad = (size_t)(end - p) < sizeof h;
+            if (bad) break;
             memcpy(&h, p, sizeof h), p += sizeof h;
+            bad = h.n_tokens < 0 || h.text_len < 0 || h.n_tokens > (int64_t)(end - p) ||
+                  (size_t)(end - p) < (size_t)h.n_tokens * (sizeof(int32_t) + sizeof(float)) + (size_t)h.text_len +
+                                          (size_t)NG * sizeof(grade_result);
+            if (bad) break;
             *c = (completion){.prompt = i / G, .sample = i % G, .n_tokens = (int)h.n_tokens, .finish = (int)h.finish,
                               .text_len = (size_t)h.text_len};
             c->tokens = malloc((size_t)h.n_tokens * sizeof(int32_t) + 1);
@@ -230,6 +240,11 @@ int rollout_grade_shared(comm *cm, rollout_engine *ro, grader_runner *gr, int NG
             if (c->text) memcpy(c->text, p, c->text_len), c->text[c->text_len] = 0;
             p += c->text_len;
             memcpy(gres + (size_t)i * NG, p, (size_t)NG * sizeof(grade_result)), p += (size_t)NG * sizeof(grade_result);
+        }
+        if (bad || p != end) {
+            errf(err, cap, "rank %d sent completions this rank cannot read (do all ranks run the same configuration?)",
+                 r);
+            goto done;
         }
     }
     rc = 0;

@@ -517,6 +517,59 @@ static int next_row(run *R) {
     return R->order[R->st.cursor++];
 }
 
+/* a hash of the weights (to compare ranks), tensor by tensor through a host buffer */
+static uint64_t params_hash(run *R) {
+    size_t mx = 0;
+    for (int i = 0; i < R->m.n_tensors; i++) mx = R->m.tensors[i].numel > mx ? R->m.tensors[i].numel : mx;
+    uint64_t *h = malloc((mx + 1) * sizeof(float) + 8), x = 0x9E3779B97F4A7C15ull;
+    if (!h) return 0;
+    for (int i = 0; i < R->m.n_tensors; i++) {
+        const model_tensor *e = &R->m.tensors[i];
+        memset(h, 0, (e->numel + 1) * sizeof(float));
+        R->be->copy_d2h(R->be, h, R->m.params + e->offset, e->numel * sizeof(float));
+        R->be->sync(R->be);
+        for (size_t k = 0; k < (e->numel + 1) / 2; k++) x = (x ^ h[k]) * 0x100000001B3ull;
+    }
+    free(h);
+    return x;
+}
+
+/* With several ranks: after a checkpoint save (rank 0's result in
+   save_failed) and at the start, every rank must run rank 0's configuration
+   and hold its weights and data position. They differ when the ranks were
+   given other settings, resumed from different checkpoints (train.out_dir
+   not shared) or drifted apart. */
+static int ranks_agree(run *R, int save_failed, char *err, size_t cap) {
+    if (R->cm->size == 1) return save_failed ? -1 : 0;
+    uint64_t cfg_hash = 0xCBF29CE484222325ull;
+    for (const char *q = R->config_text; q && *q; q++) cfg_hash = (cfg_hash ^ (unsigned char)*q) * 0x100000001B3ull;
+    uint64_t mine[6] = {params_hash(R), (uint64_t)R->st.step, (uint64_t)R->st.epoch, (uint64_t)R->st.cursor,
+                        cfg_hash, (uint64_t)save_failed};
+    char *all = NULL;
+    size_t *counts = calloc(R->cm->size, sizeof *counts);
+    int rc = !counts ? errf(err, cap, "out of memory") : comm_gather(R->cm, mine, sizeof mine, &all, counts, err, cap);
+    if (rc) {
+        free(counts);
+        return -1;
+    }
+    const uint64_t *v = (const uint64_t *)all;
+    for (int r = 0; r < R->cm->size && !rc; r++) {
+        const uint64_t *x = v + 6 * r;
+        if (counts[r] != sizeof mine) rc = errf(err, cap, "rank %d: a malformed state message", r);
+        else if (x[5]) rc = save_failed ? -1 /* its own error is in err */
+                                        : errf(err, cap, "rank %d could not write the checkpoint", r);
+        else if (x[4] != v[4])
+            rc = errf(err, cap, "rank %d runs another configuration than rank 0 (every rank must be given the same "
+                      "file and --set's)", r);
+        else if (memcmp(x, v, 4 * sizeof *x))
+            rc = errf(err, cap, "rank %d holds other weights or another data position than rank 0 (step %llu vs %llu): "
+                      "the ranks must start from the same checkpoint (a train.out_dir they share)", r,
+                      (unsigned long long)x[1], (unsigned long long)v[1]);
+    }
+    free(all), free(counts);
+    return rc;
+}
+
 /* sums the ranks' gradients, then one AdamW step; 1 when the gradient is not
    finite (the update is dropped), -1 on a transport failure */
 static int optimizer_update(run *R, double *gnorm_out, char *err, size_t cap) {
@@ -789,6 +842,7 @@ done:
 /* ---- set-up and the loop ---- */
 
 static void run_free(run *R, int failed) {
+    comm_free(R->cm, failed); /* first: see comm_free */
     if (R->metrics) fclose(R->metrics);
     if (R->samples) fclose(R->samples);
     if (R->gr) grader_runner_free(R->gr);
@@ -802,7 +856,6 @@ static void run_free(run *R, int failed) {
     free(R->order);
     free(R->config_text);
     free(R->b_tok), free(R->b_tgt), free(R->b_cu), free(R->b_logp), free(R->b_ent), free(R->b_w), free(R->b_went);
-    comm_free(R->cm, failed);
     if (R->be) R->be->destroy(R->be);
 }
 
@@ -828,13 +881,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         errf(err, cap, "%s: %s", c->path, e2);
         return RFT_EXIT_BADINPUT;
     }
-    R.cm = comm_create(R.be, e2, sizeof e2);
-    if (!R.cm) {
-        errf(err, cap, "joining the ranks of the run: %s", e2);
-        R.be->destroy(R.be);
-        return RFT_EXIT_RUNTIME;
-    }
-    R.lead = R.cm->rank == 0;
+    R.lead = rank == 0; /* the ranks are joined once the grader workers exist (they fork) */
     /* output directory and the checkpoint to start from */
     if (mkdir_p(c->train.out_dir, err, cap)) goto out;
     char sub[1200];
@@ -912,6 +959,13 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         if (!R.gr) goto out;
     }
     status = RFT_EXIT_RUNTIME;
+    /* the ranks of the run (after the grader workers are forked: MPI's
+       transports may not survive a fork) */
+    R.cm = comm_create(R.be, e2, sizeof e2);
+    if (!R.cm) {
+        errf(err, cap, "joining the ranks of the run: %s", e2);
+        goto out;
+    }
     /* optimizer and schedule */
     int steps_per_epoch = (R.train.n + c->train.batch_size - 1) / c->train.batch_size;
     R.total_steps = c->train.max_steps > 0 ? c->train.max_steps : (long)steps_per_epoch * c->train.n_epochs;
@@ -1047,6 +1101,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     sigaction(SIGTERM, &sa, NULL);
     g_stop = 0;
 
+    if (ranks_agree(&R, 0, err, cap)) goto out; /* the same starting point everywhere */
     double t_start = now_seconds();
     if (!resuming && R.have_valid) {
         json_t *rec = json_object();
@@ -1112,7 +1167,8 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         if ((c->train.checkpoint_interval > 0 && R.st.step % c->train.checkpoint_interval == 0) || last || interrupted) {
             char p[1200];
             ckpt_name(&R, (long)R.st.step, p, sizeof p);
-            if (save_checkpoint(&R, p, 1, err, cap)) goto out;
+            int e = save_checkpoint(&R, p, 1, err, cap);
+            if (ranks_agree(&R, e != 0, err, cap)) goto out; /* the others wait for rank 0's checkpoint */
             prune_checkpoints(&R);
         }
         if (interrupted) break;
