@@ -152,17 +152,6 @@ static void test_grader_faults(void) {
 
 #define SIG_STEPS 120
 
-static int max_step_logged(const char *met) {
-    char *text = slurp(met);
-    int best = -1;
-    for (char *p = text; (p = strstr(p, "\"step\":")); p += 7) {
-        int s = atoi(p + 7);
-        if (s > best) best = s;
-    }
-    free(text);
-    return best;
-}
-
 static void test_sigint(void) {
     char a[600], b[600], ma[700], mb[700], ca[700], cb[700];
     snprintf(a, sizeof a, "%s/sig_straight", dir);

@@ -43,25 +43,10 @@ static int train_ranks(int W, const char *cfg, const char *out_dir, const char *
 }
 
 static pid_t train_ranks_start(int W, const char *cfg, const char *out_dir, const char *const *more, int resume) {
-    char model[600], out[800], nw[16];
-    snprintf(model, sizeof model, "model.path=%s", model_path);
-    snprintf(out, sizeof out, "train.out_dir=%s", out_dir);
+    char nw[16];
     snprintf(nw, sizeof nw, "%d", W);
-    char *argv[40];
-    int n = 0;
-    if (W > 1) argv[n++] = (char *)mpiexec, argv[n++] = "-n", argv[n++] = nw;
-    argv[n++] = (char *)rft;
-    argv[n++] = "train";
-    argv[n++] = (char *)cfg;
-    argv[n++] = "--set", argv[n++] = model;
-    argv[n++] = "--set", argv[n++] = out;
-    for (int i = 0; more && more[i] && i < 4; i++) argv[n++] = "--set", argv[n++] = (char *)more[i];
-    if (resume) argv[n++] = "--resume";
-    argv[n] = NULL;
-    char op[512], ep[512];
-    path_in(op, sizeof op, "train_stdout.txt");
-    path_in(ep, sizeof ep, "train_stderr.txt");
-    return spawn(argv, op, ep);
+    const char *pre[] = {mpiexec, "-n", nw, NULL};
+    return train_spawn(W > 1 ? pre : NULL, cfg, out_dir, more, resume);
 }
 
 /* waits at most 60 s (a rank left waiting would hang the test) for the job
@@ -171,18 +156,6 @@ static double model_rel_diff(const char *pa, const char *pb) {
     if (fa >= 0) H5Fclose(fa);
     if (fb >= 0) H5Fclose(fb);
     return bad ? -1 : dmax / amax;
-}
-
-/* the largest "step" in a metrics.jsonl (-1: none) */
-static int max_step_logged(const char *path) {
-    char *text = slurp(path);
-    int best = -1;
-    for (char *p = text; (p = strstr(p, "\"step\":")); p += 7) {
-        int s = atoi(p + 7);
-        if (s > best) best = s;
-    }
-    free(text);
-    return best;
 }
 
 /* sends sig to every process whose parent is pid (mpiexec's ranks); returns how many */

@@ -124,13 +124,17 @@ typedef struct sets {
     char model[600], out[800];
 } sets;
 
-/* rft train CFG with model.path, train.out_dir and up to 4 more --set's (NULL = none); resume: NULL (fresh) or "" */
-static int train(const char *cfg, const char *out_dir, const char *const *more, const char *resume, char **err) {
-    sets s;
+/* starts [pre...] rft train CFG with model.path, train.out_dir and up to 4
+   more --set's (NULL = none), --resume when resume; stdout / stderr into
+   train_stdout.txt / train_stderr.txt of the test directory */
+static pid_t train_spawn(const char *const *pre, const char *cfg, const char *out_dir, const char *const *more,
+                         int resume) {
+    static sets s;
     snprintf(s.model, sizeof s.model, "model.path=%s", model_path);
     snprintf(s.out, sizeof s.out, "train.out_dir=%s", out_dir);
-    char *argv[32];
+    char *argv[40];
     int n = 0;
+    for (int i = 0; pre && pre[i] && i < 8; i++) argv[n++] = (char *)pre[i];
     argv[n++] = (char *)rft;
     argv[n++] = "train";
     argv[n++] = (char *)cfg;
@@ -142,9 +146,28 @@ static int train(const char *cfg, const char *out_dir, const char *const *more, 
     char op[512], ep[512];
     path_in(op, sizeof op, "train_stdout.txt");
     path_in(ep, sizeof ep, "train_stderr.txt");
-    int rc = wait_status(spawn(argv, op, ep));
+    return spawn(argv, op, ep);
+}
+
+/* rft train CFG with model.path, train.out_dir and up to 4 more --set's (NULL = none); resume: NULL (fresh) or "" */
+static int train(const char *cfg, const char *out_dir, const char *const *more, const char *resume, char **err) {
+    int rc = wait_status(train_spawn(NULL, cfg, out_dir, more, resume != NULL));
+    char ep[512];
+    path_in(ep, sizeof ep, "train_stderr.txt");
     if (err) *err = slurp(ep);
     return rc;
+}
+
+/* the largest "step" in a metrics.jsonl (-1: none) */
+static int max_step_logged(const char *met) {
+    char *text = slurp(met);
+    int best = -1;
+    for (char *p = text; (p = strstr(p, "\"step\":")); p += 7) {
+        int s = atoi(p + 7);
+        if (s > best) best = s;
+    }
+    free(text);
+    return best;
 }
 
 /* ---- metrics.jsonl ---- */
