@@ -25,6 +25,8 @@
  *   7. Ranks resuming from different checkpoints (mpiexec's A : B form)
  *      refuse to start, naming the rank and the steps; so do ranks given
  *      different settings.
+ *   8. rft eval --json (sampled, 3 per row) under 2 and 3 ranks prints
+ *      what one process prints ("seconds" aside), once.
  * Exit 77 (skipped) when rft was built without MPI or $RFT_MPIEXEC is unset. */
 #define _GNU_SOURCE
 #include "train_cli_common.h"
@@ -376,6 +378,38 @@ int main(int argc, char **argv) {
         check(rc == 1 && strstr(err, "rank 1 runs another configuration"),
               "ranks given group sizes 4 and 2: exit 1 naming rank 1 (rc %d)", rc);
         free(err);
+    }
+    /* 8. rft eval under ranks */
+    {
+        char ck[600], op[512], ep[512];
+        snprintf(ck, sizeof ck, "%s/grpo_1/checkpoints/step-000006.h5", dir);
+        path_in(op, sizeof op, "eval_stdout.txt");
+        path_in(ep, sizeof ep, "eval_stderr.txt");
+        char *one = NULL;
+        for (int W = 1; W <= 3; W++) {
+            char nw[8];
+            snprintf(nw, sizeof nw, "%d", W);
+            char *argv[] = {(char *)mpiexec, "-n", nw, (char *)rft, "eval", "tests/fixtures/train_grpo.yaml", "--model", ck,
+                            "--samples", "3", "--json", NULL};
+            rc = wait_status(spawn(W > 1 ? argv : argv + 3, op, ep));
+            char *out = slurp(op);
+            json_t *o = json_loads(out, 0, NULL);
+            int lines = 0;
+            for (const char *q = out; (q = strchr(q, '\n')); q++) lines++;
+            if (o) json_object_del(o, "seconds");
+            char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : strdup("(no JSON)");
+            json_decref(o);
+            free(out);
+            if (W == 1) {
+                check(rc == 0 && strstr(txt, "\"rows\""), "rft eval, one process (rc %d): %.120s", rc, txt);
+                one = txt;
+                continue;
+            }
+            check(rc == 0 && lines == 1 && !strcmp(txt, one), "rft eval under %d ranks: the same JSON, printed once "
+                  "(rc %d, %d lines)", W, rc, lines);
+            free(txt);
+        }
+        free(one);
     }
     return tt_finish(t0);
 }

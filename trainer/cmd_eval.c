@@ -1,8 +1,10 @@
 /* trainer/cmd_eval.c: `rft eval CONFIG [--model CHECKPOINT] [--data FILE]
- * [--n N] [--samples K] [--compare OTHER] [--json] [--set key=value ...]`:
- * runs a model over a dataset with the configured graders and prints a
- * per-grader table, error counts and pass@k; --compare puts a second model
- * beside the first (base vs tuned). */
+ * [--n N] [--samples K] [--compare OTHER] [--json] [--set key=value ...]
+ * [--gpus N]`: runs a model over a dataset with the configured graders and
+ * prints a per-grader table, error counts and pass@k; --compare puts a
+ * second model beside the first (base vs tuned). With ranks (--gpus N, or
+ * mpirun: comm.h) each rank generates and grades a share of the rows and
+ * rank 0 prints the whole result. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "config.h"
 #include "convert.h"
 #include "dataset.h"
@@ -20,13 +23,13 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: rft eval CONFIG [--model CHECKPOINT] [--data FILE] [--n N] [--samples K] [--compare OTHER] "
-                    "[--json] [--set section.key=value ...]\n");
+                    "[--json] [--set section.key=value ...] [--gpus N]\n");
     return RFT_EXIT_BADINPUT;
 }
 
 /* Loads model `path`, evaluates, fills res. Returns an exit status. */
 static int eval_one(rft_config *c, const char *path, const char *data, int n, int k, backend *be, grader_runner *gr,
-                    eval_result *res, char *err, size_t cap) {
+                    comm *cm, eval_result *res, char *err, size_t cap) {
     model_config mc;
     char e2[1024];
     if (model_source_config(path, &mc, e2, sizeof e2)) return errf(err, cap, "%s", e2), RFT_EXIT_BADINPUT;
@@ -50,11 +53,12 @@ static int eval_one(rft_config *c, const char *path, const char *data, int n, in
                       .n_graders = c->graders.n_graders, .end_of_turn = -1};
     if (dataset_load(data, tok, &o, &d, err, cap)) goto out;
     int G = k > 0 ? k : 1, rows = n > 0 && n < d.n ? n : d.n;
-    int slots = rows * G < 128 ? rows * G : 128;
+    int mine = (rows + cm->size - 1) / cm->size * G; /* this rank's share of the rows */
+    int slots = mine < 128 ? mine : 128;
     if (slots < G) slots = G;
     rc = RFT_EXIT_RUNTIME;
     if (rollout_create(&ro, &m, tok, slots, ctx, err, cap)) goto out;
-    if (eval_run(NULL, &ro, gr, c, &d, n, k, c->train.seed, res, err, cap)) goto out;
+    if (eval_run(cm, &ro, gr, c, &d, n, k, c->train.seed, res, err, cap)) goto out;
     rc = RFT_EXIT_OK;
 out:
     rollout_free(&ro);
@@ -90,7 +94,10 @@ static json_t *result_json(const rft_config *c, const char *path, const eval_res
 
 int cmd_eval(int argc, char **argv) {
     const char *path = NULL, *model_path = NULL, *data = NULL, *other = NULL;
-    int n = 0, k = -1, json = 0, n_sets = 0;
+    int n = 0, k = -1, json = 0, n_sets = 0, gpus = 0;
+    int rank = 0, size = 1, local_rank = 0, local_size = 1; /* under mpirun: rank 0 reports bad input */
+    char e2[256];
+    comm_env(&rank, &size, &local_rank, &local_size, e2, sizeof e2);
     char **sets = calloc(argc, sizeof *sets);
     for (int i = 1; i < argc; i++) {
         int has = i + 1 < argc;
@@ -100,6 +107,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(argv[i], "--n") && has) n = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--samples") && has) k = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--gpus") && has) gpus = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--set") && has) sets[n_sets++] = argv[++i];
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else {
@@ -107,49 +115,66 @@ int cmd_eval(int argc, char **argv) {
             return usage();
         }
     }
-    if (!path || n < 0 || k < -1) {
+    if (!path || n < 0 || k < -1 || gpus < 0 || gpus > 1024) {
         free(sets);
-        return usage();
+        return rank ? RFT_EXIT_BADINPUT : usage();
     }
     rft_config c;
     char err[2048];
     if (config_load(path, sets, n_sets, &c, err, sizeof err)) {
-        fprintf(stderr, "rft eval: %s\n", err);
+        if (!rank) fprintf(stderr, "rft eval: %s\n", err);
         free(sets);
         return RFT_EXIT_BADINPUT;
     }
     free(sets);
     if (!c.have_graders) {
-        fprintf(stderr, "rft eval: %s: graders: required\n", path);
+        if (!rank) fprintf(stderr, "rft eval: %s: graders: required\n", path);
         config_free(&c);
         return RFT_EXIT_BADINPUT;
+    }
+    if (gpus) {
+        if (strcmp(c.device, "cuda")) {
+            fprintf(stderr, "rft eval: --gpus needs device: cuda (%s has device: %s; add --set device=cuda)\n", path,
+                    c.device);
+            config_free(&c);
+            return RFT_EXIT_BADINPUT;
+        }
+        int status, r = comm_launch(gpus, &status, err, sizeof err);
+        if (r) { /* the starting process: the ranks have ended */
+            if (r < 0) fprintf(stderr, "rft eval: %s\n", err);
+            config_free(&c);
+            return r < 0 ? RFT_EXIT_RUNTIME : status;
+        }
+        comm_env(&rank, &size, &local_rank, &local_size, e2, sizeof e2);
     }
     if (!model_path) model_path = c.model.path;
     if (!data) data = c.data.valid[0] ? c.data.valid : c.data.train;
     if (k < 0) k = c.train.eval_samples;
-    backend *be = backend_for_device(c.device, 0, c.threads, err, sizeof err);
+    backend *be = backend_for_device(c.device, local_rank, comm_threads(c.threads), e2, sizeof e2);
     if (!be) {
-        fprintf(stderr, "rft eval: %s: %s\n", path, err);
+        snprintf(err, sizeof err, "%s: %s", path, e2);
+        comm_report("eval", err);
         config_free(&c);
-        return RFT_EXIT_BADINPUT;
+        return comm_exit(RFT_EXIT_BADINPUT);
     }
     grader_runner *gr = grader_runner_create(c.graders.graders, c.graders.n_graders, c.graders.workers, err, sizeof err);
+    comm *cm = NULL;
     int rc = RFT_EXIT_BADINPUT;
     eval_result res[2];
     const char *paths[2] = {model_path, other};
     int n_models = other ? 2 : 1;
-    if (!gr) {
-        fprintf(stderr, "rft eval: %s\n", err);
+    if (!gr) goto out;
+    cm = comm_create(be, e2, sizeof e2); /* after the grader workers fork */
+    if (!cm) {
+        snprintf(err, sizeof err, "joining the ranks: %s", e2);
+        rc = RFT_EXIT_RUNTIME;
         goto out;
     }
     for (int i = 0; i < n_models; i++) {
-        rc = eval_one(&c, paths[i], data, n, k, be, gr, &res[i], err, sizeof err);
-        if (rc) {
-            fprintf(stderr, "rft eval: %s\n", err);
-            goto out;
-        }
+        rc = eval_one(&c, paths[i], data, n, k, be, gr, cm, &res[i], err, sizeof err);
+        if (rc) goto out;
     }
-    if (json) {
+    if (cm->rank == 0 && json) { /* rank 0 prints (every rank holds the whole result) */
         for (int i = 0; i < n_models; i++) {
             json_t *o = result_json(&c, paths[i], &res[i]);
             char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -157,7 +182,7 @@ int cmd_eval(int argc, char **argv) {
             free(s);
             json_decref(o);
         }
-    } else {
+    } else if (cm->rank == 0) {
         printf("%s over %d rows, %s\n", data, res[0].rows, res[0].k > 1 ? "sampled" : "greedy");
         printf("%-24s", "");
         for (int i = 0; i < n_models; i++) printf(" %28.28s", paths[i]);
@@ -186,8 +211,10 @@ int cmd_eval(int argc, char **argv) {
     }
     rc = RFT_EXIT_OK;
 out:
+    if (rc) comm_report("eval", err);
+    comm_free(cm, rc != RFT_EXIT_OK);
     if (gr) grader_runner_free(gr);
     be->destroy(be);
     config_free(&c);
-    return rc;
+    return comm_exit(rc);
 }

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "comm.h"
@@ -78,19 +77,9 @@ int cmd_train(int argc, char **argv) {
             config_free(&cfg);
             return r < 0 ? RFT_EXIT_RUNTIME : status;
         }
-        comm_env(&rank, &size, &local_rank, &local_size, e2, sizeof e2); /* this process is a rank now */
     }
     int rc = train_run(&cfg, resume, err, sizeof err);
-    if (rc && size > 1) {
-        /* Rank 0 says what failed at once and ends the job (comm_exit); the
-           others wait a little first, so an error every rank meets (the same
-           files) is said once, by rank 0, while one only this rank meets
-           (its GPU, its disk) is still said when rank 0 goes on. */
-        if (rank) sleep(3);
-        fprintf(stderr, "rft train: rank %d: %s\n", rank, err);
-    } else if (rc) {
-        fprintf(stderr, "rft train: %s\n", err);
-    }
+    if (rc) comm_report("train", err);
     config_free(&cfg);
     return comm_exit(rc); /* under mpirun a failure ends every rank */
 }

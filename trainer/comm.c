@@ -152,6 +152,25 @@ int comm_exit(int status) {
     return status;
 }
 
+void comm_report(const char *cmd, const char *msg) {
+    int rank, size, lr, ls;
+    char e[256];
+    if (comm_env(&rank, &size, &lr, &ls, e, sizeof e) || size == 1) {
+        fprintf(stderr, "rft %s: %s\n", cmd, msg);
+        return;
+    }
+    if (rank) sleep(3);
+    fprintf(stderr, "rft %s: rank %d: %s\n", cmd, rank, msg);
+}
+
+int comm_threads(int threads) {
+    int rank, size, lr, ls;
+    char e[256];
+    if (threads > 0 || comm_env(&rank, &size, &lr, &ls, e, sizeof e) || ls <= 1) return threads;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    return ncpu > ls ? (int)(ncpu / ls) : 1;
+}
+
 /* ---- collectives ---- */
 
 static int fail(comm *c, char *err, size_t cap) {

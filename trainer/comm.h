@@ -61,6 +61,16 @@ void comm_free(comm *c, int failed);
  * status. */
 int comm_exit(int status);
 
+/* Says a command's failure ("rft CMD: msg" on stderr) as a rank should: with
+ * several ranks, prefixed with the rank, and ranks other than 0 first wait
+ * 3 s, so an error every rank meets (the same files) is said once, by rank
+ * 0, which ends the job first, while one only this rank meets is still said. */
+void comm_report(const char *cmd, const char *msg);
+
+/* The CPU threads of a rank: `threads` as configured, or when it is 0 (all
+   cores) the machine's cores divided among the ranks on it */
+int comm_threads(int threads);
+
 /* sums x[n] (fp32, device memory of c->be) over the ranks, in place */
 int comm_sum_device(comm *c, float *x, size_t n, char *err, size_t err_cap);
 /* sums x[n] (host) over the ranks, in place */

@@ -25,7 +25,7 @@ static const command commands[] = {
     {"inspect", cmd_inspect, "rft inspect FILE                   config, parameter count and tensors of a model file"},
     {"grade", cmd_grade, "rft grade CONFIG --samples FILE    run the graders on given completions, no model"},
     {"train", cmd_train, "rft train CONFIG [--set k=v ...] [--resume [CKPT]] [--gpus N]   RFT (GRPO family) or SFT training"},
-    {"eval", cmd_eval, "rft eval CONFIG [--model CKPT] [--data FILE] [--n N] [--compare OTHER] [--json]"},
+    {"eval", cmd_eval, "rft eval CONFIG [--model CKPT] [--data FILE] [--n N] [--compare OTHER] [--json] [--gpus N]"},
     {"init", cmd_init, "rft init OUT.h5 --tokenizer T.json --d-model D ...   a freshly initialised model"},
     {"sample", cmd_sample, "rft sample --model M --prompt TEXT   completions from a model (--n, --temperature, --json ...)"},
     {"convert", cmd_convert, "rft convert IN OUT                 gguf | hf-dir | .h5 -> .h5 | hf-dir | .gguf"},

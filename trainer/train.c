@@ -871,12 +871,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     /* the ranks: rank r uses GPU local_rank; CPU ranks on one machine share its cores */
     int rank, n_ranks, local_rank, local_size;
     if (comm_env(&rank, &n_ranks, &local_rank, &local_size, err, cap)) return RFT_EXIT_BADINPUT;
-    int threads = c->threads;
-    if (threads <= 0 && local_size > 1) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = ncpu > local_size ? (int)(ncpu / local_size) : 1;
-    }
-    R.be = backend_for_device(c->device, local_rank, threads, e2, sizeof e2);
+    R.be = backend_for_device(c->device, local_rank, comm_threads(c->threads), e2, sizeof e2);
     if (!R.be) {
         errf(err, cap, "%s: %s", c->path, e2);
         return RFT_EXIT_BADINPUT;
