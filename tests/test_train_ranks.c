@@ -233,6 +233,21 @@ int main(int argc, char **argv) {
     setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
     int rc = tt_setup("ranks");
     if (rc) return rc;
+    {
+        /* mpiexec itself must work here (a machine without a usable network
+           stack or ssh client cannot start it): else skip, saying why */
+        char *argv[] = {(char *)mpiexec, "-n", "2", "/bin/true", NULL}, op[512], ep[512];
+        path_in(op, sizeof op, "probe_stdout.txt");
+        path_in(ep, sizeof ep, "probe_stderr.txt");
+        int prc = train_ranks_wait(spawn(argv, op, ep), NULL);
+        if (prc) {
+            char *e = slurp(ep);
+            printf("%s -n 2 /bin/true fails here (rc %d): skipped\n%s\n", mpiexec, prc, e);
+            free(e);
+            rm_rf(dir);
+            return 77;
+        }
+    }
 
     /* 1. GRPO, 2 and 3 ranks */
     test_vs_one("grpo", "tests/fixtures/train_grpo.yaml", 2, 7, rl_exact, NULL);
