@@ -143,7 +143,7 @@ int cmd_eval(int argc, char **argv) {
         if (r) { /* the starting process: the ranks have ended */
             if (r < 0) fprintf(stderr, "rft eval: %s\n", err);
             config_free(&c);
-            return r < 0 ? RFT_EXIT_RUNTIME : status;
+            return r == -2 ? RFT_EXIT_BADINPUT : r < 0 ? RFT_EXIT_RUNTIME : status;
         }
         comm_env(&rank, &size, &local_rank, &local_size, e2, sizeof e2);
     }

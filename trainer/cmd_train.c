@@ -75,7 +75,7 @@ int cmd_train(int argc, char **argv) {
             /* the starting process: the ranks have ended */
             if (r < 0) fprintf(stderr, "rft train: %s\n", err);
             config_free(&cfg);
-            return r < 0 ? RFT_EXIT_RUNTIME : status;
+            return r == -2 ? RFT_EXIT_BADINPUT : r < 0 ? RFT_EXIT_RUNTIME : status;
         }
     }
     int rc = train_run(&cfg, resume, err, sizeof err);

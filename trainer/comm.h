@@ -82,9 +82,9 @@ int comm_gather(comm *c, const void *mine, size_t n, char **all, size_t *counts,
 
 /* `rft train --gpus N`: forks N rank processes that return from this call
  * (returns 0 in each, with the RFT_* variables set); the starting process
- * waits for them and returns 1 with *status the first failing rank's exit
- * status (0 when all succeed; the other ranks are then killed). -1 with err
- * when the ranks cannot be started. */
+ * waits for them and returns 1 with *status the job's exit status (0 when
+ * all succeed; see comm_launch.c). -1 with err when the ranks cannot be
+ * started; -2 with err when the machine shows fewer than N GPUs (bad input). */
 int comm_launch(int n, int *status, char *err, size_t err_cap);
 
 #endif

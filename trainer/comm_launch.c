@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "comm.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,9 +43,35 @@ static void kill_all(pid_t *pid, int n) {
         if (pid[q] > 0) kill(pid[q], SIGKILL);
 }
 
+/* GPUs this process may use, without initialising CUDA (a forked child
+   could not use it then): CUDA_VISIBLE_DEVICES' entries, else the driver's
+   /proc/driver/nvidia/gpus entries; -1 when neither tells */
+static int visible_gpus(void) {
+    const char *v = getenv("CUDA_VISIBLE_DEVICES");
+    if (v) {
+        int n = 0;
+        for (const char *p = v; *p; p++) n += *p != ',' && (p == v || p[-1] == ',');
+        return n;
+    }
+    DIR *d = opendir("/proc/driver/nvidia/gpus");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
 int comm_launch(int n, int *status, char *err, size_t cap) {
     *status = 0;
     if (n < 1 || n > 1024) return errf(err, cap, "--gpus %d: expected 1 to 1024", n);
+    int have = visible_gpus();
+    if (have >= 0 && have < n) {
+        errf(err, cap, "--gpus %d: this machine shows %d GPU%s%s", n, have, have == 1 ? "" : "s",
+             getenv("CUDA_VISIBLE_DEVICES") ? " (CUDA_VISIBLE_DEVICES)" : "");
+        return -2;
+    }
     int fd[2];
     if (pipe(fd)) return errf(err, cap, "pipe: %s", strerror(errno));
     pid_t *pid = calloc(n, sizeof *pid);
