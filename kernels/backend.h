@@ -34,7 +34,7 @@ struct backend {
     const char *name;   /* "cpu", "cuda" */
     int n_threads;      /* host threads used by the CPU backend */
     size_t lm_chunk_bytes; /* preferred size of one LM-head logits chunk [tokens, V]: cache-sized on the
-                              CPU (16 MB), large on a GPU so the chunked GEMMs are efficient (256 MB) */
+                              CPU (128 MB), large on a GPU so the chunked GEMMs are efficient (256 MB+) */
     char err[512];      /* first error recorded, "" when none */
     void *impl;         /* backend-private state */
     int device;         /* CUDA: the device's ordinal; 0 on the CPU */

@@ -133,6 +133,7 @@ static void run_chunks(void) {
     model_config c = {.vocab = 70000, .d_model = 16, .n_layer = 1, .n_head = 2, .n_kv_head = 1, .head_dim = 8,
                       .d_ff = 24, .rope_theta = 10000.0f, .rms_eps = 1e-5f, .tie_embeddings = 1, .max_seq = 4};
     backend *be = backend_cpu_create(2);
+    be->lm_chunk_bytes = (size_t)16 << 20; /* 59 rows of this vocabulary per chunk: 128 rows make 3 */
     model m;
     kv_cache kv;
     if (model_create(&m, &c, be, N, err, sizeof err) || kv_cache_create(&kv, &m, N, 2, err, sizeof err)) {

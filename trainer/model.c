@@ -278,7 +278,7 @@ static size_t acts16_carve(const model_config *c, int T, int chunk, uint16_t *ba
     return off;
 }
 
-static size_t lm_chunk_bytes(const backend *be) { return be->lm_chunk_bytes ? be->lm_chunk_bytes : (size_t)16 << 20; }
+static size_t lm_chunk_bytes(const backend *be) { return be->lm_chunk_bytes ? be->lm_chunk_bytes : (size_t)128 << 20; }
 
 int model_create(model *m, const model_config *cfg, backend *be, int max_tokens, char *err, size_t cap) {
     memset(m, 0, sizeof *m);

@@ -84,7 +84,12 @@ backend *backend_cpu_create(int n_threads) {
     if (n_threads <= 0) n_threads = 1;
     be->name = "cpu";
     be->n_threads = n_threads;
-    be->lm_chunk_bytes = (size_t)16 << 20;
+    /* 128 MB of logits per LM-head chunk (682 tokens of SmolLM2's vocabulary):
+       each chunk's weight-gradient product re-reads and re-writes the whole
+       [V, D] gradient, so few large chunks beat cache-sized ones (SmolLM2,
+       2048 tokens, 2 threads: bf16 280 -> 313 tokens/s, fp32 201 -> 214, for
+       +180 / +110 MB of peak memory; 16 MB was the old size) */
+    be->lm_chunk_bytes = (size_t)128 << 20;
     omp_set_num_threads(n_threads);
     cpu_openblas_setup(n_threads);
     be->alloc = cpu_alloc;

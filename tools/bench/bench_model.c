@@ -12,7 +12,7 @@
  * --profile: the backend is wrapped by kernels/profile.c (profiling off
  * during the timed steps); after them, two more steps run profiled (a sync
  * around each op) and the per-op table follows the JSON line.
- * --lm-chunk-mb N: LM-head logits chunks of N MB instead of the CPU's 16 MB
+ * --lm-chunk-mb N: LM-head logits chunks of N MB instead of the CPU's 128 MB
  * (1024: the CUDA backend's chunk on an 80 GB card), so the profile's bytes
  * are a GPU step's.
  */
