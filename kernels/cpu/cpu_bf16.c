@@ -407,13 +407,74 @@ void cpu_widen_bf16(float *w, const uint16_t *a, int rows, int cols, size_t ld, 
         for (int c = 0; c < cols; c++) w[(size_t)r * cols + c] = bf16_to_fp32(a[(size_t)r * ld + c]);
 }
 
-/* dst[cols, rows] = src[rows, cols]^T (src row stride ld), in 32 x 32 blocks */
+#if CPU_HAVE_BF16_KERNEL
+/* One full 32 x 32 block of 16-bit values, transposed in registers: row i
+   of the block in register i, then five butterfly stages, stage b swapping
+   bit b of the row index with bit b of the column index (each a pair of
+   two-register permutes), so every load and store is a whole 64-byte row.
+   About twice the scalar loop's speed in a SmolLM2 bf16 step (its share of the
+   step 6% -> 3%, perf); the values are moved, not changed. */
+__attribute__((target("avx512f,avx512bw"))) static void bf_transpose32(uint16_t *dst, size_t ldd, const uint16_t *src,
+                                                                     size_t lds) {
+    static uint16_t idx[5][2][32]; /* per stage: the permutes making rows i and i + b */
+    static int ready;
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+        for (int s = 0; s < 5; s++)
+            for (int c = 0; c < 32; c++) {
+                int b = 16 >> s;
+                idx[s][0][c] = (uint16_t)(c & b ? 32 + c - b : c);
+                idx[s][1][c] = (uint16_t)(c & b ? 32 + c : c + b);
+            }
+        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+    }
+    __m512i r[32];
+#pragma GCC unroll 32
+    for (int i = 0; i < 32; i++) r[i] = _mm512_loadu_si512(src + (size_t)i * lds);
+#pragma GCC unroll 5
+    for (int s = 0; s < 5; s++) {
+        int b = 16 >> s;
+        __m512i lo = _mm512_loadu_si512(idx[s][0]), hi = _mm512_loadu_si512(idx[s][1]);
+#pragma GCC unroll 32
+        for (int i = 0; i < 32; i++)
+            if (!(i & b)) {
+                __m512i x = r[i], y = r[i + b];
+                r[i] = _mm512_permutex2var_epi16(x, lo, y);
+                r[i + b] = _mm512_permutex2var_epi16(x, hi, y);
+            }
+    }
+#pragma GCC unroll 32
+    for (int i = 0; i < 32; i++) _mm512_storeu_si512(dst + (size_t)i * ldd, r[i]);
+}
+
+static int bf_transpose_simd(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    }
+    return ok;
+}
+#endif
+
+/* dst[cols, rows] = src[rows, cols]^T (src row stride ld), in 32 x 32 blocks
+   (whole blocks in registers where the CPU has AVX512BW) */
 static void bf_transpose(uint16_t *dst, const uint16_t *src, int rows, int cols, int ld, int nt) {
     int nbr = (rows + 31) / 32, nbc = (cols + 31) / 32;
+#if CPU_HAVE_BF16_KERNEL
+    int simd = bf_transpose_simd();
+#else
+    int simd = 0;
+#endif
 #pragma omp parallel for schedule(static) num_threads(nt) if ((long)rows * cols > 65536)
     for (int b = 0; b < nbr * nbc; b++) {
         int r0 = b / nbc * 32, c0 = b % nbc * 32;
         int r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
+#if CPU_HAVE_BF16_KERNEL
+        if (simd && r1 - r0 == 32 && c1 - c0 == 32) {
+            bf_transpose32(dst + (size_t)c0 * rows + r0, (size_t)rows, src + (size_t)r0 * ld + c0, (size_t)ld);
+            continue;
+        }
+#endif
         for (int c = c0; c < c1; c++)
             for (int r = r0; r < r1; r++) dst[(size_t)c * rows + r] = src[(size_t)r * ld + c];
     }
