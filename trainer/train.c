@@ -1081,6 +1081,11 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
                 R.m.n_params, R.be->name, R.be->n_threads);
         if (R.cm->size > 1) fprintf(stderr, ", %d ranks (%s)", R.cm->size, R.cm->kind);
         fputc('\n', stderr);
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        if (!strcmp(R.be->name, "cpu") && local_size > 1 && (long)R.be->n_threads * local_size > ncpu)
+            fprintf(stderr, "rft train: note: %d ranks on this machine x %d threads each > its %ld cores: set threads "
+                            "to %ld (or 0) to stop them fighting over the cores\n",
+                    local_size, R.be->n_threads, ncpu, ncpu / local_size > 0 ? ncpu / local_size : 1);
     }
     /* the other ranks print errors only */
     if (R.lead && !strcmp(R.be->name, "cpu") && cpu_openblas_note()) fprintf(stderr, "rft train: %s\n", cpu_openblas_note());
