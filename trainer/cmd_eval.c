@@ -132,21 +132,12 @@ int cmd_eval(int argc, char **argv) {
         config_free(&c);
         return RFT_EXIT_BADINPUT;
     }
-    if (gpus) {
-        if (strcmp(c.device, "cuda")) {
-            fprintf(stderr, "rft eval: --gpus needs device: cuda (%s has device: %s; add --set device=cuda)\n", path,
-                    c.device);
-            config_free(&c);
-            return RFT_EXIT_BADINPUT;
-        }
-        int status, r = comm_launch(gpus, &status, err, sizeof err);
-        if (r) { /* the starting process: the ranks have ended */
-            if (r < 0) fprintf(stderr, "rft eval: %s\n", err);
-            config_free(&c);
-            return r == -2 ? RFT_EXIT_BADINPUT : r < 0 ? RFT_EXIT_RUNTIME : status;
-        }
-        comm_env(&rank, &size, &local_rank, &local_size, e2, sizeof e2);
+    int status;
+    if (comm_start_ranks("eval", path, c.device, gpus, &status)) { /* the starting process: the ranks have ended */
+        config_free(&c);
+        return status;
     }
+    comm_env(&rank, &size, &local_rank, &local_size, e2, sizeof e2); /* a rank now, under --gpus */
     if (!model_path) model_path = c.model.path;
     if (!data) data = c.data.valid[0] ? c.data.valid : c.data.train;
     if (k < 0) k = c.train.eval_samples;

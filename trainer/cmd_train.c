@@ -61,22 +61,10 @@ int cmd_train(int argc, char **argv) {
     }
     free(sets);
     if (bad) return RFT_EXIT_BADINPUT;
-    if (gpus) {
-        if (strcmp(cfg.device, "cuda")) {
-            if (say)
-                fprintf(stderr, "rft train: --gpus needs device: cuda (%s has device: %s; add --set device=cuda)\n",
-                        path, cfg.device);
-            config_free(&cfg);
-            return RFT_EXIT_BADINPUT;
-        }
-        int status;
-        int r = comm_launch(gpus, &status, err, sizeof err);
-        if (r) {
-            /* the starting process: the ranks have ended */
-            if (r < 0) fprintf(stderr, "rft train: %s\n", err);
-            config_free(&cfg);
-            return r == -2 ? RFT_EXIT_BADINPUT : r < 0 ? RFT_EXIT_RUNTIME : status;
-        }
+    int status;
+    if (comm_start_ranks("train", path, cfg.device, gpus, &status)) { /* the starting process: the ranks have ended */
+        config_free(&cfg);
+        return status;
     }
     int rc = train_run(&cfg, resume, err, sizeof err);
     if (rc) comm_report("train", err);

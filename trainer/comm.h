@@ -87,4 +87,11 @@ int comm_gather(comm *c, const void *mine, size_t n, char **all, size_t *counts,
  * started; -2 with err when the machine shows fewer than N GPUs (bad input). */
 int comm_launch(int n, int *status, char *err, size_t err_cap);
 
+/* `rft CMD CONFIG --gpus N` (n = 0: no --gpus): checks device (the
+ * configuration's, "cuda" required) and starts the ranks. Returns 0 in a
+ * rank (or with n = 0): go on; 1 in the starting process once the ranks have
+ * ended (or the start was refused, said on stderr naming path), with
+ * *exit_status the command's exit status. */
+int comm_start_ranks(const char *cmd, const char *path, const char *device, int n, int *exit_status);
+
 #endif

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "util.h"
 
 static pid_t *g_ranks;
@@ -150,5 +151,21 @@ int comm_launch(int n, int *status, char *err, size_t cap) {
     signal(SIGTERM, SIG_DFL);
     g_ranks = NULL, g_n = 0;
     free(pid);
+    return 1;
+}
+
+int comm_start_ranks(const char *cmd, const char *path, const char *device, int n, int *exit_status) {
+    if (!n) return 0;
+    if (strcmp(device, "cuda")) {
+        fprintf(stderr, "rft %s: --gpus needs device: cuda (%s has device: %s; add --set device=cuda)\n", cmd, path,
+                device);
+        *exit_status = RFT_EXIT_BADINPUT;
+        return 1;
+    }
+    char err[512];
+    int status, r = comm_launch(n, &status, err, sizeof err);
+    if (!r) return 0; /* a rank */
+    if (r < 0) fprintf(stderr, "rft %s: %s\n", cmd, err);
+    *exit_status = r == -2 ? RFT_EXIT_BADINPUT : r < 0 ? RFT_EXIT_RUNTIME : status;
     return 1;
 }

@@ -679,6 +679,19 @@ int model_logits(model *m, int t0, int n, float *out, char *err, size_t cap) {
     return 0;
 }
 
+/* loss = -sum w*logp - sum went*entropy over tokens [t0, t0+n): dL/dlogp = -w,
+   dL/dH = -went (went may be NULL) into a->dlogp, a->dent */
+static void loss_weights_upload(model *m, int t0, int n, const float *w, const float *went) {
+    backend *be = m->be;
+    act_views *a = m->act_views;
+    be->copy_h2d(be, a->dlogp + t0, w, (size_t)n * sizeof(float));
+    be->scale(be, a->dlogp + t0, -1.0f, n);
+    if (went) {
+        be->copy_h2d(be, a->dent + t0, went, (size_t)n * sizeof(float));
+        be->scale(be, a->dent + t0, -1.0f, n);
+    }
+}
+
 /* the LM head's backward for the logits chunk [n, V] of tokens [t0, t0+n)
    (in a->logits, with their lse and entropy from logprob_forward; dlogp, dent of those tokens in place): dlogits in place (or
    rounded into dy16), dW += dlogits^T xnf, dx (the final norm's output
@@ -772,13 +785,7 @@ int model_backward(model *m, const model_batch *b, const float *w, const float *
     if (!m->have_forward || b->T != m->fwd_T || b->n_seq != m->fwd_B)
         return errf(err, cap, "model_backward: call model_forward on the same batch first");
     int T = b->T;
-    /* loss = -sum w*logp - sum went*entropy: dL/dlogp = -w, dL/dH = -went */
-    be->copy_h2d(be, a->dlogp, w, (size_t)T * sizeof(float));
-    be->scale(be, a->dlogp, -1.0f, T);
-    if (went) {
-        be->copy_h2d(be, a->dent, went, (size_t)T * sizeof(float));
-        be->scale(be, a->dent, -1.0f, T);
-    }
+    loss_weights_upload(m, 0, T, w, went);
     /* LM head, chunk by chunk: the logits again, then their gradient */
     for (int t0 = 0; t0 < T; t0 += a->chunk) {
         int n = T - t0 < a->chunk ? T - t0 : a->chunk;
@@ -817,12 +824,7 @@ int model_forward_backward(model *m, const model_batch *b, model_loss_fn loss_fn
             rc = errf(err, cap, "model_forward_backward: the loss failed");
             break;
         }
-        be->copy_h2d(be, a->dlogp + t0, hw, (size_t)n * sizeof(float));
-        be->scale(be, a->dlogp + t0, -1.0f, n);
-        if (with_went) {
-            be->copy_h2d(be, a->dent + t0, hwe, (size_t)n * sizeof(float));
-            be->scale(be, a->dent + t0, -1.0f, n);
-        }
+        loss_weights_upload(m, t0, n, hw, with_went ? hwe : NULL);
         head_chunk_backward(m, t0, n, with_went);
     }
     free(h);

@@ -521,14 +521,14 @@ static int next_row(run *R) {
 static uint64_t params_hash(run *R) {
     size_t mx = 0;
     for (int i = 0; i < R->m.n_tensors; i++) mx = R->m.tensors[i].numel > mx ? R->m.tensors[i].numel : mx;
-    uint64_t *h = malloc((mx + 1) * sizeof(float) + 8), x = 0x9E3779B97F4A7C15ull;
+    uint32_t *h = malloc((mx ? mx : 1) * sizeof(float)); /* the floats' bits */
+    uint64_t x = 0xCBF29CE484222325ull;
     if (!h) return 0;
     for (int i = 0; i < R->m.n_tensors; i++) {
         const model_tensor *e = &R->m.tensors[i];
-        memset(h, 0, (e->numel + 1) * sizeof(float));
         R->be->copy_d2h(R->be, h, R->m.params + e->offset, e->numel * sizeof(float));
         R->be->sync(R->be);
-        for (size_t k = 0; k < (e->numel + 1) / 2; k++) x = (x ^ h[k]) * 0x100000001B3ull;
+        for (size_t k = 0; k < e->numel; k++) x = (x ^ h[k]) * 0x100000001B3ull;
     }
     free(h);
     return x;
