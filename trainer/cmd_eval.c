@@ -107,7 +107,11 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(argv[i], "--n") && has) n = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--samples") && has) k = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--gpus") && has) gpus = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gpus") && has) {
+            char *end;
+            long g = strtol(argv[++i], &end, 10);
+            gpus = *end || g < 1 ? -1 : g > 1024 ? 1025 : (int)g; /* refused below */
+        }
         else if (!strcmp(argv[i], "--set") && has) sets[n_sets++] = argv[++i];
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else {
