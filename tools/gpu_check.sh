@@ -205,9 +205,12 @@ fi
 # ---- benchmarks ----
 timeout 200 "$BIN/bench_gpu" --profile >"$OUTDIR/bench_rft.jsonl" 2>"$OUTDIR/bench_rft.err"
 say "bench_gpu: exit $? ($(grep -c "^{" "$OUTDIR/bench_rft.jsonl") results) $(head -c 300 "$OUTDIR/bench_rft.err")"
-# the bf16 attention kernels' other variant (no register bound at hd 64: 2 blocks per SM, no spills)
-RFT_CUDA_TC_MIN_BLOCKS=1 timeout 60 "$BIN/bench_gpu" --attention-only | sed 's/"label": "bf16 /"label": "bf16 minb1 /' \
+# the bf16 attention pair's other kernels: wmma (RFT_CUDA_ATTN=wmma), and its hd-64 variant with no
+# register bound (2 blocks per SM, no spills); the default rows above are the mma.sync kernels
+RFT_CUDA_ATTN=wmma timeout 60 "$BIN/bench_gpu" --attention-only | sed 's/"label": "bf16 /"label": "bf16 wmma /' \
     >>"$OUTDIR/bench_rft.jsonl" 2>>"$OUTDIR/bench_rft.err"
+RFT_CUDA_ATTN=wmma RFT_CUDA_TC_MIN_BLOCKS=1 timeout 60 "$BIN/bench_gpu" --attention-only |
+    sed 's/"label": "bf16 /"label": "bf16 wmma minb1 /' >>"$OUTDIR/bench_rft.jsonl" 2>>"$OUTDIR/bench_rft.err"
 PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench/bench_gpu_torch.py >"$OUTDIR/bench_torch.jsonl" \
     2>"$OUTDIR/bench_torch.err"
 say "bench_gpu_torch: exit $? ($(wc -l <"$OUTDIR/bench_torch.jsonl") results) $(tail -c 300 "$OUTDIR/bench_torch.err")"

@@ -462,12 +462,16 @@ static __global__ void tc_rowdot_kernel(float *Dd, const uint16_t *dout, const u
 /* ---- host side ---- */
 
 /* Raises the dynamic shared-memory limits (hd 128 kernels only where
-   cuda_attention_setup found room for the fp32 ones: attn_hd_max) and picks
-   the hd-64 variant (TC_MINB_64, or 1 with RFT_CUDA_TC_MIN_BLOCKS=1). */
+   cuda_attention_setup found room for the fp32 ones: attn_hd_max), picks
+   the hd-64 variant (TC_MINB_64, or 1 with RFT_CUDA_TC_MIN_BLOCKS=1) and
+   the kernels of the bf16 pair: the mma.sync ones of cuda_attention_mma.cu,
+   or these with RFT_CUDA_ATTN=wmma. */
 int cuda_attention_bf16_setup(backend *be) {
     cuda_impl *im = CUDA_IMPL(be);
     const char *e = getenv("RFT_CUDA_TC_MIN_BLOCKS");
     im->tc_minb_64 = e && !strcmp(e, "1") ? 1 : TC_MINB_64;
+    e = getenv("RFT_CUDA_ATTN");
+    im->attn_mma = !(e && !strcmp(e, "wmma"));
 #define SET_SMEM(kern, bytes)                                                                          \
     if (CU_CHECK(be, cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, \
                                           (int)(bytes))))                                             \
@@ -519,6 +523,10 @@ void cuda_attention_forward_bf16(backend *be, uint16_t *out16, float *lse, const
     int cap = cuda_attn_prepare(be, cu_seqlens, B, T, Hq, Hkv, hd, 0, &unused, &map, &count);
     if (cap < 0) return;
     dim3 grid(cap, Hq);
+    if (CUDA_IMPL(be)->attn_mma) {
+        cuda_attention_mma_forward(be, grid, out16, lse, qkv, cu_seqlens, map, count, Hq, Hkv, hd, scale);
+        return;
+    }
     (hd > 64 ? tc_forward<128, 1> : CUDA_IMPL(be)->tc_minb_64 == 1 ? tc_forward<64, 1> : tc_forward<64, TC_MINB_64>)(
         be, grid, out16, lse, qkv, cu_seqlens, map, count, Hq, Hkv, hd, scale);
 }
@@ -536,6 +544,11 @@ void cuda_attention_backward_bf16(backend *be, uint16_t *dqkv16, const uint16_t 
     float *Dd = (float *)dbuf; /* [T, Hq] */
     LAUNCH(tc_rowdot_kernel, (T * Hq + 7) / 8, 256, 0, CUDA_IMPL(be)->stream, Dd, dout16, out16, T * Hq, hd);
     CU_LAUNCHED(be, "tc_rowdot_kernel");
+    if (CUDA_IMPL(be)->attn_mma) {
+        cuda_attention_mma_backward(be, dim3(cap, Hkv), dim3(cap, Hq), dqkv16, dout16, qkv, lse, Dd, pos, theta,
+                                    cu_seqlens, map, count, Hq, Hkv, hd, scale);
+        return;
+    }
     (hd > 64 ? tc_backward<128, 1> : CUDA_IMPL(be)->tc_minb_64 == 1 ? tc_backward<64, 1> : tc_backward<64, TC_MINB_64>)(
         be, dim3(cap, Hkv), dim3(cap, Hq), dqkv16, dout16, qkv, lse, Dd, pos, theta, cu_seqlens, map, count, Hq, Hkv,
         hd, scale);

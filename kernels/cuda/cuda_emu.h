@@ -78,6 +78,9 @@ struct emu_thread {
     dim3 tid;
     int lin, made, done, in_bar; /* in_bar: 1 + the generation of the __syncthreads it waits in, or 0 */
     char *stack;
+    struct cp { void *dst; const void *src; int bytes, group; };
+    std::vector<cp> cps; /* cp.async copies issued and not yet waited for (cuda_mma.h) */
+    int cp_group;        /* the group that cp_async16 adds to: committed groups are < it */
 };
 #define EMU_STACK (256 * 1024)
 #define EMU_MAX_THREADS 1024
@@ -260,6 +263,116 @@ static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
 } /* namespace wmma */
 } /* namespace nvcuda */
 
+/* ---- warp-level matrix instructions (the emulated side of cuda_mma.h):
+   mma.sync m16n8k16 bf16 -> fp32, ldmatrix x4 (plain and .trans) and
+   cp.async 16-byte copies with commit / wait groups. The fragment layouts
+   are the PTX ISA's ("Matrix fragments for mma.m16n8k16 with floating point
+   type", "ldmatrix"), lane = 4 g + t: A (16 x 16, row): register r holds
+   row g + 8 (r & 1), columns 2t + 8 (r >> 1) and + 1 (low half first); B (16
+   x 8, col): register r holds rows (k) 2t + 8 r and + 1, column g; C / D:
+   c[i] is row g + 8 (i >> 1), column 2t + (i & 1). mma and ldmatrix are
+   warp-collective exchanges (two warp barriers, all 32 lanes must take
+   part); the products are exact (bf16 values) and summed in fp32 in k order
+   onto c, as the wmma emulation does. ldmatrix reads shared memory when the
+   last lane arrives; row addresses must be 16-byte aligned and lie in the
+   block's dynamic shared memory. A cp.async makes its 16 bytes NaN when it
+   is issued and copies them at the cp_async_wait that completes its group:
+   a tile read before its wait (and the barrier after it), or a buffer
+   refilled while another warp still reads it (a missing barrier at the end
+   of a loop step), reads NaN. ---- */
+inline uint32_t emu_xw[EMU_MAX_THREADS][6];
+inline const void *emu_xp[EMU_MAX_THREADS];
+
+static inline void emu_warp_full(const char *what) {
+    int w = emu_cur->lin / 32;
+    if (emu_warp_live[w] != 32) {
+        fprintf(stderr, "cuda_emu: %s with %d live lanes (needs the whole warp)\n", what, emu_warp_live[w]);
+        abort();
+    }
+}
+static inline float emu_bf_lo(uint32_t x) { return __uint_as_float(x << 16); }
+static inline float emu_bf_hi(uint32_t x) { return __uint_as_float(x & 0xffff0000u); }
+
+static inline void mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+    emu_warp_full("mma.sync");
+    const int lin = emu_cur->lin, w = lin / 32, lane = lin % 32;
+    for (int i = 0; i < 4; i++) emu_xw[lin][i] = a[i];
+    emu_xw[lin][4] = b[0];
+    emu_xw[lin][5] = b[1];
+    emu_warp_barrier(w);
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, t = l & 3;
+        const uint32_t *x = emu_xw[w * 32 + l];
+        for (int r = 0; r < 4; r++) {
+            A[g + 8 * (r & 1)][2 * t + 8 * (r >> 1)] = emu_bf_lo(x[r]);
+            A[g + 8 * (r & 1)][2 * t + 8 * (r >> 1) + 1] = emu_bf_hi(x[r]);
+        }
+        for (int r = 0; r < 2; r++) {
+            B[2 * t + 8 * r][g] = emu_bf_lo(x[4 + r]);
+            B[2 * t + 8 * r + 1][g] = emu_bf_hi(x[4 + r]);
+        }
+    }
+    emu_warp_barrier(w);
+    const int g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 4; i++) {
+        const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+        float acc = c[i];
+        for (int k = 0; k < 16; k++) acc += A[row][k] * B[k][col];
+        c[i] = acc;
+    }
+}
+
+/* four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i,
+   register i of lane 4 g + t gets matrix i's row g, elements 2t and 2t + 1
+   (.trans: its column g, rows 2t and 2t + 1) */
+static inline void emu_ldmatrix_x4(uint32_t r[4], const void *p, int trans) {
+    emu_warp_full("ldmatrix");
+    const char *lo = emu_smem_buf.data(), *hi = lo + emu_smem_buf.size();
+    if (((uintptr_t)p & 15) || (const char *)p < lo || (const char *)p + 16 > hi) {
+        fprintf(stderr, "cuda_emu: ldmatrix row address %p not 16-byte aligned dynamic shared memory\n", p);
+        abort();
+    }
+    const int lin = emu_cur->lin, w = lin / 32, lane = lin % 32, g = lane >> 2, t = lane & 3;
+    emu_xp[lin] = p;
+    emu_warp_barrier(w);
+    for (int i = 0; i < 4; i++) {
+        uint16_t e[2];
+        for (int j = 0; j < 2; j++)
+            e[j] = trans ? ((const uint16_t *)emu_xp[w * 32 + 8 * i + 2 * t + j])[g]
+                         : ((const uint16_t *)emu_xp[w * 32 + 8 * i + g])[2 * t + j];
+        r[i] = (uint32_t)e[0] | (uint32_t)e[1] << 16;
+    }
+    emu_warp_barrier(w);
+}
+static inline void ldmatrix_x4(uint32_t r[4], const void *p) { emu_ldmatrix_x4(r, p, 0); }
+static inline void ldmatrix_x4_trans(uint32_t r[4], const void *p) { emu_ldmatrix_x4(r, p, 1); }
+
+/* 16 bytes from global src to shared dst: the first src_bytes (0 or 16)
+   copied, the rest zero-filled */
+static inline void cp_async16(void *dst, const void *src, int src_bytes) {
+    if (((uintptr_t)dst & 15) || ((uintptr_t)src & 15)) {
+        fprintf(stderr, "cuda_emu: cp.async addresses %p <- %p not 16-byte aligned\n", dst, src);
+        abort();
+    }
+    memset(dst, 0xff, 16); /* in flight: NaN until its wait */
+    emu_cur->cps.push_back({dst, src, src_bytes, emu_cur->cp_group});
+}
+static inline void cp_async_commit(void) { emu_cur->cp_group++; }
+template <int N> static inline void cp_async_wait(void) {
+    std::vector<emu_thread::cp> &v = emu_cur->cps;
+    size_t keep = 0;
+    for (size_t i = 0; i < v.size(); i++) {
+        if (v[i].group < emu_cur->cp_group - N) {
+            memset(v[i].dst, 0, 16);
+            if (v[i].bytes) memcpy(v[i].dst, v[i].src, (size_t)v[i].bytes);
+        } else {
+            v[keep++] = v[i];
+        }
+    }
+    v.resize(keep);
+}
+
 /* A fiber is made once per thread slot and reused for every block: it parks
    (returns to the scheduler) and runs the kernel body each time it is resumed,
    so starting a block costs no system calls. */
@@ -332,6 +445,8 @@ template <class F> static void emu_launch(dim3 g, dim3 b, size_t smem, F f) {
                     t->tid = dim3(i % b.x, (i / b.x) % b.y, i / (b.x * b.y));
                     t->done = 0;
                     t->in_bar = 0;
+                    t->cps.clear();
+                    t->cp_group = 0;
                 }
                 /* one warp of the block (a different one from block to block) runs ahead,
                    up to its next __syncthreads, before the others go on in a round: a

@@ -524,17 +524,34 @@ static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
     cpu->free(cpu, cc); gpu->free(gpu, cg); free(cu);
 }
 
-/* the bf16 attention kernels' other variant at hd 64 (RFT_CUDA_TC_MIN_BLOCKS=1
-   when a backend is created: no register bound): the same code under
-   another register allocation, so the same results as the default one */
-static void test_attention_variant(void) {
+/* the bf16 attention pair's other kernels, each in a backend of its own
+   (the environment is read when a backend is created): the wmma kernels
+   (RFT_CUDA_ATTN=wmma) and their hd-64 register variant (and
+   RFT_CUDA_TC_MIN_BLOCKS=1: the same code under another register
+   allocation, so bitwise the same results). The default mma.sync kernels
+   multiply the same bf16 operands in the same k order, so their S, P, dP and
+   dS equal the wmma kernels'; l and the output sums run in another order, so
+   results agree to a few fp32 ulps (a bf16 value can round the other way) */
+static backend *backend_with_env(const char *k1, const char *v1, const char *k2, const char *v2) {
     char err[512];
-    setenv("RFT_CUDA_TC_MIN_BLOCKS", "1", 1);
-    backend *g1 = backend_cuda_create(0, err, sizeof err);
-    unsetenv("RFT_CUDA_TC_MIN_BLOCKS");
-    if (!g1) {
-        printf("FAIL backend with RFT_CUDA_TC_MIN_BLOCKS=1: %s\n", err);
+    setenv(k1, v1, 1);
+    if (k2) setenv(k2, v2, 1);
+    backend *be = backend_cuda_create(0, err, sizeof err);
+    unsetenv(k1);
+    if (k2) unsetenv(k2);
+    if (!be) {
+        printf("FAIL backend with %s=%s: %s\n", k1, v1, err);
         n_fail++, n_check++;
+    }
+    return be;
+}
+
+static void test_attention_variant(void) {
+    backend *gw = backend_with_env("RFT_CUDA_ATTN", "wmma", NULL, NULL);
+    backend *gw1 = backend_with_env("RFT_CUDA_ATTN", "wmma", "RFT_CUDA_TC_MIN_BLOCKS", "1");
+    if (!gw || !gw1) {
+        if (gw) gw->destroy(gw);
+        if (gw1) gw1->destroy(gw1);
         return;
     }
     const int B = 2, lens[2] = {130, 70}, Hq = 4, Hkv = 2, hd = 64, T = 200, W = (Hq + 2 * Hkv) * hd;
@@ -545,15 +562,16 @@ static void test_attention_variant(void) {
         for (int t = cu[b]; t < cu[b + 1]; t++) pos[t] = t - cu[b];
     uint16_t *h = malloc((nw + nq) * 2);
     for (size_t i = 0; i < nw + nq; i++) h[i] = fp32_to_bf16(rnd_uniform(-2, 2));
-    /* per variant: o [nq] and d(qkv) [nw] bf16, then lse [nl] fp32, as 16-bit halves */
+    /* per backend: o [nq] and d(qkv) [nw] bf16, then lse [nl] fp32, as 16-bit halves */
     size_t n16 = nq + nw + 2 * nl;
-    uint16_t *res[2];
-    for (int v = 0; v < 2; v++) {
-        backend *be = v ? g1 : gpu;
+    uint16_t *res[3];
+    for (int v = 0; v < 3; v++) {
+        backend *be = v == 0 ? gpu : v == 1 ? gw : gw1;
         uint16_t *qkv = b16_up(be, h, nw), *dO = b16_up(be, h + nw, nq), *o = be_alloc(be, nq * 2 + 4);
         uint16_t *d = be_alloc(be, nw * 2 + 4);
         float *lse = be_alloc(be, nl * 4);
         int32_t *c = i_up(be, cu, 3), *p = i_up(be, pos, T);
+        poison_dev(be, o, nq * 2), poison_dev(be, d, nw * 2), poison_dev(be, lse, nl * 4);
         be->attention_forward_bf16(be, o, lse, qkv, c, B, T, Hq, Hkv, hd, 0.125f);
         be->attention_backward_bf16(be, d, dO, qkv, o, lse, p, 10000.0f, c, B, T, Hq, Hkv, hd, 0.125f);
         res[v] = malloc(n16 * 2);
@@ -564,14 +582,36 @@ static void test_attention_variant(void) {
         be->free(be, qkv), be->free(be, dO), be->free(be, o), be->free(be, d), be->free(be, lse);
         be->free(be, c), be->free(be, p);
     }
-    size_t diff = 0, n = n16;
-    for (size_t i = 0; i < n16; i++) diff += res[0][i] != res[1][i];
+    size_t diff = 0;
+    for (size_t i = 0; i < n16; i++) diff += res[1][i] != res[2][i];
     n_check++;
     if (diff) n_fail++;
     printf("%-4s %-44s %zu of %zu values differ\n", diff ? "FAIL" : "ok",
-           "attn_bf16 hd64 variant minb1 = default (bitwise)", diff, n);
-    free(res[0]), free(res[1]), free(h);
-    g1->destroy(g1);
+           "attn_bf16 hd64 wmma minb1 = wmma (bitwise)", diff, n16);
+    /* mma vs wmma: ||a - b|| / ||b|| over o and d(qkv) widened, and over lse */
+    double num[2] = {0, 0}, den[2] = {0, 0};
+    int finite = 1;
+    for (size_t i = 0; i < nq + nw + nl; i++) {
+        double a, b;
+        if (i < nq + nw) {
+            a = bf16_to_fp32(res[0][i]), b = bf16_to_fp32(res[1][i]);
+        } else {
+            float fa, fb;
+            memcpy(&fa, res[0] + nq + nw + 2 * (i - nq - nw), 4);
+            memcpy(&fb, res[1] + nq + nw + 2 * (i - nq - nw), 4);
+            a = fa, b = fb;
+        }
+        if (!isfinite(a) || !isfinite(b)) finite = 0;
+        num[i >= nq + nw] += (a - b) * (a - b), den[i >= nq + nw] += b * b;
+    }
+    double rel = sqrt(num[0] / den[0]), rel_lse = sqrt(num[1] / den[1]);
+    int bad = !finite || !(rel <= 1e-4) || !(rel_lse <= 1e-6);
+    n_check++;
+    if (bad) n_fail++;
+    printf("%-4s %-44s o, d(qkv) rel %.3e (tol 1e-4), lse rel %.3e (tol 1e-6)%s\n", bad ? "FAIL" : "ok",
+           "attn_bf16 hd64 mma = wmma", rel, rel_lse, finite ? "" : ", non-finite values");
+    free(res[0]), free(res[1]), free(res[2]), free(h);
+    gw->destroy(gw), gw1->destroy(gw1);
 }
 
 /* kv_write a prefill of each slot, then attention_cached for those prefill

@@ -25,7 +25,8 @@
  * and their per-op table follows that run's JSON line, below a line
  * "profile: train <dtype> ..." (tools/gpu_check.sh shows the bf16 one).
  * --attention-only: the bf16 attention pair alone (gpu_check.sh runs it
- * again with RFT_CUDA_TC_MIN_BLOCKS=1: the kernels' other register bound).
+ * again with RFT_CUDA_ATTN=wmma, with and without RFT_CUDA_TC_MIN_BLOCKS=1:
+ * the other kernels and their other register bound).
  *
  *   bench_gpu [--seqs 16] [--seqlen 1024] [--steps 5] [--decode 1,64,256]
  *             [--prompt 64] [--gen 32] [--skip-matmul] [--skip-train] [--profile] [--attention-only]
