@@ -105,6 +105,25 @@ static __device__ __forceinline__ void rope_cs(int p, int i, int hd, float theta
     *c = cosf(a), *s = sign * sinf(a);
 }
 
+/* two floats rounded to bf16 (kernels/bf16.h: nearest even), packed low first */
+static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    return (uint32_t)fp32_to_bf16(lo) | (uint32_t)fp32_to_bf16(hi) << 16;
+}
+/* 8 bf16 values <-> 16 bytes (p 16-byte aligned) */
+static __device__ __forceinline__ void bf16x8_load(float v[8], const uint16_t *p) {
+    const uint4 u = *(const uint4 *)p;
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        v[2 * k] = __uint_as_float(w[k] << 16);
+        v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    }
+}
+static __device__ __forceinline__ void bf16x8_store(uint16_t *p, const float v[8]) {
+    *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]),
+                             pack_bf16x2(v[6], v[7]));
+}
+
 static __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
     return v;

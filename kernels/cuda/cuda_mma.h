@@ -60,9 +60,4 @@ template <int N> static __device__ __forceinline__ void cp_async_wait(void) {
 }
 #endif
 
-/* two floats rounded to bf16 (kernels/bf16.h: nearest even), packed low first */
-static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-    return (uint32_t)fp32_to_bf16(lo) | (uint32_t)fp32_to_bf16(hi) << 16;
-}
-
 #endif

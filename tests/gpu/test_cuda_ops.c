@@ -223,8 +223,10 @@ static void test_elementwise(size_t n) {
     check(name, &dg, n, 1e-4);
     snprintf(name, sizeof name, "swiglu_backward dup n=%zu", n);
     check(name, &du, n, 1e-4);
-    { /* the bf16 ops on rows of gu [T, 2F] = bf16 gate | up: outputs compared widened (tol 1e-2) */
-        int F = n >= 37 ? 37 : 1, T = (int)(n / F);
+    /* the bf16 ops on rows of gu [T, 2F] = bf16 gate | up: outputs compared widened (tol 1e-2); F 48: the
+       8-column kernels */
+    for (int F = n >= 48 ? 48 : n >= 37 ? 37 : 1; F; F = F == 48 ? 37 : 0) {
+        int T = (int)(n / F);
         size_t nn = (size_t)T * F;
         uint16_t *hb = malloc(nn * 4), *gu[2], *o16[2], *d16[2], *dy16[2];
         for (int t = 0; t < T; t++)
