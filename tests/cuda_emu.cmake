@@ -27,4 +27,14 @@ if(CMAKE_CXX_COMPILER)
     set_tests_properties(emu_${t} PROPERTIES LABELS emu TIMEOUT 120
                          ENVIRONMENT "RFT_TEST_QUICK=1;OMP_WAIT_POLICY=passive")
   endforeach()
+  # rft itself on the emulated device: tests/test_train_emu.c runs `device:
+  # cuda` training steps through it (the trainer's device paths end to end)
+  add_executable(emu_rft ${PROJECT_SOURCE_DIR}/trainer/main.c)
+  target_link_libraries(emu_rft PRIVATE rft_cuda_emu rftcore)
+  set_target_properties(emu_rft PROPERTIES LINKER_LANGUAGE CXX RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+  # main.c does not name the backend: make the linker take the emulated one
+  # from the first archive before rftcore's reference reaches rft_kernels
+  target_link_options(emu_rft PRIVATE -Wl,--undefined=backend_cuda_create)
+  set_property(TEST test_train_emu APPEND PROPERTY ENVIRONMENT "RFT_EMU_BIN=${PROJECT_BINARY_DIR}/emu_rft")
+  set_property(TEST test_train_emu APPEND PROPERTY LABELS emu)
 endif()

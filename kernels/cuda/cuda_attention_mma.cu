@@ -19,7 +19,9 @@
  * of an ldmatrix in distinct banks), loaded by cp.async (16 bytes, no
  * register round trip; zero-filled past the sequence and past head_dim) when
  * head_dim is a multiple of 8 and the tensors 16-byte aligned, else by plain
- * element loads. The tiles the loop walks over (K, V in the forward and dq;
+ * element loads; the dK/dV kernel's lse and D rows by 4-byte cp.async. The
+ * products skip the 16-dim steps at or past head_dim (hd 80 on HD 128 does
+ * 5 of 8). The forward keeps the warp's Q fragments in registers. The tiles the loop walks over (K, V in the forward and dq;
  * Q, dO, lse, D in dkdv) are double buffered: the next tile's copies are in
  * flight while the current one is multiplied. Operands reach the tensor
  * cores through ldmatrix (.trans for the [keys][dims] or [queries][dims]
@@ -83,36 +85,56 @@ static __device__ __forceinline__ void mma_load_tile(uint16_t *dst, const uint16
     }
 }
 
-/* s[8][4] (the warp's 16 x 64 strip) = A[16][HD] B[64][HD]^T: A the warp's
-   16 rows of a tile, B a whole tile (its rows are the columns of s) */
+/* the A fragments a[HD/16] of the warp's 16 rows of a tile (A: its first
+   row), dims 16kk.. in a[kk]; only those below hd (the rest are zero padding) */
 template <int HD>
-static __device__ __forceinline__ void warp_abt(float s[8][4], const uint16_t *A, const uint16_t *B) {
+static __device__ __forceinline__ void warp_load_a(uint32_t a[][4], const uint16_t *A, int hd) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+        if (16 * kk < hd) ldmatrix_x4(a[kk], A + (lane & 15) * MLD(HD) + kk * 16 + (lane >> 4) * 8);
+}
+
+/* s[8][4] (the warp's 16 x 64 strip) = A B[64][HD]^T: A the warp's 16 rows
+   as fragments (warp_load_a), B a whole tile (its rows are the columns of
+   s); dims past hd are skipped (zero in both) */
+template <int HD>
+static __device__ __forceinline__ void warp_abt(float s[8][4], const uint32_t a[][4], const uint16_t *B, int hd) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
     for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
-        uint32_t a[4];
-        ldmatrix_x4(a, A + (lane & 15) * MLD(HD) + kk * 16 + (lane >> 4) * 8);
+        if (16 * kk >= hd) break;
 #pragma unroll
         for (int jn = 0; jn < 4; jn++) {
             uint32_t b[4]; /* B rows 16jn..16jn+15 (n), dims 16kk.. (k): b[0..1] fragment 2jn, b[2..3] 2jn+1 */
             ldmatrix_x4(b, B + (16 * jn + (lane & 7) + (lane >> 4) * 8) * MLD(HD) + kk * 16 + ((lane >> 3) & 1) * 8);
-            mma_bf16_16816(s[2 * jn], a, b);
-            mma_bf16_16816(s[2 * jn + 1], a, b + 2);
+            mma_bf16_16816(s[2 * jn], a[kk], b);
+            mma_bf16_16816(s[2 * jn + 1], a[kk], b + 2);
         }
     }
 }
 
-/* o[HD/8][4] (16 x HD) += P[16][64] B[64][HD]: p the A fragments of P (keys
-   16kk..16kk+15 in p[kk]), B a tile whose rows are P's columns */
+/* the same with A read from shared memory (the warp's 16 rows of a tile) */
 template <int HD>
-static __device__ __forceinline__ void warp_acc(float o[][4], const uint32_t p[4][4], const uint16_t *B) {
+static __device__ __forceinline__ void warp_abt(float s[8][4], const uint16_t *A, const uint16_t *B, int hd) {
+    uint32_t a[HD / 16][4];
+    warp_load_a<HD>(a, A, hd);
+    warp_abt<HD>(s, a, B, hd);
+}
+
+/* o[HD/8][4] (16 x HD) += P[16][64] B[64][HD]: p the A fragments of P (keys
+   16kk..16kk+15 in p[kk]), B a tile whose rows are P's columns; output dims
+   past hd are skipped (never stored) */
+template <int HD>
+static __device__ __forceinline__ void warp_acc(float o[][4], const uint32_t p[4][4], const uint16_t *B, int hd) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
 #pragma unroll
         for (int jd = 0; jd < HD / 16; jd++) {
+            if (16 * jd >= hd) break;
             uint32_t b[4]; /* rows 16kk.. (k), dims 16jd..: b[0..1] fragment 2jd, b[2..3] 2jd+1 */
             ldmatrix_x4_trans(b, B + (16 * kk + (lane & 15)) * MLD(HD) + 16 * jd + (lane >> 4) * 8);
             mma_bf16_16816(o[2 * jd], p[kk], b);
@@ -208,6 +230,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_fwd_kernel(uint16_t 
 #pragma unroll
     for (int j = 0; j < NO; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    uint32_t qa[HD / 16][4]; /* the warp's Q rows as A fragments, loaded once */
     for (int kt = 0; kt <= e.y; kt++) {
         const uint16_t *Ks = KV + (kt & 1) * 2 * MT * LD, *Vs = Ks + MT * LD;
         if (kt < e.y) { /* the next K, V tiles into the other buffer (consumed at kt - 1) */
@@ -221,9 +244,10 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_fwd_kernel(uint16_t 
             cp_async_wait<0>();
         }
         __syncthreads(); /* tile kt is in every thread's view */
+        if (kt == 0) warp_load_a<HD>(qa, Qs + qw * LD, hd);
         const int k0 = kt * MT;
         float s[8][4];
-        warp_abt<HD>(s, Qs + qw * LD, Ks);
+        warp_abt<HD>(s, qa, Ks, hd);
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int j = 0; j < 8; j++)
@@ -256,7 +280,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_fwd_kernel(uint16_t 
             for (int i = 0; i < 4; i++) o[j][i] *= alpha[i >> 1];
         uint32_t p[4][4];
         strip_to_a(p, s);
-        warp_acc<HD>(o, p, Vs);
+        warp_acc<HD>(o, p, Vs, hd);
         __syncthreads(); /* tile kt consumed: iteration kt + 1 refills its buffer */
     }
     const float inv[2] = {1.0f / l[0], 1.0f / l[1]};
@@ -302,11 +326,11 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dkdv_kernel(
         uint16_t *Qb = QD + 2 * b * MT * LD;
         mma_load_tile<HD>(Qb, qkv + (size_t)h * hd, W, s0 + q0, nq, hd, async);
         mma_load_tile<HD>(Qb + MT * LD, dout + (size_t)h * hd, qd, s0 + q0, nq, hd, async);
-        if (threadIdx.x < MT) {
+        if (threadIdx.x < MT) { /* lse and D of the tile's rows (zero past the sequence) */
             const int c = threadIdx.x;
-            const size_t row = (size_t)(s0 + q0 + c) * Hq + h;
-            LS[2 * b * MT + c] = c < nq ? lse[row] : 0.0f;
-            LS[2 * b * MT + MT + c] = c < nq ? Dd[row] : 0.0f;
+            const size_t row = (size_t)(s0 + q0 + min(c, nq - 1)) * Hq + h;
+            cp_async4(LS + 2 * b * MT + c, lse + row, c < nq ? 4 : 0);
+            cp_async4(LS + 2 * b * MT + MT + c, Dd + row, c < nq ? 4 : 0);
         }
         cp_async_commit();
     };
@@ -331,8 +355,8 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dkdv_kernel(
         const uint16_t *Qb = QD + 2 * b * MT * LD, *dOb = Qb + MT * LD;
         const float *lse_s = LS + 2 * b * MT, *D_s = lse_s + MT;
         float p[8][4], ds[8][4]; /* P^T, then dP^T -> dS^T: the warp's keys x the tile's queries */
-        warp_abt<HD>(p, Ks + kw * LD, Qb);
-        warp_abt<HD>(ds, Vs + kw * LD, dOb);
+        warp_abt<HD>(p, Ks + kw * LD, Qb, hd);
+        warp_abt<HD>(ds, Vs + kw * LD, dOb, hd);
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -344,9 +368,10 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dkdv_kernel(
         uint32_t pa[4][4], dsa[4][4];
         strip_to_a(pa, p);
         strip_to_a(dsa, ds);
-        warp_acc<HD>(dv, pa, dOb);
-        warp_acc<HD>(dk, dsa, Qb);
-        __syncthreads(); /* buffer b consumed: step it + 1 refills it */
+        warp_acc<HD>(dv, pa, dOb, hd);
+        warp_acc<HD>(dk, dsa, Qb, hd);
+        __syncthreads(); /* buffer b consumed: step it + 1 refills it (after the last step: the epilogue's
+                            staging below overwrites the tiles) */
     }
     /* dk through RoPE^T, dv as it is, each staged in the tiles (free: every warp is past the loop) */
     float *stage = (float *)sm + warp * 16 * HD;
@@ -409,8 +434,8 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dq_kernel(
         __syncthreads();
         const int k0 = kt * MT;
         float p[8][4], ds[8][4]; /* P, then dP -> dS */
-        warp_abt<HD>(p, Qs + qw * LD, Ks);
-        warp_abt<HD>(ds, dOs + qw * LD, Vs);
+        warp_abt<HD>(p, Qs + qw * LD, Ks, hd);
+        warp_abt<HD>(ds, dOs + qw * LD, Vs, hd);
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -421,8 +446,8 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dq_kernel(
             }
         uint32_t dsa[4][4];
         strip_to_a(dsa, ds);
-        warp_acc<HD>(dq, dsa, Ks);
-        __syncthreads();
+        warp_acc<HD>(dq, dsa, Ks, hd);
+        __syncthreads(); /* tile kt consumed (after the last step: the epilogue's staging overwrites the tiles) */
     }
     /* dq through RoPE^T, staged in the tiles (free: every warp is past the loop) */
     float *stage = (float *)sm + warp * 16 * HD;

@@ -78,7 +78,7 @@ struct emu_thread {
     dim3 tid;
     int lin, made, done, in_bar; /* in_bar: 1 + the generation of the __syncthreads it waits in, or 0 */
     char *stack;
-    struct cp { void *dst; const void *src; int bytes, group; };
+    struct cp { void *dst; const void *src; int size, bytes, group; };
     std::vector<cp> cps; /* cp.async copies issued and not yet waited for (cuda_mma.h) */
     int cp_group;        /* the group that cp_async16 adds to: committed groups are < it */
 };
@@ -348,23 +348,27 @@ static inline void emu_ldmatrix_x4(uint32_t r[4], const void *p, int trans) {
 static inline void ldmatrix_x4(uint32_t r[4], const void *p) { emu_ldmatrix_x4(r, p, 0); }
 static inline void ldmatrix_x4_trans(uint32_t r[4], const void *p) { emu_ldmatrix_x4(r, p, 1); }
 
-/* 16 bytes from global src to shared dst: the first src_bytes (0 or 16)
-   copied, the rest zero-filled */
-static inline void cp_async16(void *dst, const void *src, int src_bytes) {
-    if (((uintptr_t)dst & 15) || ((uintptr_t)src & 15)) {
-        fprintf(stderr, "cuda_emu: cp.async addresses %p <- %p not 16-byte aligned\n", dst, src);
+/* size (4 or 16) bytes from global src to shared dst: the first src_bytes
+   (0 or size) copied, the rest zero-filled */
+static inline void emu_cp_async(void *dst, const void *src, int size, int src_bytes) {
+    const char *lo = emu_smem_buf.data(), *hi = lo + emu_smem_buf.size();
+    if (((uintptr_t)dst % size) || ((uintptr_t)src % size) || (const char *)dst < lo || (const char *)dst + size > hi) {
+        fprintf(stderr, "cuda_emu: cp.async of %d bytes %p <- %p: not aligned, or not in shared memory\n", size, dst,
+                src);
         abort();
     }
-    memset(dst, 0xff, 16); /* in flight: NaN until its wait */
-    emu_cur->cps.push_back({dst, src, src_bytes, emu_cur->cp_group});
+    memset(dst, 0xff, (size_t)size); /* in flight: NaN until its wait */
+    emu_cur->cps.push_back({dst, src, size, src_bytes, emu_cur->cp_group});
 }
+static inline void cp_async16(void *dst, const void *src, int src_bytes) { emu_cp_async(dst, src, 16, src_bytes); }
+static inline void cp_async4(void *dst, const void *src, int src_bytes) { emu_cp_async(dst, src, 4, src_bytes); }
 static inline void cp_async_commit(void) { emu_cur->cp_group++; }
 template <int N> static inline void cp_async_wait(void) {
     std::vector<emu_thread::cp> &v = emu_cur->cps;
     size_t keep = 0;
     for (size_t i = 0; i < v.size(); i++) {
         if (v[i].group < emu_cur->cp_group - N) {
-            memset(v[i].dst, 0, 16);
+            memset(v[i].dst, 0, (size_t)v[i].size);
             if (v[i].bytes) memcpy(v[i].dst, v[i].src, (size_t)v[i].bytes);
         } else {
             v[keep++] = v[i];

@@ -13,7 +13,8 @@
  *   matrix i; register i of lane 4 g + t gets matrix i's row g, elements 2t,
  *   2t + 1 (trans: its column g, rows 2t, 2t + 1).
  * - cp_async16(dst, src, src_bytes): 16 bytes global -> shared without a
- *   register round trip (cp.async.cg; src_bytes 0 zero-fills), grouped by
+ *   register round trip (cp.async.cg; src_bytes 0 zero-fills; cp_async4:
+ *   4 bytes, cp.async.ca), grouped by
  *   cp_async_commit(); cp_async_wait<N>() returns when at most the N newest
  *   groups are in flight (a __syncthreads must follow before other threads
  *   read the data).
@@ -51,6 +52,11 @@ static __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const vo
 static __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
     const uint32_t s = (uint32_t)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(src_bytes) : "memory");
+}
+
+static __device__ __forceinline__ void cp_async4(void *dst, const void *src, int src_bytes) {
+    const uint32_t s = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(src_bytes) : "memory");
 }
 
 static __device__ __forceinline__ void cp_async_commit(void) { asm volatile("cp.async.commit_group;\n" ::: "memory"); }

@@ -531,9 +531,11 @@ static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
    (RFT_CUDA_ATTN=wmma) and their hd-64 register variant (and
    RFT_CUDA_TC_MIN_BLOCKS=1: the same code under another register
    allocation, so bitwise the same results). The default mma.sync kernels
-   multiply the same bf16 operands in the same k order, so their S, P, dP and
-   dS equal the wmma kernels'; l and the output sums run in another order, so
-   results agree to a few fp32 ulps (a bf16 value can round the other way) */
+   multiply the same bf16 operands in the same k order, so (in the
+   emulation) their S and P equal the wmma kernels'; l is summed in another
+   order, so an output can round to the other bf16 neighbour, and that moves
+   D and the backward's results downstream: the pair's contract tolerance
+   (5e-4, as against the CPU backend); seen in the emulation: 0 to 8e-5 */
 static backend *backend_with_env(const char *k1, const char *v1, const char *k2, const char *v2) {
     char err[512];
     setenv(k1, v1, 1);
@@ -607,10 +609,10 @@ static void test_attention_variant(void) {
         num[i >= nq + nw] += (a - b) * (a - b), den[i >= nq + nw] += b * b;
     }
     double rel = sqrt(num[0] / den[0]), rel_lse = sqrt(num[1] / den[1]);
-    int bad = !finite || !(rel <= 1e-4) || !(rel_lse <= 1e-6);
+    int bad = !finite || !(rel <= 5e-4) || !(rel_lse <= 1e-6);
     n_check++;
     if (bad) n_fail++;
-    printf("%-4s %-44s o, d(qkv) rel %.3e (tol 1e-4), lse rel %.3e (tol 1e-6)%s\n", bad ? "FAIL" : "ok",
+    printf("%-4s %-44s o, d(qkv) rel %.3e (tol 5e-4), lse rel %.3e (tol 1e-6)%s\n", bad ? "FAIL" : "ok",
            "attn_bf16 hd64 mma = wmma", rel, rel_lse, finite ? "" : ", non-finite values");
     free(res[0]), free(res[1]), free(res[2]), free(h);
     gw->destroy(gw), gw1->destroy(gw1);
