@@ -2,7 +2,8 @@
 # tools/gpu_check.sh: the one prepared GPU check for a lent H100/H200 (about
 # 5 minutes, at most 8): the GPU tests (each op and the whole model against
 # the CPU backend), the GPU benchmark next to PyTorch on the same shapes, a
-# compute-sanitizer memcheck pass, and one short table at the end, followed
+# compute-sanitizer memcheck pass and a racecheck pass over the attention
+# checks (while time remains), and one short table at the end, followed
 # by the per-op profile of two bf16 SmolLM2 training steps (bench_gpu
 # --profile, kernels/profile.c: where the time of a step goes; the fp32 one
 # is in bench_rft.jsonl).
@@ -224,9 +225,18 @@ if command -v compute-sanitizer >/dev/null && [ $(( $(date +%s) - T0 )) -lt 330 
     case $rc in 0) SAN=clean ;; 9) SAN="ERRORS (memcheck.log)" ;; 124) SAN="timeout" ;; *) SAN="exit $rc" ;; esac
     grep -m5 -E "Invalid|ERROR SUMMARY" "$OUTDIR/memcheck.log" | tee -a "$LOG"
 fi
+# ---- racecheck (shared-memory hazards) of the attention kernels, while time remains ----
+RACE="skipped"
+if command -v compute-sanitizer >/dev/null && [ $(( $(date +%s) - T0 )) -lt 380 ]; then
+    RFT_TEST_ONLY=attention RFT_TEST_SEED=1 timeout 90 compute-sanitizer --tool racecheck \
+        --error-exitcode 9 "$BIN/gpu_test_cuda_ops" >"$OUTDIR/racecheck.log" 2>&1
+    rc=$?
+    case $rc in 0) RACE=clean ;; 9) RACE="HAZARDS (racecheck.log)" ;; 124) RACE="timeout" ;; *) RACE="exit $rc" ;; esac
+    grep -m5 -E "Race|hazard|ERROR SUMMARY" "$OUTDIR/racecheck.log" | tee -a "$LOG"
+fi
 
 # ---- table ----
-python3 - "$OUTDIR/bench_rft.jsonl" "$OUTDIR/bench_torch.jsonl" "$TESTS" "$SAN" <<'PY' | tee "$OUTDIR/table.txt"
+python3 - "$OUTDIR/bench_rft.jsonl" "$OUTDIR/bench_torch.jsonl" "$TESTS" "$SAN" "$RACE" <<'PY' | tee "$OUTDIR/table.txt"
 import json, sys
 
 def load(p):
@@ -241,7 +251,7 @@ def load(p):
     return rows
 
 rft, pt = load(sys.argv[1]), load(sys.argv[2])
-print("tests:" + sys.argv[3] + "   memcheck: " + sys.argv[4])
+print("tests:" + sys.argv[3] + "   memcheck: " + sys.argv[4] + "   racecheck (attention): " + sys.argv[5])
 print(f"{'measurement':44s} {'rft (CUDA)':>14s} {'PyTorch':>14s} {'rft/PyTorch':>11s}")
 def row(name, a, b, unit, fmt="{:.1f}"):
     sa = (fmt.format(a) + unit) if a is not None else "n/a"

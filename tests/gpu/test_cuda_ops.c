@@ -8,7 +8,9 @@
  * mantissa bits; if the tensor cores truncate rather than round, the error
  * is biased and reaches ~1e-3).
  * Exit 77 (SKIPPED) when there is no CUDA device or CUDA is not built.
- * RFT_TEST_SEED=n changes the random inputs (default: from the clock). */
+ * RFT_TEST_SEED=n changes the random inputs (default: from the clock);
+ * RFT_TEST_ONLY=attention stops after the attention checks (the
+ * compute-sanitizer racecheck run of tools/gpu_check.sh). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1473,6 +1475,8 @@ int main(void) {
         for (int b = 0; b < 40; b++) l[b] = 1 + rnd_int(50);
         test_attention(40, l, 3, 3, 32);
     }
+    const char *only = getenv("RFT_TEST_ONLY");
+    if (only && !strcmp(only, "attention")) goto done; /* gpu_check.sh's racecheck run */
 
     { int l[] = {1, 33, 200}; test_kvcache(3, l, 6, 2, 64, 256); }
     { int l[] = {70, 5}; test_kvcache(2, l, 2, 2, 128, 80); }
@@ -1540,6 +1544,7 @@ int main(void) {
     gpu->destroy(gpu);
     gpu = fp32;
 
+done:
     printf("%d of %d checks failed\n", n_fail, n_check);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
