@@ -2,8 +2,10 @@
 # tools/gpu_check.sh: the one prepared GPU check for a lent H100/H200 (about
 # 5 minutes, at most 8): the GPU tests (each op and the whole model against
 # the CPU backend), the GPU benchmark next to PyTorch on the same shapes, a
-# compute-sanitizer memcheck pass and a racecheck pass over the attention
-# checks (while time remains), and one short table at the end, followed
+# compute-sanitizer memcheck pass, a racecheck pass over the attention
+# checks and Nsight Compute's throughput / occupancy sections of the
+# attention kernels (each while time remains), and one short table at the
+# end, followed
 # by the per-op profile of two bf16 SmolLM2 training steps (bench_gpu
 # --profile, kernels/profile.c: where the time of a step goes; the fp32 one
 # is in bench_rft.jsonl).
@@ -233,6 +235,17 @@ if command -v compute-sanitizer >/dev/null && [ $(( $(date +%s) - T0 )) -lt 380 
     rc=$?
     case $rc in 0) RACE=clean ;; 9) RACE="HAZARDS (racecheck.log)" ;; 124) RACE="timeout" ;; *) RACE="exit $rc" ;; esac
     grep -m5 -E "Race|hazard|ERROR SUMMARY" "$OUTDIR/racecheck.log" | tee -a "$LOG"
+fi
+
+# ---- hardware counters of the attention kernels (Nsight Compute; works on some of the lent machines'
+# runtimes only), while time remains: how close each kernel runs to the SM and memory limits ----
+if command -v ncu >/dev/null && [ $(( $(date +%s) - T0 )) -lt 420 ]; then
+    timeout 60 ncu --clock-control none --kernel-name regex:"attn_mma|attn_tc_" --launch-count 6 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats "$BIN/bench_gpu" --attention-only \
+        >"$OUTDIR/ncu_attention.log" 2>&1
+    say "ncu (attention kernels): exit $?"
+    grep -E "^  [a-z_]+.*attn_|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Block Limit" \
+        "$OUTDIR/ncu_attention.log" | head -60 | tee -a "$LOG"
 fi
 
 # ---- table ----
