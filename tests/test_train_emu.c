@@ -6,7 +6,7 @@
  * checkpoints written from device memory) on every CI run, where the op
  * tests check the kernels one by one. GRPO with a KL term and two PPO
  * epochs on the bundled quickstart policy and task, 4 prompts x 4 samples,
- * 2 steps:
+ * 2 steps, RFT_CUDA_TF32=0 (plain fp32 on the device):
  *   1. cuda vs cpu: the same completions (samples.jsonl byte for byte: the
  *      sampler draws the same tokens from logits that differ by float
  *      rounding), every metric within 1e-3 relative;
@@ -103,6 +103,9 @@ int main(void) {
         return 77;
     }
     setenv("RFT_BIN", emu, 1);
+    /* plain fp32 on the device (the fp32 attention's TF32 kernels would move the loss by ~2e-3; the op
+       tests check them): what is compared here is the trainer's device paths */
+    setenv("RFT_CUDA_TF32", "0", 1);
     rft = emu;
     snprintf(dir, sizeof dir, "/tmp/rft_train_emu_XXXXXX");
     if (!mkdtemp(dir)) {

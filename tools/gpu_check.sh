@@ -214,6 +214,8 @@ RFT_CUDA_ATTN=wmma timeout 60 "$BIN/bench_gpu" --attention-only | sed 's/"label"
     >>"$OUTDIR/bench_rft.jsonl" 2>>"$OUTDIR/bench_rft.err"
 RFT_CUDA_ATTN=wmma RFT_CUDA_TC_MIN_BLOCKS=1 timeout 60 "$BIN/bench_gpu" --attention-only |
     sed 's/"label": "bf16 /"label": "bf16 wmma minb1 /' >>"$OUTDIR/bench_rft.jsonl" 2>>"$OUTDIR/bench_rft.err"
+# the fp32 pair on the CUDA cores (RFT_CUDA_TF32=0; the full run's "tf32" rows are the tensor-core kernels)
+RFT_CUDA_TF32=0 timeout 60 "$BIN/bench_gpu" --attention-fp32 >>"$OUTDIR/bench_rft.jsonl" 2>>"$OUTDIR/bench_rft.err"
 PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench/bench_gpu_torch.py >"$OUTDIR/bench_torch.jsonl" \
     2>"$OUTDIR/bench_torch.err"
 say "bench_gpu_torch: exit $? ($(wc -l <"$OUTDIR/bench_torch.jsonl") results) $(tail -c 300 "$OUTDIR/bench_torch.err")"

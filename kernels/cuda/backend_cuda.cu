@@ -215,7 +215,7 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     if (CU_CHECK(be, cudaMallocHost((void **)&im->host_sumsq, sizeof(double)))) goto fail;
     if (CU_CHECK(be, cudaMalloc((void **)&im->dev_flags, CUDA_N_FLAGS * sizeof(int)))) goto fail;
     if (CU_CHECK(be, cudaMemset(im->dev_flags, 0, CUDA_N_FLAGS * sizeof(int)))) goto fail;
-    if (cuda_attention_setup(be) || (cc_major >= 8 && (cuda_attention_bf16_setup(be) || cuda_attention_mma_setup(be)))) goto fail;
+    if (cuda_attention_setup(be) || (cc_major >= 8 && (cuda_attention_bf16_setup(be) || cuda_attention_mma_setup(be) || cuda_attention_tf32_setup(be)))) goto fail;
     if (cuda_norm_setup(be)) goto fail;
 
     be->alloc = cuda_alloc;

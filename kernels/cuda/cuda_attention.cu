@@ -507,6 +507,10 @@ void cuda_attention_forward(backend *be, float *out, float *lse, const float *q,
     if (cap < 0) return;
     cudaStream_t st = CUDA_IMPL(be)->stream;
     dim3 grid(cap, Hq);
+    if (CUDA_IMPL(be)->attn_tf32) {
+        cuda_attention_tf32_forward(be, grid, out, lse, q, k, v, cu_seqlens, map, count, Hq, Hkv, hd, scale);
+        return;
+    }
     if (hd <= 64)
         LAUNCH(attn_fwd_kernel<64>, grid, AT_THREADS, FWD_SMEM(64), st, out, lse, q, k, v, cu_seqlens, map, count,
                Hq, Hkv, hd, scale);
@@ -529,6 +533,11 @@ void cuda_attention_backward(backend *be, float *dq, float *dk, float *dv, const
     cudaStream_t st = CUDA_IMPL(be)->stream;
     cuda_attn_rowdot(be, Dd, dout, out, T * Hq, hd);
     dim3 gkv(cap, Hkv), gq(cap, Hq);
+    if (CUDA_IMPL(be)->attn_tf32) {
+        cuda_attention_tf32_backward(be, gkv, gq, dq, dk, dv, dout, q, k, v, lse, Dd, cu_seqlens, map, count, Hq, Hkv,
+                                     hd, scale);
+        return;
+    }
     if (hd <= 64) {
         LAUNCH(attn_bwd_dkdv_kernel<64>, gkv, AT_THREADS, DKDV_SMEM(64), st, dk, dv, dout, q, k, v, lse, Dd,
                cu_seqlens, map, count, Hq, Hkv, hd, scale);

@@ -323,6 +323,39 @@ static inline void mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_
     }
 }
 
+/* tf32: an fp32 rounded to 10 mantissa bits, nearest with ties away from
+   zero (cvt.rna.tf32.f32); infinities and NaN pass */
+static inline uint32_t tf32_of(float x) {
+    uint32_t u = __float_as_uint(x);
+    return (u & 0x7f800000u) == 0x7f800000u ? u : (u + 0x1000u) & 0xffffe000u;
+}
+/* m16n8k8 tf32: A[16][8] register r = row g + 8 (r & 1), column t + 4 (r >> 1);
+   B[8][8] register r = row t + 4 r, column g; the operands' low 13 bits are
+   ignored (as the tensor cores read tf32); products exact, fp32 sums in k order */
+static inline void mma_tf32_1688(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+    emu_warp_full("mma.sync tf32");
+    const int lin = emu_cur->lin, w = lin / 32, lane = lin % 32;
+    for (int i = 0; i < 4; i++) emu_xw[lin][i] = a[i];
+    emu_xw[lin][4] = b[0];
+    emu_xw[lin][5] = b[1];
+    emu_warp_barrier(w);
+    float A[16][8], B[8][8];
+    for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, t = l & 3;
+        const uint32_t *x = emu_xw[w * 32 + l];
+        for (int r = 0; r < 4; r++) A[g + 8 * (r & 1)][t + 4 * (r >> 1)] = __uint_as_float(x[r] & 0xffffe000u);
+        for (int r = 0; r < 2; r++) B[t + 4 * r][g] = __uint_as_float(x[4 + r] & 0xffffe000u);
+    }
+    emu_warp_barrier(w);
+    const int g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 4; i++) {
+        const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+        float acc = c[i];
+        for (int k = 0; k < 8; k++) acc += A[row][k] * B[k][col];
+        c[i] = acc;
+    }
+}
+
 /* four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i,
    register i of lane 4 g + t gets matrix i's row g, elements 2t and 2t + 1
    (.trans: its column g, rows 2t and 2t + 1) */

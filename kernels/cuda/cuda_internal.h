@@ -36,6 +36,7 @@ typedef struct cuda_impl {
     int attn_hd_max;      /* largest head_dim the attention kernels take on this device (64 or 128) */
     int tc_minb_64;       /* the hd-64 wmma attention kernels' variant: blocks per SM asked of ptxas (3, or 1) */
     int attn_mma;         /* 1: bf16 attention on the mma.sync kernels (cuda_attention_mma.cu), 0: wmma */
+    int attn_tf32;        /* 1: the fp32 attention ops on the TF32 tensor-core kernels (cuda_attention_tf32.cu) */
     void *scratch;        /* device scratch for multi-pass ops, grown on demand */
     size_t scratch_bytes;
     double *host_sumsq;   /* pinned host word for sumsq's result */
@@ -186,6 +187,16 @@ int cuda_attn_prepare(backend *be, const int32_t *cu, int B, int T, int Hq, int 
 void cuda_attn_rowdot(backend *be, float *Dd, const float *dout, const float *out, int TH, int hd); /* D */
 /* cuda_attention_bf16.cu */
 int cuda_attention_bf16_setup(backend *be); /* after cuda_attention_setup; 0 ok */
+/* cuda_attention_tf32.cu: the fp32 pair on the TF32 tensor cores (when tf32),
+   called by cuda_attention_{forward,backward} with the tile map made */
+int cuda_attention_tf32_setup(backend *be); /* after cuda_attention_setup; 0 ok */
+void cuda_attention_tf32_forward(backend *be, dim3 grid, float *out, float *lse, const float *q, const float *k,
+                                 const float *v, const int32_t *cu, const int2 *map, const int *count, int Hq,
+                                 int Hkv, int hd, float scale);
+void cuda_attention_tf32_backward(backend *be, dim3 gkv, dim3 gq, float *dq, float *dk, float *dv, const float *dout,
+                                  const float *q, const float *k, const float *v, const float *lse, const float *Dd,
+                                  const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd,
+                                  float scale);
 /* cuda_attention_mma.cu: the bf16 pair's mma.sync kernels, called by
    cuda_attention_{forward,backward}_bf16 with the tile map made (grids:
    (tiles, Hq) for the forward and dq, (tiles, Hkv) for dkdv) */

@@ -8,6 +8,8 @@
  *   register r holds rows (k) 2t + 8 r and + 1 of column g. c[i]: row g + 8
  *   (i >> 1), column 2t + (i & 1). A C fragment pair (columns 0-7 and 8-15)
  *   rounded to bf16 is therefore an A fragment of the next product.
+ * - mma_tf32_1688(c, a, b): c[16x8] += a[16x8] b[8x8] on tf32 operands
+ *   (tf32_of: cvt.rna.tf32.f32), for the fp32 attention with TF32 on.
  * - ldmatrix_x4(r, p) / ldmatrix_x4_trans(r, p): four 8x8 bf16 matrices from
  *   shared memory; lanes 8i..8i+7 pass the 16-byte-aligned row addresses of
  *   matrix i; register i of lane 4 g + t gets matrix i's row g, elements 2t,
@@ -33,6 +35,25 @@ static __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t
                  "{%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* c[16x8] += a[16x8] b[8x8], tf32 operands (fp32 bit patterns rounded by
+   tf32_of), fp32 accumulators (mma.sync.aligned.m16n8k8...tf32): a[r] is row
+   g + 8 (r & 1), column t + 4 (r >> 1); b[r] is row (k) t + 4 r, column g; c
+   as for the bf16 product */
+static __device__ __forceinline__ void mma_tf32_1688(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* x rounded to tf32 (10 mantissa bits; nearest, ties away from zero), as the
+   bit pattern of an fp32 whose low 13 bits are zero */
+static __device__ __forceinline__ uint32_t tf32_of(float x) {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+    return r;
 }
 
 static __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p) {

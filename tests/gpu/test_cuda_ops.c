@@ -441,6 +441,10 @@ static void test_rope_bf16(int T, int Hq, int Hkv, int hd, int maxpos) {
    against the CPU backend's bf16 ops (which round the same operands: only the
    summation order differs; tol_bf16) */
 static const double tol_attn_bf16 = 5e-4;
+/* the fp32 pair's tolerance (1e-4; TF32 kernels: 1e-3, the TF32 bound) and whether the bf16 pair runs too */
+static double attn_tol = 1e-4;
+static int attn_with_bf16 = 1;
+
 static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
     char name[160], shape[96];
     int32_t *cu = malloc((B + 1) * sizeof(int32_t));
@@ -461,10 +465,10 @@ static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
     ten dq = t_out(q.n), dk = t_out(k.n), dv = t_out(v.n);
     cpu->attention_forward(cpu, o.c, lse.c, q.c, k.c, v.c, cc, B, T, Hq, Hkv, hd, scale);
     gpu->attention_forward(gpu, o.g, lse.g, q.g, k.g, v.g, cg, B, T, Hq, Hkv, hd, scale);
-    snprintf(name, sizeof name, "attn fwd out %s", shape);
-    check(name, &o, o.n, 1e-4);
-    snprintf(name, sizeof name, "attn fwd lse %s", shape);
-    check(name, &lse, lse.n, 1e-4);
+    snprintf(name, sizeof name, "attn %s fwd out %s", mm_mode, shape);
+    check(name, &o, o.n, attn_tol);
+    snprintf(name, sizeof name, "attn %s fwd lse %s", mm_mode, shape);
+    check(name, &lse, lse.n, attn_tol);
     /* backward from the CPU's forward results on both, so only the backward is compared */
     float *tmp = malloc(o.n * sizeof(float));
     cpu->copy_d2h(cpu, tmp, o.c, o.n * sizeof(float));
@@ -473,12 +477,19 @@ static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
     gpu->copy_h2d(gpu, lse.g, tmp, lse.n * sizeof(float));
     cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, q.c, k.c, v.c, o.c, lse.c, cc, B, T, Hq, Hkv, hd, scale);
     gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, q.g, k.g, v.g, o.g, lse.g, cg, B, T, Hq, Hkv, hd, scale);
-    snprintf(name, sizeof name, "attn bwd dq %s", shape);
-    check(name, &dq, dq.n, 1e-4);
-    snprintf(name, sizeof name, "attn bwd dk %s", shape);
-    check(name, &dk, dk.n, 1e-4);
-    snprintf(name, sizeof name, "attn bwd dv %s", shape);
-    check(name, &dv, dv.n, 1e-4);
+    snprintf(name, sizeof name, "attn %s bwd dq %s", mm_mode, shape);
+    check(name, &dq, dq.n, attn_tol);
+    snprintf(name, sizeof name, "attn %s bwd dk %s", mm_mode, shape);
+    check(name, &dk, dk.n, attn_tol);
+    snprintf(name, sizeof name, "attn %s bwd dv %s", mm_mode, shape);
+    check(name, &dv, dv.n, attn_tol);
+    if (!attn_with_bf16) {
+        free(tmp);
+        t_free(&q); t_free(&k); t_free(&v); t_free(&o); t_free(&lse); t_free(&dout); t_free(&dq); t_free(&dk);
+        t_free(&dv);
+        cpu->free(cpu, cc); gpu->free(gpu, cg); free(cu);
+        return;
+    }
 
     /* bf16: the same q, k, v rounded into stacked rows q | k | v, dO rounded */
     int qd = Hq * hd, kvd = Hkv * hd, W = qd + 2 * kvd;
@@ -1541,6 +1552,14 @@ int main(void) {
     test_matmul(1, 0, 31, 17, 100, 2, 1.0f, 1.0f, 3);
     test_matmul(0, 1, 512, 384, 576, 0, 1.0f, 0.0f, 1);
     test_matmul_bf16(64, 576, 576, 0.0f); /* bf16 inputs: the math mode changes nothing */
+    /* the fp32 attention pair on the TF32 tensor-core kernels (cuda_attention_tf32.cu) */
+    attn_tol = 1e-3, attn_with_bf16 = 0;
+    { int l[] = {1, 70, 130}; test_attention(3, l, 4, 2, 64); }
+    { int l[] = {257, 64}; test_attention(2, l, 3, 1, 40); }
+    { int l[] = {0, 63, 65, 1}; test_attention(4, l, 2, 2, 80); }
+    { int l[] = {190}; test_attention(1, l, 2, 1, 128); }
+    { int l[] = {100, 29}; test_attention(2, l, 3, 1, 34); } /* hd % 4 != 0: element loads */
+    { int l[] = {1500}; test_attention(1, l, 2, 1, 64); }
     gpu->destroy(gpu);
     gpu = fp32;
 

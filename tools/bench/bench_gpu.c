@@ -26,10 +26,13 @@
  * "profile: train <dtype> ..." (tools/gpu_check.sh shows the bf16 one).
  * --attention-only: the bf16 attention pair alone (gpu_check.sh runs it
  * again with RFT_CUDA_ATTN=wmma, with and without RFT_CUDA_TC_MIN_BLOCKS=1:
- * the other kernels and their other register bound).
+ * the other kernels and their other register bound); --attention-fp32: the
+ * fp32 pair alone (labelled "fp32" under RFT_CUDA_TF32=0: the CUDA-core
+ * kernels, else "tf32": the tensor-core ones, as in the full run).
  *
  *   bench_gpu [--seqs 16] [--seqlen 1024] [--steps 5] [--decode 1,64,256]
  *             [--prompt 64] [--gen 32] [--skip-matmul] [--skip-train] [--profile] [--attention-only]
+ *             [--attention-fp32]
  */
 #include <math.h>
 #include <stdio.h>
@@ -162,7 +165,8 @@ static void bench_attention(backend *be, int bf16, int seqs, int seqlen, int Hq,
     double pairs = (double)seqs * seqlen * (seqlen + 1) / 2 * Hq, f = median(tf, REPS), b = median(tb, REPS);
     printf("{\"bench\": \"attention\", \"label\": \"%s %dx%d Hq%d Hkv%d hd%d\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, "
            "\"fwd_tflops\": %.2f, \"bwd_tflops\": %.2f}\n",
-           bf16 ? "bf16" : "fp32", seqs, seqlen, Hq, Hkv, hd, f * 1e3, b * 1e3, 4.0 * hd * pairs / f / 1e12,
+           bf16 ? "bf16" : getenv("RFT_CUDA_TF32") && !strcmp(getenv("RFT_CUDA_TF32"), "0") ? "fp32" : "tf32", seqs,
+           seqlen, Hq, Hkv, hd, f * 1e3, b * 1e3, 4.0 * hd * pairs / f / 1e12,
            10.0 * hd * pairs / b / 1e12);
     fflush(stdout);
     be->free(be, q); be->free(be, k); be->free(be, v); be->free(be, dO); be->free(be, o); be->free(be, lse);
@@ -354,9 +358,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--skip-train")) skip_train = 1;
         else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--attention-only")) attn_only = 1;
+        else if (!strcmp(argv[i], "--attention-fp32")) attn_only = 2;
         else {
             fprintf(stderr, "usage: bench_gpu [--seqs B] [--seqlen N] [--steps S] [--decode 1,64,256] [--prompt P] "
-                            "[--gen G] [--skip-matmul] [--skip-train] [--profile] [--attention-only]\n");
+                            "[--gen G] [--skip-matmul] [--skip-train] [--profile] [--attention-only] [--attention-fp32]\n");
             return 2;
         }
     }
@@ -366,13 +371,13 @@ int main(int argc, char **argv) {
     }
     char err[512];
     double peak = 0, peak16 = 0;
-    if (attn_only) { /* the bf16 attention pair alone (tools/gpu_check.sh times the kernel variants with it) */
+    if (attn_only) { /* one attention pair alone (tools/gpu_check.sh times the kernel variants with it) */
         backend *be = backend_cuda_create(0, err, sizeof err);
         if (!be) {
             printf("SKIPPED: %s\n", err);
             return 77;
         }
-        bench_attention(be, 1, seqs, seqlen, 9, 3, 64);
+        bench_attention(be, attn_only == 1, seqs, seqlen, 9, 3, 64);
         int rc = be->sync(be);
         be->destroy(be);
         return rc ? 1 : 0;

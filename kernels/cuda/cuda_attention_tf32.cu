@@ -1,0 +1,429 @@
+/* kernels/cuda/cuda_attention_tf32.cu: attention_forward and
+ * attention_backward (the fp32 ops, backend.h) on the tensor cores in TF32,
+ * taken when the backend's TF32 math is on (its default; RFT_CUDA_TF32=0
+ * keeps the CUDA-core kernels of cuda_attention.cu, which the op tests
+ * compare with the CPU in plain fp32). The design allows TF32 in fp32 mode;
+ * the GEMMs use it already.
+ *
+ * The FlashAttention-2 work split, tile map and determinism of
+ * cuda_attention_mma.cu (4 warps, 16 rows of a 64-row tile each; S, P, dS
+ * in registers as m16n8 accumulators; each output element owned by one
+ * block) with mma.sync m16n8k8 tf32 (cuda_mma.h): operands are fp32 tiles
+ * in shared memory, rounded to tf32 (tf32_of: nearest, ties away) as the
+ * fragments are loaded; P and dS are rounded the same way when an
+ * accumulator strip becomes the next product's A operand (two shuffles per
+ * element: the accumulator holds columns 2t, 2t + 1 where the tf32 A
+ * fragment wants t, t + 4). Softmax statistics, lse, D = rowsum(dO O)
+ * (cuda_attn_rowdot) and every sum are fp32; outputs are fp32 (dq, dk times
+ * scale), written from registers.
+ *
+ * Tiles: fp32 [64][HD+4] (a fragment's 8 rows x 4 columns hit 32 distinct
+ * banks), copied by cp.async (16 bytes, zero-filled past the sequence and
+ * head_dim) when head_dim is a multiple of 4 and the tensors 16-byte
+ * aligned, else element by element; one buffer each (at 4 bytes an element
+ * double buffering would halve the blocks per SM). Shared memory: forward
+ * Q, K, V (52 / 101 KB at hd 64 / 128), dK/dV K, V, Q, dO + lse, D rows, dQ
+ * Q, dO, K, V (70 / 135 KB). Products skip the 8-dim steps past head_dim. */
+#include <math.h>
+
+#include "cuda_internal.h"
+#include "cuda_mma.h"
+
+#define FT 64
+#define FW 4
+#define FTHREADS (32 * FW)
+#define FLD(HD) ((HD) + 4) /* tile row stride (floats) */
+#define FTILE(HD) ((size_t)FT * FLD(HD) * 4)
+#define TF_FWD_SMEM(HD) (3 * FTILE(HD))
+#define TF_DKDV_SMEM(HD) (4 * FTILE(HD) + 2 * FT * 4)
+#define TF_DQ_SMEM(HD) (4 * FTILE(HD))
+
+#ifdef RFT_CUDA_EMU
+#define TF_SMEM(name) unsigned char *name = (unsigned char *)emu_dyn_smem()
+#else
+#define TF_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+
+/* rows [row0, row0 + 64) of an fp32 tensor of row stride ld, columns [0, hd)
+   from x (the head's first column), into dst[64][HD+4]; rows >= nvalid and
+   dims >= hd become 0 (async: cp.async, the caller commits and waits) */
+template <int HD>
+static __device__ __forceinline__ void tf_load_tile(float *dst, const float *x, size_t ld, int row0, int nvalid,
+                                                    int hd, bool async) {
+    if (async) {
+        for (int idx = threadIdx.x; idx < FT * HD / 4; idx += FTHREADS) {
+            const int r = idx / (HD / 4), d = idx % (HD / 4) * 4;
+            const bool ok = r < nvalid && d < hd;
+            cp_async16(dst + r * FLD(HD) + d, ok ? x + (size_t)(row0 + r) * ld + d : x, ok ? 16 : 0);
+        }
+        return;
+    }
+    for (int idx = threadIdx.x; idx < FT * HD; idx += FTHREADS) {
+        const int r = idx / HD, d = idx % HD;
+        dst[r * FLD(HD) + d] = r < nvalid && d < hd ? x[(size_t)(row0 + r) * ld + d] : 0.0f;
+    }
+}
+
+/* s[8][4] (the warp's 16 x 64 strip) = A[16][HD] B[64][HD]^T: A the warp's
+   16 rows of a tile, B a whole tile (its rows are the columns of s) */
+template <int HD>
+static __device__ __forceinline__ void tf_abt(float s[8][4], const float *A, const float *B, int hd) {
+    constexpr int LD = FLD(HD);
+    const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll 4
+    for (int kk = 0; kk < HD / 8; kk++) {
+        if (8 * kk >= hd) break;
+        const int c = 8 * kk + t;
+        const uint32_t a[4] = {tf32_of(A[g * LD + c]), tf32_of(A[(g + 8) * LD + c]), tf32_of(A[g * LD + c + 4]),
+                               tf32_of(A[(g + 8) * LD + c + 4])};
+#pragma unroll
+        for (int jn = 0; jn < 8; jn++) {
+            const float *br = B + (8 * jn + g) * LD + c;
+            const uint32_t b[2] = {tf32_of(br[0]), tf32_of(br[4])};
+            mma_tf32_1688(s[jn], a, b);
+        }
+    }
+}
+
+/* the tf32 A fragment of columns 8j..8j+7 of a strip held as accumulators
+   (c = strip[j]): column t of row g sits in lane 4g + t/2 as c[t & 1] */
+static __device__ __forceinline__ void tf_acc_to_a(uint32_t a[4], const float c[4]) {
+    const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int lo = 4 * g + (t >> 1), hi = lo + 2;
+    const bool odd = t & 1;
+    const float x0 = __shfl_sync(FULL_MASK, c[0], lo), x1 = __shfl_sync(FULL_MASK, c[1], lo);
+    const float x2 = __shfl_sync(FULL_MASK, c[2], lo), x3 = __shfl_sync(FULL_MASK, c[3], lo);
+    const float y0 = __shfl_sync(FULL_MASK, c[0], hi), y1 = __shfl_sync(FULL_MASK, c[1], hi);
+    const float y2 = __shfl_sync(FULL_MASK, c[2], hi), y3 = __shfl_sync(FULL_MASK, c[3], hi);
+    a[0] = tf32_of(odd ? x1 : x0); /* row g, column t */
+    a[1] = tf32_of(odd ? x3 : x2); /* row g + 8, column t */
+    a[2] = tf32_of(odd ? y1 : y0); /* row g, column t + 4 */
+    a[3] = tf32_of(odd ? y3 : y2); /* row g + 8, column t + 4 */
+}
+
+/* o[HD/8][4] (16 x HD) += P[16][64] B[64][HD]: P held as accumulators
+   p[8][4], B a tile whose rows are P's columns */
+template <int HD>
+static __device__ __forceinline__ void tf_acc(float o[][4], const float p[8][4], const float *B, int hd) {
+    constexpr int LD = FLD(HD);
+    const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        uint32_t a[4];
+        tf_acc_to_a(a, p[j]);
+        const float *br = B + (8 * j + t) * LD + g;
+#pragma unroll
+        for (int jd = 0; jd < HD / 8; jd++) {
+            if (8 * jd >= hd) break;
+            const uint32_t b[2] = {tf32_of(br[8 * jd]), tf32_of(br[4 * LD + 8 * jd])};
+            mma_tf32_1688(o[jd], a, b);
+        }
+    }
+}
+
+/* rows [row0, row0 + nrows) of x (the head's first column, row stride ld) =
+   mul * the warp's accumulators o[HD/8][4] (dims < hd) */
+template <int HD>
+static __device__ __forceinline__ void tf_store(float *x, size_t ld, int row0, int nrows, int hd, float mul,
+                                                const float o[][4]) {
+    const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < HD / 8; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int r = g + 8 * (i >> 1), c = 8 * j + 2 * t + (i & 1);
+            if (r < nrows && c < hd) x[(size_t)(row0 + r) * ld + c] = o[j][i] * mul;
+        }
+}
+
+static __device__ __forceinline__ float tf_quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 1));
+    return fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 2));
+}
+static __device__ __forceinline__ float tf_quad_sum(float v) {
+    v += __shfl_xor_sync(FULL_MASK, v, 1);
+    return v + __shfl_xor_sync(FULL_MASK, v, 2);
+}
+
+/* ---- forward ---- */
+template <int HD>
+static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *out, float *lse, const float *q,
+                                                                        const float *k, const float *v,
+                                                                        const int32_t *cu, const int2 *map,
+                                                                        const int *count, int Hq, int Hkv, int hd,
+                                                                        float scale) {
+    if ((int)blockIdx.x >= *count) return;
+    constexpr int LD = FLD(HD), NO = HD / 8;
+    TF_SMEM(sm);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    float *Qs = (float *)sm, *Ks = Qs + FT * LD, *Vs = Ks + FT * LD;
+
+    const int2 e = map[blockIdx.x];
+    const int h = blockIdx.y, kvh = h / (Hq / Hkv);
+    const int s0 = cu[e.x], L = cu[e.x + 1] - s0;
+    const int q0 = e.y * FT, nq = min(FT, L - q0), qw = 16 * warp;
+    const int qi[2] = {q0 + qw + g, q0 + qw + g + 8};
+    const size_t ldq = (size_t)Hq * hd, ldk = (size_t)Hkv * hd;
+    const float *qh = q + (size_t)h * hd, *kh = k + (size_t)kvh * hd, *vh = v + (size_t)kvh * hd;
+    const bool async = hd % 4 == 0 && !(((size_t)q | (size_t)k | (size_t)v) & 15);
+
+    tf_load_tile<HD>(Qs, qh, ldq, s0 + q0, nq, hd, async);
+    float o[NO][4];
+#pragma unroll
+    for (int j = 0; j < NO; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int kt = 0; kt <= e.y; kt++) {
+        const int k0 = kt * FT, nk = min(FT, L - k0);
+        __syncthreads(); /* the previous K, V tiles are consumed */
+        tf_load_tile<HD>(Ks, kh, ldk, s0 + k0, nk, hd, async);
+        tf_load_tile<HD>(Vs, vh, ldk, s0 + k0, nk, hd, async);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        float s[8][4];
+        tf_abt<HD>(s, Qs + qw * LD, Ks, hd);
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int kj = k0 + 8 * j + 2 * t + (i & 1);
+                s[j][i] = kj <= qi[i >> 1] && kj < L ? s[j][i] * scale : -INFINITY;
+                mx[i >> 1] = fmaxf(mx[i >> 1], s[j][i]);
+            }
+        float mu[2], alpha[2], rs[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const float mnew = fmaxf(m[r], tf_quad_max(mx[r]));
+            mu[r] = mnew == -INFINITY ? 0.0f : mnew;
+            alpha[r] = expf(m[r] - mu[r]);
+            m[r] = mnew;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                s[j][i] = expf(s[j][i] - mu[i >> 1]);
+                rs[i >> 1] += s[j][i];
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + tf_quad_sum(rs[r]);
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) o[j][i] *= alpha[i >> 1];
+        tf_acc<HD>(o, s, Vs, hd);
+    }
+    const float inv[2] = {1.0f / l[0], 1.0f / l[1]};
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+        if (t == 0 && qw + g + 8 * r < nq) lse[(size_t)(s0 + qi[r]) * Hq + h] = m[r] + logf(l[r]);
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) o[j][i] *= inv[i >> 1];
+    tf_store<HD>(out + (size_t)h * hd, ldq, s0 + q0 + qw, nq - qw, hd, 1.0f, o);
+}
+
+/* ---- backward ---- */
+template <int HD>
+static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dkdv_kernel(
+    float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v, const float *lse,
+    const float *Dd, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    if ((int)blockIdx.x >= *count) return;
+    constexpr int LD = FLD(HD), NO = HD / 8;
+    TF_SMEM(sm);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    float *Ks = (float *)sm, *Vs = Ks + FT * LD, *Qs = Vs + FT * LD, *dOs = Qs + FT * LD;
+    float *lse_s = dOs + FT * LD, *D_s = lse_s + FT;
+
+    const int2 e = map[blockIdx.x];
+    const int kvh = blockIdx.y, group = Hq / Hkv;
+    const int s0 = cu[e.x], L = cu[e.x + 1] - s0;
+    const int kt = e.y, k0 = kt * FT, nk = min(FT, L - k0), nqt = (L + FT - 1) / FT;
+    const int kw = 16 * warp;
+    const int kj[2] = {k0 + kw + g, k0 + kw + g + 8};
+    const size_t ldq = (size_t)Hq * hd, ldk = (size_t)Hkv * hd;
+    const bool async = hd % 4 == 0 && !(((size_t)q | (size_t)k | (size_t)v | (size_t)dout) & 15);
+
+    tf_load_tile<HD>(Ks, k + (size_t)kvh * hd, ldk, s0 + k0, nk, hd, async);
+    tf_load_tile<HD>(Vs, v + (size_t)kvh * hd, ldk, s0 + k0, nk, hd, async);
+    float dka[NO][4], dva[NO][4];
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) dka[j][i] = dva[j][i] = 0.0f;
+    for (int gi = 0; gi < group; gi++) {
+        const int h = kvh * group + gi;
+        for (int qt = kt; qt < nqt; qt++) {
+            const int q0 = qt * FT, nq = min(FT, L - q0);
+            __syncthreads(); /* the previous Q, dO, lse, D are consumed */
+            tf_load_tile<HD>(Qs, q + (size_t)h * hd, ldq, s0 + q0, nq, hd, async);
+            tf_load_tile<HD>(dOs, dout + (size_t)h * hd, ldq, s0 + q0, nq, hd, async);
+            if (threadIdx.x < FT) {
+                const int c = threadIdx.x;
+                const size_t row = (size_t)(s0 + q0 + min(c, nq - 1)) * Hq + h;
+                cp_async4(lse_s + c, lse + row, c < nq ? 4 : 0);
+                cp_async4(D_s + c, Dd + row, c < nq ? 4 : 0);
+            }
+            cp_async_commit();
+            cp_async_wait<0>();
+            __syncthreads();
+            float p[8][4], ds[8][4]; /* P^T, dP^T -> dS^T: the warp's keys x the tile's queries */
+            tf_abt<HD>(p, Ks + kw * LD, Qs, hd);
+            tf_abt<HD>(ds, Vs + kw * LD, dOs, hd);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int c = 8 * j + 2 * t + (i & 1), qi = q0 + c;
+                    p[j][i] = qi < L && kj[i >> 1] <= qi ? expf(p[j][i] * scale - lse_s[c]) : 0.0f;
+                    ds[j][i] = p[j][i] * (ds[j][i] - D_s[c]);
+                }
+            tf_acc<HD>(dva, p, dOs, hd);
+            tf_acc<HD>(dka, ds, Qs, hd);
+        }
+    }
+    tf_store<HD>(dk + (size_t)kvh * hd, ldk, s0 + k0 + kw, nk - kw, hd, scale, dka);
+    tf_store<HD>(dv + (size_t)kvh * hd, ldk, s0 + k0 + kw, nk - kw, hd, 1.0f, dva);
+}
+
+template <int HD>
+static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dq_kernel(
+    float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse, const float *Dd,
+    const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    if ((int)blockIdx.x >= *count) return;
+    constexpr int LD = FLD(HD), NO = HD / 8;
+    TF_SMEM(sm);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    float *Qs = (float *)sm, *dOs = Qs + FT * LD, *Ks = dOs + FT * LD, *Vs = Ks + FT * LD;
+
+    const int2 e = map[blockIdx.x];
+    const int h = blockIdx.y, kvh = h / (Hq / Hkv);
+    const int s0 = cu[e.x], L = cu[e.x + 1] - s0;
+    const int q0 = e.y * FT, nq = min(FT, L - q0), qw = 16 * warp;
+    const int qi[2] = {q0 + qw + g, q0 + qw + g + 8};
+    const size_t ldq = (size_t)Hq * hd, ldk = (size_t)Hkv * hd;
+    const bool async = hd % 4 == 0 && !(((size_t)q | (size_t)k | (size_t)v | (size_t)dout) & 15);
+
+    tf_load_tile<HD>(Qs, q + (size_t)h * hd, ldq, s0 + q0, nq, hd, async);
+    tf_load_tile<HD>(dOs, dout + (size_t)h * hd, ldq, s0 + q0, nq, hd, async);
+    float lse_r[2], D_r[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const bool ok = qw + g + 8 * r < nq;
+        lse_r[r] = ok ? lse[(size_t)(s0 + qi[r]) * Hq + h] : 0.0f;
+        D_r[r] = ok ? Dd[(size_t)(s0 + qi[r]) * Hq + h] : 0.0f;
+    }
+    float dqa[NO][4];
+#pragma unroll
+    for (int j = 0; j < NO; j++) dqa[j][0] = dqa[j][1] = dqa[j][2] = dqa[j][3] = 0.0f;
+    for (int kt = 0; kt <= e.y; kt++) {
+        const int k0 = kt * FT, nk = min(FT, L - k0);
+        __syncthreads(); /* the previous K, V are consumed */
+        tf_load_tile<HD>(Ks, k + (size_t)kvh * hd, ldk, s0 + k0, nk, hd, async);
+        tf_load_tile<HD>(Vs, v + (size_t)kvh * hd, ldk, s0 + k0, nk, hd, async);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        float p[8][4], ds[8][4]; /* P, dP -> dS */
+        tf_abt<HD>(p, Qs + qw * LD, Ks, hd);
+        tf_abt<HD>(ds, dOs + qw * LD, Vs, hd);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int kj = k0 + 8 * j + 2 * t + (i & 1), r = i >> 1;
+                p[j][i] = qi[r] < L && kj <= qi[r] ? expf(p[j][i] * scale - lse_r[r]) : 0.0f;
+                ds[j][i] = p[j][i] * (ds[j][i] - D_r[r]);
+            }
+        tf_acc<HD>(dqa, ds, Ks, hd);
+    }
+    tf_store<HD>(dq + (size_t)h * hd, ldq, s0 + q0 + qw, nq - qw, hd, scale, dqa);
+}
+
+#else
+template <int HD>
+static __global__ void attn_tf32_fwd_kernel(float *, float *, const float *, const float *, const float *,
+                                            const int32_t *, const int2 *, const int *, int, int, int, float) {
+    __trap();
+}
+template <int HD>
+static __global__ void attn_tf32_dkdv_kernel(float *, float *, const float *, const float *, const float *,
+                                             const float *, const float *, const float *, const int32_t *,
+                                             const int2 *, const int *, int, int, int, float) {
+    __trap();
+}
+template <int HD>
+static __global__ void attn_tf32_dq_kernel(float *, const float *, const float *, const float *, const float *,
+                                           const float *, const float *, const int32_t *, const int2 *, const int *,
+                                           int, int, int, float) {
+    __trap();
+}
+#endif
+
+/* ---- host side ---- */
+
+/* Raises the kernels' dynamic shared-memory limits (hd 128 where
+   cuda_attention_setup found room: attn_hd_max) and takes them for the fp32
+   ops when the backend's TF32 math is on. */
+int cuda_attention_tf32_setup(backend *be) {
+    cuda_impl *im = CUDA_IMPL(be);
+#define SET_SMEM(kern, bytes)                                                                              \
+    if (CU_CHECK(be, cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                          (int)(bytes))))                                                 \
+        return -1;
+#define SET_ALL(HD)                                                  \
+    SET_SMEM((attn_tf32_fwd_kernel<HD>), TF_FWD_SMEM(HD));           \
+    SET_SMEM((attn_tf32_dkdv_kernel<HD>), TF_DKDV_SMEM(HD));         \
+    SET_SMEM((attn_tf32_dq_kernel<HD>), TF_DQ_SMEM(HD));
+    SET_ALL(64)
+    if (im->attn_hd_max >= 128) {
+        SET_ALL(128)
+    }
+#undef SET_ALL
+#undef SET_SMEM
+    im->attn_tf32 = im->tf32;
+    return 0;
+}
+
+template <int HD>
+static void tf_forward(backend *be, dim3 grid, float *out, float *lse, const float *q, const float *k, const float *v,
+                       const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    auto fwd = attn_tf32_fwd_kernel<HD>;
+    LAUNCH(fwd, grid, FTHREADS, TF_FWD_SMEM(HD), CUDA_IMPL(be)->stream, out, lse, q, k, v, cu, map, count, Hq, Hkv,
+           hd, scale);
+    CU_LAUNCHED(be, "attn_tf32_fwd_kernel");
+}
+
+template <int HD>
+static void tf_backward(backend *be, dim3 gkv, dim3 gq, float *dq, float *dk, float *dv, const float *dout,
+                        const float *q, const float *k, const float *v, const float *lse, const float *Dd,
+                        const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
+    cudaStream_t st = CUDA_IMPL(be)->stream;
+    auto dkdv = attn_tf32_dkdv_kernel<HD>;
+    auto dqk = attn_tf32_dq_kernel<HD>;
+    LAUNCH(dkdv, gkv, FTHREADS, TF_DKDV_SMEM(HD), st, dk, dv, dout, q, k, v, lse, Dd, cu, map, count, Hq, Hkv, hd,
+           scale);
+    CU_LAUNCHED(be, "attn_tf32_dkdv_kernel");
+    LAUNCH(dqk, gq, FTHREADS, TF_DQ_SMEM(HD), st, dq, dout, q, k, v, lse, Dd, cu, map, count, Hq, Hkv, hd, scale);
+    CU_LAUNCHED(be, "attn_tf32_dq_kernel");
+}
+
+void cuda_attention_tf32_forward(backend *be, dim3 grid, float *out, float *lse, const float *q, const float *k,
+                                 const float *v, const int32_t *cu, const int2 *map, const int *count, int Hq,
+                                 int Hkv, int hd, float scale) {
+    (hd > 64 ? tf_forward<128> : tf_forward<64>)(be, grid, out, lse, q, k, v, cu, map, count, Hq, Hkv, hd, scale);
+}
+
+void cuda_attention_tf32_backward(backend *be, dim3 gkv, dim3 gq, float *dq, float *dk, float *dv, const float *dout,
+                                  const float *q, const float *k, const float *v, const float *lse, const float *Dd,
+                                  const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd,
+                                  float scale) {
+    (hd > 64 ? tf_backward<128> : tf_backward<64>)(be, gkv, gq, dq, dk, dv, dout, q, k, v, lse, Dd, cu, map, count,
+                                                   Hq, Hkv, hd, scale);
+}
