@@ -46,6 +46,7 @@
 
 #include "cuda_internal.h"
 #include "cuda_mma.h"
+#include "cuda_attn_strip.h"
 
 #define MT 64              /* tile rows (the tile map of cuda_attn_prepare) */
 #define MW 4               /* warps per block */
@@ -191,16 +192,6 @@ static __device__ __forceinline__ void warp_store_stage(const float *stage, uint
     }
 }
 
-/* row max and sum over the lane's quad (the 4 lanes that hold one row) */
-static __device__ __forceinline__ float quad_max(float v) {
-    v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 1));
-    return fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 2));
-}
-static __device__ __forceinline__ float quad_sum(float v) {
-    v += __shfl_xor_sync(FULL_MASK, v, 1);
-    return v + __shfl_xor_sync(FULL_MASK, v, 2);
-}
-
 /* ---- forward ---- */
 template <int HD>
 static __global__ void __launch_bounds__(MTHREADS) attn_mma_fwd_kernel(uint16_t *out, float *lse, const uint16_t *qkv,
@@ -248,32 +239,8 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_fwd_kernel(uint16_t 
         const int k0 = kt * MT;
         float s[8][4];
         warp_abt<HD>(s, qa, Ks, hd);
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int kj = k0 + 8 * j + 2 * t + (i & 1);
-                s[j][i] = kj <= qi[i >> 1] && kj < L ? s[j][i] * scale : -INFINITY;
-                mx[i >> 1] = fmaxf(mx[i >> 1], s[j][i]);
-            }
-        float mu[2], alpha[2], rs[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const float mnew = fmaxf(m[r], quad_max(mx[r]));
-            mu[r] = mnew == -INFINITY ? 0.0f : mnew;
-            alpha[r] = expf(m[r] - mu[r]);
-            m[r] = mnew;
-        }
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                s[j][i] = expf(s[j][i] - mu[i >> 1]);
-                rs[i >> 1] += s[j][i];
-            }
-#pragma unroll
-        for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + quad_sum(rs[r]);
+        float alpha[2];
+        strip_softmax(s, m, l, alpha, qi, k0, L, scale);
 #pragma unroll
         for (int j = 0; j < NO; j++)
 #pragma unroll
@@ -306,7 +273,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dkdv_kernel(
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = MLD(HD), NO = HD / 8;
     MMA_SMEM(sm);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2;
     uint16_t *Ks = (uint16_t *)sm, *Vs = Ks + MT * LD, *QD = Vs + MT * LD; /* buffer b: Q at QD + 2b MT LD, dO after */
     float *LS = (float *)(sm + 6 * MTILE(HD)); /* buffer b: lse at LS + 2b MT, D after */
 
@@ -357,14 +324,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dkdv_kernel(
         float p[8][4], ds[8][4]; /* P^T, then dP^T -> dS^T: the warp's keys x the tile's queries */
         warp_abt<HD>(p, Ks + kw * LD, Qb, hd);
         warp_abt<HD>(ds, Vs + kw * LD, dOb, hd);
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int c = 8 * j + 2 * t + (i & 1), qi = q0 + c;
-                p[j][i] = qi < L && kj[i >> 1] <= qi ? expf(p[j][i] * scale - lse_s[c]) : 0.0f;
-                ds[j][i] = p[j][i] * (ds[j][i] - D_s[c]);
-            }
+        strip_ds_cols(p, ds, kj, q0, L, scale, lse_s, D_s);
         uint32_t pa[4][4], dsa[4][4];
         strip_to_a(pa, p);
         strip_to_a(dsa, ds);
@@ -392,7 +352,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dq_kernel(
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = MLD(HD), NO = HD / 8;
     MMA_SMEM(sm);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2;
     uint16_t *Qs = (uint16_t *)sm, *dOs = Qs + MT * LD, *KV = dOs + MT * LD; /* buffer b: K at KV + 2b MT LD, V after */
 
     const int2 e = map[blockIdx.x];
@@ -436,14 +396,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dq_kernel(
         float p[8][4], ds[8][4]; /* P, then dP -> dS */
         warp_abt<HD>(p, Qs + qw * LD, Ks, hd);
         warp_abt<HD>(ds, dOs + qw * LD, Vs, hd);
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int kj = k0 + 8 * j + 2 * t + (i & 1), r = i >> 1;
-                p[j][i] = qi[r] < L && kj <= qi[r] ? expf(p[j][i] * scale - lse_r[r]) : 0.0f;
-                ds[j][i] = p[j][i] * (ds[j][i] - D_r[r]);
-            }
+        strip_ds_rows(p, ds, qi, k0, L, scale, lse_r, D_r);
         uint32_t dsa[4][4];
         strip_to_a(dsa, ds);
         warp_acc<HD>(dq, dsa, Ks, hd);

@@ -11,14 +11,13 @@
  * block) with mma.sync m16n8k8 tf32 (cuda_mma.h): operands are fp32 tiles
  * in shared memory, rounded to tf32 (tf32_of: nearest, ties away) as the
  * fragments are loaded; P and dS are rounded the same way when an
- * accumulator strip becomes the next product's A operand (two shuffles per
- * element: the accumulator holds columns 2t, 2t + 1 where the tf32 A
- * fragment wants t, t + 4). Softmax statistics, lse, D = rowsum(dO O)
+ * accumulator strip becomes the next product's A operand (as it stands: the
+ * product sums each 8-column step in a permuted order, tf_acc). Softmax statistics, lse, D = rowsum(dO O)
  * (cuda_attn_rowdot) and every sum are fp32; outputs are fp32 (dq, dk times
  * scale), written from registers.
  *
- * Tiles: fp32 [64][HD+4] (a fragment's 8 rows x 4 columns hit 32 distinct
- * banks), copied by cp.async (16 bytes, zero-filled past the sequence and
+ * Tiles: fp32 [64][HD+4] (a fragment's 8 rows x 4 columns, or 8 columns x
+ * rows 2t and 2t + 1, hit 32 distinct banks), copied by cp.async (16 bytes, zero-filled past the sequence and
  * head_dim) when head_dim is a multiple of 4 and the tensors 16-byte
  * aligned, else element by element; one buffer each (at 4 bytes an element
  * double buffering would halve the blocks per SM). Shared memory: forward
@@ -28,6 +27,7 @@
 
 #include "cuda_internal.h"
 #include "cuda_mma.h"
+#include "cuda_attn_strip.h"
 
 #define FT 64
 #define FW 4
@@ -89,37 +89,24 @@ static __device__ __forceinline__ void tf_abt(float s[8][4], const float *A, con
     }
 }
 
-/* the tf32 A fragment of columns 8j..8j+7 of a strip held as accumulators
-   (c = strip[j]): column t of row g sits in lane 4g + t/2 as c[t & 1] */
-static __device__ __forceinline__ void tf_acc_to_a(uint32_t a[4], const float c[4]) {
-    const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const int lo = 4 * g + (t >> 1), hi = lo + 2;
-    const bool odd = t & 1;
-    const float x0 = __shfl_sync(FULL_MASK, c[0], lo), x1 = __shfl_sync(FULL_MASK, c[1], lo);
-    const float x2 = __shfl_sync(FULL_MASK, c[2], lo), x3 = __shfl_sync(FULL_MASK, c[3], lo);
-    const float y0 = __shfl_sync(FULL_MASK, c[0], hi), y1 = __shfl_sync(FULL_MASK, c[1], hi);
-    const float y2 = __shfl_sync(FULL_MASK, c[2], hi), y3 = __shfl_sync(FULL_MASK, c[3], hi);
-    a[0] = tf32_of(odd ? x1 : x0); /* row g, column t */
-    a[1] = tf32_of(odd ? x3 : x2); /* row g + 8, column t */
-    a[2] = tf32_of(odd ? y1 : y0); /* row g, column t + 4 */
-    a[3] = tf32_of(odd ? y3 : y2); /* row g + 8, column t + 4 */
-}
-
 /* o[HD/8][4] (16 x HD) += P[16][64] B[64][HD]: P held as accumulators
-   p[8][4], B a tile whose rows are P's columns */
+   p[8][4], B a tile whose rows are P's columns. The sum over each 8-column
+   step runs in a permuted order, k = t <-> column 2t and k = t + 4 <->
+   column 2t + 1, on both operands: the accumulator fragment p[j] is then the
+   A fragment as it stands (no shuffles), and B's rows 8j + 2t, + 1 at column
+   g fall in banks 8t + g (distinct) */
 template <int HD>
 static __device__ __forceinline__ void tf_acc(float o[][4], const float p[8][4], const float *B, int hd) {
     constexpr int LD = FLD(HD);
     const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
-        uint32_t a[4];
-        tf_acc_to_a(a, p[j]);
-        const float *br = B + (8 * j + t) * LD + g;
+        const uint32_t a[4] = {tf32_of(p[j][0]), tf32_of(p[j][2]), tf32_of(p[j][1]), tf32_of(p[j][3])};
+        const float *br = B + (8 * j + 2 * t) * LD + g;
 #pragma unroll
         for (int jd = 0; jd < HD / 8; jd++) {
             if (8 * jd >= hd) break;
-            const uint32_t b[2] = {tf32_of(br[8 * jd]), tf32_of(br[4 * LD + 8 * jd])};
+            const uint32_t b[2] = {tf32_of(br[8 * jd]), tf32_of(br[LD + 8 * jd])};
             mma_tf32_1688(o[jd], a, b);
         }
     }
@@ -138,15 +125,6 @@ static __device__ __forceinline__ void tf_store(float *x, size_t ld, int row0, i
             const int r = g + 8 * (i >> 1), c = 8 * j + 2 * t + (i & 1);
             if (r < nrows && c < hd) x[(size_t)(row0 + r) * ld + c] = o[j][i] * mul;
         }
-}
-
-static __device__ __forceinline__ float tf_quad_max(float v) {
-    v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 1));
-    return fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 2));
-}
-static __device__ __forceinline__ float tf_quad_sum(float v) {
-    v += __shfl_xor_sync(FULL_MASK, v, 1);
-    return v + __shfl_xor_sync(FULL_MASK, v, 2);
 }
 
 /* ---- forward ---- */
@@ -186,32 +164,8 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
         __syncthreads();
         float s[8][4];
         tf_abt<HD>(s, Qs + qw * LD, Ks, hd);
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int kj = k0 + 8 * j + 2 * t + (i & 1);
-                s[j][i] = kj <= qi[i >> 1] && kj < L ? s[j][i] * scale : -INFINITY;
-                mx[i >> 1] = fmaxf(mx[i >> 1], s[j][i]);
-            }
-        float mu[2], alpha[2], rs[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const float mnew = fmaxf(m[r], tf_quad_max(mx[r]));
-            mu[r] = mnew == -INFINITY ? 0.0f : mnew;
-            alpha[r] = expf(m[r] - mu[r]);
-            m[r] = mnew;
-        }
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                s[j][i] = expf(s[j][i] - mu[i >> 1]);
-                rs[i >> 1] += s[j][i];
-            }
-#pragma unroll
-        for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + tf_quad_sum(rs[r]);
+        float alpha[2];
+        strip_softmax(s, m, l, alpha, qi, k0, L, scale);
 #pragma unroll
         for (int j = 0; j < NO; j++)
 #pragma unroll
@@ -230,14 +184,17 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
 }
 
 /* ---- backward ---- */
+/* dK/dV at hd 64 asks ptxas for 3 blocks per SM (168 registers, 24 / 56
+   bytes of spills; left alone it takes 205, 2 blocks, and the synchronous
+   tile loads have fewer warps to hide behind); at hd 128 it needs ~254 */
 template <int HD>
-static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dkdv_kernel(
+static __global__ void __launch_bounds__(FTHREADS, HD == 64 ? 3 : 1) attn_tf32_dkdv_kernel(
     float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v, const float *lse,
     const float *Dd, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = FLD(HD), NO = HD / 8;
     TF_SMEM(sm);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2;
     float *Ks = (float *)sm, *Vs = Ks + FT * LD, *Qs = Vs + FT * LD, *dOs = Qs + FT * LD;
     float *lse_s = dOs + FT * LD, *D_s = lse_s + FT;
 
@@ -276,14 +233,7 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dkdv_kernel(
             float p[8][4], ds[8][4]; /* P^T, dP^T -> dS^T: the warp's keys x the tile's queries */
             tf_abt<HD>(p, Ks + kw * LD, Qs, hd);
             tf_abt<HD>(ds, Vs + kw * LD, dOs, hd);
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const int c = 8 * j + 2 * t + (i & 1), qi = q0 + c;
-                    p[j][i] = qi < L && kj[i >> 1] <= qi ? expf(p[j][i] * scale - lse_s[c]) : 0.0f;
-                    ds[j][i] = p[j][i] * (ds[j][i] - D_s[c]);
-                }
+            strip_ds_cols(p, ds, kj, q0, L, scale, lse_s, D_s);
             tf_acc<HD>(dva, p, dOs, hd);
             tf_acc<HD>(dka, ds, Qs, hd);
         }
@@ -299,7 +249,7 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dq_kernel(
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = FLD(HD), NO = HD / 8;
     TF_SMEM(sm);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2;
     float *Qs = (float *)sm, *dOs = Qs + FT * LD, *Ks = dOs + FT * LD, *Vs = Ks + FT * LD;
 
     const int2 e = map[blockIdx.x];
@@ -333,14 +283,7 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dq_kernel(
         float p[8][4], ds[8][4]; /* P, dP -> dS */
         tf_abt<HD>(p, Qs + qw * LD, Ks, hd);
         tf_abt<HD>(ds, dOs + qw * LD, Vs, hd);
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int kj = k0 + 8 * j + 2 * t + (i & 1), r = i >> 1;
-                p[j][i] = qi[r] < L && kj <= qi[r] ? expf(p[j][i] * scale - lse_r[r]) : 0.0f;
-                ds[j][i] = p[j][i] * (ds[j][i] - D_r[r]);
-            }
+        strip_ds_rows(p, ds, qi, k0, L, scale, lse_r, D_r);
         tf_acc<HD>(dqa, ds, Ks, hd);
     }
     tf_store<HD>(dq + (size_t)h * hd, ldq, s0 + q0 + qw, nq - qw, hd, scale, dqa);

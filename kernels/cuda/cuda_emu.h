@@ -324,10 +324,11 @@ static inline void mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_
 }
 
 /* tf32: an fp32 rounded to 10 mantissa bits, nearest with ties away from
-   zero (cvt.rna.tf32.f32); infinities and NaN pass */
+   zero, as sm_90 does cvt.rna.tf32.f32: half a tf32 ulp added, the low 13
+   bits left as they fall (mma ignores them); infinities and NaN pass */
 static inline uint32_t tf32_of(float x) {
     uint32_t u = __float_as_uint(x);
-    return (u & 0x7f800000u) == 0x7f800000u ? u : (u + 0x1000u) & 0xffffe000u;
+    return (u & 0x7f800000u) == 0x7f800000u ? u : u + 0x1000u;
 }
 /* m16n8k8 tf32: A[16][8] register r = row g + 8 (r & 1), column t + 4 (r >> 1);
    B[8][8] register r = row t + 4 r, column g; the operands' low 13 bits are

@@ -48,8 +48,9 @@ static __device__ __forceinline__ void mma_tf32_1688(float c[4], const uint32_t 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-/* x rounded to tf32 (10 mantissa bits; nearest, ties away from zero), as the
-   bit pattern of an fp32 whose low 13 bits are zero */
+/* x rounded to tf32 (10 mantissa bits; nearest, ties away from zero), for
+   mma operands only: the low 13 bits of the result are unspecified (sm_90
+   adds half a tf32 ulp and leaves them; the tensor cores ignore them) */
 static __device__ __forceinline__ uint32_t tf32_of(float x) {
     uint32_t r;
     asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
