@@ -20,7 +20,9 @@
  * rows 2t and 2t + 1, hit 32 distinct banks), copied by cp.async (16 bytes, zero-filled past the sequence and
  * head_dim) when head_dim is a multiple of 4 and the tensors 16-byte
  * aligned, else element by element; one buffer each (at 4 bytes an element
- * double buffering would halve the blocks per SM). Shared memory: forward
+ * double buffering would halve the blocks per SM), but each step's two
+ * tiles in two commit groups: the first product runs while the second
+ * tile (V, or dO with its D rows) is still on its way. Shared memory: forward
  * Q, K, V (52 / 101 KB at hd 64 / 128), dK/dV K, V, Q, dO + lse, D rows, dQ
  * Q, dO, K, V (70 / 135 KB). Products skip the 8-dim steps past head_dim. */
 #include <math.h>
@@ -158,9 +160,10 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
         const int k0 = kt * FT, nk = min(FT, L - k0);
         __syncthreads(); /* the previous K, V tiles are consumed */
         tf_load_tile<HD>(Ks, kh, ldk, s0 + k0, nk, hd, async);
+        cp_async_commit();
         tf_load_tile<HD>(Vs, vh, ldk, s0 + k0, nk, hd, async);
         cp_async_commit();
-        cp_async_wait<0>();
+        cp_async_wait<1>(); /* (Q and) K; V still in flight */
         __syncthreads();
         float s[8][4];
         tf_abt<HD>(s, Qs + qw * LD, Ks, hd);
@@ -170,6 +173,8 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
         for (int j = 0; j < NO; j++)
 #pragma unroll
             for (int i = 0; i < 4; i++) o[j][i] *= alpha[i >> 1];
+        cp_async_wait<0>();
+        __syncthreads(); /* V */
         tf_acc<HD>(o, s, Vs, hd);
     }
     const float inv[2] = {1.0f / l[0], 1.0f / l[1]};
@@ -184,7 +189,7 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
 }
 
 /* ---- backward ---- */
-/* dK/dV at hd 64 asks ptxas for 3 blocks per SM (168 registers, 24 / 56
+/* dK/dV at hd 64 asks ptxas for 3 blocks per SM (168 registers, 32 / 56
    bytes of spills; left alone it takes 205, 2 blocks, and the synchronous
    tile loads have fewer warps to hide behind); at hd 128 it needs ~254 */
 template <int HD>
@@ -219,19 +224,20 @@ static __global__ void __launch_bounds__(FTHREADS, HD == 64 ? 3 : 1) attn_tf32_d
         for (int qt = kt; qt < nqt; qt++) {
             const int q0 = qt * FT, nq = min(FT, L - q0);
             __syncthreads(); /* the previous Q, dO, lse, D are consumed */
+            const int c = threadIdx.x;
+            const size_t row = (size_t)(s0 + q0 + min(c, nq - 1)) * Hq + h;
             tf_load_tile<HD>(Qs, q + (size_t)h * hd, ldq, s0 + q0, nq, hd, async);
-            tf_load_tile<HD>(dOs, dout + (size_t)h * hd, ldq, s0 + q0, nq, hd, async);
-            if (threadIdx.x < FT) {
-                const int c = threadIdx.x;
-                const size_t row = (size_t)(s0 + q0 + min(c, nq - 1)) * Hq + h;
-                cp_async4(lse_s + c, lse + row, c < nq ? 4 : 0);
-                cp_async4(D_s + c, Dd + row, c < nq ? 4 : 0);
-            }
+            if (c < FT) cp_async4(lse_s + c, lse + row, c < nq ? 4 : 0);
             cp_async_commit();
-            cp_async_wait<0>();
+            tf_load_tile<HD>(dOs, dout + (size_t)h * hd, ldq, s0 + q0, nq, hd, async);
+            if (c < FT) cp_async4(D_s + c, Dd + row, c < nq ? 4 : 0);
+            cp_async_commit();
+            cp_async_wait<1>(); /* (K, V and) Q, lse; dO, D still in flight */
             __syncthreads();
             float p[8][4], ds[8][4]; /* P^T, dP^T -> dS^T: the warp's keys x the tile's queries */
             tf_abt<HD>(p, Ks + kw * LD, Qs, hd);
+            cp_async_wait<0>();
+            __syncthreads(); /* dO, D */
             tf_abt<HD>(ds, Vs + kw * LD, dOs, hd);
             strip_ds_cols(p, ds, kj, q0, L, scale, lse_s, D_s);
             tf_acc<HD>(dva, p, dOs, hd);
@@ -276,12 +282,15 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dq_kernel(
         const int k0 = kt * FT, nk = min(FT, L - k0);
         __syncthreads(); /* the previous K, V are consumed */
         tf_load_tile<HD>(Ks, k + (size_t)kvh * hd, ldk, s0 + k0, nk, hd, async);
+        cp_async_commit();
         tf_load_tile<HD>(Vs, v + (size_t)kvh * hd, ldk, s0 + k0, nk, hd, async);
         cp_async_commit();
-        cp_async_wait<0>();
+        cp_async_wait<1>(); /* (Q, dO and) K; V still in flight */
         __syncthreads();
         float p[8][4], ds[8][4]; /* P, dP -> dS */
         tf_abt<HD>(p, Qs + qw * LD, Ks, hd);
+        cp_async_wait<0>();
+        __syncthreads(); /* V */
         tf_abt<HD>(ds, dOs + qw * LD, Vs, hd);
         strip_ds_rows(p, ds, qi, k0, L, scale, lse_r, D_r);
         tf_acc<HD>(dqa, ds, Ks, hd);
