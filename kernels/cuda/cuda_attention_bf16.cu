@@ -52,6 +52,8 @@
 #include <string.h>
 
 #include "cuda_internal.h"
+#include "cuda_mma.h"
+#include "cuda_attn_strip.h"
 
 #ifndef RFT_CUDA_EMU
 #include <cuda_bf16.h>
@@ -214,21 +216,11 @@ template <int HD>
 static __device__ __forceinline__ void warp_store_rows_rope(const frag_c *o, float *stage, uint16_t *x, size_t ld,
                                                             int row0, int nrows, int hd, float mul,
                                                             const int32_t *pos, float theta) {
-    const int lane = threadIdx.x % 32, half = hd / 2;
     __syncwarp();
 #pragma unroll
     for (int j = 0; j < HD / 16; j++) wmma::store_matrix_sync(stage + j * 16, o[j], HD, wmma::mem_row_major);
     __syncwarp();
-    for (int e = lane; e < 16 * half; e += 32) {
-        const int r = e / half, i = e % half;
-        if (r >= nrows) continue;
-        float c, sn;
-        rope_cs(pos[row0 + r], i, hd, theta, -1.0f, &c, &sn);
-        const float a = stage[r * HD + i] * mul, b = stage[r * HD + i + half] * mul;
-        uint16_t *row = x + (size_t)(row0 + r) * ld;
-        row[i] = fp32_to_bf16(a * c - b * sn);
-        row[i + half] = fp32_to_bf16(b * c + a * sn);
-    }
+    warp_store_stage<HD>(stage, x, ld, row0, nrows, hd, mul, true, pos, theta);
 }
 
 /* ---- forward ---- */

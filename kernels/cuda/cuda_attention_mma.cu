@@ -65,25 +65,11 @@
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 
-/* rows [row0, row0 + 64) of a bf16 tensor of row stride ld, columns [0, hd)
-   from x (the head's first column), into dst[64][HD+8]; rows >= nvalid and
-   dims >= hd become 0. async: cp.async of 16-byte pieces (the caller
-   commits and waits; hd, ld, x 16-byte compatible), else plain loads. */
+/* a 64-row bf16 tile into dst[64][HD+8] (attn_load_tile) */
 template <int HD>
 static __device__ __forceinline__ void mma_load_tile(uint16_t *dst, const uint16_t *x, size_t ld, int row0, int nvalid,
                                                      int hd, bool async) {
-    if (async) {
-        for (int idx = threadIdx.x; idx < MT * HD / 8; idx += MTHREADS) {
-            const int r = idx / (HD / 8), d = idx % (HD / 8) * 8;
-            const bool ok = r < nvalid && d < hd;
-            cp_async16(dst + r * MLD(HD) + d, ok ? x + (size_t)(row0 + r) * ld + d : x, ok ? 16 : 0);
-        }
-        return;
-    }
-    for (int idx = threadIdx.x; idx < MT * HD; idx += MTHREADS) {
-        const int r = idx / HD, d = idx % HD;
-        dst[r * MLD(HD) + d] = r < nvalid && d < hd ? x[(size_t)(row0 + r) * ld + d] : 0;
-    }
+    attn_load_tile<uint16_t, HD, MLD(HD), MTHREADS>(dst, x, ld, row0, nvalid, hd, async);
 }
 
 /* the A fragments a[HD/16] of the warp's 16 rows of a tile (A: its first
@@ -162,34 +148,6 @@ static __device__ __forceinline__ void warp_stage(float *stage, const float o[][
     for (int j = 0; j < HD / 8; j++)
 #pragma unroll
         for (int i = 0; i < 4; i++) stage[(g + 8 * (i >> 1)) * HD + 8 * j + 2 * t + (i & 1)] = o[j][i];
-}
-
-/* rows [row0, row0 + nrows) (nrows <= 16) of the stacked bf16 gradient x
-   (the head's first column, row stride ld) = bf16(mul * stage) through
-   RoPE^T at positions pos[row] when rope, else as it is (warp-collective,
-   after warp_stage and a __syncwarp) */
-template <int HD>
-static __device__ __forceinline__ void warp_store_stage(const float *stage, uint16_t *x, size_t ld, int row0,
-                                                        int nrows, int hd, float mul, bool rope,
-                                                        const int32_t *pos, float theta) {
-    const int lane = threadIdx.x % 32, half = hd / 2;
-    if (!rope) {
-        for (int e = lane; e < 16 * hd; e += 32) {
-            const int r = e / hd, c = e % hd;
-            if (r < nrows) x[(size_t)(row0 + r) * ld + c] = fp32_to_bf16(stage[r * HD + c] * mul);
-        }
-        return;
-    }
-    for (int e = lane; e < 16 * half; e += 32) {
-        const int r = e / half, i = e % half;
-        if (r >= nrows) continue;
-        float c, sn;
-        rope_cs(pos[row0 + r], i, hd, theta, -1.0f, &c, &sn);
-        const float a = stage[r * HD + i] * mul, b = stage[r * HD + i + half] * mul;
-        uint16_t *row = x + (size_t)(row0 + r) * ld;
-        row[i] = fp32_to_bf16(a * c - b * sn);
-        row[i + half] = fp32_to_bf16(b * c + a * sn);
-    }
 }
 
 /* ---- forward ---- */

@@ -48,24 +48,11 @@
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 
-/* rows [row0, row0 + 64) of an fp32 tensor of row stride ld, columns [0, hd)
-   from x (the head's first column), into dst[64][HD+4]; rows >= nvalid and
-   dims >= hd become 0 (async: cp.async, the caller commits and waits) */
+/* a 64-row fp32 tile into dst[64][HD+4] (attn_load_tile) */
 template <int HD>
 static __device__ __forceinline__ void tf_load_tile(float *dst, const float *x, size_t ld, int row0, int nvalid,
                                                     int hd, bool async) {
-    if (async) {
-        for (int idx = threadIdx.x; idx < FT * HD / 4; idx += FTHREADS) {
-            const int r = idx / (HD / 4), d = idx % (HD / 4) * 4;
-            const bool ok = r < nvalid && d < hd;
-            cp_async16(dst + r * FLD(HD) + d, ok ? x + (size_t)(row0 + r) * ld + d : x, ok ? 16 : 0);
-        }
-        return;
-    }
-    for (int idx = threadIdx.x; idx < FT * HD; idx += FTHREADS) {
-        const int r = idx / HD, d = idx % HD;
-        dst[r * FLD(HD) + d] = r < nvalid && d < hd ? x[(size_t)(row0 + r) * ld + d] : 0.0f;
-    }
+    attn_load_tile<float, HD, FLD(HD), FTHREADS>(dst, x, ld, row0, nvalid, hd, async);
 }
 
 /* s[8][4] (the warp's 16 x 64 strip) = A[16][HD] B[64][HD]^T: A the warp's

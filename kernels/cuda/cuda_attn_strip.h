@@ -1,6 +1,8 @@
-/* kernels/cuda/cuda_attn_strip.h: the row arithmetic of the flash-attention
- * kernels that keep a warp's 16 x 64 strip of S in registers as 8 m16n8
- * accumulator fragments (cuda_attention_mma.cu: bf16 m16n8k16,
+/* kernels/cuda/cuda_attn_strip.h: what the tensor-core attention kernels
+ * share: their tile loader (cp.async or plain), the RoPE^T / plain store of
+ * a warp's staged 16 output rows, and the row arithmetic of the kernels that
+ * keep a warp's 16 x 64 strip of S in registers as 8 m16n8 accumulator
+ * fragments (cuda_attention_mma.cu: bf16 m16n8k16,
  * cuda_attention_tf32.cu: tf32 m16n8k8; both accumulators map lane 4g + t to
  * rows g and g + 8, columns 8j + 2t and + 1 of fragment j, element i of
  * s[j] to row g + 8 (i >> 1), column 8j + 2t + (i & 1)). A row lives in
@@ -82,6 +84,57 @@ static __device__ __forceinline__ void strip_ds_cols(float p[8][4], float ds[8][
             p[j][i] = qi < L && kj[i >> 1] <= qi ? expf(p[j][i] * scale - lse_s[c]) : 0.0f;
             ds[j][i] = p[j][i] * (ds[j][i] - D_s[c]);
         }
+}
+
+/* rows [row0, row0 + 64) of a tensor of T (bf16 bits or fp32) of row stride
+   ld, columns [0, hd) from x (the head's first column), into dst[64][LD];
+   rows >= nvalid and dims >= hd become 0. async: 16-byte cp.async pieces
+   (the caller commits and waits; hd, ld and x must allow 16-byte pieces),
+   else plain loads. HD: the padded head dim; NT: the block's threads. */
+template <class T, int HD, int LD, int NT>
+static __device__ __forceinline__ void attn_load_tile(T *dst, const T *x, size_t ld, int row0, int nvalid, int hd,
+                                                      bool async) {
+    constexpr int V = 16 / (int)sizeof(T); /* elements per 16 bytes */
+    if (async) {
+        for (int idx = threadIdx.x; idx < 64 * HD / V; idx += NT) {
+            const int r = idx / (HD / V), d = idx % (HD / V) * V;
+            const bool ok = r < nvalid && d < hd;
+            cp_async16(dst + r * LD + d, ok ? x + (size_t)(row0 + r) * ld + d : x, ok ? 16 : 0);
+        }
+        return;
+    }
+    for (int idx = threadIdx.x; idx < 64 * HD; idx += NT) {
+        const int r = idx / HD, d = idx % HD;
+        dst[r * LD + d] = r < nvalid && d < hd ? x[(size_t)(row0 + r) * ld + d] : (T)0;
+    }
+}
+
+/* rows [row0, row0 + nrows) (nrows <= 16) of the stacked bf16 gradient x
+   (the head's first column, row stride ld) = bf16(mul * stage) through
+   RoPE^T at positions pos[row] when rope, else as it is (warp-collective,
+   after warp_stage and a __syncwarp) */
+template <int HD>
+static __device__ __forceinline__ void warp_store_stage(const float *stage, uint16_t *x, size_t ld, int row0,
+                                                        int nrows, int hd, float mul, bool rope,
+                                                        const int32_t *pos, float theta) {
+    const int lane = threadIdx.x % 32, half = hd / 2;
+    if (!rope) {
+        for (int e = lane; e < 16 * hd; e += 32) {
+            const int r = e / hd, c = e % hd;
+            if (r < nrows) x[(size_t)(row0 + r) * ld + c] = fp32_to_bf16(stage[r * HD + c] * mul);
+        }
+        return;
+    }
+    for (int e = lane; e < 16 * half; e += 32) {
+        const int r = e / half, i = e % half;
+        if (r >= nrows) continue;
+        float c, sn;
+        rope_cs(pos[row0 + r], i, hd, theta, -1.0f, &c, &sn);
+        const float a = stage[r * HD + i] * mul, b = stage[r * HD + i + half] * mul;
+        uint16_t *row = x + (size_t)(row0 + r) * ld;
+        row[i] = fp32_to_bf16(a * c - b * sn);
+        row[i + half] = fp32_to_bf16(b * c + a * sn);
+    }
 }
 
 #endif
