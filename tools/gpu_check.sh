@@ -43,16 +43,22 @@ is_system_lib() {
     return 1
 }
 
+# the built-in grader plugins (rft train needs them for the quickstart check)
+GRADER_TARGETS=$(for f in graders/builtin/*.c; do printf 'rftg_%s ' "$(basename "$f" .c)"; done)
+
 if [ "$MODE" = prepare ]; then
     set -e
     cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DRFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-    cmake --build build-gpu -j2 --target gpu_test_cuda_ops gpu_test_cuda_model bench_gpu rft rft-grader-worker
+    cmake --build build-gpu -j2 --target gpu_test_cuda_ops gpu_test_cuda_model bench_gpu rft rft-grader-worker \
+        $GRADER_TARGETS
     rm -rf gpu_carry
-    mkdir -p gpu_carry/pack/bin gpu_carry/pack/lib
+    mkdir -p gpu_carry/pack/bin/graders gpu_carry/pack/lib
     cp build-gpu/tests/gpu/gpu_test_cuda_ops build-gpu/tests/gpu/gpu_test_cuda_model build-gpu/bench/bench_gpu \
         build-gpu/rft build-gpu/rft-grader-worker gpu_carry/pack/bin/
-    strip --strip-debug gpu_carry/pack/bin/*
-    for b in gpu_carry/pack/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u | while read -r l; do
+    cp build-gpu/graders/*.so gpu_carry/pack/bin/graders/ # rft looks in <its directory>/graders
+    strip --strip-debug gpu_carry/pack/bin/* gpu_carry/pack/bin/graders/* 2>/dev/null || true
+    for b in gpu_carry/pack/bin/* gpu_carry/pack/bin/graders/*; do [ -f "$b" ] && ldd "$b"; done |
+        awk '$3 ~ /^\// {print $3}' | sort -u | while read -r l; do
         is_system_lib "$(basename "$l")" || cp -L "$l" gpu_carry/pack/lib/
     done
     (cd gpu_carry && tar cf - pack | xz -6 -T2 > pack.tar.xz && rm -rf pack)
@@ -151,10 +157,11 @@ if [ -z "$BIN" ]; then
     fi
     if cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DRFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >>"$LOG" 2>&1 &&
         cmake --build build-gpu -j"$(nproc)" --target gpu_test_cuda_ops gpu_test_cuda_model bench_gpu rft \
-            rft-grader-worker >>"$LOG" 2>&1; then
-        mkdir -p /tmp/gpu_build_bin
+            rft-grader-worker $GRADER_TARGETS >>"$LOG" 2>&1; then
+        mkdir -p /tmp/gpu_build_bin/graders
         cp build-gpu/tests/gpu/gpu_test_cuda_ops build-gpu/tests/gpu/gpu_test_cuda_model build-gpu/bench/bench_gpu \
             build-gpu/rft build-gpu/rft-grader-worker /tmp/gpu_build_bin/
+        cp build-gpu/graders/*.so /tmp/gpu_build_bin/graders/
         BIN=/tmp/gpu_build_bin
     else
         say "FAILED: no carried build and the source build failed (see $LOG); run 'tools/gpu_check.sh prepare' on"
@@ -202,7 +209,7 @@ PY
     [ $rc1 = 0 ] && [ $rc2 = 0 ] || r="FAIL(exit $rc1/$rc2)"
     TESTS="$TESTS rft_train_gpus1=$r"
     say "rft train --gpus 1 vs plain (4 quickstart steps on cuda): $r"
-    [ "$r" = PASS ] || tail -3 "$OUTDIR/rft_train_plain.log" "$OUTDIR/rft_train_gpus1.log" | tee -a "$LOG"
+    [ "$r" = PASS ] || tail -n 3 "$OUTDIR/rft_train_plain.log" "$OUTDIR/rft_train_gpus1.log" | tee -a "$LOG"
 fi
 
 # ---- benchmarks ----
