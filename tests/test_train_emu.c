@@ -18,7 +18,9 @@
  *      attention): cuda vs cpu, the same completions in both steps, metrics
  *      within 5e-2 relative + 1e-3 (a bf16 rounding that falls the other
  *      way on one backend moves everything downstream; seen: 1.8e-2 on the
- *      gradient norm, 2.7e-2 on the KL).
+ *      gradient norm, 2.7e-2 on the KL);
+ *   4. rft eval --json on the validation rows: the cuda run's report equals
+ *      the cpu run's (the time taken aside).
  * Skipped (77) when RFT_EMU_BIN (set by cuda_emu.cmake) is absent. */
 #define _GNU_SOURCE
 #include "train_cli_common.h"
@@ -167,5 +169,22 @@ int main(void) {
     free(sa), free(sb);
     ok = close_metrics(m16[1], m16[0], 5e-2, 1e-3, &n, &worst);
     check(ok && n >= 2, "bf16 cuda vs cpu: %d metric records within 5e-2 (largest difference %.2e)", n, worst);
+
+    /* 4. rft eval */
+    char *ev[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        char *err = NULL;
+        rc = run_rft(&ev[i], &err, "eval", cfg, "--data", "data/quickstart/valid.jsonl", "--n", "16", "--samples", "2",
+                     "--json", "--set", i ? "device=cuda" : "device=cpu", NULL);
+        check(rc == 0, "rft eval --json on %s (rc %d) %s", i ? "cuda" : "cpu", rc, rc ? last_line(err) : "");
+        free(err);
+    }
+    json_t *ja = json_loads(ev[0], 0, NULL), *jb = json_loads(ev[1], 0, NULL);
+    if (ja) json_object_del(ja, "seconds");
+    if (jb) json_object_del(jb, "seconds");
+    check(ja && jb && json_equal(ja, jb) && json_object_get(ja, "reward_mean"),
+          "rft eval --json: cuda's report equals cpu's (time aside): %.200s", ev[0]);
+    json_decref(ja), json_decref(jb);
+    free(ev[0]), free(ev[1]);
     return tt_finish(t0);
 }
