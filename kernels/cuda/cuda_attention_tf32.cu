@@ -9,8 +9,9 @@
  * cuda_attention_mma.cu (4 warps, 16 rows of a 64-row tile each; S, P, dS
  * in registers as m16n8 accumulators; each output element owned by one
  * block) with mma.sync m16n8k8 tf32 (cuda_mma.h): operands are fp32 tiles
- * in shared memory, rounded to tf32 (tf32_of: nearest, ties away) as the
- * fragments are loaded; P and dS are rounded the same way when an
+ * in shared memory, rounded to tf32 in place once they arrive (each thread
+ * its own copies, tf32_round: nearest, ties away, as cvt.rna), so the
+ * fragment loads are plain; P and dS are rounded (tf32_of) when an
  * accumulator strip becomes the next product's A operand (as it stands: the
  * product sums each 8-column step in a permuted order, tf_acc). Softmax statistics, lse, D = rowsum(dO O)
  * (cuda_attn_rowdot) and every sum are fp32; outputs are fp32 (dq, dk times
@@ -55,6 +56,32 @@ static __device__ __forceinline__ void tf_load_tile(float *dst, const float *x, 
     attn_load_tile<float, HD, FLD(HD), FTHREADS>(dst, x, ld, row0, nvalid, hd, async);
 }
 
+/* x rounded to tf32 as an fp32 (low 13 bits zero): nearest, ties away from
+   zero, as cvt.rna; idempotent */
+static __device__ __forceinline__ float tf32_round(float x) {
+    uint32_t u = __float_as_uint(x);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+    return __uint_as_float(u);
+}
+
+/* rounds to tf32, in place, the elements of a tile this thread loaded
+   (tf_load_tile's own mapping: no barrier needed between its wait and this;
+   one after it, before other threads read) */
+template <int HD>
+static __device__ __forceinline__ void tf_round_tile(float *dst, bool async) {
+    if (async) {
+        for (int idx = threadIdx.x; idx < FT * HD / 4; idx += FTHREADS) {
+            float *x = dst + idx / (HD / 4) * FLD(HD) + idx % (HD / 4) * 4;
+            x[0] = tf32_round(x[0]), x[1] = tf32_round(x[1]), x[2] = tf32_round(x[2]), x[3] = tf32_round(x[3]);
+        }
+        return;
+    }
+    for (int idx = threadIdx.x; idx < FT * HD; idx += FTHREADS) {
+        float *x = dst + idx / HD * FLD(HD) + idx % HD;
+        *x = tf32_round(*x);
+    }
+}
+
 /* s[8][4] (the warp's 16 x 64 strip) = A[16][HD] B[64][HD]^T: A the warp's
    16 rows of a tile, B a whole tile (its rows are the columns of s) */
 template <int HD>
@@ -67,12 +94,12 @@ static __device__ __forceinline__ void tf_abt(float s[8][4], const float *A, con
     for (int kk = 0; kk < HD / 8; kk++) {
         if (8 * kk >= hd) break;
         const int c = 8 * kk + t;
-        const uint32_t a[4] = {tf32_of(A[g * LD + c]), tf32_of(A[(g + 8) * LD + c]), tf32_of(A[g * LD + c + 4]),
-                               tf32_of(A[(g + 8) * LD + c + 4])};
+        const uint32_t a[4] = {__float_as_uint(A[g * LD + c]), __float_as_uint(A[(g + 8) * LD + c]),
+                               __float_as_uint(A[g * LD + c + 4]), __float_as_uint(A[(g + 8) * LD + c + 4])};
 #pragma unroll
         for (int jn = 0; jn < 8; jn++) {
             const float *br = B + (8 * jn + g) * LD + c;
-            const uint32_t b[2] = {tf32_of(br[0]), tf32_of(br[4])};
+            const uint32_t b[2] = {__float_as_uint(br[0]), __float_as_uint(br[4])};
             mma_tf32_1688(s[jn], a, b);
         }
     }
@@ -95,7 +122,7 @@ static __device__ __forceinline__ void tf_acc(float o[][4], const float p[8][4],
 #pragma unroll
         for (int jd = 0; jd < HD / 8; jd++) {
             if (8 * jd >= hd) break;
-            const uint32_t b[2] = {tf32_of(br[8 * jd]), tf32_of(br[LD + 8 * jd])};
+            const uint32_t b[2] = {__float_as_uint(br[8 * jd]), __float_as_uint(br[LD + 8 * jd])};
             mma_tf32_1688(o[jd], a, b);
         }
     }
@@ -151,6 +178,8 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
         tf_load_tile<HD>(Vs, vh, ldk, s0 + k0, nk, hd, async);
         cp_async_commit();
         cp_async_wait<1>(); /* (Q and) K; V still in flight */
+        if (kt == 0) tf_round_tile<HD>(Qs, async);
+        tf_round_tile<HD>(Ks, async);
         __syncthreads();
         float s[8][4];
         tf_abt<HD>(s, Qs + qw * LD, Ks, hd);
@@ -161,6 +190,7 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
 #pragma unroll
             for (int i = 0; i < 4; i++) o[j][i] *= alpha[i >> 1];
         cp_async_wait<0>();
+        tf_round_tile<HD>(Vs, async);
         __syncthreads(); /* V */
         tf_acc<HD>(o, s, Vs, hd);
     }
@@ -176,7 +206,7 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
 }
 
 /* ---- backward ---- */
-/* dK/dV at hd 64 asks ptxas for 3 blocks per SM (168 registers, 32 / 56
+/* dK/dV at hd 64 asks ptxas for 3 blocks per SM (168 registers, 16 / 44
    bytes of spills; left alone it takes 205, 2 blocks, and the synchronous
    tile loads have fewer warps to hide behind); at hd 128 it needs ~254 */
 template <int HD>
@@ -220,10 +250,13 @@ static __global__ void __launch_bounds__(FTHREADS, HD == 64 ? 3 : 1) attn_tf32_d
             if (c < FT) cp_async4(D_s + c, Dd + row, c < nq ? 4 : 0);
             cp_async_commit();
             cp_async_wait<1>(); /* (K, V and) Q, lse; dO, D still in flight */
+            if (gi == 0 && qt == kt) tf_round_tile<HD>(Ks, async), tf_round_tile<HD>(Vs, async);
+            tf_round_tile<HD>(Qs, async);
             __syncthreads();
             float p[8][4], ds[8][4]; /* P^T, dP^T -> dS^T: the warp's keys x the tile's queries */
             tf_abt<HD>(p, Ks + kw * LD, Qs, hd);
             cp_async_wait<0>();
+            tf_round_tile<HD>(dOs, async);
             __syncthreads(); /* dO, D */
             tf_abt<HD>(ds, Vs + kw * LD, dOs, hd);
             strip_ds_cols(p, ds, kj, q0, L, scale, lse_s, D_s);
@@ -273,10 +306,13 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dq_kernel(
         tf_load_tile<HD>(Vs, v + (size_t)kvh * hd, ldk, s0 + k0, nk, hd, async);
         cp_async_commit();
         cp_async_wait<1>(); /* (Q, dO and) K; V still in flight */
+        if (kt == 0) tf_round_tile<HD>(Qs, async), tf_round_tile<HD>(dOs, async);
+        tf_round_tile<HD>(Ks, async);
         __syncthreads();
         float p[8][4], ds[8][4]; /* P, dP -> dS */
         tf_abt<HD>(p, Qs + qw * LD, Ks, hd);
         cp_async_wait<0>();
+        tf_round_tile<HD>(Vs, async);
         __syncthreads(); /* V */
         tf_abt<HD>(ds, dOs + qw * LD, Vs, hd);
         strip_ds_rows(p, ds, qi, k0, L, scale, lse_r, D_r);
