@@ -44,7 +44,7 @@ static const field FIELDS[] = {
     {"threads", F_INT, O(threads), 0, 0, 4096, NULL, "0", "CPU threads; 0 = all cores"},
     {"model.path", F_STR, O(model.path), S(model.path), 0, 0, NULL, "", "policy to start from: .h5 checkpoint, .gguf file or Hugging Face directory (required)"},
     {"model.chat_template", F_STR, O(model.chat_template), S(model.chat_template), 0, 0, TEMPLATES, "auto", "auto (from the model) | chatml | llama3 | raw"},
-    {"model.dtype", F_STR, O(model.dtype), S(model.dtype), 0, 0, DTYPES, "fp32", "training precision: fp32 | bf16 (bf16 operands for every linear layer, attention and the LM head, fp32 sums, master weights and optimizer state; tensor cores on a GPU, AVX512_BF16 on a CPU that has it: ~1.5x fp32's speed on a Zen 4)"},
+    {"model.dtype", F_STR, O(model.dtype), S(model.dtype), 0, 0, DTYPES, "fp32", "training precision: fp32 | bf16 (bf16 operands for every linear layer, attention and the LM head, fp32 sums, master weights and optimizer state; tensor cores on a GPU, AVX512_BF16 on a CPU that has it: ~1.5x fp32's speed on a Zen 4). fp32 on a GPU uses TF32 tensor cores (RFT_CUDA_TF32=0: plain fp32)"},
     {"data.train", F_STR, O(data.train), S(data.train), 0, 0, NULL, "", "training JSONL (OpenAI RFT format; required)"},
     {"data.valid", F_STR, O(data.valid), S(data.valid), 0, 0, NULL, "", "validation JSONL (optional)"},
     {"data.max_prompt_tokens", F_INT, O(data.max_prompt_tokens), 0, 1, 1 << 20, NULL, "512", "longer prompts are an error naming the row"},
