@@ -39,6 +39,8 @@ struct backend {
     void *impl;         /* backend-private state */
     int device;         /* CUDA: the device's ordinal; 0 on the CPU */
     void *stream;       /* CUDA: the cudaStream_t every op is queued on (collectives join it); NULL on the CPU */
+    int tf32;           /* CUDA: 1 when the fp32 matmuls and attention run on TF32 tensor cores (the default;
+                           RFT_CUDA_TF32=0 turns it off when the backend is created); 0 on the CPU */
 
     /* ---- memory ---- */
     void *(*alloc)(backend *be, size_t bytes);   /* NULL + be->err on failure; memory is zeroed */

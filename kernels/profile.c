@@ -335,6 +335,7 @@ backend *backend_profile_wrap(backend *inner) {
     w->lm_chunk_bytes = inner->lm_chunk_bytes;
     w->device = inner->device;
     w->stream = inner->stream;
+    w->tf32 = inner->tf32;
     w->impl = p;
     memcpy(w->err, inner->err, sizeof w->err);
 #define SET(op) w->op = inner->op ? prof_##op : NULL

@@ -1088,8 +1088,7 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
                     local_size, R.be->n_threads, ncpu, ncpu / local_size > 0 ? ncpu / local_size : 1);
     }
     /* the other ranks print errors only */
-    if (R.lead && !strcmp(R.be->name, "cuda") && !strcmp(c->model.dtype, "fp32") &&
-        !(getenv("RFT_CUDA_TF32") && getenv("RFT_CUDA_TF32")[0] == '0'))
+    if (R.lead && R.be->tf32 && !strcmp(c->model.dtype, "fp32"))
         fprintf(stderr, "rft train: note: fp32 on the GPU runs its matmuls and attention on TF32 tensor cores (10-bit "
                         "mantissa operands, fp32 sums); RFT_CUDA_TF32=0 in the environment for plain fp32\n");
     if (R.lead && !strcmp(R.be->name, "cpu") && cpu_openblas_note()) fprintf(stderr, "rft train: %s\n", cpu_openblas_note());

@@ -187,7 +187,7 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->impl = im;
     im->device = device;
     const char *tf = getenv("RFT_CUDA_TF32");
-    im->tf32 = !(tf && tf[0] == '0');
+    be->tf32 = !(tf && tf[0] == '0');
 
     int smem = 0, cc_major = 0;
     size_t mem_free = 0, mem_total = 0;
@@ -210,7 +210,7 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->stream = im->stream;
     if (CUBLAS_CHECK(be, cublasCreate(&im->cublas))) goto fail;
     if (CUBLAS_CHECK(be, cublasSetStream(im->cublas, im->stream))) goto fail;
-    if (CUBLAS_CHECK(be, cublasSetMathMode(im->cublas, im->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)))
+    if (CUBLAS_CHECK(be, cublasSetMathMode(im->cublas, be->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)))
         goto fail;
     if (CU_CHECK(be, cudaMallocHost((void **)&im->host_sumsq, sizeof(double)))) goto fail;
     if (CU_CHECK(be, cudaMalloc((void **)&im->dev_flags, CUDA_N_FLAGS * sizeof(int)))) goto fail;

@@ -362,7 +362,7 @@ int cuda_attention_tf32_setup(backend *be) {
     }
 #undef SET_ALL
 #undef SET_SMEM
-    im->attn_tf32 = im->tf32;
+    im->attn_tf32 = be->tf32;
     return 0;
 }
 

@@ -293,34 +293,46 @@ static inline void emu_warp_full(const char *what) {
 static inline float emu_bf_lo(uint32_t x) { return __uint_as_float(x << 16); }
 static inline float emu_bf_hi(uint32_t x) { return __uint_as_float(x & 0xffff0000u); }
 
-static inline void mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
-    emu_warp_full("mma.sync");
-    const int lin = emu_cur->lin, w = lin / 32, lane = lin % 32;
+/* the mma exchange: each lane deposits its a[4], b[2]; returns the warp's
+   32 lanes' words, readable until emu_mma_accumulate */
+static inline const uint32_t (*emu_mma_gather(const char *what, const uint32_t a[4], const uint32_t b[2]))[6] {
+    emu_warp_full(what);
+    const int lin = emu_cur->lin, w = lin / 32;
     for (int i = 0; i < 4; i++) emu_xw[lin][i] = a[i];
     emu_xw[lin][4] = b[0];
     emu_xw[lin][5] = b[1];
     emu_warp_barrier(w);
-    float A[16][16], B[16][8];
-    for (int l = 0; l < 32; l++) {
-        const int g = l >> 2, t = l & 3;
-        const uint32_t *x = emu_xw[w * 32 + l];
-        for (int r = 0; r < 4; r++) {
-            A[g + 8 * (r & 1)][2 * t + 8 * (r >> 1)] = emu_bf_lo(x[r]);
-            A[g + 8 * (r & 1)][2 * t + 8 * (r >> 1) + 1] = emu_bf_hi(x[r]);
-        }
-        for (int r = 0; r < 2; r++) {
-            B[2 * t + 8 * r][g] = emu_bf_lo(x[4 + r]);
-            B[2 * t + 8 * r + 1][g] = emu_bf_hi(x[4 + r]);
-        }
-    }
-    emu_warp_barrier(w);
-    const int g = lane >> 2, t = lane & 3;
+    return emu_xw + w * 32;
+}
+/* once every lane has decoded the operands (A [16][K], B [K][8], row-major):
+   c[i] (row g + 8 (i >> 1), column 2t + (i & 1)) += its row of A times its
+   column of B, fp32 sums in k order */
+static inline void emu_mma_accumulate(float c[4], const float *A, const float *B, int K) {
+    const int lane = emu_cur->lin % 32, g = lane >> 2, t = lane & 3;
+    emu_warp_barrier(emu_cur->lin / 32);
     for (int i = 0; i < 4; i++) {
         const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
         float acc = c[i];
-        for (int k = 0; k < 16; k++) acc += A[row][k] * B[k][col];
+        for (int k = 0; k < K; k++) acc += A[row * K + k] * B[k * 8 + col];
         c[i] = acc;
     }
+}
+
+static inline void mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+    const uint32_t(*xw)[6] = emu_mma_gather("mma.sync", a, b);
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, t = l & 3;
+        for (int r = 0; r < 4; r++) {
+            A[g + 8 * (r & 1)][2 * t + 8 * (r >> 1)] = emu_bf_lo(xw[l][r]);
+            A[g + 8 * (r & 1)][2 * t + 8 * (r >> 1) + 1] = emu_bf_hi(xw[l][r]);
+        }
+        for (int r = 0; r < 2; r++) {
+            B[2 * t + 8 * r][g] = emu_bf_lo(xw[l][4 + r]);
+            B[2 * t + 8 * r + 1][g] = emu_bf_hi(xw[l][4 + r]);
+        }
+    }
+    emu_mma_accumulate(c, &A[0][0], &B[0][0], 16);
 }
 
 /* tf32: an fp32 rounded to 10 mantissa bits, nearest with ties away from
@@ -334,27 +346,14 @@ static inline uint32_t tf32_of(float x) {
    B[8][8] register r = row t + 4 r, column g; the operands' low 13 bits are
    ignored (as the tensor cores read tf32); products exact, fp32 sums in k order */
 static inline void mma_tf32_1688(float c[4], const uint32_t a[4], const uint32_t b[2]) {
-    emu_warp_full("mma.sync tf32");
-    const int lin = emu_cur->lin, w = lin / 32, lane = lin % 32;
-    for (int i = 0; i < 4; i++) emu_xw[lin][i] = a[i];
-    emu_xw[lin][4] = b[0];
-    emu_xw[lin][5] = b[1];
-    emu_warp_barrier(w);
+    const uint32_t(*xw)[6] = emu_mma_gather("mma.sync tf32", a, b);
     float A[16][8], B[8][8];
     for (int l = 0; l < 32; l++) {
         const int g = l >> 2, t = l & 3;
-        const uint32_t *x = emu_xw[w * 32 + l];
-        for (int r = 0; r < 4; r++) A[g + 8 * (r & 1)][t + 4 * (r >> 1)] = __uint_as_float(x[r] & 0xffffe000u);
-        for (int r = 0; r < 2; r++) B[t + 4 * r][g] = __uint_as_float(x[4 + r] & 0xffffe000u);
+        for (int r = 0; r < 4; r++) A[g + 8 * (r & 1)][t + 4 * (r >> 1)] = __uint_as_float(xw[l][r] & 0xffffe000u);
+        for (int r = 0; r < 2; r++) B[t + 4 * r][g] = __uint_as_float(xw[l][4 + r] & 0xffffe000u);
     }
-    emu_warp_barrier(w);
-    const int g = lane >> 2, t = lane & 3;
-    for (int i = 0; i < 4; i++) {
-        const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
-        float acc = c[i];
-        for (int k = 0; k < 8; k++) acc += A[row][k] * B[k][col];
-        c[i] = acc;
-    }
+    emu_mma_accumulate(c, &A[0][0], &B[0][0], 8);
 }
 
 /* four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i,

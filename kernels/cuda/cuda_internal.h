@@ -30,7 +30,6 @@ typedef struct cuda_impl {
     int device;
     cudaStream_t stream;
     cublasHandle_t cublas;
-    int tf32;             /* 1: cuBLAS may use TF32 tensor cores for fp32 matmuls */
     int n_sm;             /* multiprocessors */
     size_t smem_optin;    /* max dynamic shared memory per block (opt-in) */
     int attn_hd_max;      /* largest head_dim the attention kernels take on this device (64 or 128) */

@@ -445,6 +445,56 @@ static const double tol_attn_bf16 = 5e-4;
 static double attn_tol = 1e-4;
 static int attn_with_bf16 = 1;
 
+/* the bf16 pair on test_attention's q, k, v (rounded into stacked rows q | k |
+   v), dO rounded; o and lse are reused as widened outputs, tmp [lse->n] */
+static void test_attention_bf16(ten *o, ten *lse, const ten *q, const ten *k, const ten *v, const ten *dout,
+                                float *tmp, const int32_t *cu, int32_t *cc, int32_t *cg, int B, int T, int Hq,
+                                int Hkv, int hd, float scale, const char *shape) {
+    char name[160];
+    int qd = Hq * hd, kvd = Hkv * hd, W = qd + 2 * kvd;
+    uint16_t *h16 = malloc((size_t)T * W * 2 + 2), *hdo = malloc(o->n * 2 + 2), *ho = malloc(o->n * 2 + 2);
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < W; j++)
+            h16[(size_t)t * W + j] = fp32_to_bf16(j < qd ? q->h[(size_t)t * qd + j]
+                                                 : j < qd + kvd ? k->h[(size_t)t * kvd + j - qd]
+                                                                : v->h[(size_t)t * kvd + j - qd - kvd]);
+    for (size_t i = 0; i < o->n; i++) hdo[i] = fp32_to_bf16(dout->h[i]);
+    uint16_t *qkvc = b16_up(cpu, h16, (size_t)T * W), *qkvg = b16_up(gpu, h16, (size_t)T * W);
+    uint16_t *doc = b16_up(cpu, hdo, o->n), *dog = b16_up(gpu, hdo, o->n);
+    uint16_t *o16c = be_alloc(cpu, o->n * 2 + 4), *o16g = be_alloc(gpu, o->n * 2 + 4);
+    poison_dev(cpu, o16c, o->n * 2), poison_dev(gpu, o16g, o->n * 2);
+    t_poison(lse);
+    cpu->attention_forward_bf16(cpu, o16c, lse->c, qkvc, cc, B, T, Hq, Hkv, hd, scale);
+    gpu->attention_forward_bf16(gpu, o16g, lse->g, qkvg, cg, B, T, Hq, Hkv, hd, scale);
+    widen16(o, o16c, o16g, o->n);
+    snprintf(name, sizeof name, "attn_bf16 fwd out %s", shape);
+    check(name, o, o->n, tol_attn_bf16);
+    snprintf(name, sizeof name, "attn_bf16 fwd lse %s", shape);
+    check(name, lse, lse->n, tol_attn_bf16 / 10);
+    cpu->copy_d2h(cpu, ho, o16c, o->n * 2);
+    gpu->copy_h2d(gpu, o16g, ho, o->n * 2);
+    cpu->copy_d2h(cpu, tmp, lse->c, lse->n * sizeof(float));
+    gpu->copy_h2d(gpu, lse->g, tmp, lse->n * sizeof(float));
+    /* the backward through RoPE^T into the stacked rows: positions restart per sequence (+ 37) */
+    int32_t *ph = malloc((T + 1) * sizeof(int32_t));
+    for (int b = 0; b < B; b++)
+        for (int t = cu[b]; t < cu[b + 1]; t++) ph[t] = t - cu[b] + 37;
+    int32_t *pc = i_up(cpu, ph, T), *pg = i_up(gpu, ph, T);
+    uint16_t *d16c = be_alloc(cpu, (size_t)T * W * 2 + 4), *d16g = be_alloc(gpu, (size_t)T * W * 2 + 4);
+    poison_dev(cpu, d16c, (size_t)T * W * 2), poison_dev(gpu, d16g, (size_t)T * W * 2);
+    cpu->attention_backward_bf16(cpu, d16c, doc, qkvc, o16c, lse->c, pc, 10000.0f, cc, B, T, Hq, Hkv, hd, scale);
+    gpu->attention_backward_bf16(gpu, d16g, dog, qkvg, o16g, lse->g, pg, 10000.0f, cg, B, T, Hq, Hkv, hd, scale);
+    ten dw = t_out((size_t)T * W + 1);
+    widen16(&dw, d16c, d16g, (size_t)T * W);
+    snprintf(name, sizeof name, "attn_bf16 bwd d(qkv) rows %s", shape);
+    check(name, &dw, (size_t)T * W, tol_attn_bf16);
+    t_free(&dw);
+    cpu->free(cpu, pc), gpu->free(gpu, pg), cpu->free(cpu, d16c), gpu->free(gpu, d16g), free(ph);
+    free(h16), free(hdo), free(ho);
+    cpu->free(cpu, qkvc), gpu->free(gpu, qkvg), cpu->free(cpu, doc), gpu->free(gpu, dog);
+    cpu->free(cpu, o16c), gpu->free(gpu, o16g);
+}
+
 static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
     char name[160], shape[96];
     int32_t *cu = malloc((B + 1) * sizeof(int32_t));
@@ -483,57 +533,9 @@ static void test_attention(int B, const int *lens, int Hq, int Hkv, int hd) {
     check(name, &dk, dk.n, attn_tol);
     snprintf(name, sizeof name, "attn %s bwd dv %s", mm_mode, shape);
     check(name, &dv, dv.n, attn_tol);
-    if (!attn_with_bf16) {
-        free(tmp);
-        t_free(&q); t_free(&k); t_free(&v); t_free(&o); t_free(&lse); t_free(&dout); t_free(&dq); t_free(&dk);
-        t_free(&dv);
-        cpu->free(cpu, cc); gpu->free(gpu, cg); free(cu);
-        return;
-    }
-
-    /* bf16: the same q, k, v rounded into stacked rows q | k | v, dO rounded */
-    int qd = Hq * hd, kvd = Hkv * hd, W = qd + 2 * kvd;
-    uint16_t *h16 = malloc((size_t)T * W * 2 + 2), *hdo = malloc(o.n * 2 + 2), *ho = malloc(o.n * 2 + 2);
-    for (int t = 0; t < T; t++)
-        for (int j = 0; j < W; j++)
-            h16[(size_t)t * W + j] = fp32_to_bf16(j < qd ? q.h[(size_t)t * qd + j]
-                                                 : j < qd + kvd ? k.h[(size_t)t * kvd + j - qd]
-                                                                : v.h[(size_t)t * kvd + j - qd - kvd]);
-    for (size_t i = 0; i < o.n; i++) hdo[i] = fp32_to_bf16(dout.h[i]);
-    uint16_t *qkvc = b16_up(cpu, h16, (size_t)T * W), *qkvg = b16_up(gpu, h16, (size_t)T * W);
-    uint16_t *doc = b16_up(cpu, hdo, o.n), *dog = b16_up(gpu, hdo, o.n);
-    uint16_t *o16c = be_alloc(cpu, o.n * 2 + 4), *o16g = be_alloc(gpu, o.n * 2 + 4);
-    poison_dev(cpu, o16c, o.n * 2), poison_dev(gpu, o16g, o.n * 2);
-    t_poison(&lse);
-    cpu->attention_forward_bf16(cpu, o16c, lse.c, qkvc, cc, B, T, Hq, Hkv, hd, scale);
-    gpu->attention_forward_bf16(gpu, o16g, lse.g, qkvg, cg, B, T, Hq, Hkv, hd, scale);
-    widen16(&o, o16c, o16g, o.n);
-    snprintf(name, sizeof name, "attn_bf16 fwd out %s", shape);
-    check(name, &o, o.n, tol_attn_bf16);
-    snprintf(name, sizeof name, "attn_bf16 fwd lse %s", shape);
-    check(name, &lse, lse.n, tol_attn_bf16 / 10);
-    cpu->copy_d2h(cpu, ho, o16c, o.n * 2);
-    gpu->copy_h2d(gpu, o16g, ho, o.n * 2);
-    cpu->copy_d2h(cpu, tmp, lse.c, lse.n * sizeof(float));
-    gpu->copy_h2d(gpu, lse.g, tmp, lse.n * sizeof(float));
-    /* the backward through RoPE^T into the stacked rows: positions restart per sequence (+ 37) */
-    int32_t *ph = malloc((T + 1) * sizeof(int32_t));
-    for (int b = 0; b < B; b++)
-        for (int t = cu[b]; t < cu[b + 1]; t++) ph[t] = t - cu[b] + 37;
-    int32_t *pc = i_up(cpu, ph, T), *pg = i_up(gpu, ph, T);
-    uint16_t *d16c = be_alloc(cpu, (size_t)T * W * 2 + 4), *d16g = be_alloc(gpu, (size_t)T * W * 2 + 4);
-    poison_dev(cpu, d16c, (size_t)T * W * 2), poison_dev(gpu, d16g, (size_t)T * W * 2);
-    cpu->attention_backward_bf16(cpu, d16c, doc, qkvc, o16c, lse.c, pc, 10000.0f, cc, B, T, Hq, Hkv, hd, scale);
-    gpu->attention_backward_bf16(gpu, d16g, dog, qkvg, o16g, lse.g, pg, 10000.0f, cg, B, T, Hq, Hkv, hd, scale);
-    ten dw = t_out((size_t)T * W + 1);
-    widen16(&dw, d16c, d16g, (size_t)T * W);
-    snprintf(name, sizeof name, "attn_bf16 bwd d(qkv) rows %s", shape);
-    check(name, &dw, (size_t)T * W, tol_attn_bf16);
-    t_free(&dw);
-    cpu->free(cpu, pc), gpu->free(gpu, pg), cpu->free(cpu, d16c), gpu->free(gpu, d16g), free(ph);
-    free(tmp), free(h16), free(hdo), free(ho);
-    cpu->free(cpu, qkvc), gpu->free(gpu, qkvg), cpu->free(cpu, doc), gpu->free(gpu, dog);
-    cpu->free(cpu, o16c), gpu->free(gpu, o16g);
+    if (attn_with_bf16)
+        test_attention_bf16(&o, &lse, &q, &k, &v, &dout, tmp, cu, cc, cg, B, T, Hq, Hkv, hd, scale, shape);
+    free(tmp);
     t_free(&q); t_free(&k); t_free(&v); t_free(&o); t_free(&lse); t_free(&dout); t_free(&dq); t_free(&dk);
     t_free(&dv);
     cpu->free(cpu, cc); gpu->free(gpu, cg); free(cu);

@@ -165,8 +165,7 @@ static void bench_attention(backend *be, int bf16, int seqs, int seqlen, int Hq,
     double pairs = (double)seqs * seqlen * (seqlen + 1) / 2 * Hq, f = median(tf, REPS), b = median(tb, REPS);
     printf("{\"bench\": \"attention\", \"label\": \"%s %dx%d Hq%d Hkv%d hd%d\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, "
            "\"fwd_tflops\": %.2f, \"bwd_tflops\": %.2f}\n",
-           bf16 ? "bf16" : getenv("RFT_CUDA_TF32") && !strcmp(getenv("RFT_CUDA_TF32"), "0") ? "fp32" : "tf32", seqs,
-           seqlen, Hq, Hkv, hd, f * 1e3, b * 1e3, 4.0 * hd * pairs / f / 1e12,
+           bf16 ? "bf16" : be->tf32 ? "tf32" : "fp32", seqs, seqlen, Hq, Hkv, hd, f * 1e3, b * 1e3, 4.0 * hd * pairs / f / 1e12,
            10.0 * hd * pairs / b / 1e12);
     fflush(stdout);
     be->free(be, q); be->free(be, k); be->free(be, v); be->free(be, dO); be->free(be, o); be->free(be, lse);
