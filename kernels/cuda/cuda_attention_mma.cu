@@ -175,9 +175,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_fwd_kernel(uint16_t 
     mma_load_tile<HD>(KV, k, W, s0, min(MT, L), hd, async);
     mma_load_tile<HD>(KV + MT * LD, v, W, s0, min(MT, L), hd, async);
     cp_async_commit();
-    float o[NO][4];
-#pragma unroll
-    for (int j = 0; j < NO; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float o[NO][4] = {};
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     uint32_t qa[HD / 16][4]; /* the warp's Q rows as A fragments, loaded once */
     for (int kt = 0; kt <= e.y; kt++) {
@@ -262,11 +260,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dkdv_kernel(
     mma_load_tile<HD>(Ks, k, W, s0 + k0, nk, hd, async);
     mma_load_tile<HD>(Vs, v, W, s0 + k0, nk, hd, async);
     issue(0);
-    float dk[NO][4], dv[NO][4];
-#pragma unroll
-    for (int j = 0; j < NO; j++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) dk[j][i] = dv[j][i] = 0.0f;
+    float dk[NO][4] = {}, dv[NO][4] = {};
     const int nit = group * ntq;
     for (int it = 0; it < nit; it++) {
         const int q0 = (kt + it % ntq) * MT, b = it & 1;
@@ -328,15 +322,8 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dq_kernel(
     mma_load_tile<HD>(KV + MT * LD, v, W, s0, min(MT, L), hd, async);
     cp_async_commit();
     float lse_r[2], D_r[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const bool ok = qw + g + 8 * r < nq;
-        lse_r[r] = ok ? lse[(size_t)(s0 + qi[r]) * Hq + h] : 0.0f;
-        D_r[r] = ok ? Dd[(size_t)(s0 + qi[r]) * Hq + h] : 0.0f;
-    }
-    float dq[NO][4];
-#pragma unroll
-    for (int j = 0; j < NO; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.0f;
+    strip_row_stats(lse_r, D_r, lse, Dd, s0, qi, q0 + nq, Hq, h);
+    float dq[NO][4] = {};
     for (int kt = 0; kt <= e.y; kt++) {
         const uint16_t *Ks = KV + (kt & 1) * 2 * MT * LD, *Vs = Ks + MT * LD;
         if (kt < e.y) {

@@ -166,9 +166,7 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
     const bool async = hd % 4 == 0 && !(((size_t)q | (size_t)k | (size_t)v) & 15);
 
     tf_load_tile<HD>(Qs, qh, ldq, s0 + q0, nq, hd, async);
-    float o[NO][4];
-#pragma unroll
-    for (int j = 0; j < NO; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float o[NO][4] = {};
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     for (int kt = 0; kt <= e.y; kt++) {
         const int k0 = kt * FT, nk = min(FT, L - k0);
@@ -231,11 +229,7 @@ static __global__ void __launch_bounds__(FTHREADS, HD == 64 ? 3 : 1) attn_tf32_d
 
     tf_load_tile<HD>(Ks, k + (size_t)kvh * hd, ldk, s0 + k0, nk, hd, async);
     tf_load_tile<HD>(Vs, v + (size_t)kvh * hd, ldk, s0 + k0, nk, hd, async);
-    float dka[NO][4], dva[NO][4];
-#pragma unroll
-    for (int j = 0; j < NO; j++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) dka[j][i] = dva[j][i] = 0.0f;
+    float dka[NO][4] = {}, dva[NO][4] = {};
     for (int gi = 0; gi < group; gi++) {
         const int h = kvh * group + gi;
         for (int qt = kt; qt < nqt; qt++) {
@@ -289,15 +283,8 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dq_kernel(
     tf_load_tile<HD>(Qs, q + (size_t)h * hd, ldq, s0 + q0, nq, hd, async);
     tf_load_tile<HD>(dOs, dout + (size_t)h * hd, ldq, s0 + q0, nq, hd, async);
     float lse_r[2], D_r[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const bool ok = qw + g + 8 * r < nq;
-        lse_r[r] = ok ? lse[(size_t)(s0 + qi[r]) * Hq + h] : 0.0f;
-        D_r[r] = ok ? Dd[(size_t)(s0 + qi[r]) * Hq + h] : 0.0f;
-    }
-    float dqa[NO][4];
-#pragma unroll
-    for (int j = 0; j < NO; j++) dqa[j][0] = dqa[j][1] = dqa[j][2] = dqa[j][3] = 0.0f;
+    strip_row_stats(lse_r, D_r, lse, Dd, s0, qi, q0 + nq, Hq, h);
+    float dqa[NO][4] = {};
     for (int kt = 0; kt <= e.y; kt++) {
         const int k0 = kt * FT, nk = min(FT, L - k0);
         __syncthreads(); /* the previous K, V are consumed */

@@ -55,6 +55,18 @@ static __device__ __forceinline__ void strip_softmax(float s[8][4], float m[2], 
     for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + quad_sum(rs[r]);
 }
 
+/* lse and D of the lane's two query rows qi[0], qi[1] (of the sequence
+   starting at row s0, head h of Hq), 0 for rows at or past qend */
+static __device__ __forceinline__ void strip_row_stats(float lse_r[2], float D_r[2], const float *lse, const float *Dd,
+                                                       int s0, const int qi[2], int qend, int Hq, int h) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const bool ok = qi[r] < qend;
+        lse_r[r] = ok ? lse[(size_t)(s0 + qi[r]) * Hq + h] : 0.0f;
+        D_r[r] = ok ? Dd[(size_t)(s0 + qi[r]) * Hq + h] : 0.0f;
+    }
+}
+
 /* The dQ kernel's step: p holds S (rows qi[0], qi[1], keys k0..), ds holds
    dP; p becomes P = exp(scale S - lse) (0 where masked), ds becomes dS = P
    (dP - D) */
