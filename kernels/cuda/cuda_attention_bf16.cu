@@ -69,14 +69,6 @@ using namespace nvcuda;
 #define TC_PLD 72            /* row stride of the bf16 strips [16][TC_PLD] */
 #define TC_TLD(HD) ((HD) + 8) /* row stride of the bf16 tiles [64][HD+8] */
 
-/* the kernels' dynamic shared memory, 128-byte aligned (wmma wants 32) */
-#ifdef RFT_CUDA_EMU
-#define TC_SMEM(name) unsigned char *name = (unsigned char *)emu_dyn_smem()
-#else
-#define TC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
-#endif
-
-
 /* bytes of shared memory: bf16 tiles, then per warp its strips and 16x16 tile */
 #define TC_TILE(HD) ((size_t)TC_T * TC_TLD(HD) * 2)
 #define TC_FSTRIP ((size_t)16 * TC_SLD * 4)
@@ -231,7 +223,7 @@ static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_fwd_kernel(ui
                                                                         int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
-    TC_SMEM(sm);
+    ATTN_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
     bf16_t *Qs = (bf16_t *)sm, *Ks = Qs + TC_T * TLD, *Vs = Ks + TC_T * TLD;
     unsigned char *wb = sm + 3 * TC_TILE(HD) + warp * (TC_FSTRIP + TC_PSTRIP);
@@ -295,7 +287,7 @@ static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_dkdv_kernel(
     float theta, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
-    TC_SMEM(sm);
+    ATTN_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
     bf16_t *Ks = (bf16_t *)sm, *Vs = Ks + TC_T * TLD, *Qs = Vs + TC_T * TLD, *dOs = Qs + TC_T * TLD;
     float *lse_s = (float *)(sm + 4 * TC_TILE(HD)), *D_s = lse_s + TC_T;
@@ -368,7 +360,7 @@ static __global__ void __launch_bounds__(TC_THREADS, MINB) attn_tc_dq_kernel(
     float theta, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int TLD = TC_TLD(HD), NF = HD / 16;
-    TC_SMEM(sm);
+    ATTN_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
     bf16_t *Qs = (bf16_t *)sm, *dOs = Qs + TC_T * TLD, *Ks = dOs + TC_T * TLD, *Vs = Ks + TC_T * TLD;
     unsigned char *wb = sm + 4 * TC_TILE(HD) + warp * (TC_FSTRIP + TC_PSTRIP);

@@ -57,12 +57,6 @@
 #define MMA_DKDV_SMEM(HD) (6 * MTILE(HD) + 2 * 2 * MT * 4)   /* K, V; Q, dO twice; lse, D twice */
 #define MMA_DQ_SMEM(HD) (6 * MTILE(HD))                      /* Q, dO; K, V twice */
 
-#ifdef RFT_CUDA_EMU
-#define MMA_SMEM(name) unsigned char *name = (unsigned char *)emu_dyn_smem()
-#else
-#define MMA_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
-#endif
-
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 
 /* a 64-row bf16 tile into dst[64][HD+8] (attn_load_tile) */
@@ -158,7 +152,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_fwd_kernel(uint16_t 
                                                                        float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = MLD(HD), NO = HD / 8;
-    MMA_SMEM(sm);
+    ATTN_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     uint16_t *Qs = (uint16_t *)sm, *KV = Qs + MT * LD; /* buffer b: K at KV + 2b MT LD, V after it */
 
@@ -228,7 +222,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dkdv_kernel(
     float theta, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = MLD(HD), NO = HD / 8;
-    MMA_SMEM(sm);
+    ATTN_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2;
     uint16_t *Ks = (uint16_t *)sm, *Vs = Ks + MT * LD, *QD = Vs + MT * LD; /* buffer b: Q at QD + 2b MT LD, dO after */
     float *LS = (float *)(sm + 6 * MTILE(HD)); /* buffer b: lse at LS + 2b MT, D after */
@@ -303,7 +297,7 @@ static __global__ void __launch_bounds__(MTHREADS) attn_mma_dq_kernel(
     float theta, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = MLD(HD), NO = HD / 8;
-    MMA_SMEM(sm);
+    ATTN_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2;
     uint16_t *Qs = (uint16_t *)sm, *dOs = Qs + MT * LD, *KV = dOs + MT * LD; /* buffer b: K at KV + 2b MT LD, V after */
 

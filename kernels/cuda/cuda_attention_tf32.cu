@@ -41,12 +41,6 @@
 #define TF_DKDV_SMEM(HD) (4 * FTILE(HD) + 2 * FT * 4)
 #define TF_DQ_SMEM(HD) (4 * FTILE(HD))
 
-#ifdef RFT_CUDA_EMU
-#define TF_SMEM(name) unsigned char *name = (unsigned char *)emu_dyn_smem()
-#else
-#define TF_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
-#endif
-
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 
 /* a 64-row fp32 tile into dst[64][HD+4] (attn_load_tile) */
@@ -152,7 +146,7 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_fwd_kernel(float *o
                                                                         float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = FLD(HD), NO = HD / 8;
-    TF_SMEM(sm);
+    ATTN_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     float *Qs = (float *)sm, *Ks = Qs + FT * LD, *Vs = Ks + FT * LD;
 
@@ -213,7 +207,7 @@ static __global__ void __launch_bounds__(FTHREADS, HD == 64 ? 3 : 1) attn_tf32_d
     const float *Dd, const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = FLD(HD), NO = HD / 8;
-    TF_SMEM(sm);
+    ATTN_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2;
     float *Ks = (float *)sm, *Vs = Ks + FT * LD, *Qs = Vs + FT * LD, *dOs = Qs + FT * LD;
     float *lse_s = dOs + FT * LD, *D_s = lse_s + FT;
@@ -268,7 +262,7 @@ static __global__ void __launch_bounds__(FTHREADS) attn_tf32_dq_kernel(
     const int32_t *cu, const int2 *map, const int *count, int Hq, int Hkv, int hd, float scale) {
     if ((int)blockIdx.x >= *count) return;
     constexpr int LD = FLD(HD), NO = HD / 8;
-    TF_SMEM(sm);
+    ATTN_SMEM(sm);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2;
     float *Qs = (float *)sm, *dOs = Qs + FT * LD, *Ks = dOs + FT * LD, *Vs = Ks + FT * LD;
 

@@ -10,6 +10,13 @@
 #ifndef RFT_CUDA_ATTN_STRIP_H
 #define RFT_CUDA_ATTN_STRIP_H
 
+/* a kernel's dynamic shared memory as bytes, 128-byte aligned (wmma wants 32) */
+#ifdef RFT_CUDA_EMU
+#define ATTN_SMEM(name) unsigned char *name = (unsigned char *)emu_dyn_smem()
+#else
+#define ATTN_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
 static __device__ __forceinline__ float quad_max(float v) {
     v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 1));
     return fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 2));
