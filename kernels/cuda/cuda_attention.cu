@@ -454,21 +454,16 @@ int cuda_attention_setup(backend *be) {
                im->smem_optin);
         return -1;
     }
-#define SET_SMEM(kern, bytes)                                                                          \
-    if (CU_CHECK(be, cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, \
-                                          (int)(bytes))))                                             \
-        return -1;
-    SET_SMEM(attn_fwd_kernel<64>, FWD_SMEM(64));
-    SET_SMEM(attn_bwd_dkdv_kernel<64>, DKDV_SMEM(64));
-    SET_SMEM(attn_bwd_dq_kernel<64>, DQ_SMEM(64));
+    CU_SET_SMEM(be, attn_fwd_kernel<64>, FWD_SMEM(64));
+    CU_SET_SMEM(be, attn_bwd_dkdv_kernel<64>, DKDV_SMEM(64));
+    CU_SET_SMEM(be, attn_bwd_dq_kernel<64>, DQ_SMEM(64));
     im->attn_hd_max = 64;
     if (DKDV_SMEM(128) <= im->smem_optin) {
-        SET_SMEM(attn_fwd_kernel<128>, FWD_SMEM(128));
-        SET_SMEM(attn_bwd_dkdv_kernel<128>, DKDV_SMEM(128));
-        SET_SMEM(attn_bwd_dq_kernel<128>, DQ_SMEM(128));
+        CU_SET_SMEM(be, attn_fwd_kernel<128>, FWD_SMEM(128));
+        CU_SET_SMEM(be, attn_bwd_dkdv_kernel<128>, DKDV_SMEM(128));
+        CU_SET_SMEM(be, attn_bwd_dq_kernel<128>, DQ_SMEM(128));
         im->attn_hd_max = 128;
     }
-#undef SET_SMEM
     return 0;
 }
 

@@ -456,21 +456,16 @@ int cuda_attention_bf16_setup(backend *be) {
     im->tc_minb_64 = e && !strcmp(e, "1") ? 1 : TC_MINB_64;
     e = getenv("RFT_CUDA_ATTN");
     im->attn_mma = !(e && !strcmp(e, "wmma"));
-#define SET_SMEM(kern, bytes)                                                                          \
-    if (CU_CHECK(be, cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, \
-                                          (int)(bytes))))                                             \
-        return -1;
 #define SET_ALL(HD, MINB)                                                   \
-    SET_SMEM((attn_tc_fwd_kernel<HD, MINB>), TC_FWD_SMEM(HD));              \
-    SET_SMEM((attn_tc_dkdv_kernel<HD, MINB>), TC_DKDV_SMEM(HD));            \
-    SET_SMEM((attn_tc_dq_kernel<HD, MINB>), TC_DQ_SMEM(HD));
+    CU_SET_SMEM(be, (attn_tc_fwd_kernel<HD, MINB>), TC_FWD_SMEM(HD));              \
+    CU_SET_SMEM(be, (attn_tc_dkdv_kernel<HD, MINB>), TC_DKDV_SMEM(HD));            \
+    CU_SET_SMEM(be, (attn_tc_dq_kernel<HD, MINB>), TC_DQ_SMEM(HD));
     SET_ALL(64, TC_MINB_64)
     SET_ALL(64, 1)
     if (im->attn_hd_max >= 128) {
         SET_ALL(128, 1)
     }
 #undef SET_ALL
-#undef SET_SMEM
     return 0;
 }
 

@@ -373,20 +373,15 @@ static __global__ void attn_mma_dq_kernel(uint16_t *, const uint16_t *, const ui
 /* Raises the kernels' dynamic shared-memory limits (hd 128 only where
    cuda_attention_setup found room: attn_hd_max). */
 int cuda_attention_mma_setup(backend *be) {
-#define SET_SMEM(kern, bytes)                                                                              \
-    if (CU_CHECK(be, cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, \
-                                          (int)(bytes))))                                                 \
-        return -1;
 #define SET_ALL(HD)                                                 \
-    SET_SMEM((attn_mma_fwd_kernel<HD>), MMA_FWD_SMEM(HD));          \
-    SET_SMEM((attn_mma_dkdv_kernel<HD>), MMA_DKDV_SMEM(HD));        \
-    SET_SMEM((attn_mma_dq_kernel<HD>), MMA_DQ_SMEM(HD));
+    CU_SET_SMEM(be, (attn_mma_fwd_kernel<HD>), MMA_FWD_SMEM(HD));          \
+    CU_SET_SMEM(be, (attn_mma_dkdv_kernel<HD>), MMA_DKDV_SMEM(HD));        \
+    CU_SET_SMEM(be, (attn_mma_dq_kernel<HD>), MMA_DQ_SMEM(HD));
     SET_ALL(64)
     if (CUDA_IMPL(be)->attn_hd_max >= 128) {
         SET_ALL(128)
     }
 #undef SET_ALL
-#undef SET_SMEM
     return 0;
 }
 

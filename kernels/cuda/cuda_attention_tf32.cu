@@ -329,20 +329,15 @@ static __global__ void attn_tf32_dq_kernel(float *, const float *, const float *
    ops when the backend's TF32 math is on. */
 int cuda_attention_tf32_setup(backend *be) {
     cuda_impl *im = CUDA_IMPL(be);
-#define SET_SMEM(kern, bytes)                                                                              \
-    if (CU_CHECK(be, cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, \
-                                          (int)(bytes))))                                                 \
-        return -1;
 #define SET_ALL(HD)                                                  \
-    SET_SMEM((attn_tf32_fwd_kernel<HD>), TF_FWD_SMEM(HD));           \
-    SET_SMEM((attn_tf32_dkdv_kernel<HD>), TF_DKDV_SMEM(HD));         \
-    SET_SMEM((attn_tf32_dq_kernel<HD>), TF_DQ_SMEM(HD));
+    CU_SET_SMEM(be, (attn_tf32_fwd_kernel<HD>), TF_FWD_SMEM(HD));           \
+    CU_SET_SMEM(be, (attn_tf32_dkdv_kernel<HD>), TF_DKDV_SMEM(HD));         \
+    CU_SET_SMEM(be, (attn_tf32_dq_kernel<HD>), TF_DQ_SMEM(HD));
     SET_ALL(64)
     if (im->attn_hd_max >= 128) {
         SET_ALL(128)
     }
 #undef SET_ALL
-#undef SET_SMEM
     im->attn_tf32 = be->tf32;
     return 0;
 }

@@ -66,6 +66,12 @@ void cuda_error(backend *be, const char *file, int line, const char *fmt, ...) _
             cuda_error((be), __FILE__, __LINE__, "%s: cuBLAS status %d (%s)", #call, (int)s_, cuda_cublas_str(s_)); \
         s_ != CUBLAS_STATUS_SUCCESS;                                                              \
     })
+/* Raises a kernel's dynamic shared-memory limit (its opt-in above 48 KB);
+   on failure records it and returns -1 from the calling setup function. */
+#define CU_SET_SMEM(be, kern, bytes)                                                                       \
+    if (CU_CHECK(be, cudaFuncSetAttribute((const void *)(kern), cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                          (int)(bytes))))                                                 \
+        return -1
 /* After a kernel launch: launch-configuration errors are reported here. */
 #define CU_LAUNCHED(be, what)                                                                     \
     do {                                                                                          \
