@@ -17,6 +17,12 @@ if(CMAKE_CXX_COMPILER)
   target_compile_definitions(rft_cuda_emu PRIVATE RFT_CUDA_EMU=1)
   target_compile_options(rft_cuda_emu PRIVATE -x c++ -U_FORTIFY_SOURCE -O2 -Wno-unknown-pragmas -Wno-unused-function)
   target_include_directories(rft_cuda_emu PRIVATE ${PROJECT_SOURCE_DIR}/kernels)
+  # x86 loads anything at any address; the GPU faults on a misaligned vector
+  # or 4-byte access ("misaligned address"). UBSan's alignment check makes the
+  # emulated kernels stop there too (the vector types in cuda_emu.h carry the
+  # device's alignment).
+  target_compile_options(rft_cuda_emu PRIVATE -fsanitize=alignment -fno-sanitize-recover=alignment)
+  target_link_options(rft_cuda_emu PUBLIC -fsanitize=alignment)
   # the emulated backend_cuda_create comes first on the link line; the CPU
   # backend and the model come from rftcore / rft_kernels
   foreach(t test_cuda_ops test_cuda_model)

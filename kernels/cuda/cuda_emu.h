@@ -35,6 +35,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <type_traits>
 #include <vector>
 
@@ -50,7 +51,7 @@ struct dim3 {
     unsigned x, y, z;
     dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-struct int2 { int x, y; };
+struct alignas(8) int2 { int x, y; }; /* CUDA's vector types carry their size as alignment */
 static inline int2 make_int2(int x, int y) { return int2{x, y}; }
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) uint2 { unsigned x, y; };
@@ -94,6 +95,10 @@ inline std::vector<char> emu_smem_buf;
 inline int emu_live, emu_bar_count, emu_bar_gen;
 inline int emu_warp_live[EMU_MAX_THREADS / 32], emu_warp_count[EMU_MAX_THREADS / 32], emu_warp_gen[EMU_MAX_THREADS / 32];
 inline uint64_t emu_xchg[EMU_MAX_THREADS];
+/* each kernel's dynamic shared-memory limit raised by cudaFuncSetAttribute
+   (the device default is 48 KB) */
+inline std::map<const void *, int> emu_smem_attr;
+#define EMU_SMEM_DEFAULT 49152
 
 #define threadIdx (emu_cur->tid)
 #define blockIdx emu_block_idx
@@ -137,8 +142,12 @@ template <class T> static inline T emu_shfl(T v, int src_lane_fn(int, int), int 
     emu_warp_barrier(w);
     int src = src_lane_fn(lane, arg);
     T r = v;
-    if (src >= 0 && src < 32 && w * 32 + src < (int)(emu_block_dim.x * emu_block_dim.y * emu_block_dim.z)) {
-        bits = emu_xchg[w * 32 + src];
+    if (src != lane) {
+        /* a lane past the block's end or one that has exited gives an undefined
+           value on the device: here all bits set (NaN, -1), so a reduction that
+           reads one shows */
+        int s = w * 32 + src, n = (int)(emu_block_dim.x * emu_block_dim.y * emu_block_dim.z);
+        bits = s < n && !emu_threads[s].done ? emu_xchg[s] : ~(uint64_t)0;
         memcpy(&r, &bits, sizeof r);
     }
     emu_warp_barrier(w);
@@ -453,12 +462,25 @@ static inline void emu_thread_exited(emu_thread *t) {
     }
 }
 
-template <class F> static void emu_launch(dim3 g, dim3 b, size_t smem, F f) {
+/* a launch the device would refuse (invalid configuration, too much shared
+   memory) stops the test here with the kernel's configuration */
+template <class F> static void emu_launch(const void *kern, dim3 g, dim3 b, size_t smem, F f) {
     std::function<void()> fn = f;
     emu_fn = &fn;
     int n = (int)(b.x * b.y * b.z);
-    if (n <= 0 || n > EMU_MAX_THREADS) {
-        fprintf(stderr, "cuda_emu: bad block size %d\n", n);
+    if (n <= 0 || n > EMU_MAX_THREADS || b.x > 1024 || b.y > 1024 || b.z > 64) {
+        fprintf(stderr, "cuda_emu: bad block (%u, %u, %u)\n", b.x, b.y, b.z);
+        abort();
+    }
+    if (g.x < 1 || g.x > 2147483647u || g.y < 1 || g.y > 65535 || g.z < 1 || g.z > 65535) {
+        fprintf(stderr, "cuda_emu: bad grid (%u, %u, %u)\n", g.x, g.y, g.z);
+        abort();
+    }
+    std::map<const void *, int>::const_iterator at = emu_smem_attr.find(kern);
+    size_t smem_max = at == emu_smem_attr.end() ? EMU_SMEM_DEFAULT : (size_t)at->second;
+    if (smem > smem_max) {
+        fprintf(stderr, "cuda_emu: %zu bytes of dynamic shared memory, the kernel's limit is %zu (cudaFuncSetAttribute)\n",
+                smem, smem_max);
         abort();
     }
     emu_smem_buf.assign(smem + 128, (char)0xff); /* dynamic shared memory starts as NaN */
@@ -580,9 +602,10 @@ static inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t
     return cudaMemset(p, v, n);
 }
 static inline cudaError_t cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v) {
-    (void)f;
     (void)a;
-    return v >= 0 && v <= EMU_SMEM_OPTIN ? cudaSuccess : cudaErrorInvalidValue;
+    if (v < 0 || v > EMU_SMEM_OPTIN) return cudaErrorInvalidValue;
+    emu_smem_attr[f] = v;
+    return cudaSuccess;
 }
 
 /* ---- cuBLAS ---- */

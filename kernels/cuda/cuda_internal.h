@@ -82,7 +82,7 @@ void cuda_error(backend *be, const char *file, int line, const char *fmt, ...) _
 /* kernel<<<grid, block, smem, stream>>>(args) */
 #ifdef RFT_CUDA_EMU
 #define LAUNCH(kern, grid, block, smem, stream, ...) \
-    ((void)(stream), emu_launch(dim3(grid), dim3(block), (size_t)(smem), [=]() { kern(__VA_ARGS__); }))
+    ((void)(stream), emu_launch((const void *)(kern), dim3(grid), dim3(block), (size_t)(smem), [=]() { kern(__VA_ARGS__); }))
 #else
 #define LAUNCH(kern, grid, block, smem, stream, ...) kern<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
 #endif
