@@ -488,9 +488,11 @@ template <class F> static void emu_launch(const void *kern, dim3 g, dim3 b, size
     emu_block_dim = b;
     for (int i = 0; i < n; i++)
         if (!emu_threads[i].stack) emu_threads[i].stack = (char *)malloc(EMU_STACK);
-    for (unsigned bz = 0; bz < g.z; bz++)
-        for (unsigned by = 0; by < g.y; by++)
-            for (unsigned bx = 0; bx < g.x; bx++) {
+    /* blocks run last to first: the device promises no order, and a kernel that
+       reads what an earlier block of the same launch wrote finds it unwritten */
+    for (unsigned bz = g.z; bz-- > 0;)
+        for (unsigned by = g.y; by-- > 0;)
+            for (unsigned bx = g.x; bx-- > 0;) {
                 emu_block_idx = dim3(bx, by, bz);
                 emu_live = n;
                 emu_bar_count = 0;
