@@ -19,13 +19,20 @@
  *      within 5e-2 relative + 1e-3 (a bf16 rounding that falls the other
  *      way on one backend moves everything downstream; seen: 1.8e-2 on the
  *      gradient norm, 2.7e-2 on the KL);
- *   4. rft eval --json on the validation rows: the cuda run's report equals
+ *   4. fp32 as a user gets it on a device (TF32 on, the default: the
+ *      matmuls and the attention on TF32 tensor cores): the same completions,
+ *      metrics within 2e-2 relative + 2e-4;
+ *   5. rft eval --json on the validation rows: the cuda run's report equals
  *      the cpu run's (the time taken aside).
  * Skipped (77) when RFT_EMU_BIN (set by cuda_emu.cmake) is absent. */
 #define _GNU_SOURCE
 #include "train_cli_common.h"
 
 #define TOL 1e-3
+/* TF32 rounds the products' inputs to 10 mantissa bits: log-probs move by
+   ~1e-3, the GRPO loss (a near-cancelling sum, ~1e-4 at step 2) by ~6e-5 */
+#define TF32_TOL 2e-2
+#define TF32_ATOL 2e-4
 
 static const char *CFG_TEXT =
     "threads: 1\n"
@@ -170,7 +177,26 @@ int main(void) {
     ok = close_metrics(m16[1], m16[0], 5e-2, 1e-3, &n, &worst);
     check(ok && n >= 2, "bf16 cuda vs cpu: %d metric records within 5e-2 (largest difference %.2e)", n, worst);
 
-    /* 4. rft eval */
+    /* 4. the default fp32 path on a device: TF32 tensor cores for the matmuls and attention */
+    {
+        char o32[512], m32[600], s32[600];
+        snprintf(o32, sizeof o32, "%s/tf32_cuda", dir);
+        snprintf(m32, sizeof m32, "%s/metrics.jsonl", o32);
+        snprintf(s32, sizeof s32, "%s/samples.jsonl", o32);
+        setenv("RFT_CUDA_TF32", "1", 1);
+        t1 = now_seconds();
+        rc = run_train(cfg, o32, "cuda", "train.max_steps=2", 0);
+        setenv("RFT_CUDA_TF32", "0", 1);
+        check(rc == 0, "tf32 cuda: 2 steps (rc %d, %.1f s)", rc, now_seconds() - t1);
+        sa = slurp(smp[0]), sb = slurp(s32);
+        check(sa[0] && !strcmp(sa, sb), "tf32 cuda vs cpu: samples.jsonl byte for byte (%zu bytes)", strlen(sa));
+        free(sa), free(sb);
+        ok = close_metrics(m32, met[0], TF32_TOL, TF32_ATOL, &n, &worst);
+        check(ok && n >= 2, "tf32 cuda vs cpu: %d metric records within %g + %g (largest relative difference %.2e)", n,
+              TF32_TOL, TF32_ATOL, worst);
+    }
+
+    /* 5. rft eval */
     char *ev[2] = {NULL, NULL};
     for (int i = 0; i < 2; i++) {
         char *err = NULL;
