@@ -10,8 +10,9 @@
  *      above reward.max_error_rate stop the run with exit 1 naming it;
  *   3. SIGINT mid-run (cosine schedule with warm-up): exit 1, a checkpoint,
  *      and `--resume` finishes with the metrics and weights of a run that was
- *      never interrupted; SIGTERM the same; SIGKILL (a crash, checkpoint
- *      every step): `--resume` from the newest complete checkpoint replays
+ *      never interrupted; SIGTERM the same (sent twice 20 ms apart: one
+ *      request); SIGKILL (a crash, checkpoint every step): `--resume` from
+ *      the newest complete checkpoint replays
  *      the steps logged after it and ends bitwise equal as well.
  * Exit 1 on any failure, 77 when $RFT_BIN is missing. */
 #define _GNU_SOURCE
@@ -219,6 +220,10 @@ static void test_sigint(void) {
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
     }
+    /* twice, 20 ms apart: a `--gpus` rank gets a group's signal directly and again from the launcher; one request */
+    kill(pid, SIGTERM);
+    struct timespec gap = {0, 20000000};
+    nanosleep(&gap, NULL);
     kill(pid, SIGTERM);
     rc = wait_status(pid);
     err = slurp(ep);
@@ -226,7 +231,7 @@ static void test_sigint(void) {
     stopped = max_step_logged(mt);
     snprintf(cb, sizeof cb, "%s/checkpoints/step-%06d.h5", t, stopped);
     check(rc == 1 && strstr(ll, "interrupted") && stopped >= 1 && stopped < SIG_STEPS && file_exists(cb),
-          "SIGTERM: exit 1 and a checkpoint at step %d (rc %d): %s", stopped, rc, ll);
+          "SIGTERM twice 20 ms apart: one stop request, exit 1 and a checkpoint at step %d (rc %d): %s", stopped, rc, ll);
     free(err);
 
     /* SIGKILL (a crash) with a checkpoint every step: --resume from the newest complete checkpoint replays the

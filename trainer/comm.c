@@ -223,6 +223,10 @@ int comm_gather(comm *c, const void *mine, size_t n, char **all, size_t *counts,
         return fail(c, err, cap);
     }
     c->be->copy_d2h(c->be, cnt, d + sizeof(uint64_t) * P, (size_t)P * sizeof *cnt);
+    if (c->be->sync(c->be)) { /* a device that failed copies nothing: cnt is unset */
+        free(cnt);
+        return errf(err, cap, "%s", c->be->err);
+    }
     size_t mx = 1;
     for (int r = 0; r < P; r++) mx = cnt[r] > mx ? (size_t)cnt[r] : mx;
     d = stage(c, mx * (P + 1), err, cap);

@@ -10,13 +10,15 @@
  *   failing rank's.
  * - SIGINT / SIGTERM sent to this process are passed on to the ranks, which
  *   agree to stop after the same step; a terminal's Ctrl-C reaches them
- *   directly (one process group). Ranks die with this process
+ *   directly (one process group) and once more from here, which a rank
+ *   takes as one request (a repeat within 2 s). Ranks die with this process
  *   (PR_SET_PDEATHSIG). */
 #define _GNU_SOURCE
 #include "comm.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +76,7 @@ int comm_launch(int n, int *status, char *err, size_t cap) {
         return -2;
     }
     int fd[2];
-    if (pipe(fd)) return errf(err, cap, "pipe: %s", strerror(errno));
+    if (pipe2(fd, O_CLOEXEC)) return errf(err, cap, "pipe: %s", strerror(errno)); /* not inherited by grader workers */
     pid_t *pid = calloc(n, sizeof *pid);
     if (!pid) return errf(err, cap, "out of memory");
     pid_t parent = getpid();

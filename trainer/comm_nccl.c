@@ -37,25 +37,26 @@ static struct {
     ncclResult_t (*all_reduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t);
     ncclResult_t (*all_gather)(const void *, void *, size_t, ncclDataType_t, ncclComm_t, cudaStream_t);
     ncclResult_t (*comm_destroy)(ncclComm_t);
-    ncclResult_t (*comm_abort)(ncclComm_t);
     const char *(*get_error_string)(ncclResult_t);
 } nccl;
 
 static int nccl_load(char *err, size_t cap) {
     if (nccl.loaded) return 0;
+    char first[512];
     void *h = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    snprintf(first, sizeof first, "%s", h ? "" : dlerror());
 #ifdef RFT_NCCL_DIR
     if (!h) h = dlopen(RFT_NCCL_DIR "/libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return errf(err, cap, "several GPU ranks need NCCL: %s; %s", first, dlerror());
 #endif
-    if (!h) return errf(err, cap, "several GPU ranks need NCCL: %s", dlerror());
-#define SYM(field, name)                                                                                 \
-    if (!(*(void **)&nccl.field = dlsym(h, name))) return errf(err, cap, "libnccl.so.2: no symbol %s", name);
+    if (!h) return errf(err, cap, "several GPU ranks need NCCL (put libnccl.so.2 on LD_LIBRARY_PATH): %s", first);
+#define SYM(field, name)                                                                                  \
+    if (!(*(void **)&nccl.field = dlsym(h, name))) return errf(err, cap, "libnccl.so.2: %s", dlerror());
     SYM(get_unique_id, "ncclGetUniqueId")
     SYM(comm_init_rank, "ncclCommInitRank")
     SYM(all_reduce, "ncclAllReduce")
     SYM(all_gather, "ncclAllGather")
     SYM(comm_destroy, "ncclCommDestroy")
-    SYM(comm_abort, "ncclCommAbort")
     SYM(get_error_string, "ncclGetErrorString")
 #undef SYM
     nccl.loaded = 1;
@@ -90,8 +91,12 @@ static int nccl_allgather(comm *c, const void *x, void *all, size_t bytes) {
                       nccl.all_gather(x, all, bytes, ncclUint8, nccl_of(c), (cudaStream_t)c->be->stream));
 }
 
+/* After a failure the communicator is left to the process's end: ncclCommAbort
+   needs every rank to call it (NCCL 2.x docs; it can wait on peers that sit in
+   a collective for ever), and the failing rank must exit so that the launcher
+   (or mpirun) ends the others. */
 static void nccl_destroy(comm *c, int failed) {
-    if (c->impl) (failed ? nccl.comm_abort : nccl.comm_destroy)(nccl_of(c)); /* abort: peers may never answer */
+    if (c->impl && !failed) nccl.comm_destroy(nccl_of(c));
     free(c); /* MPI, when it carried the id, ends in comm_exit */
 }
 
@@ -109,6 +114,11 @@ comm *comm_nccl_create(backend *be, int rank, int size, const unsigned char id[C
     *c = (comm){.rank = rank, .size = size, .kind = "nccl", .be = be, .allreduce = nccl_allreduce,
                 .allgather = nccl_allgather, .destroy = nccl_destroy};
     be->bind_thread(be); /* NCCL binds the communicator to the current device */
+    if (be->err[0]) {
+        errf(err, cap, "%s", be->err);
+        free(c);
+        return NULL;
+    }
     ncclUniqueId u;
     memcpy(&u, id, sizeof u);
     ncclComm_t nc = NULL;

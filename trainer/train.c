@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -47,10 +48,19 @@
 #include "util.h"
 #include "../kernels/cpu/cpu_setup.h"
 
-/* ---- signals: the first SIGINT/SIGTERM ends the run after the current step, the second at once ---- */
+/* ---- signals: the first SIGINT/SIGTERM ends the run after the current step, another one at once. A
+   repeat within 2 s is the same request arriving twice: a `--gpus` rank gets a terminal's Ctrl-C (or a
+   signal to its process group, or a batch system's) directly and once more from the launcher. ---- */
 static volatile sig_atomic_t g_stop = 0;
+static struct timespec g_stop_at;
 static void on_signal(int sig) {
-    if (g_stop) _exit(128 + sig);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe */
+    if (g_stop) {
+        if ((now.tv_sec - g_stop_at.tv_sec) + (now.tv_nsec - g_stop_at.tv_nsec) * 1e-9 >= 2.0) _exit(128 + sig);
+        return;
+    }
+    g_stop_at = now;
     g_stop = sig;
 }
 
@@ -1197,8 +1207,10 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     if (!isnan(R.st.best_valid_reward)) printf("best model (valid_reward_mean %.4f): %s/best.h5\n", R.st.best_valid_reward, c->train.out_dir);
     status = RFT_EXIT_OK;
 out:
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    if (!g_stop) { /* after a stop request the handler stays: its repeat may still be on the way */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+    }
     ckpt_train_state_free(&R.st);
     run_free(&R, status != RFT_EXIT_OK);
     return status;
