@@ -988,9 +988,12 @@ int model_step_cached_fn(model *m, kv_cache *c, int T, const int32_t *tokens, co
         block_out(m, w, la, x, T, 0);
         block_mlp(m, w, la, x, x, 0, T, 0);
     }
-    /* final norm of the requested rows only, gathered into xnf[0:n_out] */
-    for (int i = 0; i < n_out; i++)
-        be->copy_d2d(be, a->dx + (size_t)i * D, x + (size_t)out_rows[i] * D, D * sizeof(float));
+    /* final norm of the requested rows only, gathered into xnf[0:n_out]: one copy per run of consecutive rows
+       (a decode step's rows are all one run) */
+    for (int i = 0, j; i < n_out; i = j) {
+        for (j = i + 1; j < n_out && out_rows[j] == out_rows[i] + (j - i);) j++;
+        be->copy_d2d(be, a->dx + (size_t)i * D, x + (size_t)out_rows[i] * D, (size_t)(j - i) * D * sizeof(float));
+    }
     be->rmsnorm_forward(be, a->xnf, NULL, a->rstdf, NULL, a->dx, m->w.final_norm, n_out, D, cf->rms_eps);
     for (int s = 0; s < n_out; s += a->chunk) {
         int k = n_out - s < a->chunk ? n_out - s : a->chunk;

@@ -53,15 +53,23 @@ static void *cuda_alloc(backend *be, size_t bytes) {
 }
 
 static void cuda_free(backend *be, void *p) {
-    if (p) CU_CHECK(be, cudaFree(p));
+    if (!p) return;
+    /* work still queued may read p: cudaFree "may" synchronize, not must */
+    CU_CHECK(be, cudaStreamSynchronize(CUDA_IMPL(be)->stream));
+    CU_CHECK(be, cudaFree(p));
 }
 
 static void cuda_check_flags(backend *be);
 
 static void cuda_copy_h2d(backend *be, void *dst, const void *src, size_t bytes) {
     if (be->err[0] || !bytes) return;
-    /* pageable source: returns once the data is staged, so src may be reused */
-    CU_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, CUDA_IMPL(be)->stream));
+    /* from pageable memory the driver "may" stage the data before returning
+       (API synchronization behavior), so the copy is waited for: callers
+       reuse or free src at once. Uploads come between steps, when the
+       stream has little or nothing queued. */
+    cudaStream_t st = CUDA_IMPL(be)->stream;
+    if (CU_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st))) return;
+    CU_CHECK(be, cudaStreamSynchronize(st));
 }
 
 static void cuda_copy_d2h(backend *be, void *dst, const void *src, size_t bytes) {
@@ -187,8 +195,6 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->n_threads = 1;
     be->impl = im;
     im->device = device;
-    const char *tf = getenv("RFT_CUDA_TF32");
-    be->tf32 = !(tf && tf[0] == '0');
 
     int smem = 0, cc_major = 0;
     size_t mem_free = 0, mem_total = 0;
@@ -197,6 +203,10 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     if (CU_CHECK(be, cudaDeviceGetAttribute(&im->n_sm, cudaDevAttrMultiProcessorCount, device))) goto fail;
     if (CU_CHECK(be, cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device))) goto fail;
     im->smem_optin = (size_t)smem;
+    { /* TF32 needs Ampere (8.0); off with RFT_CUDA_TF32=0 or NVIDIA's own NVIDIA_TF32_OVERRIDE=0 */
+        const char *tf = getenv("RFT_CUDA_TF32"), *nv = getenv("NVIDIA_TF32_OVERRIDE");
+        be->tf32 = cc_major >= 8 && !(tf && tf[0] == '0') && !(nv && nv[0] == '0');
+    }
     if (CU_CHECK(be, cudaMemGetInfo(&mem_free, &mem_total))) goto fail;
     /* LM-head logits chunk: 1/64 of the card's memory, within [256 MB, 1 GB]
        (80 GB: 1 GB = 5461 tokens of a 49152 vocabulary). Each chunk re-reads
@@ -211,11 +221,14 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->stream = im->stream;
     if (CUBLAS_CHECK(be, cublasCreate(&im->cublas))) goto fail;
     if (CUBLAS_CHECK(be, cublasSetStream(im->cublas, im->stream))) goto fail;
-    if (CUBLAS_CHECK(be, cublasSetMathMode(im->cublas, be->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)))
+    /* bf16 outputs (C16) are the fp32 sums rounded once: no split-K partials reduced in bf16 */
+    if (CUBLAS_CHECK(be, cublasSetMathMode(im->cublas, (cublasMath_t)((be->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                                 : CUBLAS_DEFAULT_MATH) |
+                                                                      CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION))))
         goto fail;
     if (CU_CHECK(be, cudaMallocHost((void **)&im->host_sumsq, sizeof(double)))) goto fail;
     if (CU_CHECK(be, cudaMalloc((void **)&im->dev_flags, CUDA_N_FLAGS * sizeof(int)))) goto fail;
-    if (CU_CHECK(be, cudaMemset(im->dev_flags, 0, CUDA_N_FLAGS * sizeof(int)))) goto fail;
+    if (CU_CHECK(be, cudaMemsetAsync(im->dev_flags, 0, CUDA_N_FLAGS * sizeof(int), im->stream))) goto fail;
     if (cuda_attention_setup(be) || (cc_major >= 8 && (cuda_attention_bf16_setup(be) || cuda_attention_mma_setup(be) || cuda_attention_tf32_setup(be)))) goto fail;
     if (cuda_norm_setup(be)) goto fail;
 

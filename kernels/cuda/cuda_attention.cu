@@ -44,7 +44,7 @@
  * sequence, in sequence order; *count = number of tiles. Bad cu_seqlens
  * (cu[0] != 0, cu[B] != T, decreasing) raise the flag and give no tiles. */
 #define MAP_THREADS 1024
-static __global__ void attn_tilemap_kernel(const int32_t *cu, int B, int T, int2 *map, int cap, int *count,
+static __global__ void __launch_bounds__(MAP_THREADS) attn_tilemap_kernel(const int32_t *cu, int B, int T, int2 *map, int cap, int *count,
                                            int *flags) {
     __shared__ int sc[MAP_THREADS];
     __shared__ int bad;
