@@ -10,7 +10,8 @@
  *      after the 10 s grace, rank 0 killed;
  *   5. SIGTERM to the starting process reaches every rank;
  *   6. more ranks than CUDA_VISIBLE_DEVICES shows -> refused (-2) before
- *      any fork. */
+ *      any fork (its entries counted as CUDA does: up to the first invalid
+ *      one, so "-1" shows none). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
@@ -107,6 +108,12 @@ int main(void) {
     setenv("CUDA_VISIBLE_DEVICES", "0", 1);
     st = run(1, 2, &dt, 0);
     check(st == 102, "2 ranks where CUDA_VISIBLE_DEVICES shows 1 GPU: refused before forking", dt, st);
+    setenv("CUDA_VISIBLE_DEVICES", "-1", 1); /* CUDA reads up to the first invalid entry: no GPU */
+    st = run(1, 1, &dt, 0);
+    check(st == 102, "1 rank where CUDA_VISIBLE_DEVICES=-1 hides every GPU: refused before forking", dt, st);
+    setenv("CUDA_VISIBLE_DEVICES", "GPU-0a1b,1,x,2", 1); /* a UUID and an index, then an invalid entry */
+    st = run(1, 3, &dt, 0);
+    check(st == 102, "3 ranks where CUDA_VISIBLE_DEVICES=GPU-0a1b,1,x,2 shows 2 GPUs: refused before forking", dt, st);
     printf("%s: %d of %d checks failed\n", n_fail ? "FAILED" : "PASSED", n_fail, n_check);
     return n_fail ? 1 : 0;
 }

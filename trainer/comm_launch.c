@@ -47,13 +47,19 @@ static void kill_all(pid_t *pid, int n) {
 }
 
 /* GPUs this process may use, without initialising CUDA (a forked child
-   could not use it then): CUDA_VISIBLE_DEVICES' entries, else the driver's
-   /proc/driver/nvidia/gpus entries; -1 when neither tells */
+   could not use it then): CUDA_VISIBLE_DEVICES' entries up to the first
+   invalid one (CUDA ignores the rest: "-1" hides every GPU), else the
+   driver's /proc/driver/nvidia/gpus entries; -1 when neither tells */
 static int visible_gpus(void) {
     const char *v = getenv("CUDA_VISIBLE_DEVICES");
     if (v) {
         int n = 0;
-        for (const char *p = v; *p; p++) n += *p != ',' && (p == v || p[-1] == ',');
+        for (const char *p = v; *p; n++) {
+            const char *e = p + strcspn(p, ",");
+            int ok = e > p && (!strncmp(p, "GPU-", 4) || !strncmp(p, "MIG-", 4) || strspn(p, "0123456789") == (size_t)(e - p));
+            if (!ok) break;
+            p = *e ? e + 1 : e;
+        }
         return n;
     }
     DIR *d = opendir("/proc/driver/nvidia/gpus");

@@ -1086,9 +1086,11 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
         if (cf) fputs(R.config_text, cf), fclose(cf);
         R.tty = isatty(2);
         fprintf(stderr, "%s", R.config_text);
-        fprintf(stderr, "rft train: %s, %d train rows%s, %ld steps, model %s (%zu parameters), %s backend, %d threads",
+        fprintf(stderr, "rft train: %s, %d train rows%s, %ld steps, model %s (%zu parameters), %s backend, ",
                 algo_str(c->algorithm.name), R.train.n, R.have_valid ? "" : " (no valid set)", R.total_steps, start,
-                R.m.n_params, R.be->name, R.be->n_threads);
+                R.m.n_params, R.be->name);
+        if (R.be->stream) fprintf(stderr, "GPU %d", R.be->device);
+        else fprintf(stderr, "%d threads", R.be->n_threads);
         if (R.cm->size > 1) fprintf(stderr, ", %d ranks (%s)", R.cm->size, R.cm->kind);
         fputc('\n', stderr);
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

@@ -169,12 +169,35 @@ static void cuda_matmul(backend *be, int transA, int transB, int M, int N, int K
     }
 }
 
+/* an environment switch: the index of its value in vals[n], dflt when it is
+   unset, -1 (and err) for any other value: a typo is an error, not silently
+   the default */
+static int cuda_env_switch(const char *name, const char *const *vals, int n, int dflt, char *err, size_t cap) {
+    const char *v = getenv(name);
+    if (!v) return dflt;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, vals[i])) return i;
+    int o = snprintf(err, cap, "%s=%s (environment): expected", name, v);
+    for (int i = 0; i < n && o >= 0 && (size_t)o < cap; i++)
+        o += snprintf(err + o, cap - o, "%s %s", i ? (i == n - 1 ? " or" : ",") : "", vals[i]);
+    return -1;
+}
+
 extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
+    static const char *const off_on[] = {"0", "1"}, *const attn[] = {"wmma", "mma"}, *const minb[] = {"1", "3"};
+    int tf32 = cuda_env_switch("RFT_CUDA_TF32", off_on, 2, 1, err, err_cap);
+    int mma = tf32 < 0 ? -1 : cuda_env_switch("RFT_CUDA_ATTN", attn, 2, 1, err, err_cap);
+    int minb1 = mma < 0 ? -1 : cuda_env_switch("RFT_CUDA_TC_MIN_BLOCKS", minb, 2, 1, err, err_cap);
+    if (minb1 < 0) return NULL;
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n <= 0) {
-        snprintf(err, err_cap, "no CUDA device (%s)",
-                 e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount returned 0");
+        if (e == cudaErrorInsufficientDriver)
+            snprintf(err, err_cap, "no CUDA device: no NVIDIA driver, or one older than the CUDA runtime rft was built "
+                                   "with (cudaGetDeviceCount: %s)", cudaGetErrorString(e));
+        else
+            snprintf(err, err_cap, "no CUDA device (%s)",
+                     e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount returned 0");
         cudaGetLastError(); /* clear it */
         return NULL;
     }
@@ -195,6 +218,8 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     be->n_threads = 1;
     be->impl = im;
     im->device = device;
+    im->attn_mma = mma;
+    im->tc_minb_64 = minb1 ? 3 : 1;
 
     int smem = 0, cc_major = 0;
     size_t mem_free = 0, mem_total = 0;
@@ -204,8 +229,8 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
     if (CU_CHECK(be, cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device))) goto fail;
     im->smem_optin = (size_t)smem;
     { /* TF32 needs Ampere (8.0); off with RFT_CUDA_TF32=0 or NVIDIA's own NVIDIA_TF32_OVERRIDE=0 */
-        const char *tf = getenv("RFT_CUDA_TF32"), *nv = getenv("NVIDIA_TF32_OVERRIDE");
-        be->tf32 = cc_major >= 8 && !(tf && tf[0] == '0') && !(nv && nv[0] == '0');
+        const char *nv = getenv("NVIDIA_TF32_OVERRIDE");
+        be->tf32 = cc_major >= 8 && tf32 && !(nv && !strcmp(nv, "0"));
     }
     if (CU_CHECK(be, cudaMemGetInfo(&mem_free, &mem_total))) goto fail;
     /* LM-head logits chunk: 1/64 of the card's memory, within [256 MB, 1 GB]

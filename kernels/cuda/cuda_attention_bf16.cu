@@ -446,16 +446,14 @@ static __global__ void tc_rowdot_kernel(float *Dd, const uint16_t *dout, const u
 /* ---- host side ---- */
 
 /* Raises the dynamic shared-memory limits (hd 128 kernels only where
-   cuda_attention_setup found room for the fp32 ones: attn_hd_max), picks
-   the hd-64 variant (TC_MINB_64, or 1 with RFT_CUDA_TC_MIN_BLOCKS=1) and
-   the kernels of the bf16 pair: the mma.sync ones of cuda_attention_mma.cu,
-   or these with RFT_CUDA_ATTN=wmma. */
+   cuda_attention_setup found room for the fp32 ones: attn_hd_max). The
+   hd-64 variant (im->tc_minb_64: TC_MINB_64, or 1 with
+   RFT_CUDA_TC_MIN_BLOCKS=1) and the bf16 pair's kernels (im->attn_mma: the
+   mma.sync ones of cuda_attention_mma.cu, or these with RFT_CUDA_ATTN=wmma)
+   were read by backend_cuda_create. */
 int cuda_attention_bf16_setup(backend *be) {
     cuda_impl *im = CUDA_IMPL(be);
-    const char *e = getenv("RFT_CUDA_TC_MIN_BLOCKS");
-    im->tc_minb_64 = e && !strcmp(e, "1") ? 1 : TC_MINB_64;
-    e = getenv("RFT_CUDA_ATTN");
-    im->attn_mma = !(e && !strcmp(e, "wmma"));
+    static_assert(TC_MINB_64 == 3, "RFT_CUDA_TC_MIN_BLOCKS accepts 1 or 3 (backend_cuda.cu)");
 #define SET_ALL(HD, MINB)                                                   \
     CU_SET_SMEM(be, (attn_tc_fwd_kernel<HD, MINB>), TC_FWD_SMEM(HD));              \
     CU_SET_SMEM(be, (attn_tc_dkdv_kernel<HD, MINB>), TC_DKDV_SMEM(HD));            \
