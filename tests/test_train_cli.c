@@ -23,7 +23,10 @@
  *   5. model.dtype bf16: resume is bitwise too, the run differs from fp32's,
  *      an fp32 checkpoint resumes in bf16;
  *   6. utf8_sanitize, which keeps completions that end inside a UTF-8
- *      character in samples.jsonl and `rft sample --json`.
+ *      character in samples.jsonl and `rft sample --json`;
+ *   7. the command line: numeric options are parsed strictly (a bad value
+ *      exits 2 with one line naming the option and the value), --opt=VALUE
+ *      works like --opt VALUE, an option without its value says so.
  * Exit 1 on any failure, 77 when $RFT_BIN is missing. */
 #define _GNU_SOURCE
 #include "train_cli_common.h"
@@ -471,6 +474,88 @@ static void test_eval_sample(void) {
     free(out), free(err);
 }
 
+/* ---- 7. the command line ---- */
+
+/* rft ARGS... (NULL-terminated) must exit 2 with one stderr line holding needle */
+static void cli_bad(const char *needle, ...) {
+    char *argv[24], what[2048] = "rft", op[512], ep[512];
+    int n = 0;
+    argv[n++] = (char *)rft;
+    va_list ap;
+    va_start(ap, needle);
+    for (const char *a; n < 23 && (a = va_arg(ap, const char *));) {
+        argv[n++] = (char *)a;
+        snprintf(what + strlen(what), sizeof what - strlen(what), " %s", a);
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    path_in(op, sizeof op, "stdout.txt");
+    path_in(ep, sizeof ep, "stderr.txt");
+    int rc = wait_status(spawn(argv, op, ep));
+    char *err = slurp(ep);
+    expect_bad(what, rc, err, needle, NULL, NULL);
+    free(err);
+}
+
+static void test_command_line(void) {
+    const char *cfg = "tests/fixtures/train_grpo.yaml";
+    char mset[600], mset_eq[700], init_out[600];
+    snprintf(mset, sizeof mset, "model.path=%s", model_path);
+    snprintf(mset_eq, sizeof mset_eq, "--set=model.path=%s", model_path);
+    path_in(init_out, sizeof init_out, "cli_init.h5");
+    /* eval: strict numbers, the --gpus message of train, --opt=VALUE, a missing value */
+    cli_bad("--n abc: expected", "eval", cfg, "--set", mset, "--n", "abc", NULL);
+    cli_bad("--n 2x: expected", "eval", cfg, "--set", mset, "--n", "2x", NULL);
+    cli_bad("--n -1: expected", "eval", cfg, "--set", mset, "--n", "-1", NULL);
+    cli_bad("--samples xyz: expected", "eval", cfg, "--set", mset, "--samples", "xyz", NULL);
+    cli_bad("--samples 2000: expected", "eval", cfg, "--set", mset, "--samples", "2000", NULL);
+    const char *gpus[] = {"0", "-1", "abc", "2000"};
+    for (int i = 0; i < 4; i++) {
+        char want[100], eq[100];
+        snprintf(want, sizeof want, "rft eval: --gpus %s: expected a number of GPUs from 1 to 1024", gpus[i]);
+        cli_bad(want, "eval", cfg, "--set", mset, "--gpus", gpus[i], NULL);
+        snprintf(eq, sizeof eq, "--gpus=%s", gpus[i]);
+        cli_bad(want, "eval", cfg, "--set", mset, eq, NULL);
+    }
+    cli_bad("rft eval: --gpus: needs a value", "eval", cfg, "--set", mset, "--gpus", NULL);
+    cli_bad("rft eval: --set: needs a value", "eval", cfg, "--set", NULL);
+    cli_bad("rft eval: --n: needs a value", "eval", cfg, "--n", NULL);
+    cli_bad("--gpus needs device: cuda", "eval", cfg, "--gpus=1", NULL); /* --gpus=1 taken */
+    {
+        char *out, *err;
+        int rc = run_rft(&out, &err, "eval", cfg, mset_eq, "--n=2", "--samples=2", "--json", NULL);
+        json_t *o = json_loads(out, 0, NULL);
+        check(rc == 0 && json_integer_value(json_object_get(o, "rows")) == 2 &&
+                  json_integer_value(json_object_get(o, "samples_per_row")) == 2,
+              "rft eval --set=K=V --n=2 --samples=2: rows 2, 2 samples per row (rc %d) %s", rc, rc ? err : "");
+        json_decref(o);
+        free(out), free(err);
+    }
+    /* train: the same --gpus parsing */
+    cli_bad("rft train: --gpus 0: expected a number of GPUs from 1 to 1024", "train", cfg, "--gpus=0", NULL);
+    cli_bad("rft train: --gpus: needs a value", "train", cfg, "--gpus", NULL);
+    cli_bad("rft train: --set: needs a value", "train", cfg, "--set", NULL);
+    cli_bad("--gpus needs device: cuda", "train", cfg, "--gpus=1", NULL);
+    /* sample: integer options take integers */
+    cli_bad("--n 2.5: expected", "sample", "--model", model_path, "--prompt", "hi", "--n", "2.5", NULL);
+    cli_bad("--n abc: expected", "sample", "--model", model_path, "--prompt", "hi", "--n=abc", NULL);
+    cli_bad("--max-new-tokens 1e2: expected", "sample", "--model", model_path, "--prompt", "hi", "--max-new-tokens", "1e2", NULL);
+    cli_bad("--seed -1: expected", "sample", "--model", model_path, "--prompt", "hi", "--seed=-1", NULL);
+    cli_bad("--temperature hot: expected", "sample", "--model", model_path, "--prompt", "hi", "--temperature=hot", NULL);
+    cli_bad("rft sample: --max-new-tokens: needs a value", "sample", "--model", model_path, "--prompt", "hi",
+            "--max-new-tokens", NULL);
+    /* init: --seed and --rope-theta were read with no check */
+    const char *tk = "tests/fixtures/tiny_bpe_tokenizer.json";
+    cli_bad("--seed xyz: expected", "init", init_out, "--tokenizer", tk, "--d-model", "32", "--n-layer", "2", "--n-head",
+            "2", "--d-ff", "64", "--seed", "xyz", NULL);
+    cli_bad("--seed -1: expected", "init", init_out, "--tokenizer", tk, "--d-model", "32", "--n-layer", "2", "--n-head",
+            "2", "--d-ff", "64", "--seed=-1", NULL);
+    cli_bad("--rope-theta abc: expected", "init", init_out, "--tokenizer", tk, "--d-model", "32", "--n-layer", "2",
+            "--n-head", "2", "--d-ff", "64", "--rope-theta", "abc", NULL);
+    cli_bad("rft init: --d-model: needs a value", "init", init_out, "--tokenizer", tk, "--d-model", NULL);
+    check(!file_exists(init_out), "rft init with bad options wrote nothing");
+}
+
 /* ---- 4. metrics ---- */
 
 static void test_metrics(void) {
@@ -628,6 +713,7 @@ int main(void) {
     int rc = tt_setup("traincli");
     if (rc) return rc;
     test_utf8();
+    test_command_line();
     test_resume("grpo", "tests/fixtures/train_grpo.yaml");
     test_resume("sft", "tests/fixtures/train_sft.yaml");
     test_bf16_training();

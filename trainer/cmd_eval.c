@@ -21,9 +21,12 @@
 #include "rollout.h"
 #include "util.h"
 
+#define USAGE                                                                                                          \
+    "usage: rft eval CONFIG [--model CHECKPOINT] [--data FILE] [--n N] [--samples K] [--compare OTHER] [--json] "      \
+    "[--set section.key=value ...] [--gpus N]\n"
+
 static int usage(void) {
-    fprintf(stderr, "usage: rft eval CONFIG [--model CHECKPOINT] [--data FILE] [--n N] [--samples K] [--compare OTHER] "
-                    "[--json] [--set section.key=value ...] [--gpus N]\n");
+    fprintf(stderr, USAGE);
     return RFT_EXIT_BADINPUT;
 }
 
@@ -98,28 +101,33 @@ int cmd_eval(int argc, char **argv) {
     int rank = 0, size = 1, local_rank = 0, local_size = 1; /* under mpirun: rank 0 reports bad input */
     char e2[256];
     comm_env(&rank, &size, &local_rank, &local_size, e2, sizeof e2);
-    char **sets = calloc(argc, sizeof *sets);
+    char **sets = calloc(argc, sizeof *sets), e1[256];
+    if (!sets) return RFT_EXIT_RUNTIME;
     for (int i = 1; i < argc; i++) {
-        int has = i + 1 < argc;
-        if (!strcmp(argv[i], "--model") && has) model_path = argv[++i];
-        else if (!strcmp(argv[i], "--data") && has) data = argv[++i];
-        else if (!strcmp(argv[i], "--compare") && has) other = argv[++i];
-        else if (!strcmp(argv[i], "--n") && has) n = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--samples") && has) k = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--gpus") && has) {
-            char *end;
-            long g = strtol(argv[++i], &end, 10);
-            gpus = *end || g < 1 ? -1 : g > 1024 ? 1025 : (int)g; /* refused below */
-        }
-        else if (!strcmp(argv[i], "--set") && has) sets[n_sets++] = argv[++i];
-        else if (argv[i][0] != '-' && !path) path = argv[i];
-        else {
+        const char *a = argv[i], *set;
+        /* r: 1 the option was taken, 0 not an option of eval, -1 a bad or missing value (e1) */
+        int r = cli_option(argc, argv, &i, "--model", &model_path, e1, sizeof e1);
+        if (!r) r = cli_option(argc, argv, &i, "--data", &data, e1, sizeof e1);
+        if (!r) r = cli_option(argc, argv, &i, "--compare", &other, e1, sizeof e1);
+        if (!r && (r = cli_option(argc, argv, &i, "--set", &set, e1, sizeof e1)) > 0) sets[n_sets++] = (char *)set;
+        if (!r) r = cli_int_option(argc, argv, &i, "--n", 0, 1 << 30, "a number of rows from 0 (all) to 1073741824", &n,
+                                   e1, sizeof e1);
+        if (!r) r = cli_int_option(argc, argv, &i, "--samples", 0, 1024,
+                                   "a number of samples per row from 0 (greedy) to 1024", &k, e1, sizeof e1);
+        if (!r) r = cli_int_option(argc, argv, &i, "--gpus", 1, CLI_MAX_GPUS, CLI_GPUS_WHAT, &gpus, e1, sizeof e1);
+        if (!r && !strcmp(a, "--json")) json = 1, r = 1;
+        if (!r && a[0] != '-' && !path) path = a, r = 1;
+        if (r < 0) {
+            if (!rank) fprintf(stderr, "rft eval: %s\n", e1);
             free(sets);
-            return usage();
+            return RFT_EXIT_BADINPUT;
+        }
+        if (!r) {
+            free(sets);
+            return rank ? RFT_EXIT_BADINPUT : usage();
         }
     }
-    if (!path || n < 0 || k < -1 || gpus < 0 || gpus > 1024) {
+    if (!path) {
         free(sets);
         return rank ? RFT_EXIT_BADINPUT : usage();
     }

@@ -15,48 +15,50 @@
 #include "tokenizer_h5.h"
 #include "util.h"
 
+#define USAGE                                                                                                          \
+    "usage: rft init OUT.h5 --tokenizer tokenizer.json [--tokenizer-config FILE] [--chat-template NAME] "              \
+    "--d-model D --n-layer L --n-head H [--n-kv-head K] [--head-dim E] --d-ff F [--max-seq S] "                        \
+    "[--rope-theta T] [--untied] [--qkv-bias] [--seed N]\n"
+
 static int usage(void) {
-    fprintf(stderr, "usage: rft init OUT.h5 --tokenizer tokenizer.json [--tokenizer-config FILE] [--chat-template NAME] "
-                    "--d-model D --n-layer L --n-head H [--n-kv-head K] [--head-dim E] --d-ff F [--max-seq S] "
-                    "[--rope-theta T] [--untied] [--qkv-bias] [--seed N]\n");
+    fprintf(stderr, USAGE);
     return RFT_EXIT_BADINPUT;
 }
 
 int cmd_init(int argc, char **argv) {
-    const char *out = NULL, *tokp = NULL, *tokcfg = NULL, *tmpl = NULL;
+    const char *out = NULL, *tokp = NULL, *tokcfg = NULL, *tmpl = NULL, *v;
     model_config c = {.rope_theta = 10000.0f, .rms_eps = 1e-5f, .tie_embeddings = 1, .max_seq = 512};
-    long seed = 0;
+    uint64_t seed = 0;
+    double rope_theta = c.rope_theta;
+    char e1[256];
+    struct {
+        const char *flag;
+        int *v;
+    } dims[] = {{"--d-model", &c.d_model},     {"--n-layer", &c.n_layer}, {"--n-head", &c.n_head},
+                {"--n-kv-head", &c.n_kv_head}, {"--head-dim", &c.head_dim}, {"--d-ff", &c.d_ff},
+                {"--max-seq", &c.max_seq}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int has = i + 1 < argc;
-        int *iv = NULL;
-        if (!strcmp(a, "--tokenizer") && has) tokp = argv[++i];
-        else if (!strcmp(a, "--tokenizer-config") && has) tokcfg = argv[++i];
-        else if (!strcmp(a, "--chat-template") && has) tmpl = argv[++i];
-        else if (!strcmp(a, "--untied")) c.tie_embeddings = 0;
-        else if (!strcmp(a, "--qkv-bias")) c.qkv_bias = 1;
-        else if (!strcmp(a, "--rope-theta") && has) c.rope_theta = strtof(argv[++i], NULL);
-        else if (!strcmp(a, "--seed") && has) seed = strtol(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--d-model")) iv = &c.d_model;
-        else if (!strcmp(a, "--n-layer")) iv = &c.n_layer;
-        else if (!strcmp(a, "--n-head")) iv = &c.n_head;
-        else if (!strcmp(a, "--n-kv-head")) iv = &c.n_kv_head;
-        else if (!strcmp(a, "--head-dim")) iv = &c.head_dim;
-        else if (!strcmp(a, "--d-ff")) iv = &c.d_ff;
-        else if (!strcmp(a, "--max-seq")) iv = &c.max_seq;
-        else if (a[0] != '-' && !out) out = a;
-        else return usage();
-        if (iv) {
-            char *end;
-            if (!has) return usage();
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v <= 0 || v > 1 << 24) {
-                fprintf(stderr, "rft init: %s: '%s' is not a positive integer\n", a, argv[i]);
-                return RFT_EXIT_BADINPUT;
-            }
-            *iv = (int)v;
+        /* r: 1 the option was taken, 0 not an option of init, -1 a bad or missing value (e1) */
+        int r = cli_option(argc, argv, &i, "--tokenizer", &tokp, e1, sizeof e1);
+        if (!r) r = cli_option(argc, argv, &i, "--tokenizer-config", &tokcfg, e1, sizeof e1);
+        if (!r) r = cli_option(argc, argv, &i, "--chat-template", &tmpl, e1, sizeof e1);
+        if (!r) r = cli_double_option(argc, argv, &i, "--rope-theta", 1e-3, 1e12, NULL, &rope_theta, e1, sizeof e1);
+        if (!r && (r = cli_option(argc, argv, &i, "--seed", &v, e1, sizeof e1)) > 0 &&
+            cli_parse_seed("--seed", v, &seed, e1, sizeof e1))
+            r = -1;
+        for (size_t d = 0; !r && d < sizeof dims / sizeof dims[0]; d++)
+            r = cli_int_option(argc, argv, &i, dims[d].flag, 1, 1 << 24, NULL, dims[d].v, e1, sizeof e1);
+        if (!r && !strcmp(a, "--untied")) c.tie_embeddings = 0, r = 1;
+        if (!r && !strcmp(a, "--qkv-bias")) c.qkv_bias = 1, r = 1;
+        if (!r && a[0] != '-' && !out) out = a, r = 1;
+        if (r < 0) {
+            fprintf(stderr, "rft init: %s\n", e1);
+            return RFT_EXIT_BADINPUT;
         }
+        if (!r) return usage();
     }
+    c.rope_theta = (float)rope_theta;
     if (!out || !tokp || !c.d_model || !c.n_layer || !c.n_head || !c.d_ff) return usage();
     if (!c.n_kv_head) c.n_kv_head = c.n_head;
     if (!c.head_dim) c.head_dim = c.d_model / c.n_head;
@@ -79,7 +81,7 @@ int cmd_init(int argc, char **argv) {
         fprintf(stderr, "rft init: %s\n", err);
         goto done_tok;
     }
-    model_init_weights(&m, (uint64_t)seed);
+    model_init_weights(&m, seed);
     ckpt_parts parts = {.tokenizer = tok, .tokenizer_save = tokenizer_h5_save};
     if (ckpt_save(out, &m, &parts, err, sizeof err)) {
         fprintf(stderr, "rft init: %s\n", err);

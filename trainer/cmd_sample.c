@@ -19,63 +19,55 @@
 #include "util.h"
 #include "../kernels/cpu/cpu_setup.h"
 
+#define USAGE                                                                                                          \
+    "usage: rft sample --model M --prompt TEXT [--n N] [--temperature T] [--top-p P] [--top-k K] [--min-p P] "         \
+    "[--max-new-tokens K] [--seed S] [--dtype fp32|bf16] [--device cpu|cuda] [--raw] [--json] [--threads N]\n"
+
 static int usage(void) {
-    fprintf(stderr, "usage: rft sample --model M --prompt TEXT [--n N] [--temperature T] [--top-p P] [--top-k K] "
-                    "[--min-p P] [--max-new-tokens K] [--seed S] [--dtype fp32|bf16] [--device cpu|cuda] [--raw] [--json] [--threads N]\n");
+    fprintf(stderr, USAGE);
     return RFT_EXIT_BADINPUT;
 }
 
-static int parse_num(const char *flag, const char *s, double lo, double hi, double *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v) || v < lo || v > hi) {
-        fprintf(stderr, "rft sample: %s: '%s' is not a number in [%g, %g]\n", flag, s, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 int cmd_sample(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *device = "cpu";
-    double n = 1, temp = 1.0, top_p = 1.0, top_k = 0, min_p = 0, max_new = 128, seed = 0, threads = 0;
-    int json = 0, raw = 0, bf16 = 0;
+    const char *model_path = NULL, *prompt = NULL, *device = "cpu", *dtype = "fp32", *v;
+    double temp = 1.0, top_p = 1.0, min_p = 0;
+    int n = 1, top_k = 0, max_new = 128, threads = 0, json = 0, raw = 0;
+    uint64_t seed = 0;
+    char e1[256];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int has = i + 1 < argc;
-        double *num = NULL, lo = 0, hi = 1e9;
-        if (!strcmp(a, "--json")) json = 1;
-        else if (!strcmp(a, "--raw")) raw = 1;
-        else if (!strcmp(a, "--model") && has) model_path = argv[++i];
-        else if (!strcmp(a, "--prompt") && has) prompt = argv[++i];
-        else if (!strcmp(a, "--device") && has) {
-            device = argv[++i];
-            if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
-                fprintf(stderr, "rft sample: --device: '%s' is not cpu or cuda\n", device);
-                return RFT_EXIT_BADINPUT;
-            }
-        } else if (!strcmp(a, "--dtype") && has) {
-            const char *d = argv[++i];
-            if (strcmp(d, "fp32") && strcmp(d, "bf16")) {
-                fprintf(stderr, "rft sample: --dtype: '%s' is not fp32 or bf16\n", d);
-                return RFT_EXIT_BADINPUT;
-            }
-            bf16 = !strcmp(d, "bf16");
+        /* r: 1 the option was taken, 0 not an option of sample, -1 a bad or missing value (e1) */
+        int r = cli_option(argc, argv, &i, "--model", &model_path, e1, sizeof e1);
+        if (!r) r = cli_option(argc, argv, &i, "--prompt", &prompt, e1, sizeof e1);
+        if (!r) r = cli_option(argc, argv, &i, "--device", &device, e1, sizeof e1);
+        if (!r) r = cli_option(argc, argv, &i, "--dtype", &dtype, e1, sizeof e1);
+        if (!r) r = cli_int_option(argc, argv, &i, "--n", 1, 4096, NULL, &n, e1, sizeof e1);
+        if (!r) r = cli_int_option(argc, argv, &i, "--top-k", 0, 1 << 24, NULL, &top_k, e1, sizeof e1);
+        if (!r) r = cli_int_option(argc, argv, &i, "--max-new-tokens", 1, 1 << 20, NULL, &max_new, e1, sizeof e1);
+        if (!r) r = cli_int_option(argc, argv, &i, "--threads", 0, 4096, NULL, &threads, e1, sizeof e1);
+        if (!r) r = cli_double_option(argc, argv, &i, "--temperature", 0, 100, NULL, &temp, e1, sizeof e1);
+        if (!r) r = cli_double_option(argc, argv, &i, "--top-p", 1e-6, 1, NULL, &top_p, e1, sizeof e1);
+        if (!r) r = cli_double_option(argc, argv, &i, "--min-p", 0, 1, NULL, &min_p, e1, sizeof e1);
+        if (!r && (r = cli_option(argc, argv, &i, "--seed", &v, e1, sizeof e1)) > 0 &&
+            cli_parse_seed("--seed", v, &seed, e1, sizeof e1))
+            r = -1;
+        if (!r && !strcmp(a, "--json")) json = 1, r = 1;
+        if (!r && !strcmp(a, "--raw")) raw = 1, r = 1;
+        if (r < 0) {
+            fprintf(stderr, "rft sample: %s\n", e1);
+            return RFT_EXIT_BADINPUT;
         }
-        else if (!strcmp(a, "--n")) num = &n, lo = 1, hi = 4096;
-        else if (!strcmp(a, "--temperature")) num = &temp, hi = 100;
-        else if (!strcmp(a, "--top-p")) num = &top_p, lo = 1e-6, hi = 1;
-        else if (!strcmp(a, "--top-k")) num = &top_k, hi = 1 << 24;
-        else if (!strcmp(a, "--min-p")) num = &min_p, hi = 1;
-        else if (!strcmp(a, "--max-new-tokens")) num = &max_new, lo = 1, hi = 1 << 20;
-        else if (!strcmp(a, "--seed")) num = &seed, hi = 1.8e19;
-        else if (!strcmp(a, "--threads")) num = &threads, hi = 4096;
-        else return usage();
-        if (num) {
-            if (!has) return usage();
-            if (parse_num(a, argv[++i], lo, hi, num)) return RFT_EXIT_BADINPUT;
-        }
+        if (!r) return usage();
     }
+    if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+        fprintf(stderr, "rft sample: --device: '%s' is not cpu or cuda\n", device);
+        return RFT_EXIT_BADINPUT;
+    }
+    if (strcmp(dtype, "fp32") && strcmp(dtype, "bf16")) {
+        fprintf(stderr, "rft sample: --dtype: '%s' is not fp32 or bf16\n", dtype);
+        return RFT_EXIT_BADINPUT;
+    }
+    int bf16 = !strcmp(dtype, "bf16");
     if (!model_path || !prompt) return usage();
     if (!prompt[0]) {
         fprintf(stderr, "rft sample: --prompt is empty\n");
@@ -87,10 +79,10 @@ int cmd_sample(int argc, char **argv) {
         fprintf(stderr, "rft sample: %s\n", err);
         return RFT_EXIT_BADINPUT;
     }
-    int G = (int)n;
+    int G = n;
     int slots = G < 64 ? G : 64;
     int max_tokens = 512 > slots ? 512 : slots;
-    backend *be = backend_for_device(device, 0, (int)threads, err, sizeof err);
+    backend *be = backend_for_device(device, 0, threads, err, sizeof err);
     if (!be) {
         fprintf(stderr, "rft sample: %s\n", err);
         return RFT_EXIT_BADINPUT;
@@ -120,17 +112,17 @@ int cmd_sample(int argc, char **argv) {
     /* stop at the end-of-sequence token and the chat templates' end-of-turn tokens */
     int32_t stop[8];
     int n_stop = chat_stop_tokens(tok, stop, 8);
-    int ctx = (int)ids.n + (int)max_new;
+    int ctx = (int)ids.n + max_new;
     if (ctx > cfg.max_seq) ctx = cfg.max_seq;
     if (rollout_create(&r, &m, tok, slots, ctx, err, sizeof err)) {
         fprintf(stderr, "rft sample: %s\n", err);
         rc = RFT_EXIT_RUNTIME;
         goto done;
     }
-    rollout_config rc_cfg = {.sampler = {.temperature = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p,
+    rollout_config rc_cfg = {.sampler = {.temperature = (float)temp, .top_k = top_k, .top_p = (float)top_p,
                                          .min_p = (float)min_p},
-                             .max_new_tokens = (int)max_new, .stop_ids = stop, .n_stop_ids = n_stop,
-                             .seed = (uint64_t)seed, .bf16 = bf16};
+                             .max_new_tokens = max_new, .stop_ids = stop, .n_stop_ids = n_stop,
+                             .seed = seed, .bf16 = bf16};
     if (bf16 && !strcmp(be->name, "cpu") && !cpu_has_bf16_kernel())
         fprintf(stderr, "rft sample: note: this CPU has neither AVX512_BF16 nor AVX2: --dtype bf16 runs a portable "
                         "loop, slower than fp32\n");

@@ -26,23 +26,19 @@ int cmd_train(int argc, char **argv) {
     char **sets = calloc(argc, sizeof *sets);
     int n_sets = 0;
     if (!sets) return RFT_EXIT_RUNTIME;
+    char e1[256];
     for (int i = 1; i < argc && !bad; i++) {
+        const char *set;
+        int r;
         if (!strcmp(argv[i], "--help-config")) {
             config_print_reference(stdout);
             free(sets);
             return RFT_EXIT_OK;
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-            sets[n_sets++] = argv[++i];
-        } else if (!strncmp(argv[i], "--set=", 6)) {
-            sets[n_sets++] = argv[i] + 6;
-        } else if (!strcmp(argv[i], "--gpus") && i + 1 < argc) {
-            char *end;
-            long n = strtol(argv[++i], &end, 10);
-            if (*end || n < 1 || n > 1024) {
-                if (say) fprintf(stderr, "rft train: --gpus %s: expected a number of GPUs from 1 to 1024\n", argv[i]);
-                bad = 1;
-            }
-            gpus = (int)n;
+        } else if ((r = cli_option(argc, argv, &i, "--set", &set, e1, sizeof e1))) {
+            if (r > 0) sets[n_sets++] = (char *)set;
+            else bad = 1;
+        } else if ((r = cli_int_option(argc, argv, &i, "--gpus", 1, CLI_MAX_GPUS, CLI_GPUS_WHAT, &gpus, e1, sizeof e1))) {
+            if (r < 0) bad = 1;
         } else if (!strcmp(argv[i], "--resume")) {
             resume = i + 1 < argc && argv[i + 1][0] != '-' && path ? argv[++i] : "";
         } else if (argv[i][0] != '-' && !path) {
@@ -50,6 +46,7 @@ int cmd_train(int argc, char **argv) {
         } else {
             bad = 2;
         }
+        if (bad == 1 && say) fprintf(stderr, "rft train: %s\n", e1);
     }
     if (!bad && !path) bad = 2;
     if (bad == 2 && say) fprintf(stderr, USAGE);
