@@ -26,7 +26,9 @@
  *      character in samples.jsonl and `rft sample --json`;
  *   7. the command line: numeric options are parsed strictly (a bad value
  *      exits 2 with one line naming the option and the value), --opt=VALUE
- *      works like --opt VALUE, an option without its value says so.
+ *      works like --opt VALUE, an option without its value says so, -h /
+ *      --help of every command prints its usage to stdout and exits 0, and
+ *      rft --version.
  * Exit 1 on any failure, 77 when $RFT_BIN is missing. */
 #define _GNU_SOURCE
 #include "train_cli_common.h"
@@ -554,6 +556,33 @@ static void test_command_line(void) {
             "--n-head", "2", "--d-ff", "64", "--rope-theta", "abc", NULL);
     cli_bad("rft init: --d-model: needs a value", "init", init_out, "--tokenizer", tk, "--d-model", NULL);
     check(!file_exists(init_out), "rft init with bad options wrote nothing");
+    /* -h / --help: the usage on stdout, exit 0, for every command; bad usage still exits 2 */
+    const char *cmds[] = {"train", "eval", "sample", "init", "grade", "convert", "inspect"};
+    for (int i = 0; i < 7; i++)
+        for (int h = 0; h < 2; h++) {
+            char *out, *err, want[64];
+            int rc = run_rft(&out, &err, cmds[i], h ? "--help" : "-h", NULL);
+            snprintf(want, sizeof want, "usage: rft %s ", cmds[i]);
+            check(rc == 0 && !strncmp(out, want, strlen(want)) && !err[0],
+                  "rft %s %s: usage on stdout, nothing on stderr, exit 0 (rc %d)", cmds[i], h ? "--help" : "-h", rc);
+            free(out), free(err);
+        }
+    {
+        char *out, *err;
+        int rc = run_rft(&out, &err, "eval", "--help", NULL);
+        check(rc == 0 && strstr(out, "every row") && strstr(out, "eval_max_rows"),
+              "rft eval --help says which rows it evaluates");
+        free(out), free(err);
+        rc = run_rft(&out, &err, "eval", NULL);
+        check(rc == 2 && !out[0] && strstr(err, "usage: rft eval"), "rft eval without CONFIG: usage on stderr, exit 2");
+        free(out), free(err);
+        char *vout, *verr;
+        rc = run_rft(&out, &err, "--version", NULL);
+        int rc2 = run_rft(&vout, &verr, "version", NULL);
+        check(rc == 0 && rc2 == 0 && !strncmp(out, "rft ", 4) && !strcmp(out, vout),
+              "rft --version prints what rft version prints (rc %d): %s", rc, out);
+        free(out), free(err), free(vout), free(verr);
+    }
 }
 
 /* ---- 4. metrics ---- */

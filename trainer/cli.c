@@ -7,6 +7,8 @@
 #include "cli.h"
 #include "util.h"
 
+int cli_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
+
 int cli_option(int argc, char **argv, int *i, const char *flag, const char **val, char *err, size_t cap) {
     const char *a = argv[*i];
     size_t n = strlen(flag);

@@ -18,6 +18,9 @@ int cmd_train(int argc, char **argv);     /* cmd_train.c */
 int cmd_init(int argc, char **argv);      /* cmd_init.c */
 int cmd_eval(int argc, char **argv);      /* cmd_eval.c */
 
+/* arg is -h or --help */
+int cli_is_help(const char *arg);
+
 /* Option `flag` at argv[*i], with its value as the next argument or after
  * '=' (--flag=VALUE). Returns 1 with *val set (and *i on the value's
  * argument), 0 when argv[*i] is not this option, -1 with err ("--flag: needs

@@ -2,9 +2,9 @@
  * [--n N] [--samples K] [--compare OTHER] [--json] [--set key=value ...]
  * [--gpus N]`: runs a model over a dataset with the configured graders and
  * prints a per-grader table, error counts and pass@k; --compare puts a
- * second model beside the first (base vs tuned). With ranks (--gpus N, or
- * mpirun: comm.h) each rank generates and grades a share of the rows and
- * rank 0 prints the whole result. */
+ * second model beside the first (base vs tuned); -h / --help describes the
+ * options. With ranks (--gpus N, or mpirun: comm.h) each rank generates and
+ * grades a share of the rows and rank 0 prints the whole result. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,6 +28,18 @@
 static int usage(void) {
     fprintf(stderr, USAGE);
     return RFT_EXIT_BADINPUT;
+}
+
+static void help(void) {
+    printf(USAGE "  --model CHECKPOINT  the model to evaluate (.h5, .gguf or a Hugging Face directory; default: model.path)\n"
+                 "  --data FILE         the rows to evaluate (JSONL; default: data.valid, else data.train)\n"
+                 "  --n N               the first N rows only (default: every row of the file; train.eval_max_rows,\n"
+                 "                      which limits the evaluations during rft train, does not apply)\n"
+                 "  --samples K         0: greedy; K: K sampled completions per row and pass@K (default: train.eval_samples)\n"
+                 "  --compare OTHER     a second model evaluated beside the first\n"
+                 "  --json              one JSON object per model instead of the table\n"
+                 "  --set key=value     override a config key, as in rft train\n"
+                 "  --gpus N            N ranks on this machine's first N GPUs (device: cuda)\n");
 }
 
 /* Loads model `path`, evaluates, fills res. Returns an exit status. */
@@ -105,6 +117,11 @@ int cmd_eval(int argc, char **argv) {
     if (!sets) return RFT_EXIT_RUNTIME;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *set;
+        if (cli_is_help(a)) {
+            if (!rank) help();
+            free(sets);
+            return RFT_EXIT_OK;
+        }
         /* r: 1 the option was taken, 0 not an option of eval, -1 a bad or missing value (e1) */
         int r = cli_option(argc, argv, &i, "--model", &model_path, e1, sizeof e1);
         if (!r) r = cli_option(argc, argv, &i, "--data", &data, e1, sizeof e1);

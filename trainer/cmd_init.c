@@ -39,6 +39,10 @@ int cmd_init(int argc, char **argv) {
                 {"--max-seq", &c.max_seq}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (cli_is_help(a)) {
+            printf(USAGE);
+            return RFT_EXIT_OK;
+        }
         /* r: 1 the option was taken, 0 not an option of init, -1 a bad or missing value (e1) */
         int r = cli_option(argc, argv, &i, "--tokenizer", &tokp, e1, sizeof e1);
         if (!r) r = cli_option(argc, argv, &i, "--tokenizer-config", &tokcfg, e1, sizeof e1);

@@ -36,6 +36,10 @@ int cmd_sample(int argc, char **argv) {
     char e1[256];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (cli_is_help(a)) {
+            printf(USAGE);
+            return RFT_EXIT_OK;
+        }
         /* r: 1 the option was taken, 0 not an option of sample, -1 a bad or missing value (e1) */
         int r = cli_option(argc, argv, &i, "--model", &model_path, e1, sizeof e1);
         if (!r) r = cli_option(argc, argv, &i, "--prompt", &prompt, e1, sizeof e1);

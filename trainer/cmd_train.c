@@ -1,6 +1,6 @@
 /* trainer/cmd_train.c: `rft train CONFIG [--set key=value ...] [--resume
- * [CHECKPOINT]] [--gpus N]` and `rft train --help-config` (the field
- * reference). --gpus N starts N data-parallel ranks on this machine's first N
+ * [CHECKPOINT]] [--gpus N]`, `rft train --help-config` (the field
+ * reference) and `rft train --help`. --gpus N starts N data-parallel ranks on this machine's first N
  * GPUs (comm_launch); under mpirun each process is a rank already. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +32,10 @@ int cmd_train(int argc, char **argv) {
         int r;
         if (!strcmp(argv[i], "--help-config")) {
             config_print_reference(stdout);
+            free(sets);
+            return RFT_EXIT_OK;
+        } else if (cli_is_help(argv[i])) {
+            if (say) printf(USAGE "  --help-config   every config key with its default and range (docs/config.md)\n");
             free(sets);
             return RFT_EXIT_OK;
         } else if ((r = cli_option(argc, argv, &i, "--set", &set, e1, sizeof e1))) {

@@ -21,7 +21,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"version", cmd_version, "rft version                        print the version"},
+    {"version", cmd_version, "rft version | --version            print the version"},
     {"inspect", cmd_inspect, "rft inspect FILE                   config, parameter count and tensors of a model file"},
     {"grade", cmd_grade, "rft grade CONFIG --samples FILE    run the graders on given completions, no model"},
     {"train", cmd_train, "rft train CONFIG [--set k=v ...] [--resume [CKPT]] [--gpus N]   RFT (GRPO family) or SFT training"},
@@ -63,6 +63,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return RFT_EXIT_OK;
     }
+    if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "rft: unknown command '%s' (try rft --help)\n", argv[1]);
