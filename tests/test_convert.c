@@ -4,7 +4,9 @@
  * as a Hugging Face directory holding gguf-py's dequantised, un-permuted
  * weights. Both imports must give bitwise-identical parameters. Then the round
  * trips: HF -> h5 -> HF, h5 -> GGUF (F32) -> h5 identical, F16/BF16 exports
- * within rounding, tokenizer metadata through GGUF, and bad inputs. */
+ * within rounding, tokenizer metadata through GGUF, and bad inputs (an OUT
+ * named like a weights file, .safetensors / .bin / .pt / .pth, is refused:
+ * a Hugging Face export is a directory). */
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -430,6 +432,22 @@ static void test_cli(void) {
     CHECK(run("%s convert tests/fixtures/nope.gguf %s/x.h5 %s", bin, tmp, q) == 2, "missing file exits 2");
     CHECK(run("%s convert %s/c.h5 %s/x.gguf --dtype q4 %s", bin, tmp, tmp, q) == 2, "bad dtype exits 2");
     CHECK(run("%s convert %s/c.h5 %s %s", bin, tmp, q, "") == 2, "missing OUT exits 2");
+    /* a Hugging Face export is a directory: OUT named like a weights file is refused, nothing created */
+    const char *weight_names[] = {"x.safetensors", "x.bin", "x.pt", "x.pth", "X.SafeTensors"};
+    for (int i = 0; i < 5; i++) {
+        char outp[400], errp[400], e2[256];
+        snprintf(outp, sizeof outp, "%s/%s", tmp, weight_names[i]);
+        snprintf(errp, sizeof errp, "%s/convert_err.txt", tmp);
+        int rc = run("%s convert %s/c.h5 %s >/dev/null 2>%s", bin, tmp, outp, errp);
+        size_t n = 0;
+        char *msg = read_file(errp, &n, e2, sizeof e2);
+        int one_line = msg && n > 0 && memchr(msg, '\n', n) == msg + n - 1;
+        CHECK(rc == 2 && access(outp, F_OK) != 0 && one_line && strstr(msg, outp) && strstr(msg, "directory") &&
+                  strstr(msg, ".h5") && strstr(msg, ".gguf"),
+              "convert to %s: exit 2 (got %d), nothing created, one line naming OUT and the accepted outputs: %s",
+              weight_names[i], rc, msg ? msg : "");
+        free(msg);
+    }
     CHECK(run("%s convert %s/c.h5 /nonexistent-dir/x.gguf %s", bin, tmp, q) == 1, "unwritable output exits 1");
     CHECK(run("%s inspect tests/fixtures/gguf_tiny_qwen2.gguf %s", bin, q) == 0, "inspect fixture");
     CHECK(run("head -c 5000 tests/fixtures/gguf_tiny_qwen2.gguf > %s/trunc.gguf", tmp) == 0, "truncate");

@@ -32,7 +32,8 @@ static void usage(FILE *f) {
             "  IN:  a .gguf file, a Hugging Face directory (config.json + safetensors) or an rft .h5 checkpoint\n"
             "  OUT: NAME.h5 (rft checkpoint, fp32), NAME.gguf (llama.cpp; --dtype, default f32) or a directory\n"
             "       (Hugging Face: config.json, safetensors, tokenizer files; --dtype, default f32;\n"
-            "       --shard-mb splits the safetensors into shards of at most N MB)\n");
+            "       --shard-mb splits the safetensors into shards of at most N MB); an OUT ending in .safetensors,\n"
+            "       .bin, .pt or .pth is refused (give the directory's name)\n");
 }
 
 int cmd_convert(int argc, char **argv) {
@@ -68,6 +69,16 @@ int cmd_convert(int argc, char **argv) {
         usage(stderr);
         return RFT_EXIT_BADINPUT;
     }
+    /* a Hugging Face export is a directory: an OUT named like one of its weight files would become a directory */
+    static const char *const weight_ext[] = {".safetensors", ".bin", ".pt", ".pth"};
+    for (size_t i = 0; i < sizeof weight_ext / sizeof weight_ext[0]; i++)
+        if (ends_with(out, weight_ext[i])) {
+            fprintf(stderr,
+                    "rft convert: %s: a Hugging Face export is a directory (give a directory name, e.g. %.*s); OUT is "
+                    "NAME.h5, NAME.gguf or a directory\n",
+                    out, (int)(strlen(out) - strlen(weight_ext[i])), out);
+            return RFT_EXIT_BADINPUT;
+        }
     int is_f32 = !strcasecmp(dtype, "f32") || !strcasecmp(dtype, "float32");
     int is_f16 = !strcasecmp(dtype, "f16") || !strcasecmp(dtype, "float16");
     int is_bf16 = !strcasecmp(dtype, "bf16") || !strcasecmp(dtype, "bfloat16");
