@@ -27,8 +27,9 @@
  *   7. the command line: numeric options are parsed strictly (a bad value
  *      exits 2 with one line naming the option and the value), --opt=VALUE
  *      works like --opt VALUE, an option without its value says so, -h /
- *      --help of every command prints its usage to stdout and exits 0, and
- *      rft --version.
+ *      --help of every command prints its usage to stdout and exits 0, rft
+ *      --version, and rft eval evaluates every row unless --n (whatever
+ *      train.eval_max_rows says).
  * Exit 1 on any failure, 77 when $RFT_BIN is missing. */
 #define _GNU_SOURCE
 #include "train_cli_common.h"
@@ -530,6 +531,13 @@ static void test_command_line(void) {
         check(rc == 0 && json_integer_value(json_object_get(o, "rows")) == 2 &&
                   json_integer_value(json_object_get(o, "samples_per_row")) == 2,
               "rft eval --set=K=V --n=2 --samples=2: rows 2, 2 samples per row (rc %d) %s", rc, rc ? err : "");
+        json_decref(o);
+        free(out), free(err);
+        /* every row of the data unless --n: train.eval_max_rows (training's evaluations) does not apply */
+        rc = run_rft(&out, &err, "eval", cfg, "--set", mset, "--set", "train.eval_max_rows=2", "--json", NULL);
+        o = json_loads(out, 0, NULL);
+        check(rc == 0 && json_integer_value(json_object_get(o, "rows")) == 4,
+              "rft eval with train.eval_max_rows=2: all 4 valid rows (rc %d) %s", rc, rc ? err : "");
         json_decref(o);
         free(out), free(err);
     }

@@ -2,9 +2,11 @@
  * [--n N] [--samples K] [--compare OTHER] [--json] [--set key=value ...]
  * [--gpus N]`: runs a model over a dataset with the configured graders and
  * prints a per-grader table, error counts and pass@k; --compare puts a
- * second model beside the first (base vs tuned); -h / --help describes the
- * options. With ranks (--gpus N, or mpirun: comm.h) each rank generates and
- * grades a share of the rows and rank 0 prints the whole result. */
+ * second model beside the first (base vs tuned). It evaluates every row of
+ * the data unless --n N is given (train.eval_max_rows limits only the
+ * evaluations during rft train); -h / --help describes the options. With
+ * ranks (--gpus N, or mpirun: comm.h) each rank generates and grades a share
+ * of the rows and rank 0 prints the whole result. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>

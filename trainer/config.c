@@ -84,7 +84,7 @@ static const field FIELDS[] = {
     {"train.seed", F_U64, O(train.seed), 0, 0, 0, NULL, "0", "data order, sampling and initialisation"},
     {"train.eval_interval", F_INT, O(train.eval_interval), 0, 0, 1 << 30, NULL, "0", "evaluate every N steps; 0 = at start and end only"},
     {"train.eval_samples", F_INT, O(train.eval_samples), 0, 0, 1024, NULL, "0", "0 = greedy; k = k samples per prompt (pass@k)"},
-    {"train.eval_max_rows", F_INT, O(train.eval_max_rows), 0, 0, 1 << 30, NULL, "0", "evaluate on the first N valid rows; 0 = all"},
+    {"train.eval_max_rows", F_INT, O(train.eval_max_rows), 0, 0, 1 << 30, NULL, "0", "rft train's evaluations: the first N valid rows; 0 = all (rft eval: every row, or --n N)"},
     {"train.pass_threshold", F_FLOAT, O(train.pass_threshold), 0, -1e9, 1e9, NULL, "1.0", "a completion passes (pass@1, pass@k) when its reward >= this"},
     {"train.checkpoint_interval", F_INT, O(train.checkpoint_interval), 0, 0, 1 << 30, NULL, "0", "checkpoint every N steps; 0 = at the end only"},
     {"train.keep_checkpoints", F_INT, O(train.keep_checkpoints), 0, 1, 1 << 20, NULL, "2", "step checkpoints kept (best and final are extra)"},
