@@ -1160,6 +1160,18 @@ static void test_sample_filter(int n, int V) {
                         if (ic != ig) continue;
                         same++;
                         double rel = fabs((double)lp_h[r] - lc) / fmax(fabs((double)lc), 1e-6);
+                        /* a top-p or min-p cut that falls within float rounding of a token's mass may keep it
+                           on one side and not on the other: the same id, drawn from a distribution
+                           renormalised over one more or one less token. Such a row is held to the host's
+                           log-prob with the cut moved by 1e-6 relative either way. */
+                        for (int side = -1; side <= 1 && !(rel <= 1e-5); side += 2) {
+                            sampler_config c2 = c;
+                            c2.top_p = c.top_p < 1.0f ? c.top_p * (1.0f + side * 1e-6f) : c.top_p;
+                            c2.min_p = c.min_p * (1.0f + side * 1e-6f);
+                            float l2;
+                            if (sampler_sample(&c2, row, V, u[r], sc, &l2) == ig)
+                                rel = fmin(rel, fabs((double)lp_h[r] - l2) / fmax(fabs((double)l2), 1e-6));
+                        }
                         if (!(rel <= max_rel)) max_rel = isfinite(rel) ? rel : INFINITY;
                     }
                     n_cfg++, all += n, all_same += same, invalid_all += invalid;
