@@ -15,10 +15,23 @@
 
 int errf(char *err, size_t cap, const char *fmt, ...) {
     if (err && cap) {
+        char tmp[4096];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err, cap, fmt, ap);
+        vsnprintf(tmp, sizeof tmp, fmt, ap);
         va_end(ap);
+        /* one line, whatever a quoted value holds: control characters as \n, \r, \t, \xHH */
+        size_t o = 0;
+        for (const unsigned char *p = (const unsigned char *)tmp; *p && o + 1 < cap; p++) {
+            char e[5] = {(char)*p, 0};
+            if (*p < 0x20 || *p == 0x7f)
+                snprintf(e, sizeof e, *p == '\n' ? "\\n" : *p == '\r' ? "\\r" : *p == '\t' ? "\\t" : "\\x%02x", *p);
+            size_t k = strlen(e);
+            if (o + k >= cap) break;
+            memcpy(err + o, e, k);
+            o += k;
+        }
+        err[o] = 0;
     }
     return -1;
 }

@@ -11,8 +11,9 @@
 /* exit statuses of the rft program (DESIGN.md "Command line") */
 enum { RFT_EXIT_OK = 0, RFT_EXIT_RUNTIME = 1, RFT_EXIT_BADINPUT = 2 };
 
-/* snprintf into err (if err != NULL); always returns -1 so callers can
-   `return errf(err, cap, "...")`. */
+/* snprintf into err (if err != NULL), as one line: control characters a
+   quoted value brings (a newline in a JSON string) are written as \n, \r,
+   \t, \xHH; always returns -1 so callers can `return errf(err, cap, "...")`. */
 int errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* malloc/calloc that write "out of memory (N bytes)" into err on failure */
