@@ -29,8 +29,9 @@
 #include "train_cli_common.h"
 
 #define TOL 1e-3
-/* TF32 rounds the products' inputs to 10 mantissa bits: log-probs move by
-   ~1e-3, the GRPO loss (a near-cancelling sum, ~1e-4 at step 2) by ~6e-5 */
+/* TF32 rounds the products' inputs to 10 mantissa bits (the emulation does
+   so in cuBLAS's TF32 mode too): the KL and gradient norm move by ~5e-3
+   relative, the GRPO loss at step 2 (a near-cancelling sum, ~2e-4) by ~1e-4 */
 #define TF32_TOL 2e-2
 #define TF32_ATOL 2e-4
 

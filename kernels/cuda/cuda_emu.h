@@ -17,7 +17,8 @@
  * becomes `static` (one copy, blocks run in turn). Device memory is host
  * memory filled with 0xff bytes (NaN) by cudaMalloc, so reads of never
  * written memory poison results. cublasSgemm is OpenBLAS's column-major
- * sgemm (with beta == 0, C is not read, as in cuBLAS); cublasGemmEx (bf16
+ * sgemm (with beta == 0, C is not read, as in cuBLAS; with TF32 math its
+ * operands rounded to tf32 first); cublasGemmEx (bf16
  * inputs, fp32 output and compute) is the same sgemm on the inputs widened
  * exactly to fp32. */
 #ifndef RFT_CUDA_EMU_H
@@ -621,20 +622,41 @@ typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
 typedef enum {
     CUBLAS_DEFAULT_MATH = 0, CUBLAS_TF32_TENSOR_OP_MATH = 3, CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION = 16
 } cublasMath_t;
-static inline cublasStatus_t cublasCreate(cublasHandle_t *h) { *h = (cublasHandle_t)malloc(1); return CUBLAS_STATUS_SUCCESS; }
+struct emu_cublas_s { int math; };
+static inline cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    *h = (cublasHandle_t)calloc(1, sizeof(emu_cublas_s));
+    return *h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+}
 static inline cublasStatus_t cublasDestroy(cublasHandle_t h) { free(h); return CUBLAS_STATUS_SUCCESS; }
 static inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) { (void)h; (void)s; return CUBLAS_STATUS_SUCCESS; }
-static inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { (void)h; (void)m; return CUBLAS_STATUS_SUCCESS; }
+static inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { h->math = (int)m; return CUBLAS_STATUS_SUCCESS; }
+/* TF32 math (cublasSgemm*): each operand element read as tf32, rounded to
+   nearest (ties away) as cvt.rna does; the device's exact conversion is
+   cuBLAS's own, so only its precision is modelled. v[n] = the span's copy. */
+static inline const float *emu_tf32_span(std::vector<float> &v, const float *x, size_t n) {
+    v.resize(n ? n : 1);
+    for (size_t i = 0; i < n; i++) v[i] = __uint_as_float(tf32_of(x[i]) & 0xffffe000u);
+    return v.data();
+}
 static inline cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
                                                        int m, int n, int k, const float *alpha, const float *A,
                                                        int lda, long long sA, const float *B, int ldb, long long sB,
                                                        const float *beta, float *C, int ldc, long long sC, int batch) {
-    (void)h;
     /* cuBLAS argument rules (column-major) */
     if (m < 0 || n < 0 || k < 0 || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k)) return CUBLAS_STATUS_INVALID_VALUE;
     if (ldb < std::max(1, tb == CUBLAS_OP_N ? k : n)) return CUBLAS_STATUS_INVALID_VALUE;
     if (ldc < std::max(1, m)) return CUBLAS_STATUS_INVALID_VALUE;
+    std::vector<float> ta32, tb32;
+    if ((h->math & 0xf) == CUBLAS_TF32_TENSOR_OP_MATH && m > 0 && n > 0 && k > 0 && batch > 0) {
+        /* the spans the batch reads: (batch - 1) strides + one column-major rows x cols matrix */
+        size_t ra = ta == CUBLAS_OP_N ? m : k, ca = ta == CUBLAS_OP_N ? k : m;
+        size_t rb = tb == CUBLAS_OP_N ? k : n, cb = tb == CUBLAS_OP_N ? n : k;
+        size_t na = (size_t)(batch - 1) * (size_t)sA + (ca - 1) * (size_t)lda + ra;
+        size_t nb = (size_t)(batch - 1) * (size_t)sB + (cb - 1) * (size_t)ldb + rb;
+        A = emu_tf32_span(ta32, A, na);
+        B = emu_tf32_span(tb32, B, nb);
+    }
     /* C = alpha op(A) op(B) + beta C, column-major (OpenBLAS, which leaves C
        unread when beta == 0, as cuBLAS does) */
     for (int bi = 0; bi < batch; bi++)
