@@ -27,7 +27,7 @@ if(RFT_FUZZ_CLANG)
   # new inputs go to a scratch directory (first argument); the seed corpus is only read
   add_test(NAME fuzz_inputs
     COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1
-            sh -c "d=$(mktemp -d) && ${_fi_out} -max_total_time=10 -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10 -print_final_stats=1 \"$d\" ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_inputs; r=$?; rm -rf \"$d\"; exit $r"
+            sh -c "d=$(mktemp -d) && ${_fi_out} -seed=1 -artifact_prefix=$d/ -max_total_time=10 -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10 -print_final_stats=1 \"$d\" ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_inputs; r=$?; rm -rf \"$d\"; exit $r"
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(fuzz_inputs PROPERTIES TIMEOUT 120)
 endif()

@@ -512,6 +512,10 @@ static void test_command_line(void) {
     cli_bad("--n -1: expected", "eval", cfg, "--set", mset, "--n", "-1", NULL);
     cli_bad("--samples xyz: expected", "eval", cfg, "--set", mset, "--samples", "xyz", NULL);
     cli_bad("--samples 2000: expected", "eval", cfg, "--set", mset, "--samples", "2000", NULL);
+    cli_bad("--n  2: expected", "eval", cfg, "--set", mset, "--n", " 2", NULL); /* plain decimals only */
+    cli_bad("--n +2: expected", "eval", cfg, "--set", mset, "--n", "+2", NULL);
+    cli_bad("--temperature 0x1: expected", "sample", "--model", model_path, "--prompt", "hi", "--temperature", "0x1",
+            NULL);
     const char *gpus[] = {"0", "-1", "abc", "2000"};
     for (int i = 0; i < 4; i++) {
         char want[100], eq[100];

@@ -10,10 +10,11 @@
  *      above reward.max_error_rate stop the run with exit 1 naming it;
  *   3. SIGINT mid-run (cosine schedule with warm-up): exit 1, a checkpoint,
  *      and `--resume` finishes with the metrics and weights of a run that was
- *      never interrupted; SIGTERM the same (sent twice 20 ms apart: one
- *      request); SIGKILL (a crash, checkpoint every step): `--resume` from
- *      the newest complete checkpoint replays
- *      the steps logged after it and ends bitwise equal as well.
+ *      never interrupted; SIGTERM the same (sent twice 20 ms apart to a
+ *      run with the --gpus launcher's variables: one request); SIGKILL (a
+ *      crash, checkpoint every step): `--resume` from the newest complete
+ *      checkpoint replays the steps logged after it and ends bitwise equal
+ *      as well.
  * Exit 1 on any failure, 77 when $RFT_BIN is missing. */
 #define _GNU_SOURCE
 #include "train_cli_common.h"
@@ -214,13 +215,16 @@ static void test_sigint(void) {
     snprintf(t, sizeof t, "%s/sig_term", dir);
     snprintf(s.out, sizeof s.out, "train.out_dir=%s", t);
     snprintf(mt, sizeof mt, "%s/metrics.jsonl", t);
+    setenv("RFT_RANK", "0", 1), setenv("RFT_WORLD_SIZE", "1", 1); /* as the launcher starts a rank */
     pid = spawn(argv, op, ep);
+    unsetenv("RFT_RANK"), unsetenv("RFT_WORLD_SIZE");
     t0 = now_seconds();
     while (max_step_logged(mt) < 1 && now_seconds() - t0 < 20) {
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
     }
-    /* twice, 20 ms apart: a `--gpus` rank gets a group's signal directly and again from the launcher; one request */
+    /* twice, 20 ms apart, to a run with the launcher's variables (a one-rank --gpus run without NCCL): a `--gpus`
+       rank gets a group's signal directly and again from the launcher; one request */
     kill(pid, SIGTERM);
     struct timespec gap = {0, 20000000};
     nanosleep(&gap, NULL);

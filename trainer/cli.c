@@ -1,4 +1,5 @@
 /* trainer/cli.c: option parsing shared by the rft subcommands (cli.h). */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -23,11 +24,18 @@ int cli_option(int argc, char **argv, int *i, const char *flag, const char **val
     return 1;
 }
 
+/* a plain decimal number: no leading space or '+', no hex (strtol / strtod would take them) */
+static int plain_number(const char *s, int real) {
+    const char *p = s + (s[0] == '-');
+    if (!(isdigit((unsigned char)p[0]) || (real && p[0] == '.' && isdigit((unsigned char)p[1])))) return 0;
+    return !real || !strpbrk(s, "xX");
+}
+
 int cli_parse_int(const char *flag, const char *s, long lo, long hi, const char *what, long *out, char *err, size_t cap) {
-    char *end;
+    char *end = (char *)s;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) {
+    long v = plain_number(s, 0) ? strtol(s, &end, 10) : 0;
+    if (!plain_number(s, 0) || end == s || *end || errno || v < lo || v > hi) {
         if (what) return errf(err, cap, "%s %s: expected %s", flag, s, what);
         return errf(err, cap, "%s %s: expected an integer from %ld to %ld", flag, s, lo, hi);
     }
@@ -37,10 +45,10 @@ int cli_parse_int(const char *flag, const char *s, long lo, long hi, const char 
 
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, const char *what, double *out, char *err,
                      size_t cap) {
-    char *end;
+    char *end = (char *)s;
     errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v) || v < lo || v > hi) {
+    double v = plain_number(s, 1) ? strtod(s, &end) : 0;
+    if (!plain_number(s, 1) || end == s || *end || !isfinite(v) || v < lo || v > hi) {
         if (what) return errf(err, cap, "%s %s: expected %s", flag, s, what);
         return errf(err, cap, "%s %s: expected a number from %g to %g", flag, s, lo, hi);
     }

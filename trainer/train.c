@@ -48,16 +48,18 @@
 #include "util.h"
 #include "../kernels/cpu/cpu_setup.h"
 
-/* ---- signals: the first SIGINT/SIGTERM ends the run after the current step, another one at once. A
-   repeat within 2 s is the same request arriving twice: a `--gpus` rank gets a terminal's Ctrl-C (or a
-   signal to its process group, or a batch system's) directly and once more from the launcher. ---- */
+/* ---- signals: the first SIGINT/SIGTERM ends the run after the current step, another one at once. In a
+   rank of `rft train --gpus` (RFT_RANK set by the launcher) a repeat within 2 s is the same request
+   arriving twice: the rank gets a terminal's Ctrl-C (or a signal to its process group, or a batch
+   system's) directly and once more from the launcher. The handler runs with both signals blocked. ---- */
 static volatile sig_atomic_t g_stop = 0;
-static struct timespec g_stop_at;
+static double g_repeat_s;         /* set before the handler is installed */
+static struct timespec g_stop_at; /* when g_stop was set */
 static void on_signal(int sig) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe */
     if (g_stop) {
-        if ((now.tv_sec - g_stop_at.tv_sec) + (now.tv_nsec - g_stop_at.tv_nsec) * 1e-9 >= 2.0) _exit(128 + sig);
+        if ((now.tv_sec - g_stop_at.tv_sec) + (now.tv_nsec - g_stop_at.tv_nsec) * 1e-9 >= g_repeat_s) _exit(128 + sig);
         return;
     }
     g_stop_at = now;
@@ -1110,11 +1112,15 @@ int train_run(rft_config *c, const char *resume, char *err, size_t cap) {
     if (R.lead && !strcmp(R.be->name, "cpu") && !strcmp(c->model.dtype, "bf16") && !cpu_has_bf16_kernel())
         fprintf(stderr, "rft train: note: this CPU has neither AVX512_BF16 nor AVX2: model.dtype bf16 widens every "
                         "GEMM operand to fp32, slower than fp32 training\n");
+    g_stop = 0;
+    g_repeat_s = getenv("RFT_RANK") ? 2.0 : 0.0;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    g_stop = 0;
 
     if (ranks_agree(&R, 0, err, cap)) goto out; /* the same starting point everywhere */
     double t_start = now_seconds();

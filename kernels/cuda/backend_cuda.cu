@@ -201,7 +201,9 @@ extern "C" backend *backend_cuda_create(int device, char *err, size_t err_cap) {
         cudaGetLastError(); /* clear it */
         return NULL;
     }
-    if (device > 0 && n == 1) device = 0; /* each rank shown only its own GPU (CUDA_VISIBLE_DEVICES per task) */
+    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    if (device > 0 && n == 1 && cvd && *cvd && !strchr(cvd, ','))
+        device = 0; /* each rank shown only its own GPU: a batch system's CUDA_VISIBLE_DEVICES per task */
     if (device < 0 || device >= n) {
         snprintf(err, err_cap, "CUDA device %d does not exist (%d device%s)", device, n, n == 1 ? "" : "s");
         return NULL;

@@ -25,8 +25,11 @@ static char path[64];
 static tokenizer *tok;
 static rft_config quick;
 
+static void scratch_remove(void) { unlink(path); }
+
 static void setup(void) {
     char err[1024];
+    atexit(scratch_remove);
     snprintf(path, sizeof path, "/tmp/rft_fuzz_inputs_%d", (int)getpid());
     setenv("RFT_GRADER_PATH", RFT_BINARY_DIR "/graders", 0); /* the built-in graders' plugins: found, never loaded */
     tok = tokenizer_load_json(RFT_SOURCE_DIR "/tests/fixtures/tok_smollm.json",

@@ -1447,20 +1447,20 @@ static void test_errors(void) {
     const char *bad[][3] = {{"RFT_CUDA_ATTN", "foo", "expected wmma or mma"},
                             {"RFT_CUDA_TF32", "off", "expected 0 or 1"},
                             {"RFT_CUDA_TC_MIN_BLOCKS", "2", "expected 1 or 3"}};
-    char *keep = getenv("RFT_CUDA_TF32") ? strdup(getenv("RFT_CUDA_TF32")) : NULL;
     for (int i = 0; i < 3; i++) {
         err[0] = 0;
+        char *keep = getenv(bad[i][0]) ? strdup(getenv(bad[i][0])) : NULL;
         setenv(bad[i][0], bad[i][1], 1);
         backend *b = backend_cuda_create(0, err, sizeof err);
-        unsetenv(bad[i][0]);
+        if (keep) setenv(bad[i][0], keep, 1);
+        else unsetenv(bad[i][0]);
+        free(keep);
         ok = !b && strstr(err, bad[i][0]) && strstr(err, bad[i][2]) && !strchr(err, '\n');
         n_check++;
         if (!ok) n_fail++;
         printf("%-4s %-44s \"%s\"\n", ok ? "ok" : "FAIL", "bad environment switch refused", err);
         if (b) b->destroy(b);
     }
-    if (keep) setenv("RFT_CUDA_TF32", keep, 1);
-    free(keep);
 }
 
 int main(void) {
