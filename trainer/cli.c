@@ -32,10 +32,10 @@ static int plain_number(const char *s, int real) {
 }
 
 int cli_parse_int(const char *flag, const char *s, long lo, long hi, const char *what, long *out, char *err, size_t cap) {
-    char *end = (char *)s;
+    char *end = (char *)s; /* stays s (refused) when s is not a plain number */
     errno = 0;
     long v = plain_number(s, 0) ? strtol(s, &end, 10) : 0;
-    if (!plain_number(s, 0) || end == s || *end || errno || v < lo || v > hi) {
+    if (end == s || *end || errno || v < lo || v > hi) {
         if (what) return errf(err, cap, "%s %s: expected %s", flag, s, what);
         return errf(err, cap, "%s %s: expected an integer from %ld to %ld", flag, s, lo, hi);
     }
@@ -45,10 +45,10 @@ int cli_parse_int(const char *flag, const char *s, long lo, long hi, const char 
 
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, const char *what, double *out, char *err,
                      size_t cap) {
-    char *end = (char *)s;
+    char *end = (char *)s; /* stays s (refused) when s is not a plain number */
     errno = 0;
     double v = plain_number(s, 1) ? strtod(s, &end) : 0;
-    if (!plain_number(s, 1) || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+    if (end == s || *end || !isfinite(v) || v < lo || v > hi) {
         if (what) return errf(err, cap, "%s %s: expected %s", flag, s, what);
         return errf(err, cap, "%s %s: expected a number from %g to %g", flag, s, lo, hi);
     }
